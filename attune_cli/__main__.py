@@ -1,0 +1,3 @@
+from attune_cli.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""attune's terminal shell: parse, call core, render. No business logic lives here."""

@@ -1,0 +1,105 @@
+"""The root ``attune`` command: global options, sub-command groups, error → exit-code mapping.
+
+Sub-command modules import only typer and light core modules at import time; anything heavy
+(httpx, questionary, tomlkit, sqlite3, Rich tables) is imported inside the command that needs
+it, so ``attune --help`` and every Tab press of completion stay fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+
+# typer 0.28 vendors click; its usage errors must reach click's own handler (exit 2).
+from typer._click.exceptions import ClickException
+from typer.core import TyperGroup
+
+from attune_cli import __version__
+from attune_cli.core.errors import EXIT_FAILURE, EXIT_INTERRUPTED, AttuneError
+
+
+class AttuneGroup(TyperGroup):
+    """Maps attune's errors and Ctrl-C to one-line messages and exit codes, in one place."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        from attune_cli.cli.console import debug_enabled
+
+        try:
+            return super().invoke(ctx)
+        except AttuneError as exc:
+            if debug_enabled():
+                raise
+            _report(exc)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            sys.stderr.write("\nInterrupted; nothing was saved.\n")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except (ClickException, typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:
+            if debug_enabled():
+                raise
+            sys.stderr.write(
+                f"Error: unexpected {type(exc).__name__}; "
+                "run again with ATTUNE_DEBUG=1 for the traceback and report it\n"
+            )
+            raise typer.Exit(EXIT_FAILURE) from None
+
+
+def _report(exc: AttuneError) -> None:
+    sys.stderr.write(f"Error: {exc.message}\n")
+    if exc.hint:
+        sys.stderr.write(f"Hint: {exc.hint}\n")
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"attune {__version__}\n")
+        raise typer.Exit()
+
+
+app = typer.Typer(
+    name="attune",
+    cls=AttuneGroup,
+    help=(
+        "Pick the right LLM for each workflow stage, keep credentials boring, "
+        "and survive provider failures."
+    ),
+    epilog="Files live in $ATTUNE_HOME, or ~/.config/attune and ~/.local/share/attune.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_version,
+        is_eager=True,
+        help="Print attune's version and exit.",
+    ),
+) -> None:
+    """Pick the right LLM for each workflow stage, keep credentials boring, survive failures."""
+
+
+def _register() -> None:
+    from attune_cli.cli import ask, auth, route, telemetry
+
+    app.add_typer(auth.app, name="auth")
+    app.add_typer(route.app, name="route")
+    app.add_typer(telemetry.app, name="telemetry")
+    ask.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point (``attune``)."""
+    app()

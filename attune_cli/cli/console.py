@@ -1,0 +1,61 @@
+"""Output plumbing shared by every command: consoles, JSON, errors, terminal checks.
+
+Data goes to stdout, messages and errors to stderr. Rich is imported only when a command
+renders something, and honours ``NO_COLOR`` and a non-TTY stdout by itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+@cache
+def out() -> Console:
+    """The Rich console for data on stdout."""
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+@cache
+def err() -> Console:
+    """The Rich console for messages on stderr."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def print_json(document: Any) -> None:
+    """Write one JSON document to stdout and nothing else."""
+    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def message(text: str) -> None:
+    """A one-line message for the person, on stderr (Rich markup allowed)."""
+    err().print(text)
+
+
+def warn(text: str) -> None:
+    """A warning on stderr."""
+    err().print(f"[yellow]Warning:[/yellow] {text}")
+
+
+def stdin_is_terminal() -> bool:
+    """Whether a person can answer prompts: stdin and stdout are both terminals."""
+    try:
+        return sys.stdin.isatty() and sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def debug_enabled() -> bool:
+    """Whether ``ATTUNE_DEBUG=1`` asks for tracebacks."""
+    return os.environ.get("ATTUNE_DEBUG", "") not in ("", "0")

@@ -1,0 +1,7 @@
+"""`attune telemetry`: placeholder until its issue lands."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="telemetry commands.", no_args_is_help=True)

@@ -1,0 +1,137 @@
+"""The SQLite file behind telemetry and the circuit breakers.
+
+One file (``telemetry.db``) in WAL mode with a busy timeout, so many attune processes read and
+write at once. The schema is versioned with ``PRAGMA user_version``: each entry of
+``MIGRATIONS`` moves the file up one version inside one transaction. A file whose version is
+newer than this code knows is refused untouched.
+
+Connections are in autocommit mode (``isolation_level=None``); callers open transactions
+explicitly (``BEGIN IMMEDIATE`` for a read-decide-write).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+from attune_cli.core.errors import OperationError, StoreVersionError
+from attune_cli.core.paths import ensure_private_dir
+
+BUSY_TIMEOUT_MS = 10_000
+
+_CALLS_SCHEMA = """
+CREATE TABLE calls (
+    id            INTEGER PRIMARY KEY,
+    ts            REAL    NOT NULL,            -- epoch seconds, UTC
+    workflow      TEXT    NOT NULL,
+    stage         TEXT    NOT NULL,
+    provider      TEXT,
+    model         TEXT    NOT NULL,
+    tier          TEXT,
+    success       INTEGER NOT NULL,            -- 1 or 0
+    error_kind    TEXT,
+    status        INTEGER,                     -- HTTP status when a response arrived
+    latency_ms    REAL,
+    input_tokens  INTEGER,
+    output_tokens INTEGER,
+    cost_usd      REAL,
+    attempt       INTEGER NOT NULL DEFAULT 1,
+    source        TEXT    NOT NULL DEFAULT 'recorded',
+    import_key    TEXT                         -- identity of an imported row, for idempotence
+);
+CREATE UNIQUE INDEX calls_import_key ON calls(import_key) WHERE import_key IS NOT NULL;
+CREATE INDEX calls_workflow_stage_ts ON calls(workflow, stage, ts);
+CREATE INDEX calls_stage_ts ON calls(stage, ts);
+CREATE INDEX calls_model_ts ON calls(model, ts);
+CREATE INDEX calls_ts ON calls(ts);
+-- Distinct names (kind: workflow, stage, model) for instant shell completion.
+CREATE TABLE labels (
+    kind  TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (kind, value)
+) WITHOUT ROWID;
+"""
+
+_BREAKER_SCHEMA = """
+CREATE TABLE breakers (
+    key                  TEXT PRIMARY KEY,     -- provider/model
+    state                TEXT NOT NULL DEFAULT 'closed',
+    consecutive_failures INTEGER NOT NULL DEFAULT 0,
+    opened_at            REAL,
+    open_until           REAL,
+    reopen_count         INTEGER NOT NULL DEFAULT 0,
+    probe_lease_until    REAL,
+    probe_owner          TEXT,
+    generation           INTEGER NOT NULL DEFAULT 0,  -- bumped on every trip
+    updated_at           REAL
+);
+CREATE TABLE breaker_events (
+    key     TEXT    NOT NULL,
+    ts      REAL    NOT NULL,
+    failure INTEGER NOT NULL
+);
+CREATE INDEX breaker_events_key_ts ON breaker_events(key, ts);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_CALLS_SCHEMA + _BREAKER_SCHEMA,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
+    """Open the store at ``path``, creating and migrating it as needed.
+
+    The file is created with mode 0600 in a 0700 folder before SQLite touches it.
+
+    Args:
+        path: the database file.
+        create: when False, a missing file raises ``FileNotFoundError`` instead of being made
+            (read-only callers such as shell completion must not create files).
+
+    Raises:
+        StoreVersionError: the file's schema is newer than this attune.
+        OperationError: the file is not a SQLite database or cannot be opened.
+        FileNotFoundError: ``create`` is False and the file does not exist.
+    """
+    if not path.exists():
+        if not create:
+            raise FileNotFoundError(path)
+        ensure_private_dir(path.parent)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    try:
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            conn.close()
+            raise StoreVersionError(
+                f"{path} was written by a newer attune (schema {version}, this attune knows "
+                f"{SCHEMA_VERSION}); it was left untouched",
+                hint="upgrade attune (pip install -U attune-cli)",
+            )
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        if version < SCHEMA_VERSION:
+            _migrate(conn)
+    except sqlite3.DatabaseError as exc:
+        raise OperationError(
+            f"{path}: cannot open the telemetry store ({exc})",
+            hint=f"move {path} aside to start a new one",
+        ) from None
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Another process may have migrated while we waited for the write lock.
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for number in range(version, SCHEMA_VERSION):
+            for statement in MIGRATIONS[number].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number + 1}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise

@@ -1,0 +1,78 @@
+"""Where attune keeps its files.
+
+``ATTUNE_HOME`` puts everything in one folder (tests, CI and scripts use it). Otherwise the XDG
+base directories: config in ``$XDG_CONFIG_HOME/attune`` and data in ``$XDG_DATA_HOME/attune``.
+The XDG rules are read here directly rather than through platformdirs: on Linux they are two
+environment variables with two defaults, and importing platformdirs costs ~15 ms of startup on
+every Tab press of shell completion.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+CONFIG_FILE = "config.toml"
+CREDENTIALS_FILE = "credentials.toml"
+TELEMETRY_FILE = "telemetry.db"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The folders and files attune reads and writes."""
+
+    config_dir: Path
+    data_dir: Path
+
+    @property
+    def config_file(self) -> Path:
+        return self.config_dir / CONFIG_FILE
+
+    @property
+    def credentials_file(self) -> Path:
+        return self.config_dir / CREDENTIALS_FILE
+
+    @property
+    def telemetry_db(self) -> Path:
+        return self.data_dir / TELEMETRY_FILE
+
+    @property
+    def legacy_dir(self) -> Path:
+        """The older attune tool's folder (``~/.attune``), read for migration only."""
+        return Path(os.environ.get("ATTUNE_LEGACY_HOME") or Path.home() / ".attune")
+
+
+def _xdg(environ: Mapping[str, str], var: str, default: str) -> Path:
+    value = environ.get(var)
+    # The XDG spec says relative paths are invalid and must be ignored.
+    if value and os.path.isabs(value):
+        return Path(value)
+    return Path.home() / default
+
+
+def resolve_paths(env: Mapping[str, str] | None = None) -> Paths:
+    """Return the paths for this process, from ``ATTUNE_HOME`` or the XDG variables.
+
+    Args:
+        env: the environment to read; ``os.environ`` when omitted.
+
+    Returns:
+        The resolved ``Paths``. Nothing is created on disk.
+    """
+    environ = os.environ if env is None else env
+    home = environ.get("ATTUNE_HOME")
+    if home:
+        root = Path(home).expanduser()
+        return Paths(config_dir=root, data_dir=root)
+    return Paths(
+        config_dir=_xdg(environ, "XDG_CONFIG_HOME", ".config") / "attune",
+        data_dir=_xdg(environ, "XDG_DATA_HOME", ".local/share") / "attune",
+    )
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) with mode 0700 if missing; return it."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
