@@ -1,0 +1,173 @@
+"""Per-model performance figures and the ``quality_score`` that ranks them.
+
+The score (higher is better)::
+
+    quality_score = success_weight · S
+                  − cost_weight    · log2(1 + avg_cost_usd / cost_unit_usd)
+                  − latency_weight · log2(1 + p95_latency_ms / latency_unit_ms)
+
+where ``S`` is the Wilson lower bound of the success rate at 95 % confidence, so ten lucky calls
+(bound 0.72) do not beat a thousand good ones (bound 0.98 at 99 %). Cost and latency count by
+doublings: with the default weights each doubling of the cost per call past 0.1 ¢ costs 4
+points and each doubling of the p95 latency past one second costs 3, so a $0.03 call scores
+about 18 points below a $0.0003 call of equal success, and a model needs a real edge in
+reliability to justify being ten times dearer. A model with no recorded cost or latency gets
+no penalty for that term.
+
+Weights live in ``config.toml``::
+
+    [routing.score]
+    success_weight = 100.0
+    cost_weight = 4.0
+    cost_unit_usd = 0.001
+    latency_weight = 3.0
+    latency_unit_ms = 1000.0
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from attune_cli.core.config import get_number, table
+
+Z_95 = 1.959963984540054
+
+
+def wilson_lower_bound(successes: float, calls: float, z: float = Z_95) -> float:
+    """Lower bound of the Wilson score interval for a success rate.
+
+    Args:
+        successes: successful calls (may be fractional when calls are recency-weighted).
+        calls: all calls (the same weighting).
+        z: the normal quantile; 1.96 for 95 % confidence.
+
+    Returns:
+        A rate in [0, 1]; 0.0 when there are no calls.
+    """
+    if calls <= 0:
+        return 0.0
+    p = min(max(successes / calls, 0.0), 1.0)
+    z2 = z * z
+    centre = p + z2 / (2 * calls)
+    margin = z * math.sqrt(p * (1 - p) / calls + z2 / (4 * calls * calls))
+    return max(0.0, (centre - margin) / (1 + z2 / calls))
+
+
+@dataclass(frozen=True)
+class ScoreWeights:
+    """The weights of ``quality_score``; see the module docstring for the formula."""
+
+    success_weight: float = 100.0
+    cost_weight: float = 4.0
+    cost_unit_usd: float = 0.001
+    latency_weight: float = 3.0
+    latency_unit_ms: float = 1000.0
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], path: Path) -> ScoreWeights:
+        """Read ``[routing.score]`` from a parsed ``config.toml``.
+
+        Raises:
+            ConfigError: a weight that is not a number, negative, or a zero unit.
+        """
+        section = table(table(config, path, "routing"), path, "score")
+        defaults = cls()
+
+        def read(key: str, minimum: float) -> float:
+            return get_number(
+                section,
+                key,
+                getattr(defaults, key),
+                path=path,
+                prefix="routing.score",
+                minimum=minimum,
+            )
+
+        return cls(
+            success_weight=read("success_weight", 0),
+            cost_weight=read("cost_weight", 0),
+            cost_unit_usd=read("cost_unit_usd", 1e-9),
+            latency_weight=read("latency_weight", 0),
+            latency_unit_ms=read("latency_unit_ms", 1e-6),
+        )
+
+    def score(
+        self, success_lower_bound: float, avg_cost_usd: float | None, p95_latency_ms: float | None
+    ) -> float:
+        """The quality score of these figures (higher is better)."""
+        value = self.success_weight * success_lower_bound
+        if avg_cost_usd is not None and avg_cost_usd > 0:
+            value -= self.cost_weight * math.log2(1 + avg_cost_usd / self.cost_unit_usd)
+        if p95_latency_ms is not None and p95_latency_ms > 0:
+            value -= self.latency_weight * math.log2(1 + p95_latency_ms / self.latency_unit_ms)
+        return value
+
+
+@dataclass(frozen=True)
+class ModelPerformance:
+    """How one model did for a (workflow, stage) over a window of calls.
+
+    Attributes:
+        model: the model id.
+        provider: who served it (None when unknown).
+        tier: its registry tier (None when unknown).
+        calls: calls in the window.
+        successes: successful calls in the window.
+        p50_latency_ms: median latency of the window's calls (None when none recorded).
+        p95_latency_ms: 95th percentile latency (None when none recorded).
+        avg_cost_usd: mean cost per call (None when none recorded).
+        weighted_calls: recency-weighted call count (equals ``calls`` when unweighted).
+        weighted_successes: recency-weighted successes (equals ``successes`` when unweighted).
+        recent_calls: how many of the model's newest calls ``recent_failures`` looked at.
+        recent_failures: failures among those newest calls.
+        weights: the score weights ``quality_score`` uses.
+    """
+
+    model: str
+    provider: str | None
+    tier: str | None
+    calls: int
+    successes: int
+    p50_latency_ms: float | None
+    p95_latency_ms: float | None
+    avg_cost_usd: float | None
+    weighted_calls: float | None = None
+    weighted_successes: float | None = None
+    recent_calls: int = 0
+    recent_failures: int = 0
+    weights: ScoreWeights = field(default_factory=ScoreWeights, compare=False, repr=False)
+
+    @property
+    def success_rate(self) -> float:
+        """Plain success rate over the window (0.0 with no calls)."""
+        return self.successes / self.calls if self.calls else 0.0
+
+    @property
+    def success_lower_bound(self) -> float:
+        """Wilson 95 % lower bound of the (recency-weighted, when given) success rate."""
+        if self.weighted_calls is not None and self.weighted_successes is not None:
+            return wilson_lower_bound(self.weighted_successes, self.weighted_calls)
+        return wilson_lower_bound(self.successes, self.calls)
+
+    @property
+    def quality_score(self) -> float:
+        """The ranking score: see the module docstring for the formula."""
+        return self.weights.score(self.success_lower_bound, self.avg_cost_usd, self.p95_latency_ms)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON shape of ``telemetry models --json``."""
+        return {
+            "model": self.model,
+            "provider": self.provider,
+            "tier": self.tier,
+            "calls": self.calls,
+            "success_rate": round(self.success_rate, 6),
+            "success_lower_bound": round(self.success_lower_bound, 6),
+            "p50_latency_ms": self.p50_latency_ms,
+            "p95_latency_ms": self.p95_latency_ms,
+            "avg_cost_usd": self.avg_cost_usd,
+            "quality_score": round(self.quality_score, 4),
+        }
