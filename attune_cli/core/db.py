@@ -54,24 +54,27 @@ CREATE TABLE labels (
 """
 
 _BREAKER_SCHEMA = """
+-- One row per provider/model breaker (attune_cli.core.breaker), times in epoch seconds.
+-- state is 'closed' or 'open', half-open is derived: open with open_until passed.
 CREATE TABLE breakers (
     key                  TEXT PRIMARY KEY,     -- provider/model
     state                TEXT NOT NULL DEFAULT 'closed',
     consecutive_failures INTEGER NOT NULL DEFAULT 0,
-    opened_at            REAL,
+    opened_at            REAL,                 -- latest (re-)open
     open_until           REAL,
-    reopen_count         INTEGER NOT NULL DEFAULT 0,
-    probe_lease_until    REAL,
+    reopen_count         INTEGER NOT NULL DEFAULT 0,  -- re-opens since it last closed
+    probe_lease_until    REAL,                 -- the half-open probe's lease
     probe_owner          TEXT,
-    generation           INTEGER NOT NULL DEFAULT 0,  -- bumped on every trip
+    generation           INTEGER NOT NULL DEFAULT 0,  -- bumped on every transition
     updated_at           REAL
 );
+-- Counted outcomes (1 failure, 0 success) of closed breakers, pruned to one window per key.
 CREATE TABLE breaker_events (
     key     TEXT    NOT NULL,
     ts      REAL    NOT NULL,
     failure INTEGER NOT NULL
 );
-CREATE INDEX breaker_events_key_ts ON breaker_events(key, ts);
+CREATE INDEX breaker_events_key_ts ON breaker_events(key, ts, failure);
 """
 
 MIGRATIONS: tuple[str, ...] = (_CALLS_SCHEMA + _BREAKER_SCHEMA,)
