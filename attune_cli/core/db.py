@@ -38,13 +38,19 @@ CREATE TABLE calls (
     cost_usd      REAL,
     attempt       INTEGER NOT NULL DEFAULT 1,
     source        TEXT    NOT NULL DEFAULT 'recorded',
-    import_key    TEXT                         -- identity of an imported row, for idempotence
+    import_key    TEXT                         -- identity of the call: content hash or random
 );
-CREATE UNIQUE INDEX calls_import_key ON calls(import_key) WHERE import_key IS NOT NULL;
-CREATE INDEX calls_workflow_stage_ts ON calls(workflow, stage, ts);
-CREATE INDEX calls_stage_ts ON calls(stage, ts);
+-- A call's identity (ts, import_key) makes imports idempotent. Led by ts, so a bulk import of
+-- time-ordered history appends to this index instead of scattering writes, and so it also
+-- serves every "by time" query (show, prune, export).
+CREATE UNIQUE INDEX calls_identity ON calls(ts, import_key);
+-- Covers the router's per-model figures: counts and sums read only this index, and a
+-- latency percentile is the k-th entry of a (workflow, stage, model) range, with no sort.
+CREATE INDEX calls_performance
+    ON calls(workflow, stage, model, latency_ms, ts, success, cost_usd);
+-- Newest calls of a workflow stage (show, a model's recent failures), walked backwards.
+CREATE INDEX calls_workflow_stage_ts ON calls(workflow, stage, ts, model, success);
 CREATE INDEX calls_model_ts ON calls(model, ts);
-CREATE INDEX calls_ts ON calls(ts);
 -- Distinct names (kind: workflow, stage, model) for instant shell completion.
 CREATE TABLE labels (
     kind  TEXT NOT NULL,

@@ -1,0 +1,737 @@
+"""The telemetry store: every LLM call attune made or imported, and the figures the router reads.
+
+One row per call attempt in the ``calls`` table of ``telemetry.db`` (see ``attune_cli.core.db``
+for the schema): when, which workflow and stage, which provider/model/tier, whether it worked,
+HTTP status, latency, tokens, cost, attempt number and where the row came from. Never a
+prompt, a response or a key.
+
+Reads are SQL over indexes, never Python loops over the history: ``model_performance``
+aggregates a whole window of calls with one statement that reads only the covering index
+``calls_workflow_stage_ts``, percentiles included.
+
+Times are epoch seconds (UTC) rounded to the millisecond, so that a call written out as
+ISO-8601 text and read back in is the same call to the bit (export → import round-trips).
+"""
+
+from __future__ import annotations
+
+import calendar
+import math
+import os
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from attune_cli.core import db
+from attune_cli.core.errors import UsageError
+from attune_cli.core.performance import ModelPerformance, ScoreWeights
+
+if TYPE_CHECKING:
+    from attune_cli.core.workspace import Workspace
+
+LABEL_KINDS: tuple[str, ...] = ("workflow", "stage", "model")
+
+# Columns in the order of a row tuple; ``import_key`` is the call's identity (see ``CallRecord``).
+COLUMNS: tuple[str, ...] = (
+    "ts",
+    "workflow",
+    "stage",
+    "provider",
+    "model",
+    "tier",
+    "success",
+    "error_kind",
+    "status",
+    "latency_ms",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "attempt",
+    "source",
+    "import_key",
+)
+Row = tuple[Any, ...]
+
+_INSERT = (
+    f"INSERT OR IGNORE INTO calls ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
+)
+_SELECT = f"SELECT {', '.join(COLUMNS)} FROM calls"
+
+
+def quantise_ts(ts: float) -> float:
+    """Round epoch seconds to the millisecond, the resolution the store keeps."""
+    return round(ts * 1000) / 1000
+
+
+def ts_to_iso(ts: float) -> str:
+    """Epoch seconds → ISO-8601 UTC with milliseconds and ``Z`` (``2026-01-07T07:30:45.123Z``)."""
+    seconds, millis = divmod(round(ts * 1000), 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
+_HOUR_CACHE: dict[str, int] = {}
+
+
+def iso_to_ts(text: str) -> float:
+    """ISO-8601 text → epoch seconds rounded to the millisecond.
+
+    A time without an offset is taken as UTC (``llm`` writes them so). ``ts_to_iso`` and this
+    function are exact inverses on the store's millisecond grid.
+
+    Raises:
+        ValueError: ``text`` is not an ISO-8601 date-time.
+    """
+    # Fast path for the shape every log writes (``YYYY-MM-DDTHH:MM:SS[.fff]Z``): imports parse
+    # a million of these, and the hour prefix repeats for thousands of lines.
+    if (
+        len(text) >= 20
+        and text[-1] == "Z"
+        and text[10] == "T"
+        and text[13] == ":"
+        and text[16] == ":"
+        and (len(text) == 20 or (text[19] == "." and 21 <= len(text) <= 30))
+    ):
+        base = _HOUR_CACHE.get(text[:13])
+        if base is None:
+            # datetime() rejects month 13 or 30 February; timegm alone would roll them over.
+            hour = datetime(
+                int(text[0:4]),
+                int(text[5:7]),
+                int(text[8:10]),
+                int(text[11:13]),
+                tzinfo=UTC,
+            )
+            base = calendar.timegm(hour.timetuple())
+            if len(_HOUR_CACHE) > 100_000:
+                _HOUR_CACHE.clear()
+            _HOUR_CACHE[text[:13]] = base
+        minutes, seconds, fraction = text[14:16], text[17:19], text[20:-1]
+        if not (minutes.isdigit() and seconds.isdigit() and (not fraction or fraction.isdigit())):
+            raise ValueError(f"not an ISO-8601 time: {text!r}")
+        if int(minutes) > 59 or int(seconds) > 59:
+            raise ValueError(f"not an ISO-8601 time: {text!r}")
+        micros = int((fraction + "000000")[:6]) if fraction else 0
+        whole_ms = (base + int(minutes) * 60 + int(seconds)) * 1000 + round(micros / 1000)
+        return whole_ms / 1000
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return quantise_ts(moment.timestamp())
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One LLM call attempt, as stored.
+
+    Attributes:
+        workflow: the workflow that made the call (``code-review``).
+        stage: the stage of that workflow (``analysis``).
+        model: the model id.
+        success: whether the attempt produced a usable response.
+        ts: when, in epoch seconds UTC; None means now, by the store's clock.
+        provider: who served it.
+        tier: the model's tier (cheap, capable, premium).
+        error_kind: a short failure class (``rate_limit``, ``timeout`` …) when it failed.
+        status: the HTTP status, when a response arrived.
+        latency_ms: wall time of the attempt.
+        input_tokens: prompt tokens billed.
+        output_tokens: completion tokens billed.
+        cost_usd: price of the attempt.
+        attempt: 1 for the first try, 2 for the first retry …
+        source: ``recorded`` for calls made here, else the import format it came from.
+        key: the call's identity within its millisecond; None lets the store draw a random
+            one. Importers set a content hash so importing a file twice adds nothing.
+    """
+
+    workflow: str
+    stage: str
+    model: str
+    success: bool
+    ts: float | None = None
+    provider: str | None = None
+    tier: str | None = None
+    error_kind: str | None = None
+    status: int | None = None
+    latency_ms: float | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+    attempt: int = 1
+    source: str = "recorded"
+    key: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The call object of ``telemetry show --json`` (``ts`` as ISO-8601 UTC with ``Z``)."""
+        return {
+            "ts": ts_to_iso(self.ts) if self.ts is not None else None,
+            "workflow": self.workflow,
+            "stage": self.stage,
+            "provider": self.provider,
+            "model": self.model,
+            "tier": self.tier,
+            "success": self.success,
+            "error_kind": self.error_kind,
+            "status": self.status,
+            "latency_ms": self.latency_ms,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost_usd": self.cost_usd,
+            "attempt": self.attempt,
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> CallRecord:
+        """Build a record from a row selected in ``COLUMNS`` order."""
+        return cls(
+            ts=row[0],
+            workflow=row[1],
+            stage=row[2],
+            provider=row[3],
+            model=row[4],
+            tier=row[5],
+            success=bool(row[6]),
+            error_kind=row[7],
+            status=row[8],
+            latency_ms=row[9],
+            input_tokens=row[10],
+            output_tokens=row[11],
+            cost_usd=row[12],
+            attempt=row[13],
+            source=row[14],
+            key=row[15],
+        )
+
+
+@dataclass(frozen=True)
+class CallFilter:
+    """Which calls a query or an export looks at (None = any)."""
+
+    workflow: str | None = None
+    stage: str | None = None
+    model: str | None = None
+    since_ts: float | None = None
+
+
+class TelemetryStore:
+    """Calls in SQLite: record them, query them, aggregate them per model.
+
+    Safe for many processes at once: each write is one short ``BEGIN IMMEDIATE`` transaction
+    on a WAL database with a busy timeout, so concurrent writers queue instead of losing rows.
+
+    Attributes:
+        conn: the connection, public so routers may run read-only SQL of their own.
+        path: the database file.
+    """
+
+    def __init__(
+        self, path: Path, *, clock: Callable[[], float] = time.time, create: bool = True
+    ) -> None:
+        """Open (creating and migrating when needed) the store at ``path``.
+
+        Args:
+            path: the ``telemetry.db`` file.
+            clock: epoch seconds now; tests inject a fake one.
+            create: when False a missing file raises ``FileNotFoundError`` (read-only callers).
+
+        Raises:
+            StoreVersionError: the file was written by a newer attune; it is left untouched.
+            OperationError: the file is not a SQLite database.
+        """
+        self.path = path
+        self.conn: sqlite3.Connection = db.connect(path, create=create)
+        self._clock = clock
+        self._rng = random.Random(os.urandom(16))
+        self._known_labels: set[tuple[str, str]] = set()
+        _ensure_math_functions(self.conn)
+
+    @classmethod
+    def open(cls, workspace: Workspace) -> TelemetryStore:
+        """The store of this workspace (``telemetry.db`` in its data folder)."""
+        return cls(workspace.paths.telemetry_db)
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        self.conn.close()
+
+    def __enter__(self) -> TelemetryStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def now(self) -> float:
+        """The store's clock."""
+        return self._clock()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed when the block ends, rolled back if it raises."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def row_of(self, call: CallRecord) -> Row:
+        """The row tuple (``COLUMNS`` order) for ``call``, with its time and identity filled."""
+        ts = quantise_ts(self._clock() if call.ts is None else call.ts)
+        key = call.key if call.key is not None else f"r{self._rng.getrandbits(64):016x}"
+        return (
+            ts,
+            call.workflow,
+            call.stage,
+            call.provider,
+            call.model,
+            call.tier,
+            1 if call.success else 0,
+            call.error_kind,
+            call.status,
+            call.latency_ms,
+            call.input_tokens,
+            call.output_tokens,
+            call.cost_usd,
+            call.attempt,
+            call.source,
+            key,
+        )
+
+    def record(self, call: CallRecord) -> None:
+        """Store one call in one short transaction (and make its names known for completion)."""
+        row = self.row_of(call)
+        labels = self._new_labels(((call.workflow, call.stage, call.model),))
+        with self.transaction() as conn:
+            conn.execute(_INSERT, row)
+            if labels:
+                conn.executemany("INSERT OR IGNORE INTO labels (kind, value) VALUES (?, ?)", labels)
+        self._known_labels.update(labels)
+
+    def record_many(self, calls: Iterable[CallRecord]) -> int:
+        """Store many calls in one transaction; returns how many were new.
+
+        A call whose ``key`` and time are already in the store is skipped, not duplicated.
+        """
+        names: set[tuple[str, str, str]] = set()
+
+        def rows() -> Iterator[Row]:
+            for call in calls:
+                names.add((call.workflow, call.stage, call.model))
+                yield self.row_of(call)
+
+        with self.transaction():
+            inserted = self.insert_rows(rows())
+            self.add_labels(names)
+        return inserted
+
+    def insert_rows(self, rows: Iterable[Row], *, batch: int = 5_000) -> int:
+        """Insert row tuples inside the caller's transaction; returns how many were new.
+
+        Labels are not touched: bulk writers collect the distinct names and call
+        ``add_labels`` once, which keeps the per-row path to one index-friendly insert.
+        """
+        before = self.conn.total_changes
+        pending: list[Row] = []
+        for row in rows:
+            pending.append(row)
+            if len(pending) >= batch:
+                self.conn.executemany(_INSERT, pending)
+                pending.clear()
+        if pending:
+            self.conn.executemany(_INSERT, pending)
+        return self.conn.total_changes - before
+
+    def add_labels(self, names: Iterable[tuple[str, str, str]]) -> None:
+        """Make (workflow, stage, model) names known to completion, in the caller's transaction."""
+        labels = self._new_labels(names)
+        if labels:
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO labels (kind, value) VALUES (?, ?)", labels
+            )
+        self._known_labels.update(labels)
+
+    def _new_labels(self, names: Iterable[tuple[str, str, str]]) -> list[tuple[str, str]]:
+        found: set[tuple[str, str]] = set()
+        for triple in names:
+            for kind, value in zip(LABEL_KINDS, triple, strict=True):
+                if (kind, value) not in self._known_labels:
+                    found.add((kind, value))
+        return sorted(found)
+
+    def prune(self, before_ts: float) -> int:
+        """Delete the calls older than ``before_ts``; returns how many went.
+
+        The labels are rebuilt from what is left, so completion stops offering names whose
+        every call was deleted.
+        """
+        with self.transaction() as conn:
+            deleted = conn.execute("DELETE FROM calls WHERE ts < ?", (before_ts,)).rowcount
+            if deleted:
+                conn.execute("DELETE FROM labels")
+                for workflow, stage in self._pairs(None, None):
+                    conn.execute(
+                        "INSERT OR IGNORE INTO labels VALUES ('workflow', ?), ('stage', ?)",
+                        (workflow, stage),
+                    )
+                conn.executemany(
+                    "INSERT INTO labels VALUES ('model', ?)",
+                    ((model,) for model in self._distinct_models()),
+                )
+        self._known_labels.clear()
+        return max(deleted, 0)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def count(self, where: CallFilter | None = None) -> int:
+        """How many calls match ``where`` (all calls when None)."""
+        clause, params = _where(where or CallFilter())
+        return int(self.conn.execute(f"SELECT COUNT(*) FROM calls{clause}", params).fetchone()[0])
+
+    def recent_calls(
+        self,
+        *,
+        workflow: str | None,
+        stage: str | None,
+        model: str | None = None,
+        limit: int = 50,
+    ) -> list[CallRecord]:
+        """The newest ``limit`` calls matching the filters, newest first."""
+        if limit <= 0:
+            return []
+        where = CallFilter(workflow=workflow, stage=stage, model=model)
+        clause, params = _where(where)
+        # Walk one index backwards in time and stop at ``limit``; a plan that sorts the
+        # matches would read a whole stage's history to print twenty lines.
+        if workflow is not None and stage is not None:
+            index = "calls_workflow_stage_ts"
+        elif model is not None:
+            index = "calls_model_ts"
+        else:
+            index = "calls_identity"
+        sql = f"{_SELECT} INDEXED BY {index}{clause} ORDER BY ts DESC LIMIT ?"
+        return [CallRecord.from_row(row) for row in self.conn.execute(sql, (*params, limit))]
+
+    def iter_calls(self, where: CallFilter | None = None, *, batch: int = 10_000) -> Iterator[Row]:
+        """Every matching row (``COLUMNS`` order), oldest first, streamed in batches."""
+        clause, params = _where(where or CallFilter())
+        cursor = self.conn.execute(
+            f"{_SELECT} INDEXED BY calls_identity{clause} ORDER BY ts, import_key", params
+        )
+        while True:
+            rows = cursor.fetchmany(batch)
+            if not rows:
+                return
+            yield from rows
+
+    def labels(self, kind: str, prefix: str = "") -> list[str]:
+        """Known names of ``kind`` (workflow, stage or model) starting with ``prefix``, sorted."""
+        if kind not in LABEL_KINDS:
+            raise ValueError(f"unknown label kind {kind!r}; expected one of {LABEL_KINDS}")
+        if prefix:
+            rows = self.conn.execute(
+                "SELECT value FROM labels WHERE kind = ? AND value >= ? AND value < ? "
+                "ORDER BY value",
+                (kind, prefix, prefix + "\U0010ffff"),
+            )
+        else:
+            rows = self.conn.execute(
+                "SELECT value FROM labels WHERE kind = ? ORDER BY value", (kind,)
+            )
+        return [value for (value,) in rows]
+
+    def model_performance(
+        self,
+        *,
+        workflow: str | None,
+        stage: str | None,
+        since_ts: float | None,
+        weights: ScoreWeights,
+        half_life_s: float | None = None,
+        recent_n: int = 20,
+        now: float | None = None,
+    ) -> list[ModelPerformance]:
+        """Per-model figures over every call of a window, best ``quality_score`` first.
+
+        Args:
+            workflow: only this workflow's calls (None: every workflow).
+            stage: only this stage's calls (None: every stage).
+            since_ts: the window's start, epoch seconds (None: all history).
+            weights: the score weights the returned entries use.
+            half_life_s: when given, ``weighted_calls``/``weighted_successes`` weigh each call
+                by ``0.5 ** (age / half_life_s)``; None leaves them None.
+            recent_n: how many of each model's newest calls in the window
+                ``recent_calls``/``recent_failures`` look at.
+            now: the time ages are measured from (default: the store's clock).
+
+        Returns:
+            One ``ModelPerformance`` per model with calls in the window, best score first
+            (ties by model id).
+        """
+        pairs = self._pairs(workflow, stage)
+        since = -math.inf if since_ts is None else since_ts
+        reference = self._clock() if now is None else now
+        totals = self._window_totals(pairs, since, reference, half_life_s)
+        result: list[ModelPerformance] = []
+        for model, total in totals.items():
+            p50 = self._latency_percentile(model, pairs, since, total.latencies, 50)
+            p95 = self._latency_percentile(model, pairs, since, total.latencies, 95)
+            recent_calls, recent_failures, provider, tier = self._recent_of(
+                model, workflow, stage, since, recent_n
+            )
+            result.append(
+                ModelPerformance(
+                    model=model,
+                    provider=provider,
+                    tier=tier,
+                    calls=total.calls,
+                    successes=total.successes,
+                    p50_latency_ms=p50,
+                    p95_latency_ms=p95,
+                    avg_cost_usd=total.cost_usd / total.costs if total.costs else None,
+                    weighted_calls=total.weighted_calls if half_life_s else None,
+                    weighted_successes=total.weighted_successes if half_life_s else None,
+                    recent_calls=recent_calls,
+                    recent_failures=recent_failures,
+                    weights=weights,
+                )
+            )
+        result.sort(key=lambda perf: (-perf.quality_score, perf.model))
+        return result
+
+    def _window_totals(
+        self,
+        pairs: list[tuple[str, str]],
+        since: float,
+        now: float,
+        half_life_s: float | None,
+    ) -> dict[str, _Totals]:
+        """Counts and sums per model, one index-ordered GROUP BY per (workflow, stage)."""
+        decay_per_s = math.log(2) / half_life_s if half_life_s else 0.0
+        weighted = (
+            "SUM(exp(min(ts - :now, 0) * :decay)), SUM(success * exp(min(ts - :now, 0) * :decay))"
+            if half_life_s
+            else "0, 0"
+        )
+        # GROUP BY model follows the index order, so SQLite aggregates as it scans: no sort.
+        sql = (
+            "SELECT model, COUNT(*), SUM(success), TOTAL(cost_usd), COUNT(cost_usd), "
+            f"COUNT(latency_ms), {weighted} "
+            "FROM calls INDEXED BY calls_performance "
+            "WHERE workflow = :workflow AND stage = :stage AND ts >= :since GROUP BY model"
+        )
+        totals: dict[str, _Totals] = {}
+        for pair_workflow, pair_stage in pairs:
+            params = {
+                "workflow": pair_workflow,
+                "stage": pair_stage,
+                "since": since,
+                "now": now,
+                "decay": decay_per_s,
+            }
+            for (
+                model,
+                calls,
+                successes,
+                cost,
+                costs,
+                latencies,
+                w_calls,
+                w_succ,
+            ) in self.conn.execute(sql, params):
+                total = totals.setdefault(model, _Totals())
+                total.calls += calls
+                total.successes += successes
+                total.cost_usd += cost
+                total.costs += costs
+                total.latencies += latencies
+                total.weighted_calls += w_calls
+                total.weighted_successes += w_succ
+        return totals
+
+    def _latency_percentile(
+        self,
+        model: str,
+        pairs: list[tuple[str, str]],
+        since: float,
+        count: int,
+        percent: int,
+    ) -> float | None:
+        """Nearest-rank percentile: the latency at rank ceil(percent/100 · count).
+
+        Each (workflow, stage, model) range of ``calls_performance`` is already sorted by
+        latency, so this reads index entries up to the rank and sorts nothing; several pairs
+        (a stage across workflows) are merged by a UNION ALL that SQLite streams in order.
+        The high percentiles walk down from the top, which is the shorter way.
+        """
+        if count <= 0:
+            return None
+        rank = (count * percent + 99) // 100
+        descending = rank > count // 2
+        offset = count - rank if descending else rank - 1
+        arm = (
+            "SELECT latency_ms FROM calls INDEXED BY calls_performance "
+            "WHERE workflow = ? AND stage = ? AND model = ? AND latency_ms IS NOT NULL "
+            "AND ts >= ?"
+        )
+        params: list[Any] = []
+        if len(pairs) <= _MAX_MERGED_PAIRS:
+            sql = " UNION ALL ".join(arm for _ in pairs)
+            for pair_workflow, pair_stage in pairs:
+                params.extend((pair_workflow, pair_stage, model, since))
+        else:
+            # Past SQLite's compound-select limit: one sorted scan of the model's window.
+            workflows = {w for w, _ in pairs}
+            stages = {s for _, s in pairs}
+            where = CallFilter(
+                workflow=next(iter(workflows)) if len(workflows) == 1 else None,
+                stage=next(iter(stages)) if len(stages) == 1 else None,
+                model=model,
+                since_ts=since,
+            )
+            clause, found = _where(where)
+            sql = f"SELECT latency_ms FROM calls{clause} AND latency_ms IS NOT NULL"
+            params = list(found)
+        order = "DESC" if descending else "ASC"
+        row = self.conn.execute(
+            f"{sql} ORDER BY 1 {order} LIMIT 1 OFFSET ?", (*params, offset)
+        ).fetchone()
+        return None if row is None else float(row[0])
+
+    def _recent_of(
+        self, model: str, workflow: str | None, stage: str | None, since: float, recent_n: int
+    ) -> tuple[int, int, str | None, str | None]:
+        """Failures among the model's newest ``recent_n`` calls, and its provider and tier."""
+        clause, params = _where(CallFilter(workflow=workflow, stage=stage, model=model))
+        index = (
+            "calls_workflow_stage_ts"
+            if workflow is not None and stage is not None
+            else "calls_model_ts"
+        )
+        rows = self.conn.execute(
+            f"SELECT success, provider, tier FROM calls INDEXED BY {index}{clause} "
+            "AND ts >= ? ORDER BY ts DESC LIMIT ?",
+            (*params, since, max(recent_n, 1)),
+        ).fetchall()
+        provider = next((r[1] for r in rows if r[1] is not None), None)
+        tier = next((r[2] for r in rows if r[2] is not None), None)
+        taken = rows[: max(recent_n, 0)]
+        return len(taken), sum(1 for r in taken if not r[0]), provider, tier
+
+    def _pairs(self, workflow: str | None, stage: str | None) -> list[tuple[str, str]]:
+        """The (workflow, stage) pairs with calls that match the filters.
+
+        A loose index scan (one seek per distinct value) rather than ``SELECT DISTINCT``,
+        which would read the whole index.
+        """
+        workflows = [workflow] if workflow is not None else self._next_values("workflow", ())
+        pairs: list[tuple[str, str]] = []
+        for name in workflows:
+            if stage is not None:
+                hit = self.conn.execute(
+                    "SELECT 1 FROM calls INDEXED BY calls_performance "
+                    "WHERE workflow = ? AND stage = ? LIMIT 1",
+                    (name, stage),
+                ).fetchone()
+                if hit:
+                    pairs.append((name, stage))
+            else:
+                pairs.extend((name, found) for found in self._next_values("stage", (name,)))
+        return pairs
+
+    def _next_values(self, column: str, fixed: tuple[str, ...]) -> list[str]:
+        """Distinct values of a leading column of ``calls_performance``, one seek each.
+
+        ``column`` is ``workflow`` (``fixed`` empty) or ``stage`` (``fixed`` = (workflow,)).
+        """
+        prefix = "workflow = ? AND " if fixed else ""
+        first = f"SELECT MIN({column}) FROM calls INDEXED BY calls_performance WHERE {prefix}"
+        found: list[str] = []
+        value = self.conn.execute(f"{first}{column} >= ''", fixed).fetchone()[0]
+        while value is not None:
+            found.append(value)
+            value = self.conn.execute(f"{first}{column} > ?", (*fixed, value)).fetchone()[0]
+        return found
+
+    def _distinct_models(self) -> list[str]:
+        found: list[str] = []
+        value = self.conn.execute("SELECT MIN(model) FROM calls").fetchone()[0]
+        while value is not None:
+            found.append(value)
+            value = self.conn.execute(
+                "SELECT MIN(model) FROM calls WHERE model > ?", (value,)
+            ).fetchone()[0]
+        return found
+
+
+# SQLite allows 500 arms in a compound SELECT by default; stay well inside.
+_MAX_MERGED_PAIRS = 200
+
+
+@dataclass
+class _Totals:
+    """Running sums of one model's window, across (workflow, stage) pairs."""
+
+    calls: int = 0
+    successes: int = 0
+    cost_usd: float = 0.0
+    costs: int = 0
+    latencies: int = 0
+    weighted_calls: float = 0.0
+    weighted_successes: float = 0.0
+
+
+def _where(where: CallFilter) -> tuple[str, tuple[Any, ...]]:
+    terms: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("workflow", where.workflow),
+        ("stage", where.stage),
+        ("model", where.model),
+    ):
+        if value is not None:
+            terms.append(f"{column} = ?")
+            params.append(value)
+    if where.since_ts is not None:
+        terms.append("ts >= ?")
+        params.append(where.since_ts)
+    if not terms:
+        return " WHERE 1", ()
+    return " WHERE " + " AND ".join(terms), tuple(params)
+
+
+def _ensure_math_functions(conn: sqlite3.Connection) -> None:
+    """Provide ``exp`` when this SQLite was built without its math functions."""
+    try:
+        conn.execute("SELECT exp(0)").fetchone()
+    except sqlite3.OperationalError:
+        conn.create_function("exp", 1, math.exp, deterministic=True)
+
+
+def validate_label(kind: str, value: str) -> str:
+    """Check a workflow/stage/model name given by a person; return it stripped.
+
+    Raises:
+        UsageError: empty, or holding control characters.
+    """
+    stripped = value.strip()
+    if not stripped:
+        raise UsageError(f"--{kind} must not be empty")
+    if any(ord(ch) < 32 for ch in stripped):
+        raise UsageError(f"--{kind} must not contain control characters (got {value!r})")
+    return stripped
