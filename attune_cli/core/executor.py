@@ -1,0 +1,845 @@
+"""``ResilientExecutor``: one call that survives provider failures, and every attempt recorded.
+
+For one prompt the executor plans a chain of models and walks it::
+
+    chain    = the model asked for
+             + the same tier on the other configured providers
+             + the next tier up (the same provider first), and so on to the top tier
+             (a provider is configured when it has a key or an explicit base URL)
+    per model: circuit breaker → one HTTP attempt → breaker told the outcome → telemetry row
+             → on a transient failure before the first streamed token: wait, try again
+             → when retries are used up, or the breaker is open: the next model of the chain
+    stop     : a full answer; a caller error (400/401/403/404/413/422 are never retried, and
+               another model would refuse the same request); a failure after text was streamed
+               (the reader has seen it: nothing is retried or replaced); the overall deadline.
+
+Retries follow the official SDKs: 408, 409, 429, 5xx, 529, timeouts and connection errors are
+retried, an ``x-should-retry: true|false`` header overrides that verdict (except that a caller
+error is never retried); the wait is the server's ``retry-after-ms`` or ``retry-after`` (seconds
+or an HTTP date) when it is positive and at most 60 s, otherwise ``min(0.5 · 2ⁿ, 8) s`` less up
+to 25 % jitter. A wait that would end past the overall deadline is not slept: the executor
+moves on to the next model instead, or stops when the deadline has passed.
+
+Time, sleep and randomness are injected, so tests check every delay without sleeping.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import httpx
+
+from attune_cli.core.breaker import breaker_key, counts_as_failure
+from attune_cli.core.config import get_number, table
+from attune_cli.core.errors import (
+    AttuneError,
+    BreakerOpenError,
+    OperationError,
+    ProviderError,
+    UsageError,
+)
+from attune_cli.core.providers import (
+    CallFailed,
+    ChatRequest,
+    Completion,
+    Endpoint,
+    adapter_for,
+    resolve_endpoints,
+)
+from attune_cli.core.providers.base import USER_AGENT
+from attune_cli.core.registry import TIERS, Registry, next_tier
+from attune_cli.core.response import BREAKER_OPEN, Attempt, LLMResponse
+from attune_cli.core.telemetry import CallRecord
+
+if TYPE_CHECKING:
+    from attune_cli.core.workspace import Workspace
+
+__all__ = [
+    "ResilientExecutor",
+    "RetryPolicy",
+    "Target",
+    "Timeouts",
+    "failure_error",
+    "make_client",
+    "retry_after_s",
+]
+
+CHARS_PER_TOKEN = 4
+"""A rough prompt-size estimate, used only to keep fallbacks under ``max_cost_usd``."""
+
+
+class Breaker(Protocol):
+    """What the executor needs of a circuit breaker (``attune_cli.core.breaker``)."""
+
+    def before_call(self, key: str) -> Any: ...
+
+    def after_call(
+        self, permit: Any, *, failure: bool | None, retry_after_s: float | None = None
+    ) -> None: ...
+
+
+class Recorder(Protocol):
+    """What the executor needs of a telemetry store (``attune_cli.core.telemetry``)."""
+
+    def record(self, call: CallRecord) -> None: ...
+
+
+def retry_after_s(headers: Mapping[str, str], now_s: float) -> float | None:
+    """The server's retry hint in seconds: ``retry-after-ms``, else ``retry-after``.
+
+    Args:
+        headers: response headers (lower-case names).
+        now_s: epoch seconds now, to turn an HTTP date into a wait.
+
+    Returns:
+        The wait the server asked for (may be 0 or negative for a date in the past), or None
+        when it gave none or nothing readable.
+    """
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            value = float(millis) / 1000
+            if math.isfinite(value):
+                return value
+        except ValueError:
+            pass
+    text = headers.get("retry-after", "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+        return value if math.isfinite(value) else None
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return moment.timestamp() - now_s
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When and how long to wait before trying a model again (``[executor]`` in config.toml).
+
+    Attributes:
+        max_retries: retries per model after its first attempt.
+        base_delay_s: the first back-off, doubled on each retry.
+        max_delay_s: the longest back-off.
+        max_retry_after_s: the longest server-requested wait honoured as given.
+        jitter: the share of a back-off randomly taken off (spreads synchronised clients).
+        deadline_s: the whole call, every model and wait included, ends by then.
+    """
+
+    max_retries: int = 2
+    base_delay_s: float = 0.5
+    max_delay_s: float = 8.0
+    max_retry_after_s: float = 60.0
+    jitter: float = 0.25
+    deadline_s: float = 600.0
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], path: Path) -> RetryPolicy:
+        """Read ``max_retries`` and ``deadline_s`` from ``[executor]``.
+
+        Raises:
+            ConfigError: a value of the wrong type or out of range, naming ``executor.KEY``.
+        """
+        section = table(config, path, "executor")
+        defaults = cls()
+        return cls(
+            max_retries=int(
+                get_number(
+                    section,
+                    "max_retries",
+                    defaults.max_retries,
+                    path=path,
+                    prefix="executor",
+                    minimum=0,
+                    maximum=10,
+                    integer=True,
+                )
+            ),
+            deadline_s=get_number(
+                section, "deadline_s", defaults.deadline_s, path=path, prefix="executor", minimum=1
+            ),
+        )
+
+    def retryable(self, failure: CallFailed) -> bool:
+        """Whether the same model should be tried again after ``failure``."""
+        if failure.caller_error:
+            return False
+        verdict = failure.should_retry_header
+        if verdict is not None:
+            return verdict
+        status = failure.status
+        if status is not None and status != 200:
+            return status in (408, 409, 429) or status >= 500
+        return failure.kind in ("timeout", "connection", "rate_limit", "overloaded", "server_error")
+
+    def delay_s(self, retry_index: int, hint_s: float | None, rand: float) -> float:
+        """The wait before retry number ``retry_index`` (0 for the first retry).
+
+        Args:
+            retry_index: how many retries of this model came before.
+            hint_s: the server's wait (``retry_after_s``), None when it gave none.
+            rand: a uniform random number in [0, 1) for the jitter.
+        """
+        if hint_s is not None and 0 < hint_s <= self.max_retry_after_s:
+            return hint_s
+        backoff_s = min(self.base_delay_s * 2.0**retry_index, self.max_delay_s)
+        return backoff_s * (1 - self.jitter * rand)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Per-attempt HTTP timeouts (``[executor]`` in config.toml), capped by the deadline.
+
+    Attributes:
+        connect_s: to open a connection.
+        read_s: between two reads of the answer (for a stream: between two chunks).
+        write_s: to send the request.
+    """
+
+    connect_s: float = 5.0
+    read_s: float = 600.0
+    write_s: float = 30.0
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], path: Path) -> Timeouts:
+        """Read ``connect_timeout_s`` and ``read_timeout_s`` from ``[executor]``.
+
+        Raises:
+            ConfigError: a value that is not a positive number, naming ``executor.KEY``.
+        """
+        section = table(config, path, "executor")
+        defaults = cls()
+        return cls(
+            connect_s=get_number(
+                section,
+                "connect_timeout_s",
+                defaults.connect_s,
+                path=path,
+                prefix="executor",
+                minimum=0.01,
+            ),
+            read_s=get_number(
+                section,
+                "read_timeout_s",
+                defaults.read_s,
+                path=path,
+                prefix="executor",
+                minimum=0.01,
+            ),
+        )
+
+    def capped(self, remaining_s: float) -> httpx.Timeout:
+        """These timeouts, none longer than ``remaining_s``."""
+        remaining_s = max(remaining_s, 0.001)
+        return httpx.Timeout(
+            connect=min(self.connect_s, remaining_s),
+            read=min(self.read_s, remaining_s),
+            write=min(self.write_s, remaining_s),
+            pool=min(self.connect_s, remaining_s),
+        )
+
+
+@dataclass(frozen=True)
+class Target:
+    """One model of a fallback chain and the endpoint that serves it."""
+
+    model: str
+    endpoint: Endpoint
+    tier: str | None
+
+    @property
+    def provider(self) -> str:
+        return self.endpoint.name
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} ({self.provider})"
+
+
+@dataclass
+class _Tried:
+    """What happened to one model of the chain, for the closing message."""
+
+    target: Target
+    sent: int = 0
+    last: CallFailed | None = None
+    open_for_s: float | None = None
+    cut_short: str | None = None
+
+
+@dataclass
+class _Call:
+    """The state of one ``execute`` call."""
+
+    request: ChatRequest
+    workflow: str
+    stage: str
+    deadline: float
+    started: float
+    on_text: Callable[[str], None] | None
+    notice: Callable[[str], None]
+    streamed: list[str] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+    tried: list[_Tried] = field(default_factory=list)
+    retry_hints_s: list[float] = field(default_factory=list)
+
+    def emit(self, text: str) -> None:
+        self.streamed.append(text)
+        if self.on_text:
+            self.on_text(text)
+
+
+class ResilientExecutor:
+    """Calls models through the circuit breaker, with retries, fallback and telemetry.
+
+    Usage::
+
+        with ResilientExecutor.from_workspace(workspace, store=store, breaker=breaker) as ex:
+            response = ex.execute("Summarise this diff", model="claude-haiku-4-5",
+                                  workflow="review", stage="triage", on_text=print_piece)
+
+    Args:
+        registry: models, tiers and prices.
+        endpoints: how to reach each provider (``resolve_endpoints``).
+        breaker: the circuit breaker; None calls without one.
+        store: where each attempt is recorded; None records nothing.
+        client: the shared httpx client; one with keep-alive is made (and closed) when None.
+        policy: retries and the overall deadline.
+        timeouts: per-attempt HTTP timeouts.
+        clock: monotonic seconds, for latency and the deadline.
+        wall_clock: epoch seconds, for ``retry-after`` HTTP dates.
+        sleep: how to wait between retries.
+        rand: uniform [0, 1) numbers for the back-off jitter.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        endpoints: Mapping[str, Endpoint],
+        *,
+        breaker: Breaker | None = None,
+        store: Recorder | None = None,
+        client: httpx.Client | None = None,
+        policy: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.registry = registry
+        self.endpoints = dict(endpoints)
+        self.breaker = breaker
+        self.store = store
+        self.policy = policy or RetryPolicy()
+        self.timeouts = timeouts or Timeouts()
+        self._owns_client = client is None
+        self.client = client or make_client(self.timeouts)
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._sleep = sleep
+        self._rand = rand
+        self._adapters = {name: adapter_for(endpoint) for name, endpoint in self.endpoints.items()}
+        self._store_warned = False
+
+    @classmethod
+    def from_workspace(
+        cls,
+        workspace: Workspace,
+        *,
+        breaker: Breaker | None = None,
+        store: Recorder | None = None,
+        environ: Mapping[str, str] | None = None,
+        client: httpx.Client | None = None,
+    ) -> ResilientExecutor:
+        """An executor with the workspace's registry, keys, base URLs and ``[executor]`` settings.
+
+        Args:
+            workspace: paths, config and registry.
+            breaker: the circuit breaker to consult (None: none).
+            store: the telemetry store to record into (None: nothing recorded).
+            environ: the environment for keys and base URLs; ``os.environ`` when None.
+            client: a shared httpx client; a new one when None.
+
+        Raises:
+            ConfigError: an invalid ``[executor]`` or credentials file.
+            PermissionsError: ``credentials.toml`` is readable by others.
+        """
+        import os
+
+        from attune_cli.core.credentials import resolve_key
+
+        environment = os.environ if environ is None else environ
+        path = workspace.paths.config_file
+
+        def key_for(provider: Any) -> str | None:
+            resolved = resolve_key(provider, workspace.paths, environment)
+            return resolved.value if resolved else None
+
+        endpoints = resolve_endpoints(workspace.registry, workspace.config, environment, key_for)
+        return cls(
+            workspace.registry,
+            endpoints,
+            breaker=breaker,
+            store=store,
+            client=client,
+            policy=RetryPolicy.from_config(workspace.config, path),
+            timeouts=Timeouts.from_config(workspace.config, path),
+        )
+
+    def __enter__(self) -> ResilientExecutor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the HTTP client if this executor made it."""
+        if self._owns_client:
+            self.client.close()
+
+    @property
+    def configured_providers(self) -> list[str]:
+        """Names of the providers with a key or an explicit base URL."""
+        return [name for name, endpoint in self.endpoints.items() if endpoint.configured]
+
+    def target(self, model: str) -> Target:
+        """The target for ``model``: its registry provider, or the one guessed from its name.
+
+        A model the registry does not know goes to the only configured provider when there is
+        exactly one (``--model llama3.1:8b`` with ``OPENAI_BASE_URL`` pointing at Ollama).
+
+        Raises:
+            UsageError: the provider of an unknown model cannot be told.
+        """
+        known = self.registry.model(model)
+        provider = self.registry.provider_of(model)
+        if provider is None and len(self.configured_providers) == 1:
+            provider = self.configured_providers[0]
+        if provider is None or provider not in self.endpoints:
+            raise UsageError(
+                f"model {model!r} is not in the registry and its provider cannot be told "
+                "from its name",
+                hint=f'add [models."{model}"] with provider and tier to config.toml',
+            )
+        return Target(model, self.endpoints[provider], known.tier if known else None)
+
+    def plan(
+        self,
+        model: str,
+        *,
+        fallback: bool = True,
+        max_cost_usd: float | None = None,
+        worst_case_tokens: tuple[int, int] = (0, 0),
+    ) -> tuple[list[Target], list[Target]]:
+        """The chain of models to try for ``model``, and the ones left out as unconfigured.
+
+        Args:
+            model: the model asked for; always first when its provider is configured.
+            fallback: whether to add the rest of the chain.
+            max_cost_usd: fallbacks whose worst-case price is above this are left out.
+            worst_case_tokens: (input, output) tokens for that worst case.
+
+        Returns:
+            ``(chain, skipped)``: the models to try in order, and those whose provider is not
+            configured.
+
+        Raises:
+            OperationError: ``fallback`` is off and the model's provider is not configured.
+            UsageError: the provider of an unknown model cannot be told.
+        """
+        first = self.target(model)
+        if not fallback and not first.endpoint.configured:
+            raise _not_configured(first)
+        chain = [first]
+        if fallback and first.tier in TIERS:
+            chain += self._fallbacks(first)
+        planned = [t for t in chain if t.endpoint.configured]
+        skipped = [t for t in chain if not t.endpoint.configured]
+        if max_cost_usd is not None:
+            planned = planned[:1] + [
+                t for t in planned[1:] if self._worst_case_usd(t, worst_case_tokens) <= max_cost_usd
+            ]
+        return planned, skipped
+
+    def execute(
+        self,
+        prompt: str,
+        *,
+        model: str,
+        workflow: str = "adhoc",
+        stage: str = "general",
+        system: str | None = None,
+        max_tokens: int = 1024,
+        fallback: bool = True,
+        max_cost_usd: float | None = None,
+        stream: bool = True,
+        on_text: Callable[[str], None] | None = None,
+        on_notice: Callable[[str], None] | None = None,
+        deadline_s: float | None = None,
+    ) -> LLMResponse:
+        """Ask ``model`` (then its fallbacks) for an answer to ``prompt``.
+
+        Args:
+            prompt: the user message.
+            model: the model to ask first.
+            workflow: recorded with every attempt.
+            stage: recorded with every attempt.
+            system: an optional system prompt.
+            max_tokens: the most output tokens.
+            fallback: whether other models may answer when this one cannot.
+            max_cost_usd: fallbacks whose worst-case price is above this are not tried.
+            stream: stream the answer (``on_text`` gets it piece by piece).
+            on_text: called with each piece of text as it arrives.
+            on_notice: called with one-line notes for the person (retrying, falling back).
+            deadline_s: the whole call's budget; ``policy.deadline_s`` when None.
+
+        Returns:
+            The envelope; ``success`` is False when no model could answer, and ``error`` then
+            says what was tried and when to retry (``LLMResponse.raise_for_error`` style:
+            see ``failure_error``).
+
+        Raises:
+            OperationError: no configured provider can serve the chain.
+            UsageError: the provider of an unknown model cannot be told.
+        """
+        worst_case = (len(prompt + (system or "")) // CHARS_PER_TOKEN + 1, max_tokens)
+        chain, skipped = self.plan(
+            model, fallback=fallback, max_cost_usd=max_cost_usd, worst_case_tokens=worst_case
+        )
+        notice = on_notice or (lambda _text: None)
+        if not chain:
+            raise _not_configured(skipped[0] if skipped else self.target(model))
+        if skipped and skipped[0].model == model:
+            notice(f"{skipped[0].label} skipped: {skipped[0].provider} is not configured")
+        started = self._clock()
+        call = _Call(
+            request=ChatRequest(model, prompt, system=system, max_tokens=max_tokens),
+            workflow=workflow,
+            stage=stage,
+            deadline=started + (deadline_s if deadline_s is not None else self.policy.deadline_s),
+            started=started,
+            on_text=on_text,
+            notice=notice,
+        )
+        for index, target in enumerate(chain):
+            if index and self._clock() >= call.deadline:
+                break
+            if index:
+                notice(f"falling back to {target.label}")
+            tried = _Tried(target)
+            call.tried.append(tried)
+            completion = self._try_model(call, tried, stream)
+            if completion is not None:
+                return self._success(call, target, completion, fallback_used=index > 0)
+            if tried.cut_short in ("caller_error", "streamed"):
+                break
+        return self._failure(call, chain[0])
+
+    def _try_model(self, call: _Call, tried: _Tried, stream: bool) -> Completion | None:
+        target = tried.target
+        adapter = self._adapters[target.provider]
+        request = ChatRequest(
+            target.model,
+            call.request.prompt,
+            system=call.request.system,
+            max_tokens=call.request.max_tokens,
+        )
+        key = breaker_key(target.provider, target.model)
+        retries = 0
+        while True:
+            remaining_s = call.deadline - self._clock()
+            if remaining_s <= 0:
+                tried.cut_short = "deadline"
+                return None
+            permit = None
+            if self.breaker is not None:
+                try:
+                    permit = self.breaker.before_call(key)
+                except BreakerOpenError as exc:
+                    tried.open_for_s = exc.retry_after_s
+                    call.retry_hints_s.append(exc.retry_after_s)
+                    call.attempts.append(
+                        Attempt(target.model, target.provider, None, BREAKER_OPEN, 0.0)
+                    )
+                    call.notice(f"{target.label}: circuit open, retry in {exc.retry_after_s:.0f} s")
+                    return None
+            began = self._clock()
+            try:
+                completion = adapter.call(
+                    self.client,
+                    request,
+                    stream=stream,
+                    on_text=call.emit,
+                    timeout=self.timeouts.capped(remaining_s),
+                    expired=lambda: self._clock() >= call.deadline,
+                )
+            except CallFailed as failure:
+                latency_ms = (self._clock() - began) * 1000
+                hint_s = retry_after_s(failure.headers, self._wall_clock())
+                if permit is not None and self.breaker is not None:
+                    self.breaker.after_call(
+                        permit,
+                        failure=counts_as_failure(failure.kind, failure.status),
+                        retry_after_s=hint_s,
+                    )
+                tried.sent += 1
+                tried.last = failure
+                if hint_s is not None and hint_s > 0:
+                    call.retry_hints_s.append(hint_s)
+                self._attempted(call, target, failure.status, failure.kind, latency_ms)
+                if call.streamed:
+                    tried.cut_short = "streamed"
+                    return None
+                if failure.caller_error:
+                    tried.cut_short = "caller_error"
+                    return None
+                if not self.policy.retryable(failure) or retries >= self.policy.max_retries:
+                    return None
+                delay_s = self.policy.delay_s(retries, hint_s, self._rand())
+                if self._clock() + delay_s >= call.deadline:
+                    tried.cut_short = "deadline"
+                    return None
+                call.notice(
+                    f"{target.label}: {_status_text(failure)}; retrying in {delay_s:.2g} s "
+                    f"(retry {retries + 1} of {self.policy.max_retries})"
+                )
+                self._sleep(delay_s)
+                retries += 1
+                continue
+            except BaseException:
+                # Cancelled (Ctrl-C): the provider did nothing wrong; hand back a probe lease.
+                if permit is not None and self.breaker is not None:
+                    self.breaker.after_call(permit, failure=None)
+                raise
+            latency_ms = (self._clock() - began) * 1000
+            if permit is not None and self.breaker is not None:
+                self.breaker.after_call(permit, failure=False)
+            tried.sent += 1
+            self._attempted(call, target, completion.status, None, latency_ms, completion)
+            return completion
+
+    def _attempted(
+        self,
+        call: _Call,
+        target: Target,
+        status: int | None,
+        error_kind: str | None,
+        latency_ms: float,
+        completion: Completion | None = None,
+    ) -> None:
+        call.attempts.append(Attempt(target.model, target.provider, status, error_kind, latency_ms))
+        if self.store is None:
+            return
+        input_tokens = completion.input_tokens if completion else None
+        output_tokens = completion.output_tokens if completion else None
+        record = CallRecord(
+            workflow=call.workflow,
+            stage=call.stage,
+            model=target.model,
+            success=error_kind is None,
+            provider=target.provider,
+            tier=target.tier,
+            error_kind=error_kind,
+            status=status,
+            latency_ms=round(latency_ms, 3),
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost_usd=self._cost_usd(target.model, input_tokens, output_tokens),
+            attempt=sum(1 for a in call.attempts if a.sent),
+        )
+        try:
+            self.store.record(record)
+        except (sqlite3.Error, OSError, AttuneError) as exc:
+            # Losing a telemetry row must not lose the answer the person is waiting for.
+            if not self._store_warned:
+                self._store_warned = True
+                call.notice(f"telemetry not recorded ({exc}); the call itself is unaffected")
+
+    def _success(
+        self, call: _Call, target: Target, completion: Completion, *, fallback_used: bool
+    ) -> LLMResponse:
+        return LLMResponse(
+            content=completion.content,
+            model=target.model,
+            provider=target.provider,
+            tier=target.tier,
+            input_tokens=completion.input_tokens,
+            output_tokens=completion.output_tokens,
+            cost_usd=self._cost_usd(
+                target.model, completion.input_tokens, completion.output_tokens
+            ),
+            latency_ms=(self._clock() - call.started) * 1000,
+            success=True,
+            attempts=tuple(call.attempts),
+            fallback_used=fallback_used,
+        )
+
+    def _failure(self, call: _Call, first: Target) -> LLMResponse:
+        last = next((t.last for t in reversed(call.tried) if t.last is not None), None)
+        all_open = all(t.sent == 0 and t.open_for_s is not None for t in call.tried)
+        if last is not None and any(t.cut_short == "caller_error" for t in call.tried):
+            error = f"{last.message} (not retried: the request itself was refused)"
+            kind = last.kind
+        elif last is not None and any(t.cut_short == "streamed" for t in call.tried):
+            error = f"the answer broke off after it had started: {last.message}"
+            kind = last.kind
+        else:
+            kind = BREAKER_OPEN if all_open or last is None else last.kind
+            error = self._exhausted_message(call)
+        refused = last is not None and last.caller_error
+        wait_s = min(call.retry_hints_s) if call.retry_hints_s and not refused else None
+        return LLMResponse(
+            content="".join(call.streamed),
+            model=first.model,
+            provider=first.provider,
+            tier=first.tier,
+            input_tokens=None,
+            output_tokens=None,
+            cost_usd=None,
+            latency_ms=(self._clock() - call.started) * 1000,
+            success=False,
+            error=error,
+            attempts=tuple(call.attempts),
+            fallback_used=False,
+            error_kind=kind,
+            retry_after_s=wait_s,
+        )
+
+    def _exhausted_message(self, call: _Call) -> str:
+        parts = []
+        for tried in call.tried:
+            if tried.sent == 0 and tried.open_for_s is not None:
+                parts.append(f"{tried.target.label}: circuit open")
+                continue
+            if tried.sent == 0:
+                parts.append(f"{tried.target.label}: not tried, the deadline had passed")
+                continue
+            attempts = "1 attempt" if tried.sent == 1 else f"{tried.sent} attempts"
+            last = f", last {_status_text(tried.last)}" if tried.last else ""
+            opened = ", then its circuit opened" if tried.open_for_s is not None else ""
+            parts.append(f"{tried.target.label}: {attempts}{last}{opened}")
+        message = "no model could answer; tried " + "; ".join(parts)
+        if any(t.cut_short == "deadline" for t in call.tried) or (
+            len(call.tried) and self._clock() >= call.deadline
+        ):
+            message += f" (stopped at the {self.policy.deadline_s:g} s deadline)"
+        if call.retry_hints_s:
+            message += f". Retry in {max(1, math.ceil(min(call.retry_hints_s)))} s"
+        else:
+            message += ". Retry later"
+        return message
+
+    def _fallbacks(self, first: Target) -> list[Target]:
+        chain: list[Target] = []
+        seen = {first.model}
+
+        def add(model_id: str, provider: str, tier: str) -> None:
+            if model_id not in seen and provider in self.endpoints:
+                seen.add(model_id)
+                chain.append(Target(model_id, self.endpoints[provider], tier))
+
+        assert first.tier is not None
+        for other in self.registry.by_tier(first.tier):
+            if other.provider != first.provider:
+                add(other.id, other.provider, other.tier)
+        tier = next_tier(first.tier)
+        while tier is not None:
+            # The same provider first: its key and network path are already known to work.
+            for other in sorted(
+                self.registry.by_tier(tier), key=lambda m: m.provider != first.provider
+            ):
+                add(other.id, other.provider, other.tier)
+            tier = next_tier(tier)
+        return chain
+
+    def _worst_case_usd(self, target: Target, tokens: tuple[int, int]) -> float:
+        cost = self.registry.cost_usd(target.model, *tokens)
+        return cost if cost is not None else 0.0
+
+    def _cost_usd(
+        self, model: str, input_tokens: int | None, output_tokens: int | None
+    ) -> float | None:
+        if input_tokens is None or output_tokens is None:
+            return None
+        return self.registry.cost_usd(model, input_tokens, output_tokens)
+
+
+def make_client(timeouts: Timeouts | None = None, *, trust_env: bool = True) -> httpx.Client:
+    """The shared HTTP client: keep-alive pool, explicit timeouts, no redirects.
+
+    Args:
+        timeouts: defaults for requests that do not bring their own.
+        trust_env: whether proxy settings and certificates come from the environment.
+    """
+    limits = httpx.Limits(max_connections=20, max_keepalive_connections=10, keepalive_expiry=60)
+    timeouts = timeouts or Timeouts()
+    return httpx.Client(
+        timeout=httpx.Timeout(
+            connect=timeouts.connect_s,
+            read=timeouts.read_s,
+            write=timeouts.write_s,
+            pool=timeouts.connect_s,
+        ),
+        limits=limits,
+        headers={"user-agent": USER_AGENT},
+        follow_redirects=False,
+        trust_env=trust_env,
+    )
+
+
+def failure_error(response: LLMResponse) -> ProviderError:
+    """The error to raise for a failed envelope: what was tried, when to retry, what to run."""
+    kind = response.error_kind or "server_error"
+    if response.content:
+        hint = "the answer above is incomplete; ask again"
+    else:
+        hint = _HINTS.get(kind, "`attune route breakers` shows which circuits are open")
+    return ProviderError(
+        response.error or "the call failed",
+        kind=kind,
+        retry_after_s=response.retry_after_s,
+        hint=hint,
+    )
+
+
+_HINTS = {
+    BREAKER_OPEN: "`attune route breakers` shows each circuit and when it closes",
+    "auth": "check the key: `attune auth status`",
+    "permission": "check the key's permissions: `attune auth status`",
+    "not_found": "check the model name and the provider's base URL",
+    "too_large": "shorten the prompt or lower --max-tokens",
+    "bad_request": "the provider refused the request as malformed; see the message above",
+    "billing": "check the provider account's credit",
+}
+
+
+def _status_text(failure: CallFailed | None) -> str:
+    if failure is None:
+        return "failed"
+    if failure.status is not None and failure.status != 200:
+        return f"HTTP {failure.status} {failure.kind}"
+    return failure.kind
+
+
+def _not_configured(target: Target) -> OperationError:
+    provider = target.endpoint.provider
+    where = f"set {provider.key_env}" if provider.key_env else "store a key"
+    base = f", or point {provider.base_url_env} at a local server" if provider.base_url_env else ""
+    return OperationError(
+        f"{provider.name} is not configured, so {target.model} cannot be called",
+        hint=f"run `attune auth login {provider.name}`, {where}{base}",
+    )

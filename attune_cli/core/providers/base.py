@@ -1,0 +1,404 @@
+"""What every provider adapter shares: the request, the answer, the failure, SSE and HTTP plumbing.
+
+An adapter turns a ``ChatRequest`` into one HTTP request to its API, and the HTTP response (a
+JSON body or a stream of server-sent events) into a ``Completion`` or a ``CallFailed``. It makes
+exactly one attempt: retries, back-off, the circuit breaker and fallback belong to the executor.
+
+Failure kinds (``CallFailed.kind``)::
+
+    caller errors, never retried    bad_request (400, 422), auth (401), billing (402),
+                                    permission (403), not_found (404), too_large (413)
+    other 4xx                       client_error (retried only on ``x-should-retry: true``)
+    transient, retried              timeout (408 and client timeouts), conflict (409),
+                                    rate_limit (429), overloaded (529), server_error (5xx),
+                                    connection (refused, reset, dropped mid-answer)
+    the answer itself is broken     malformed_response (not the API's JSON or SSE)
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import httpx
+
+from attune_cli import __version__
+from attune_cli.core.errors import ProviderError, redact
+from attune_cli.core.registry import Provider
+
+USER_AGENT = f"attune/{__version__}"
+ERROR_TEXT_LIMIT = 300
+"""Characters of a provider's error message kept in ours; enough to read, never a whole page."""
+
+CALLER_ERROR_KINDS = frozenset(
+    {"bad_request", "auth", "billing", "permission", "not_found", "too_large"}
+)
+RETRY_HEADERS = ("retry-after-ms", "retry-after", "x-should-retry")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A provider as this process reaches it.
+
+    Attributes:
+        provider: the registry entry.
+        base_url: the resolved base URL (environment variable > config > built-in), no trailing
+            slash. For the Anthropic API it excludes ``/v1``; for OpenAI-compatible APIs it
+            includes it, as the official SDKs read them.
+        api_key: the key to send, None for servers that need none (a local Ollama).
+        configured: whether the user set this provider up (a key, or an explicit base URL);
+            fallback only goes to configured providers.
+    """
+
+    provider: Provider
+    base_url: str
+    api_key: str | None
+    configured: bool
+
+    @property
+    def name(self) -> str:
+        return self.provider.name
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One prompt for one model.
+
+    Attributes:
+        model: the model id as the provider knows it.
+        prompt: the user message.
+        system: an optional system prompt.
+        max_tokens: the most output tokens the model may produce.
+    """
+
+    model: str
+    prompt: str
+    system: str | None = None
+    max_tokens: int = 1024
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A full answer from one attempt.
+
+    Attributes:
+        content: the text.
+        input_tokens: prompt tokens the provider counted, None when it did not say.
+        output_tokens: completion tokens the provider counted, None when it did not say.
+        status: the HTTP status (200).
+        stop_reason: why generation stopped (``end_turn``, ``stop``, ``max_tokens`` …).
+    """
+
+    content: str
+    input_tokens: int | None
+    output_tokens: int | None
+    status: int = 200
+    stop_reason: str | None = None
+
+
+class CallFailed(ProviderError):
+    """One attempt that failed, with what the executor needs to decide what to do next.
+
+    Attributes:
+        kind: the failure's kind (see the module docstring).
+        status: the HTTP status, when a response arrived (200 for an error event mid-stream).
+        headers: the response's retry hints (``retry-after-ms``, ``retry-after``,
+            ``x-should-retry``), lower-case names, when a response arrived.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, kind=kind, status=status)
+        self.headers: dict[str, str] = dict(headers or {})
+
+    @property
+    def caller_error(self) -> bool:
+        """The request itself is wrong (bad input, key, permission, model name, size)."""
+        return self.kind in CALLER_ERROR_KINDS
+
+    @property
+    def should_retry_header(self) -> bool | None:
+        """The server's ``x-should-retry`` verdict, None when it gave none."""
+        value = self.headers.get("x-should-retry", "").strip().lower()
+        if value == "true":
+            return True
+        if value == "false":
+            return False
+        return None
+
+
+def kind_for_status(status: int) -> str:
+    """The failure kind of an HTTP error status."""
+    kinds = {
+        400: "bad_request",
+        401: "auth",
+        402: "billing",
+        403: "permission",
+        404: "not_found",
+        408: "timeout",
+        409: "conflict",
+        413: "too_large",
+        422: "bad_request",
+        429: "rate_limit",
+        529: "overloaded",
+    }
+    if status in kinds:
+        return kinds[status]
+    if status >= 500:
+        return "server_error"
+    if status >= 400:
+        # Not one of the statuses that say "your request is wrong": retried only on the
+        # server's x-should-retry, and another model may still answer.
+        return "client_error"
+    return "malformed_response"
+
+
+def iter_sse(lines: Iterator[str]) -> Iterator[tuple[str | None, str]]:
+    """Split server-sent event lines into ``(event, data)`` pairs.
+
+    Follows the WHATWG event-stream rules that matter here: ``data`` lines of one event are
+    joined with newlines, a blank line ends an event, lines starting with ``:`` are comments.
+    """
+    event: str | None = None
+    data: list[str] = []
+    for line in lines:
+        if not line:
+            if data:
+                yield event, "\n".join(data)
+            event, data = None, []
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if field == "event":
+            event = value
+        elif field == "data":
+            data.append(value)
+    if data:
+        yield event, "\n".join(data)
+
+
+class StreamParser(ABC):
+    """Turns one provider's SSE events into text deltas and, at the end, a ``Completion``."""
+
+    @abstractmethod
+    def feed(self, event: str | None, data: str) -> str | None:
+        """Take one event; return the text it adds, if any.
+
+        Raises:
+            CallFailed: the event is an error event, or its data is not the API's JSON.
+        """
+
+    @abstractmethod
+    def finish(self) -> Completion:
+        """The full answer once the stream ended.
+
+        Raises:
+            CallFailed: the stream ended before the API's end-of-message marker.
+        """
+
+
+class ProviderAdapter(ABC):
+    """One API's request format, response format and error format."""
+
+    api: ClassVar[str]
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+
+    @property
+    def name(self) -> str:
+        return self.endpoint.name
+
+    @abstractmethod
+    def url(self) -> str:
+        """The URL to POST the request to."""
+
+    @abstractmethod
+    def headers(self) -> dict[str, str]:
+        """Request headers, authentication included."""
+
+    @abstractmethod
+    def body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        """The JSON body for ``request``."""
+
+    @abstractmethod
+    def parse_message(self, data: Any) -> Completion:
+        """A ``Completion`` from a non-streamed JSON answer.
+
+        Raises:
+            CallFailed: ``data`` is not the API's message shape (kind ``malformed_response``).
+        """
+
+    @abstractmethod
+    def stream_parser(self) -> StreamParser:
+        """A fresh parser for one streamed answer."""
+
+    @abstractmethod
+    def error_kind_and_message(self, data: Any, status: int) -> tuple[str, str]:
+        """The failure kind and the provider's message from an error body or error event."""
+
+    def call(
+        self,
+        client: httpx.Client,
+        request: ChatRequest,
+        *,
+        stream: bool = True,
+        on_text: Callable[[str], None] | None = None,
+        timeout: httpx.Timeout | None = None,
+        expired: Callable[[], bool] | None = None,
+    ) -> Completion:
+        """Make one attempt.
+
+        Args:
+            client: the shared client (keep-alive, pool).
+            request: what to ask.
+            stream: ask for server-sent events so text arrives as it is generated.
+            on_text: called with each piece of text as it arrives.
+            timeout: this attempt's timeouts (the executor caps them at its deadline).
+            expired: polled between streamed events; when it turns true the attempt stops
+                with a ``timeout`` (a server trickling tokens cannot outlive the deadline).
+
+        Returns:
+            The full answer.
+
+        Raises:
+            CallFailed: anything that is not a full answer, classified.
+        """
+        http_request = client.build_request(
+            "POST",
+            self.url(),
+            headers=self.headers(),
+            json=self.body(request, stream=stream),
+            timeout=timeout if timeout is not None else client.timeout,
+        )
+        try:
+            response = client.send(http_request, stream=True)
+        except httpx.TimeoutException as exc:
+            raise self._transport_failure(exc, "timeout") from None
+        except httpx.TransportError as exc:
+            raise self._transport_failure(exc, "connection") from None
+        try:
+            if response.status_code != 200:
+                response.read()
+                raise self._http_failure(response)
+            content_type = response.headers.get("content-type", "")
+            if stream and content_type.startswith("text/event-stream"):
+                return self._consume_stream(response, on_text, expired)
+            completion = self.parse_message(self._json(response.read(), response.status_code))
+            if on_text and completion.content:
+                on_text(completion.content)
+            return completion
+        except httpx.TimeoutException as exc:
+            raise self._transport_failure(exc, "timeout") from None
+        except httpx.TransportError as exc:
+            raise self._transport_failure(exc, "connection") from None
+        finally:
+            response.close()
+
+    def _consume_stream(
+        self,
+        response: httpx.Response,
+        on_text: Callable[[str], None] | None,
+        expired: Callable[[], bool] | None,
+    ) -> Completion:
+        parser = self.stream_parser()
+        for event, data in iter_sse(response.iter_lines()):
+            text = parser.feed(event, data)
+            if text and on_text:
+                on_text(text)
+            if expired and expired():
+                raise self.failure("the overall deadline passed mid-answer", kind="timeout")
+        return parser.finish()
+
+    def failure(
+        self,
+        problem: str,
+        *,
+        kind: str,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> CallFailed:
+        """A ``CallFailed`` naming this provider, with any key scrubbed from the text."""
+        text = redact(f"{self.name}: {problem}", [self.endpoint.api_key or ""])
+        return CallFailed(text, kind=kind, status=status, headers=headers)
+
+    def stream_error(self, data: Any) -> CallFailed:
+        """The failure for an error event that arrived after HTTP 200."""
+        kind, text = self.error_kind_and_message(data, 200)
+        return self.failure(f"error event in the stream: {text}", kind=kind, status=200)
+
+    def _json(self, raw: bytes, status: int) -> Any:
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise self.failure(
+                f"HTTP {status} with a body that is not JSON: {_snippet(raw)}",
+                kind="malformed_response",
+                status=status,
+            ) from None
+
+    def _http_failure(self, response: httpx.Response) -> CallFailed:
+        status = response.status_code
+        hints = {name: response.headers[name] for name in RETRY_HEADERS if name in response.headers}
+        try:
+            data: Any = json.loads(response.content)
+        except ValueError:
+            data = None
+        if data is None:
+            kind, text = (
+                kind_for_status(status),
+                _snippet(response.content) or response.reason_phrase,
+            )
+        else:
+            kind, text = self.error_kind_and_message(data, status)
+        return self.failure(
+            f"HTTP {status} {kind}: {text}", kind=kind, status=status, headers=hints
+        )
+
+    def _transport_failure(self, exc: httpx.HTTPError, kind: str) -> CallFailed:
+        # httpx messages name the host and the failure, never headers, so no key can leak.
+        what = "timed out" if kind == "timeout" else "connection failed"
+        detail = str(exc) or type(exc).__name__
+        return self.failure(f"{what} ({detail}) at {self.endpoint.base_url}", kind=kind)
+
+
+def error_text(data: Any) -> tuple[str | None, str]:
+    """The ``(type, message)`` of an error JSON in either API's shape, or of a bare string.
+
+    Anthropic: ``{"type": "error", "error": {"type": ..., "message": ...}}``; OpenAI:
+    ``{"error": {"type": ..., "code": ..., "message": ...}}``; Ollama and some proxies:
+    ``{"error": "text"}``.
+    """
+    if isinstance(data, dict):
+        inner = data.get("error", data)
+        if isinstance(inner, str):
+            return None, inner[:ERROR_TEXT_LIMIT]
+        if isinstance(inner, dict):
+            kind = inner.get("type") or inner.get("code")
+            message = inner.get("message") or ""
+            return (str(kind) if kind else None), str(message)[:ERROR_TEXT_LIMIT]
+    return None, _snippet(json.dumps(data).encode())
+
+
+def as_token_count(value: Any) -> int | None:
+    """A token count from a usage field, None when absent or not a whole number."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value
+
+
+def _snippet(raw: bytes) -> str:
+    text = raw.decode("utf-8", "replace").strip().replace("\n", " ")
+    return text[:ERROR_TEXT_LIMIT]
