@@ -33,14 +33,11 @@ avoided by all of them. States::
 
 from __future__ import annotations
 
-import logging
 import math
 import os
-import socket
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -48,11 +45,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from attune_cli.core import db
-from attune_cli.core.config import get_number, table
 from attune_cli.core.errors import AttuneError, BreakerOpenError, ConfigError, OperationError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    from attune_cli.core.workspace import Workspace
 
 __all__ = [
     "BreakerSettings",
@@ -73,8 +71,6 @@ _RETRY_AFTER_CEILING_S = 3600.0
 
 # The store can fail in these ways; each one means "go ahead without the breaker".
 _STORE_ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error, OSError, AttuneError)
-
-_log = logging.getLogger("attune.breaker")
 
 
 @dataclass(frozen=True)
@@ -114,6 +110,9 @@ class BreakerSettings:
         Raises:
             ConfigError: a value of the wrong type or out of range, naming ``breaker.KEY``.
         """
+        # Imported here: the call path (before_call/after_call) never needs the config reader.
+        from attune_cli.core.config import get_number, table
+
         section = table(config, path, "breaker")
         defaults = cls()
 
@@ -385,13 +384,27 @@ class CircuitBreaker:
         """
         self.path = path
         self.settings = settings or BreakerSettings()
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = owner or f"{os.uname().nodename}:{os.getpid()}:{os.urandom(4).hex()}"
         self._clock = clock
         self._on_warning = on_warning
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[tuple[int, sqlite3.Connection]] = []
         self._warned = False
+
+    @classmethod
+    def from_workspace(cls, workspace: Workspace, **options: Any) -> CircuitBreaker:
+        """The breakers of ``workspace``: its ``telemetry.db`` and its ``[breaker]`` settings.
+
+        Args:
+            workspace: the loaded workspace.
+            **options: passed to the constructor (``clock``, ``owner``, ``on_warning``).
+
+        Raises:
+            ConfigError: an invalid ``[breaker]`` value.
+        """
+        settings = BreakerSettings.from_config(workspace.config, workspace.paths.config_file)
+        return cls(workspace.paths.telemetry_db, settings, **options)
 
     def __enter__(self) -> CircuitBreaker:
         return self
@@ -737,4 +750,6 @@ class CircuitBreaker:
         if self._on_warning is not None:
             self._on_warning(text)
         else:
-            _log.warning(text)
+            import logging
+
+            logging.getLogger("attune.breaker").warning(text)
