@@ -1,7 +1,155 @@
-"""`attune route breakers`: placeholder until its issue lands."""
+"""`attune route breakers`: the circuit breakers every attune process shares, and their reset."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
-app = typer.Typer(help="Circuit-breaker state.", no_args_is_help=False)
+if TYPE_CHECKING:
+    from attune_cli.core.breaker import BreakerState
+
+# The help text is the callback's docstring, so `attune route breakers --help` shows examples.
+app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
+
+
+def complete_breaker_keys(incomplete: str) -> list[str]:
+    """Breaker keys (``provider/model``) in the store that start with ``incomplete``."""
+    import sqlite3
+
+    from attune_cli.core.paths import resolve_paths
+
+    path = resolve_paths().telemetry_db
+    if not path.exists():
+        return []
+    try:
+        # Read-only: a Tab press must never create, migrate or lock the store.
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.2)
+        try:
+            rows = conn.execute(
+                "SELECT key FROM breakers WHERE substr(key, 1, ?) = ? ORDER BY key",
+                (len(incomplete), incomplete),
+            ).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return []
+    return [key for (key,) in rows]
+
+
+@app.callback(invoke_without_command=True)
+def breakers(
+    ctx: typer.Context,
+    json_output: bool = typer.Option(
+        False, "--json", help="Print one JSON list of breakers on stdout."
+    ),
+) -> None:
+    """Show each provider/model circuit breaker: closed, open or half-open, and when to retry.
+
+    A breaker opens after repeated failures (5xx, 529, timeouts, dropped connections).
+
+    While open it rejects calls without sending them; after that, one probe call decides.
+
+    Every attune process on this machine shares these breakers.
+
+    Examples:
+
+        attune route breakers
+
+        attune route breakers --json
+
+        attune route breakers reset openai/gpt-4o-mini
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from attune_cli.cli.console import message, print_json
+    from attune_cli.core.breaker import CircuitBreaker
+    from attune_cli.core.workspace import Workspace
+
+    with CircuitBreaker.from_workspace(Workspace.load()) as breaker:
+        states = breaker.states()
+    if json_output:
+        print_json([state.as_dict() for state in states])
+        return
+    if not states:
+        message("No circuit breakers yet: one appears after the first call to a model.")
+        return
+    _render(states)
+
+
+@app.command("reset")
+def reset(
+    key: str | None = typer.Argument(
+        None,
+        metavar="[PROVIDER/MODEL]",
+        help="The breaker to close (as listed by `attune route breakers`); all when omitted.",
+        autocompletion=complete_breaker_keys,
+        show_default=False,
+    ),
+) -> None:
+    """Close a circuit breaker, or all of them, so calls go through again.
+
+    Its recent failures are forgotten: a provider that still fails trips it again.
+
+    Examples:
+
+        attune route breakers reset openai/gpt-4o-mini
+
+        attune route breakers reset
+    """
+    from attune_cli.cli.console import message
+    from attune_cli.core.breaker import CircuitBreaker
+    from attune_cli.core.errors import UsageError
+    from attune_cli.core.workspace import Workspace
+
+    with CircuitBreaker.from_workspace(Workspace.load()) as breaker:
+        count = breaker.reset(key)
+    if key is not None and count == 0:
+        raise UsageError(
+            f"no circuit breaker named {key!r}", hint="`attune route breakers` lists them"
+        )
+    if key is not None:
+        message(f"Reset the circuit breaker of {key}: calls go through again.")
+    elif count == 0:
+        message("No circuit breakers to reset.")
+    else:
+        plural = "breaker" if count == 1 else "breakers"
+        message(f"Reset {count} circuit {plural}: calls go through again.")
+
+
+def _render(states: list[BreakerState]) -> None:
+    import time
+
+    from rich.table import Table
+
+    from attune_cli.cli.console import out
+
+    table = Table(title="Circuit breakers", title_justify="left")
+    table.add_column("Breaker")
+    table.add_column("State")
+    table.add_column("Failures / calls", justify="right")
+    table.add_column("Opened")
+    table.add_column("Retry in", justify="right")
+    styles = {"closed": "green", "open": "red", "half_open": "yellow"}
+    for state in states:
+        opened = (
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(state.opened_at))
+            if state.opened_at is not None
+            else "—"
+        )
+        if state.retry_after_s is None:
+            retry = "—"
+        elif state.retry_after_s <= 0:
+            retry = "now (probe)"
+        elif state.probe_in_flight:
+            retry = f"{state.retry_after_s:.0f}s (probing)"
+        else:
+            retry = f"{state.retry_after_s:.0f}s"
+        table.add_row(
+            state.key,
+            f"[{styles[state.state]}]{state.state.replace('_', '-')}[/]",
+            f"{state.failures} / {state.calls}",
+            opened,
+            retry,
+        )
+    out().print(table)

@@ -1,0 +1,166 @@
+"""`attune route breakers [--json]` and `attune route breakers reset [KEY]` over a real store."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from attune_cli.cli.app import app
+from attune_cli.cli.breakers import complete_breaker_keys
+from attune_cli.core.breaker import CircuitBreaker
+from attune_cli.core.paths import resolve_paths
+
+runner = CliRunner()
+
+
+def store() -> Path:
+    return resolve_paths().telemetry_db
+
+
+def trip(key: str, at: float) -> None:
+    with CircuitBreaker(store(), clock=lambda: at) as breaker:
+        for _ in range(5):
+            breaker.after_call(breaker.before_call(key), failure=True)
+
+
+def succeed(key: str) -> None:
+    with CircuitBreaker(store()) as breaker:
+        breaker.after_call(breaker.before_call(key), failure=False)
+
+
+def listed() -> dict[str, dict]:
+    result = runner.invoke(app, ["route", "breakers", "--json"])
+    assert result.exit_code == 0, result.stderr
+    return {item["key"]: item for item in json.loads(result.stdout)}
+
+
+def test_no_breakers_yet_prints_an_empty_list_and_creates_nothing() -> None:
+    as_json = runner.invoke(app, ["route", "breakers", "--json"])
+    as_table = runner.invoke(app, ["route", "breakers"])
+
+    assert (as_json.exit_code, json.loads(as_json.stdout)) == (0, [])
+    assert as_table.exit_code == 0
+    assert as_table.stdout == ""
+    assert "No circuit breakers yet" in as_table.stderr
+    assert not store().exists()
+
+
+def test_json_lists_each_breaker_with_its_state_and_retry_time() -> None:
+    now = time.time()
+    trip("openai/gpt-4o-mini", at=now)
+    trip("anthropic/claude-haiku", at=now - 1000)  # its open period is long over
+    succeed("openai/gpt-4o")
+
+    items = listed()
+
+    assert sorted(items) == ["anthropic/claude-haiku", "openai/gpt-4o", "openai/gpt-4o-mini"]
+    opened = items["openai/gpt-4o-mini"]
+    assert opened["state"] == "open"
+    assert (opened["failures"], opened["calls"]) == (5, 5)
+    assert opened["opened_at"] == now
+    assert 0 < opened["retry_after_s"] <= 30
+    assert items["anthropic/claude-haiku"]["state"] == "half_open"
+    assert items["anthropic/claude-haiku"]["retry_after_s"] == 0
+    assert items["openai/gpt-4o"] == {
+        **items["openai/gpt-4o"],
+        "state": "closed",
+        "failures": 0,
+        "calls": 1,
+        "opened_at": None,
+        "retry_after_s": None,
+    }
+
+
+def test_the_table_shows_states_and_when_to_retry() -> None:
+    trip("openai/gpt-4o-mini", at=time.time())
+    trip("anthropic/claude-haiku", at=time.time() - 1000)
+
+    result = runner.invoke(app, ["route", "breakers"])
+
+    assert result.exit_code == 0
+    lines = [line for line in result.stdout.splitlines() if line.startswith("│")]
+    rows = {line.split("│")[1].strip(): line for line in lines}
+    assert len(rows) == 2
+    assert "open" in rows["openai/gpt-4o-mini"]
+    assert "5 / 5" in rows["openai/gpt-4o-mini"]
+    assert "half-open" in rows["anthropic/claude-haiku"]
+    assert "now (probe)" in rows["anthropic/claude-haiku"]
+
+
+def test_reset_one_breaker_closes_it_and_leaves_the_others() -> None:
+    trip("openai/gpt-4o-mini", at=time.time())
+    trip("anthropic/claude-haiku", at=time.time())
+
+    result = runner.invoke(app, ["route", "breakers", "reset", "openai/gpt-4o-mini"])
+
+    assert result.exit_code == 0
+    assert "openai/gpt-4o-mini" in result.stderr
+    assert result.stdout == ""
+    states = {key: item["state"] for key, item in listed().items()}
+    assert states == {"openai/gpt-4o-mini": "closed", "anthropic/claude-haiku": "open"}
+
+
+def test_reset_without_a_key_closes_every_breaker() -> None:
+    trip("openai/gpt-4o-mini", at=time.time())
+    trip("anthropic/claude-haiku", at=time.time())
+
+    result = runner.invoke(app, ["route", "breakers", "reset"])
+
+    assert result.exit_code == 0
+    assert "Reset 2 circuit breakers" in result.stderr
+    assert {item["state"] for item in listed().values()} == {"closed"}
+
+
+def test_reset_of_an_unknown_breaker_is_a_usage_error() -> None:
+    trip("openai/gpt-4o-mini", at=time.time())
+
+    result = runner.invoke(app, ["route", "breakers", "reset", "openai/gpt-4o-typo"])
+
+    assert result.exit_code == 2
+    assert "no circuit breaker named 'openai/gpt-4o-typo'" in result.stderr
+    assert "attune route breakers" in result.stderr
+    assert listed()["openai/gpt-4o-mini"]["state"] == "open"
+
+
+def test_an_invalid_breaker_setting_names_the_key(attune_home: Path) -> None:
+    attune_home.mkdir(parents=True, exist_ok=True)
+    (attune_home / "config.toml").write_text("[breaker]\nmin_calls = 0\n")
+
+    result = runner.invoke(app, ["route", "breakers"])
+
+    assert result.exit_code == 2
+    assert "breaker.min_calls" in result.stderr
+    assert "config.toml" in result.stderr
+
+
+def test_a_corrupt_store_is_reported_with_its_path() -> None:
+    store().parent.mkdir(parents=True, exist_ok=True)
+    store().write_bytes(b"not sqlite " * 500)
+
+    result = runner.invoke(app, ["route", "breakers", "--json"])
+
+    assert result.exit_code == 1
+    assert str(store()) in result.stderr
+    assert result.stdout == ""
+
+
+def test_help_teaches_with_examples() -> None:
+    listing = runner.invoke(app, ["route", "breakers", "--help"])
+    reset = runner.invoke(app, ["route", "breakers", "reset", "--help"])
+
+    assert "attune route breakers --json" in listing.stdout
+    assert "reset" in listing.stdout
+    assert "attune route breakers reset openai/gpt-4o-mini" in reset.stdout
+
+
+def test_completion_offers_the_keys_in_the_store() -> None:
+    assert complete_breaker_keys("") == []  # no store: nothing, and no error
+    trip("openai/gpt-4o-mini", at=time.time())
+    trip("anthropic/claude-haiku", at=time.time())
+
+    assert complete_breaker_keys("") == ["anthropic/claude-haiku", "openai/gpt-4o-mini"]
+    assert complete_breaker_keys("open") == ["openai/gpt-4o-mini"]
+    assert complete_breaker_keys("x") == []
