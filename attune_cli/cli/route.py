@@ -1,7 +1,412 @@
-"""`attune route`: placeholder until its issue lands."""
+"""`attune route`: which model a workflow stage should use, and why.
+
+Each command parses its flags, asks ``AdaptiveModelRouter`` (core) for one answer and renders
+it. The router, the store (sqlite3) and Rich tables are imported inside the commands so that
+``attune --help`` and shell completion stay fast.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
 
-app = typer.Typer(help="route commands.", no_args_is_help=True)
+from attune_cli.cli import breakers
+from attune_cli.cli.complete import complete_stages, complete_workflows
+
+if TYPE_CHECKING:
+    from attune_cli.core.routing import (
+        AdaptiveModelRouter,
+        RoutingDecision,
+        RoutingStats,
+        TierAdvice,
+    )
+
+app = typer.Typer(
+    help="Which model each workflow stage should use, chosen from recorded history.",
+    no_args_is_help=True,
+)
+app.add_typer(breakers.app, name="breakers")
+
+
+def _stage(value: str) -> str:
+    if not value.strip():
+        raise typer.BadParameter("must not be empty", param_hint="STAGE")
+    return value
+
+
+StageArg = Annotated[
+    str,
+    typer.Argument(
+        help="The workflow stage, e.g. triage, analysis, synthesis. Unknown stages are fine.",
+        autocompletion=complete_stages,
+        callback=_stage,
+        metavar="STAGE",
+        show_default=False,
+    ),
+]
+WorkflowOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--workflow",
+        "-w",
+        help="Only this workflow's history (default: the stage across every workflow).",
+        autocompletion=complete_workflows,
+        metavar="W",
+    ),
+]
+StageOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--stage",
+        "-s",
+        help="Only this stage (default: every stage with calls).",
+        autocompletion=complete_stages,
+        metavar="S",
+    ),
+]
+MaxCostOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-cost",
+        min=0,
+        metavar="USD",
+        help="Rule out models whose average cost per call is above this.",
+    ),
+]
+MaxLatencyOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-latency",
+        min=0,
+        metavar="MS",
+        help="Rule out models whose p95 latency is above this many milliseconds.",
+    ),
+]
+MinSuccessOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--min-success",
+        min=0,
+        max=1,
+        metavar="RATE",
+        help=(
+            "Minimum success rate (its 95 % lower bound), 0 to 1 "
+            "(default: routing.min_success_rate, 0.7)."
+        ),
+    ),
+]
+DaysOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--days",
+        min=1,
+        metavar="N",
+        help="Window of history in days (default: routing.window_days, 30).",
+    ),
+]
+ExploreOpt = Annotated[
+    bool,
+    typer.Option(
+        "--explore",
+        help=(
+            "Sometimes try an uncertain model instead of the best (Thompson sampling, at most "
+            "routing.explore_share of calls); record the outcome with `attune telemetry record`."
+        ),
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+@contextmanager
+def _router() -> Iterator[AdaptiveModelRouter]:
+    from attune_cli.core.routing import AdaptiveModelRouter
+    from attune_cli.core.telemetry import TelemetryStore
+    from attune_cli.core.workspace import Workspace
+
+    workspace = Workspace.load()
+    store = TelemetryStore.open(workspace)
+    try:
+        yield AdaptiveModelRouter.from_workspace(workspace, store)
+    finally:
+        store.close()
+
+
+def _decide(
+    stage: str,
+    workflow: str | None,
+    max_cost: float | None,
+    max_latency: float | None,
+    min_success: float | None,
+    days: int | None,
+    explore: bool,
+) -> RoutingDecision:
+    with _router() as router:
+        return router.get_best_model(
+            workflow,
+            stage,
+            max_cost=max_cost,
+            max_latency_ms=max_latency,
+            min_success_rate=min_success,
+            days=days,
+            explore=explore,
+        )
+
+
+@app.command("explain")
+def explain(
+    stage: StageArg,
+    workflow: WorkflowOpt = None,
+    max_cost: MaxCostOpt = None,
+    max_latency: MaxLatencyOpt = None,
+    min_success: MinSuccessOpt = None,
+    days: DaysOpt = None,
+    explore: ExploreOpt = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Show every candidate model for a stage, its figures and verdict, and why one wins.
+
+    Example:  attune route explain analysis -w code-review --max-latency 5000
+    """
+    decision = _decide(stage, workflow, max_cost, max_latency, min_success, days, explore)
+    if json_:
+        from attune_cli.cli.console import print_json
+
+        print_json(decision.as_dict())
+        return
+    _render_decision(decision)
+
+
+@app.command("best")
+def best(
+    stage: StageArg,
+    workflow: WorkflowOpt = None,
+    max_cost: MaxCostOpt = None,
+    max_latency: MaxLatencyOpt = None,
+    min_success: MinSuccessOpt = None,
+    days: DaysOpt = None,
+    explore: ExploreOpt = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Print only the model id to use for a stage (for scripts).
+
+    Example:  MODEL=$(attune route best analysis -w code-review --max-cost 0.01)
+    """
+    decision = _decide(stage, workflow, max_cost, max_latency, min_success, days, explore)
+    if json_:
+        from attune_cli.cli.console import print_json
+
+        print_json(decision.as_dict())
+        return
+    typer.echo(decision.chosen)
+
+
+@app.command("stats")
+def stats(
+    workflow: WorkflowOpt = None,
+    stage: StageOpt = None,
+    days: Annotated[
+        int, typer.Option("--days", min=1, metavar="N", help="Window of history in days.")
+    ] = 7,
+    json_: JsonOpt = False,
+) -> None:
+    """Calls, success and cost per workflow stage, and the model each would use now.
+
+    Example:  attune route stats -w code-review --days 30
+    """
+    with _router() as router:
+        result = router.get_routing_stats(workflow, stage=stage, days=days)
+    if json_:
+        from attune_cli.cli.console import print_json
+
+        print_json(result.as_dict())
+        return
+    _render_stats(result)
+
+
+@app.command("check")
+def check(
+    workflow: WorkflowOpt = None,
+    stage: StageOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Advise a tier upgrade, downgrade or keep for each stage, from its newest calls.
+
+    Upgrade when the newest calls fail too often; downgrade when a cheaper tier has enough
+    history and does as well, with the saving per 1,000 calls.
+
+    Example:  attune route check -w code-review
+    """
+    with _router() as router:
+        advice = router.check(workflow, stage)
+    if json_:
+        from attune_cli.cli.console import print_json
+
+        print_json([a.as_dict() for a in advice])
+        return
+    _render_check(advice)
+
+
+def _render_decision(decision: RoutingDecision) -> None:
+    from rich.table import Table
+
+    from attune_cli.cli.console import out
+
+    where = f"{decision.stage} · {decision.workflow or 'all workflows'}"
+    constraints = decision.constraints
+    caps = [f"window {constraints['window_days']} d", f"min calls {constraints['min_calls']}"]
+    caps.append(f"min success {constraints['min_success_rate']:.0%}")
+    if constraints["max_cost_usd"] is not None:
+        caps.append(f"max cost {_usd(constraints['max_cost_usd'])}")
+    if constraints["max_latency_ms"] is not None:
+        caps.append(f"max p95 {constraints['max_latency_ms']:,.0f} ms")
+    table = Table(
+        title=f"Routing {where}",
+        caption=f"default tier {decision.default_tier} · " + " · ".join(caps),
+        title_justify="left",
+        caption_justify="left",
+    )
+    table.add_column("", no_wrap=True)
+    table.add_column("Model", no_wrap=True)
+    table.add_column("Provider")
+    table.add_column("Tier")
+    table.add_column("Calls", justify="right")
+    table.add_column("Success", justify="right")
+    table.add_column("Bound", justify="right")
+    table.add_column("p50 ms", justify="right")
+    table.add_column("p95 ms", justify="right")
+    table.add_column("Avg cost", justify="right")
+    table.add_column("Score", justify="right")
+    table.add_column("Verdict")
+    for c in decision.candidates:
+        chosen = c.model == decision.chosen
+        if chosen:
+            verdict = "chosen (tier default)" if decision.fallback else "chosen"
+            if decision.explored:
+                verdict = "chosen (exploring)"
+        else:
+            verdict = "eligible" if c.eligible else "; ".join(c.rejected_because)
+        table.add_row(
+            "→" if chosen else "",
+            c.model,
+            c.provider or "-",
+            c.tier or "-",
+            f"{c.calls:,}",
+            _pct(c.success_rate),
+            _pct(c.success_lower_bound),
+            _num(c.p50_latency_ms),
+            _num(c.p95_latency_ms),
+            _usd(c.avg_cost_usd),
+            "-" if c.quality_score is None else f"{c.quality_score:.1f}",
+            verdict,
+            style="bold green" if chosen else None,
+        )
+    console = out()
+    console.print(table)
+    console.print(f"\n[bold]Why:[/bold] {decision.reason}")
+    changes = decision.what_would_change
+    if changes:
+        console.print("\n[bold]What would change it:[/bold]")
+        for line in changes:
+            console.print(f"  • {line}", markup=False)
+
+
+def _render_stats(result: RoutingStats) -> None:
+    from rich.table import Table
+
+    from attune_cli.cli.console import message, out
+
+    if not result.stages:
+        message(f"No calls recorded in the last {result.days} days.")
+        return
+    table = Table(title=f"Routing stats · last {result.days} days", title_justify="left")
+    for name, justify in (
+        ("Workflow", "left"),
+        ("Stage", "left"),
+        ("Calls", "right"),
+        ("Success", "right"),
+        ("Total cost", "right"),
+        ("Models", "right"),
+        ("Tier", "left"),
+        ("Would use", "left"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for s in result.stages:
+        table.add_row(
+            s.workflow or "(all)",
+            s.stage,
+            f"{s.calls:,}",
+            _pct(s.success_rate if s.calls else None),
+            _usd(s.total_cost_usd),
+            str(len(s.models)),
+            s.default_tier,
+            s.best,
+        )
+    console = out()
+    console.print(table)
+    if len(result.stages) == 1:
+        models = Table(title="Models", title_justify="left")
+        for name in ("Model", "Calls", "Success", "Bound", "p95 ms", "Avg cost", "Score"):
+            models.add_column(name, justify="left" if name == "Model" else "right")
+        for m in result.stages[0].models:
+            models.add_row(
+                m.model,
+                f"{m.calls:,}",
+                _pct(m.success_rate),
+                _pct(m.success_lower_bound),
+                _num(m.p95_latency_ms),
+                _usd(m.avg_cost_usd),
+                f"{m.quality_score:.1f}",
+            )
+        console.print(models)
+
+
+def _render_check(advice: list[TierAdvice]) -> None:
+    from rich.table import Table
+
+    from attune_cli.cli.console import message, out
+
+    if not advice:
+        message("No calls recorded in the routing window; nothing to advise.")
+        return
+    table = Table(title="Tier advice", title_justify="left")
+    for name in ("Workflow", "Stage", "Tier", "Advice", "Newest", "Failed", "Saves/1k", "Reason"):
+        table.add_column(
+            name, justify="right" if name in ("Newest", "Failed", "Saves/1k") else "left"
+        )
+    for a in advice:
+        verdict = a.recommendation
+        if a.recommendation != "keep":
+            verdict = f"{a.recommendation} → {a.suggested_tier}"
+        table.add_row(
+            a.workflow or "(all)",
+            a.stage,
+            a.current_tier,
+            verdict,
+            str(a.recent_calls),
+            _pct(a.recent_failure_rate),
+            _usd(a.savings_per_1k_calls_usd),
+            a.reason,
+            style="bold" if a.recommendation != "keep" else None,
+        )
+    out().print(table)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _usd(value: Any) -> str:
+    if value is None:
+        return "-"
+    if value == 0:
+        return "$0"
+    if value >= 1:
+        return f"${value:,.2f}"
+    return f"${value:.4f}" if value >= 0.0001 else f"${value:.2g}"
