@@ -1,7 +1,327 @@
-"""`attune auth`: placeholder until its issue lands."""
+"""`attune auth`: the auth strategy (subscription or API) and provider keys.
+
+Each command parses its flags, calls one core function and renders the result. Everything heavy
+(questionary, tomlkit, Rich tables) is imported inside the command that needs it: ``auth
+status`` is started often and must stay fast.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-app = typer.Typer(help="auth commands.", no_args_is_help=True)
+from attune_cli.cli.complete import complete_providers
+from attune_cli.cli.console import message, print_json, stdin_is_terminal
+from attune_cli.core.errors import UsageError
+from attune_cli.core.plans import AuthMode, SubscriptionTier
+
+app = typer.Typer(
+    help=(
+        "Choose between your Claude subscription and the API, and manage provider keys.\n\n"
+        "Start with `attune auth setup`; see where you stand with `attune auth status`."
+    ),
+    no_args_is_help=True,
+)
+
+_JSON_HELP = "Print one JSON document on stdout instead of the table."
+
+
+@app.command("setup")
+def cmd_auth_setup(
+    tier: Annotated[
+        SubscriptionTier | None,
+        typer.Option(
+            "--tier", case_sensitive=False, help="Your Claude subscription (asked if missing)."
+        ),
+    ] = None,
+    mode: Annotated[
+        AuthMode | None,
+        typer.Option(
+            "--mode",
+            case_sensitive=False,
+            help="subscription, api, or auto to choose by module size (asked if missing).",
+        ),
+    ] = None,
+    provider: Annotated[
+        str | None,
+        typer.Option(
+            "--provider",
+            metavar="NAME",
+            autocompletion=complete_providers,
+            help="Also store an API key for this provider (hidden prompt, or --with-key-stdin).",
+        ),
+    ] = None,
+    with_key_stdin: Annotated[
+        bool,
+        typer.Option("--with-key-stdin", help="Read the --provider key from stdin (never a flag)."),
+    ] = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes", "-y", help="Save without asking for confirmation or an optional key."
+        ),
+    ] = False,
+) -> None:
+    """Set up how attune authenticates: a guided wizard, or flags for scripts.
+
+    In a terminal, asks what the flags do not answer. Without one, every answer must be a flag.
+
+    Examples:
+
+        attune auth setup
+
+        attune auth setup --tier max --mode auto --yes
+
+        printf '%s' "$KEY" | attune auth setup --tier pro --mode api
+        --provider anthropic --with-key-stdin --yes
+    """
+    from attune_cli.cli import wizard
+    from attune_cli.cli.console import err, warn
+    from attune_cli.core.auth import AuthStrategy, load_legacy, save_setup
+    from attune_cli.core.errors import ConfigError
+    from attune_cli.core.workspace import Workspace
+
+    if with_key_stdin and provider is None:
+        raise typer.BadParameter("needs --provider NAME", param_hint="'--with-key-stdin'")
+    workspace = Workspace.load()
+    registry = workspace.registry
+    if provider is not None and provider not in registry.providers:
+        raise typer.BadParameter(
+            f"unknown provider {provider!r}; known: {', '.join(registry.providers)}",
+            param_hint="'--provider'",
+        )
+    paths = workspace.paths
+    current = AuthStrategy.from_config(workspace.config, paths.config_file)
+    interactive = stdin_is_terminal() and not with_key_stdin
+    legacy = None
+    if interactive:
+        try:
+            legacy = load_legacy(paths)
+        except ConfigError as exc:
+            warn(f"not offering to import the older tool's settings: {exc.message}")
+
+    result = wizard.run_setup(
+        wizard.SetupAnswers(tier, mode, provider, with_key_stdin, yes),
+        prompter=wizard.make_prompter() if interactive else None,
+        console=err(),
+        registry=registry,
+        current=current,
+        config_file=paths.config_file,
+        legacy=legacy,
+        environ=os.environ,
+        read_key=sys.stdin.read,
+    )
+    if result is None:
+        message("Nothing was saved.")
+        raise typer.Exit(1)
+    save_setup(paths, result.strategy, result.provider, result.key)
+    strategy = result.strategy
+    message(
+        f"Saved: tier [bold]{strategy.subscription_tier.value}[/bold], "
+        f"mode [bold]{strategy.default_mode.value}[/bold] in {paths.config_file}"
+    )
+    if result.key:
+        message(f"Stored the {result.provider} key in {paths.credentials_file} (mode 600).")
+
+
+@app.command("status")
+def cmd_auth_status(
+    json_output: Annotated[bool, typer.Option("--json", help=_JSON_HELP)] = False,
+) -> None:
+    """Show the auth strategy, what each module size gets, and where each key comes from.
+
+    Keys are shown only as a hint (sk-…abcd).
+
+    Examples:
+
+        attune auth status
+
+        attune auth status --json | jq .providers
+    """
+    from attune_cli.core.auth import AuthStrategy, auth_status
+    from attune_cli.core.workspace import Workspace
+
+    workspace = Workspace.load()
+    strategy = AuthStrategy.from_config(workspace.config, workspace.paths.config_file)
+    status = auth_status(strategy, workspace.registry, workspace.paths)
+    if json_output:
+        print_json(status.to_json())
+        return
+    from attune_cli.cli.auth_views import status_view
+    from attune_cli.cli.console import out
+
+    out().print(status_view(status))
+
+
+@app.command("reset")
+def cmd_auth_reset(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Reset without asking.")] = False,
+) -> None:
+    """Forget the auth strategy: remove the settings of the auth table in config.toml.
+
+    Your comments, every other table, and the stored keys stay (see `attune auth logout`).
+
+    Example:
+
+        attune auth reset --yes
+    """
+    from attune_cli.core.auth import AUTH_TABLE, reset_strategy
+    from attune_cli.core.config import read_toml
+    from attune_cli.core.paths import resolve_paths
+
+    config_file = resolve_paths().config_file
+    if not read_toml(config_file).get(AUTH_TABLE):
+        message(f"Nothing to reset: {config_file} holds no auth strategy.")
+        return
+    if not yes:
+        if not stdin_is_terminal():
+            raise UsageError(
+                "auth reset changes config.toml: without a terminal to confirm in, pass --yes"
+            )
+        if not typer.confirm(
+            f"Remove the auth strategy from {config_file}? Stored keys are kept.", default=False
+        ):
+            message("Nothing changed.")
+            raise typer.Exit(1)
+    reset_strategy(config_file)
+    message(f"Reset: removed the auth settings from {config_file}. Run `attune auth setup` again.")
+
+
+@app.command("recommend")
+def cmd_auth_recommend(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            metavar="PATH",
+            help="A source file, or a folder whose source files are summed.",
+            show_default=False,
+        ),
+    ],
+    json_output: Annotated[bool, typer.Option("--json", help=_JSON_HELP)] = False,
+) -> None:
+    """Say whether a module should go to the subscription or the API, and what it would cost.
+
+    Counts non-blank, non-comment lines; prices the estimate from the model registry.
+
+    Examples:
+
+        attune auth recommend src/app/models.py
+
+        attune auth recommend src/ --json
+    """
+    from attune_cli.core.auth import AuthStrategy, recommend
+    from attune_cli.core.workspace import Workspace
+
+    workspace = Workspace.load()
+    strategy = AuthStrategy.from_config(workspace.config, workspace.paths.config_file)
+    result = recommend(path, strategy, workspace.registry)
+    if json_output:
+        print_json(result.to_json())
+        return
+    from attune_cli.cli.auth_views import recommendation_view
+    from attune_cli.cli.console import out
+
+    out().print(recommendation_view(result))
+    if not strategy.setup_completed:
+        message("[dim]Using the default strategy: run `attune auth setup` to set yours.[/dim]")
+
+
+@app.command("login")
+def cmd_auth_login(
+    provider: Annotated[
+        str,
+        typer.Argument(
+            metavar="PROVIDER",
+            autocompletion=complete_providers,
+            help="The provider, e.g. anthropic or openai.",
+            show_default=False,
+        ),
+    ],
+    with_key_stdin: Annotated[
+        bool,
+        typer.Option("--with-key-stdin", help="Read the key from stdin, not a hidden prompt."),
+    ] = False,
+) -> None:
+    """Store an API key for a provider in credentials.toml (mode 600).
+
+    The key is never a flag: it comes from a hidden prompt or from stdin. A key in the
+    provider's environment variable (ANTHROPIC_API_KEY, …) wins over a stored one.
+
+    Examples:
+
+        attune auth login anthropic
+
+        printf '%s' "$OPENAI_KEY" | attune auth login openai --with-key-stdin
+    """
+    from attune_cli.core.credentials import key_hint, store_key
+    from attune_cli.core.workspace import Workspace
+
+    workspace = Workspace.load()
+    known = workspace.registry.providers.get(provider)
+    if known is None:
+        raise typer.BadParameter(
+            f"unknown provider {provider!r}; known: {', '.join(workspace.registry.providers)}",
+            param_hint="'PROVIDER'",
+        )
+    if not with_key_stdin and not stdin_is_terminal():
+        raise UsageError(
+            "no terminal for a hidden prompt: pipe the key in with --with-key-stdin",
+            hint=f"printf '%s' \"$KEY\" | attune auth login {provider} --with-key-stdin",
+        )
+    env_wins = bool(known.key_env and os.environ.get(known.key_env, "").strip())
+    if env_wins:
+        message(
+            f"Note: ${known.key_env} is set in your environment; it wins over a stored key "
+            "while it is set."
+        )
+    if with_key_stdin:
+        key = sys.stdin.read()
+    else:
+        key = typer.prompt(f"API key for {provider} (input hidden)", hide_input=True)
+    store_key(workspace.paths, provider, key)
+    message(
+        f"Stored the {provider} key {key_hint(key)} in {workspace.paths.credentials_file} "
+        "(mode 600)."
+    )
+
+
+@app.command("logout")
+def cmd_auth_logout(
+    provider: Annotated[
+        str,
+        typer.Argument(
+            metavar="PROVIDER",
+            autocompletion=complete_providers,
+            help="The provider whose stored key to remove.",
+            show_default=False,
+        ),
+    ],
+) -> None:
+    """Remove a provider's stored API key.
+
+    A key in the provider's environment variable is not touched: unset it in your shell.
+
+    Example:
+
+        attune auth logout openai
+    """
+    from attune_cli.core.credentials import remove_key, stored_providers
+    from attune_cli.core.workspace import Workspace
+
+    workspace = Workspace.load()
+    known = workspace.registry.providers.get(provider)
+    if known is None and provider not in stored_providers(workspace.paths):
+        raise typer.BadParameter(
+            f"unknown provider {provider!r}; known: {', '.join(workspace.registry.providers)}",
+            param_hint="'PROVIDER'",
+        )
+    if remove_key(workspace.paths, provider):
+        message(f"Removed the stored {provider} key from {workspace.paths.credentials_file}.")
+    else:
+        message(f"No stored {provider} key; nothing removed.")
+    if known is not None and known.key_env and os.environ.get(known.key_env, "").strip():
+        message(f"${known.key_env} is still set in your environment and will be used.")

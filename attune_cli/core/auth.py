@@ -31,9 +31,10 @@ pass over the module: the module as input, plus a response of
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -437,34 +438,44 @@ class AuthStrategy:
 
         def change(document: Any) -> None:
             section = _auth_table(document, config_file, create=True)
-            for key, value in values.items():
-                if key == "metadata":
-                    _merge_metadata(section, value)
-                elif section.get(key) != value or type(section.get(key)) is not type(value):
-                    section[key] = value
-            if "estimate_model" not in values and "estimate_model" in section:
-                del section["estimate_model"]
+            with _trailing_comments_kept(section):
+                for key, value in values.items():
+                    if key == "metadata":
+                        _merge_metadata(section, value)
+                    elif section.get(key) != value or type(section.get(key)) is not type(value):
+                        section[key] = value
+                if "estimate_model" not in values and "estimate_model" in section:
+                    del section["estimate_model"]
 
         update_toml(config_file, change)
 
 
 def reset_strategy(path: Path) -> bool:
-    """Remove the ``[auth]`` table from ``path``, leaving every other table as it is.
+    """Remove every setting from the ``[auth]`` table of ``path``.
+
+    The table's header and the person's own comment lines stay (a comment just above the next
+    table belongs, to tomlkit, to the end of this one); every other table is left as it is.
 
     Returns:
-        Whether there was an ``[auth]`` table to remove.
+        Whether there were settings to remove.
 
     Raises:
-        ConfigError: the file is not valid TOML.
+        ConfigError: the file is not valid TOML, or ``auth`` in it is not a table.
     """
     from attune_cli.core.config import read_toml, update_toml
 
-    if AUTH_TABLE not in read_toml(path):
+    if not read_toml(path).get(AUTH_TABLE):
         return False
 
     def change(document: Any) -> None:
-        if AUTH_TABLE in document:
-            del document[AUTH_TABLE]
+        section = _auth_table(document, path, create=False)
+        if section is None:
+            return
+        kept = _comments_after_last_subtable(section)
+        for key in list(section):
+            del section[key]
+        for item in kept:
+            section.add(item)
 
     update_toml(path, change)
     return True
@@ -783,6 +794,44 @@ def _auth_table(document: Any, path: Path, *, create: bool) -> Any:
     if not isinstance(section, dict):
         raise ConfigError(path, "must be a table", key=AUTH_TABLE, value=section)
     return section
+
+
+@contextlib.contextmanager
+def _trailing_comments_kept(section: Any) -> Iterator[None]:
+    """New keys go after the last setting, not after the comments that end the table.
+
+    tomlkit appends a new key at the very end of a table's body, which puts it below a comment
+    the person wrote above the next table, and drops the blank line before that table.
+    """
+    from tomlkit.items import Comment, Whitespace
+
+    body = section.value.body
+    trailing: list[Any] = []
+    while body and body[-1][0] is None and isinstance(body[-1][1], Comment | Whitespace):
+        trailing.insert(0, body.pop()[1])
+    try:
+        yield
+    finally:
+        for item in trailing:
+            section.add(item)
+
+
+def _comments_after_last_subtable(section: Any) -> list[Any]:
+    """Comments and blank lines that end the last sub-table (``[auth.metadata]``) of a table.
+
+    Deleting that sub-table would delete them, and they usually introduce the next table.
+    """
+    from tomlkit.items import Comment, Table, Whitespace
+
+    last = next((item for key, item in reversed(section.value.body) if key is not None), None)
+    if not isinstance(last, Table):
+        return []
+    kept: list[Any] = []
+    for key, item in reversed(last.value.body):
+        if key is not None or not isinstance(item, Comment | Whitespace):
+            break
+        kept.insert(0, item)
+    return kept + _comments_after_last_subtable(last)
 
 
 def _merge_metadata(section: Any, metadata: dict[str, Any]) -> None:

@@ -319,15 +319,42 @@ def test_auth_that_is_not_a_table_is_an_error(tmp_path: Path) -> None:
         AuthStrategy.load(path)
 
 
-def test_reset_removes_only_the_auth_table(tmp_path: Path) -> None:
+def test_reset_removes_the_auth_settings_and_keeps_everything_else(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
-    path.write_text("# mine\n[auth]\nsubscription_tier = 'max'\n\n[routing]\nwindow_days = 7\n")
+    path.write_text(
+        "# mine\n[auth]\n# my plan notes\nsubscription_tier = 'max'\n\n"
+        "[auth.metadata]\nimported_from = 'x'\n\n"
+        "# how I route\n[routing]\nwindow_days = 7\n"
+    )
     assert reset_strategy(path) is True
-    assert "auth" not in read_toml(path)
-    assert "# mine" in path.read_text()
-    assert read_toml(path)["routing"] == {"window_days": 7}
+    assert read_toml(path) == {"auth": {}, "routing": {"window_days": 7}}
+    text = path.read_text()
+    for comment in ("# mine", "# my plan notes", "# how I route"):
+        assert comment in text
+    assert text.index("# how I route") < text.index("[routing]")
     assert reset_strategy(path) is False
     assert AuthStrategy.load(path).setup_completed is False
+
+
+def test_new_keys_go_after_the_settings_not_after_the_next_tables_comment(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        "[auth]\nsubscription_tier = 'pro'\n\n# how I route\n[routing]\nwindow_days = 7\n"
+    )
+    AuthStrategy(subscription_tier="max", setup_completed=True).save(path)
+    text = path.read_text()
+    assert text.index("cost_optimization") < text.index("# how I route")
+    assert "\n\n# how I route\n[routing]\n" in text
+
+
+def test_reset_then_setup_again_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    AuthStrategy(subscription_tier="max", setup_completed=True).save(path)
+    reset_strategy(path)
+    AuthStrategy(subscription_tier="enterprise", setup_completed=True).save(path)
+    assert AuthStrategy.load(path).subscription_tier is SubscriptionTier.ENTERPRISE
 
 
 # Legacy import
