@@ -1,9 +1,364 @@
-"""`attune ask` and `attune demo`: placeholder until their issue lands."""
+"""`attune ask` and `attune demo`: call a model through the resilient executor; see the loop.
+
+Both import httpx, the executor, the store and Rich inside the command, so ``attune --help``
+stays fast.
+"""
 
 from __future__ import annotations
 
+import sys
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated
+
 import typer
+
+from attune_cli.cli.complete import complete_models, complete_stages, complete_workflows
+
+if TYPE_CHECKING:
+    from attune_cli.core.response import LLMResponse
+
+
+class TierChoice(StrEnum):
+    """The tiers ``--tier`` accepts (and completes)."""
+
+    cheap = "cheap"
+    capable = "capable"
+    premium = "premium"
 
 
 def register(app: typer.Typer) -> None:
-    """Add the top-level commands of this module to ``app``."""
+    """Add the top-level ``ask`` and ``demo`` commands to ``app``."""
+    app.command("ask")(ask)
+    app.command("demo")(demo)
+
+
+def ask(
+    prompt: Annotated[
+        str,
+        typer.Argument(
+            help="What to ask. '-' reads the prompt from stdin.",
+            metavar="PROMPT",
+            show_default=False,
+        ),
+    ],
+    workflow: Annotated[
+        str,
+        typer.Option(
+            "--workflow",
+            "-w",
+            help="The workflow the call belongs to (recorded; routing reads its history).",
+            autocompletion=complete_workflows,
+            metavar="W",
+        ),
+    ] = "adhoc",
+    stage: Annotated[
+        str,
+        typer.Option(
+            "--stage",
+            "-s",
+            help="The workflow stage (recorded; its default tier guides routing).",
+            autocompletion=complete_stages,
+            metavar="S",
+        ),
+    ] = "general",
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Use this model instead of routing (no fallback to other models).",
+            autocompletion=complete_models,
+            metavar="M",
+            show_default=False,
+        ),
+    ] = None,
+    tier: Annotated[
+        TierChoice | None,
+        typer.Option(
+            "--tier",
+            help="Route among this tier's models only.",
+            case_sensitive=False,
+            show_default=False,
+        ),
+    ] = None,
+    system: Annotated[
+        str | None,
+        typer.Option("--system", help="A system prompt.", metavar="S", show_default=False),
+    ] = None,
+    max_tokens: Annotated[
+        int,
+        typer.Option("--max-tokens", min=1, metavar="N", help="The most output tokens."),
+    ] = 1024,
+    max_cost: Annotated[
+        float | None,
+        typer.Option(
+            "--max-cost",
+            min=0,
+            metavar="USD",
+            help="Route only to models averaging at most this per call; no dearer fallback.",
+            show_default=False,
+        ),
+    ] = None,
+    json_: Annotated[
+        bool, typer.Option("--json", help="Print the response envelope as one JSON document.")
+    ] = False,
+) -> None:
+    """Ask a model, picked by the router from your history; the answer streams as it arrives.
+
+    Goes through the circuit breaker, retries transient failures (honouring Retry-After) and
+    falls back along the model chain; every attempt is recorded for the router. Exit 1 when
+    no model could answer.
+
+    Examples:
+      attune ask "Name three risks of this migration plan" -w planning -s analysis
+      git diff | attune ask - --model claude-haiku-4-5 --system "You review diffs." --json
+    """
+    from attune_cli.cli.console import message, print_json
+    from attune_cli.core.ask import AskOptions
+    from attune_cli.core.ask import ask as ask_core
+    from attune_cli.core.errors import UsageError
+    from attune_cli.core.executor import failure_error
+    from attune_cli.core.telemetry import validate_label
+    from attune_cli.core.workspace import Workspace
+
+    if model is not None and tier is not None:
+        raise UsageError(
+            "--model and --tier cannot be combined: --model names the model, "
+            "--tier lets the router choose within a tier"
+        )
+    text = sys.stdin.read() if prompt == "-" else prompt
+    if not text.strip():
+        raise UsageError("PROMPT must not be empty (with '-', stdin was empty)")
+    options = AskOptions(
+        prompt=text,
+        workflow=validate_label("workflow", workflow),
+        stage=validate_label("stage", stage),
+        model=validate_label("model", model) if model is not None else None,
+        tier=tier.value if tier is not None else None,
+        system=system,
+        max_tokens=max_tokens,
+        max_cost_usd=max_cost,
+    )
+    streamed: list[str] = []
+
+    def on_text(piece: str) -> None:
+        streamed.append(piece)
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+    def on_notice(note: str) -> None:
+        message(f"[dim]{_escape(note)}[/dim]")
+
+    response = ask_core(
+        Workspace.load(), options, on_text=None if json_ else on_text, on_notice=on_notice
+    )
+    if json_:
+        print_json(response.to_dict())
+    elif streamed and not streamed[-1].endswith("\n"):
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    if not response.success:
+        raise failure_error(response)
+    if not json_:
+        message(f"[dim]{_escape(_footer(response))}[/dim]")
+
+
+def _footer(response: LLMResponse) -> str:
+    parts = [
+        f"{response.model} ({response.provider}{', ' + response.tier if response.tier else ''})"
+    ]
+    parts.append(f"{response.latency_ms:.0f} ms")
+    if response.input_tokens is not None and response.output_tokens is not None:
+        parts.append(f"{response.input_tokens} → {response.output_tokens} tokens")
+    if response.cost_usd is not None:
+        parts.append(f"${response.cost_usd:.6f}")
+    sent = sum(1 for a in response.attempts if a.sent)
+    if sent > 1:
+        parts.append(f"{sent} attempts")
+    if response.fallback_used and response.attempts:
+        parts.append(f"fallback from {response.attempts[0].model}")
+    return "— " + " · ".join(parts)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def demo(
+    calls: Annotated[
+        int,
+        typer.Option("--calls", min=6, max=500, metavar="N", help="How many calls to make."),
+    ] = 50,
+    keep: Annotated[
+        bool,
+        typer.Option("--keep", help="Keep the throwaway home and print its path, to explore."),
+    ] = False,
+) -> None:
+    """Run the whole loop offline: route, call, record, learn, on a throwaway home.
+
+    Starts a provider emulator on 127.0.0.1 that speaks the Anthropic and OpenAI APIs (one
+    model healthy, one slow, one failing in bursts), sends about fifty calls through the
+    executor with breaker, retries and fallback, then shows what the router learned and the
+    state of the circuit breakers. No key and no network needed; nothing of yours is touched.
+
+    Example:  attune demo
+    """
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from attune_cli.cli.console import out
+    from attune_cli.demo import DEMO_STAGE, DEMO_WORKFLOW, CallEvent, demo_models, run_demo
+
+    console = out()
+    home = Path(tempfile.mkdtemp(prefix="attune-demo-"))
+    try:
+        console.print(
+            "[bold]attune demo[/bold] — the whole loop, offline: route → call → record → learn"
+        )
+        console.print(f"Throwaway home: {home} (your own config and keys are not touched)")
+        console.print(
+            "A provider emulator on 127.0.0.1 answers for three models of the "
+            f"[bold]{DEMO_STAGE}[/bold] stage:"
+        )
+        for model in demo_models():
+            console.print(f"  • {model.model} ({model.provider} API): {model.role}")
+        console.print()
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[last]}"),
+            console=console,
+            transient=False,
+        ) as progress:
+            task = progress.add_task("calls", total=calls, last="")
+
+            def on_call(event: CallEvent) -> None:
+                phase = "routed" if event.routed else "each model in turn"
+                progress.update(
+                    task,
+                    advance=1,
+                    description=f"calls ({phase})",
+                    last=_call_summary(event),
+                )
+
+            report = run_demo(home, calls=calls, on_call=on_call)
+        _render_demo_tallies(report)
+        _show_command(home, ["route", "explain", DEMO_STAGE, "--workflow", DEMO_WORKFLOW])
+        _show_command(home, ["route", "breakers"])
+        _render_demo_lessons(report)
+        if keep:
+            console.print(f"\nKept the demo home: ATTUNE_HOME={home} attune telemetry show")
+    finally:
+        if not keep:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def _call_summary(event: object) -> str:
+    from attune_cli.demo import CallEvent
+
+    assert isinstance(event, CallEvent)
+    response = event.response
+    if not response.success:
+        return f"[red]{event.asked}: no answer[/red]"
+    if response.fallback_used:
+        return f"[yellow]{event.asked} → fell back to {response.model}[/yellow]"
+    return f"{response.model} answered in {response.latency_ms:.0f} ms"
+
+
+def _render_demo_tallies(report: object) -> None:
+    from rich.table import Table
+
+    from attune_cli.cli.console import out
+    from attune_cli.demo import DemoReport, demo_models
+
+    assert isinstance(report, DemoReport)
+    roles = {m.model: m.role for m in demo_models()}
+    table = Table(title=f"{report.calls} calls in {report.elapsed_s:.1f} s", title_justify="left")
+    for column in (
+        "model",
+        "behaviour",
+        "asked",
+        "answered",
+        "fell back",
+        "failed attempts",
+        "refused by breaker",
+    ):
+        table.add_column(column, justify="left" if column in ("model", "behaviour") else "right")
+    for model, tally in report.tallies.items():
+        table.add_row(
+            model,
+            roles.get(model, "(fallback)"),
+            str(tally.asked),
+            str(tally.answered),
+            str(tally.fell_back),
+            str(tally.failed_attempts),
+            str(tally.rejected),
+        )
+    out().print()
+    out().print(table)
+
+
+def _show_command(home: object, args: list[str]) -> None:
+    import os
+    import subprocess
+
+    from attune_cli.cli.console import out
+
+    console = out()
+    console.print(f"\n[bold]$ attune {' '.join(args)}[/bold]")
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_BASE_URL"))}
+    env["ATTUNE_HOME"] = str(home)
+    env["COLUMNS"] = str(console.width)
+    sys.stdout.flush()
+    result = subprocess.run(
+        [sys.executable, "-m", "attune_cli", *args], env=env, capture_output=True, text=True
+    )
+    sys.stdout.write(result.stdout)
+    sys.stdout.flush()
+    if result.returncode != 0:
+        console.print(f"[yellow](exit {result.returncode}: {result.stderr.strip()})[/yellow]")
+
+
+def _render_demo_lessons(report: object) -> None:
+    from attune_cli.cli.console import out
+    from attune_cli.demo import DEMO_STAGE, FLAKY_MODEL, DemoReport
+
+    assert isinstance(report, DemoReport)
+    flaky = report.tallies.get(FLAKY_MODEL)
+    fell_back = sum(t.fell_back for t in report.tallies.values())
+    lines = [
+        f"Every attempt became a telemetry row ({report.attempts_recorded} rows); "
+        "the router read them to rank the models.",
+    ]
+    if flaky and flaky.rejected:
+        lines.append(
+            f"{FLAKY_MODEL} failed in a burst: its circuit opened, and {flaky.rejected} later "
+            "attempts were refused at once, without touching the network."
+        )
+    if fell_back:
+        lines.append(
+            f"{fell_back} calls fell back to another model of the same tier and still got "
+            "an answer (the envelope says fallback_used)."
+        )
+    if report.routed_choices:
+        best, count = report.routed_choices.most_common(1)[0]
+        lines.append(
+            f"Once history existed, the router sent {count} of "
+            f"{sum(report.routed_choices.values())} {DEMO_STAGE} calls to {best}."
+        )
+    if report.unanswered:
+        lines.append(f"{report.unanswered} calls found no model able to answer.")
+    console = out()
+    console.print("\n[bold]What this showed[/bold]")
+    for line in lines:
+        console.print(f"  • {line}")
+    console.print(
+        '\nFor real: `attune auth setup`, then `attune ask "..." -w WORKFLOW -s STAGE`. '
+        "A local server works too: OPENAI_BASE_URL=http://localhost:11434/v1 attune ask ..."
+    )
