@@ -117,7 +117,6 @@ def ask(
     """
     from attune_cli.core.breaker import BreakerSettings, CircuitBreaker
     from attune_cli.core.executor import ResilientExecutor
-    from attune_cli.core.routing import AdaptiveModelRouter
     from attune_cli.core.telemetry import TelemetryStore
 
     notice = on_notice or (lambda _text: None)
@@ -138,6 +137,8 @@ def ask(
                 )
             model = options.model
             if model is None:
+                from attune_cli.core.routing import AdaptiveModelRouter
+
                 router = AdaptiveModelRouter.from_workspace(workspace, store)
                 decision = router.get_best_model(
                     options.workflow,

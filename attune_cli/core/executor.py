@@ -277,7 +277,13 @@ class _Tried:
     sent: int = 0
     last: CallFailed | None = None
     open_for_s: float | None = None
+    server_wait_s: float | None = None
     cut_short: str | None = None
+
+    @property
+    def wait_s(self) -> float | None:
+        """When this model may answer again: its open circuit, else the server's last hint."""
+        return self.open_for_s if self.open_for_s is not None else self.server_wait_s
 
 
 @dataclass
@@ -287,14 +293,23 @@ class _Call:
     request: ChatRequest
     workflow: str
     stage: str
-    deadline: float
+    budget_s: float
     started: float
     on_text: Callable[[str], None] | None
     notice: Callable[[str], None]
     streamed: list[str] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
     tried: list[_Tried] = field(default_factory=list)
-    retry_hints_s: list[float] = field(default_factory=list)
+
+    @property
+    def deadline(self) -> float:
+        return self.started + self.budget_s
+
+    @property
+    def retry_after_s(self) -> float | None:
+        """The soonest any model of the chain may answer again, when known."""
+        waits = [t.wait_s for t in self.tried if t.wait_s is not None]
+        return min(waits) if waits else None
 
     def emit(self, text: str) -> None:
         self.streamed.append(text)
@@ -509,8 +524,8 @@ class ResilientExecutor:
 
         Returns:
             The envelope; ``success`` is False when no model could answer, and ``error`` then
-            says what was tried and when to retry (``LLMResponse.raise_for_error`` style:
-            see ``failure_error``).
+            says what was tried and when to retry (``failure_error`` turns it into the error
+            to raise).
 
         Raises:
             OperationError: no configured provider can serve the chain.
@@ -530,7 +545,7 @@ class ResilientExecutor:
             request=ChatRequest(model, prompt, system=system, max_tokens=max_tokens),
             workflow=workflow,
             stage=stage,
-            deadline=started + (deadline_s if deadline_s is not None else self.policy.deadline_s),
+            budget_s=deadline_s if deadline_s is not None else self.policy.deadline_s,
             started=started,
             on_text=on_text,
             notice=notice,
@@ -560,46 +575,41 @@ class ResilientExecutor:
         )
         key = breaker_key(target.provider, target.model)
         retries = 0
+        delay_s = 0.0
         while True:
-            remaining_s = call.deadline - self._clock()
-            if remaining_s <= 0:
+            if call.deadline - self._clock() <= 0:
                 tried.cut_short = "deadline"
                 return None
-            permit = None
-            if self.breaker is not None:
-                try:
-                    permit = self.breaker.before_call(key)
-                except BreakerOpenError as exc:
-                    tried.open_for_s = exc.retry_after_s
-                    call.retry_hints_s.append(exc.retry_after_s)
-                    call.attempts.append(
-                        Attempt(target.model, target.provider, None, BREAKER_OPEN, 0.0)
-                    )
-                    call.notice(f"{target.label}: circuit open, retry in {exc.retry_after_s:.0f} s")
-                    return None
+            # Ask the breaker before waiting: a failure just recorded may have opened it, and
+            # then the wait would only end in a refusal.
+            try:
+                permit = self.breaker.before_call(key) if self.breaker is not None else None
+            except BreakerOpenError as exc:
+                tried.open_for_s = exc.retry_after_s
+                call.attempts.append(Attempt(target.model, target.provider, None, BREAKER_OPEN, 0))
+                call.notice(f"{target.label}: circuit open, retry in {exc.retry_after_s:.0f} s")
+                return None
             began = self._clock()
             try:
+                if delay_s:
+                    self._sleep(delay_s)
+                    began = self._clock()
                 completion = adapter.call(
                     self.client,
                     request,
                     stream=stream,
                     on_text=call.emit,
-                    timeout=self.timeouts.capped(remaining_s),
+                    timeout=self.timeouts.capped(call.deadline - began),
                     expired=lambda: self._clock() >= call.deadline,
                 )
             except CallFailed as failure:
                 latency_ms = (self._clock() - began) * 1000
                 hint_s = retry_after_s(failure.headers, self._wall_clock())
-                if permit is not None and self.breaker is not None:
-                    self.breaker.after_call(
-                        permit,
-                        failure=counts_as_failure(failure.kind, failure.status),
-                        retry_after_s=hint_s,
-                    )
+                self._settle(permit, counts_as_failure(failure.kind, failure.status), hint_s)
                 tried.sent += 1
                 tried.last = failure
                 if hint_s is not None and hint_s > 0:
-                    call.retry_hints_s.append(hint_s)
+                    tried.server_wait_s = hint_s
                 self._attempted(call, target, failure.status, failure.kind, latency_ms)
                 if call.streamed:
                     tried.cut_short = "streamed"
@@ -613,24 +623,25 @@ class ResilientExecutor:
                 if self._clock() + delay_s >= call.deadline:
                     tried.cut_short = "deadline"
                     return None
+                retries += 1
                 call.notice(
                     f"{target.label}: {_status_text(failure)}; retrying in {delay_s:.2g} s "
-                    f"(retry {retries + 1} of {self.policy.max_retries})"
+                    f"(retry {retries} of {self.policy.max_retries})"
                 )
-                self._sleep(delay_s)
-                retries += 1
                 continue
             except BaseException:
                 # Cancelled (Ctrl-C): the provider did nothing wrong; hand back a probe lease.
-                if permit is not None and self.breaker is not None:
-                    self.breaker.after_call(permit, failure=None)
+                self._settle(permit, None, None)
                 raise
             latency_ms = (self._clock() - began) * 1000
-            if permit is not None and self.breaker is not None:
-                self.breaker.after_call(permit, failure=False)
+            self._settle(permit, False, None)
             tried.sent += 1
             self._attempted(call, target, completion.status, None, latency_ms, completion)
             return completion
+
+    def _settle(self, permit: Any, failure: bool | None, retry_after_s: float | None) -> None:
+        if permit is not None and self.breaker is not None:
+            self.breaker.after_call(permit, failure=failure, retry_after_s=retry_after_s)
 
     def _attempted(
         self,
@@ -701,7 +712,7 @@ class ResilientExecutor:
             kind = BREAKER_OPEN if all_open or last is None else last.kind
             error = self._exhausted_message(call)
         refused = last is not None and last.caller_error
-        wait_s = min(call.retry_hints_s) if call.retry_hints_s and not refused else None
+        wait_s = None if refused else call.retry_after_s
         return LLMResponse(
             content="".join(call.streamed),
             model=first.model,
@@ -736,9 +747,10 @@ class ResilientExecutor:
         if any(t.cut_short == "deadline" for t in call.tried) or (
             len(call.tried) and self._clock() >= call.deadline
         ):
-            message += f" (stopped at the {self.policy.deadline_s:g} s deadline)"
-        if call.retry_hints_s:
-            message += f". Retry in {max(1, math.ceil(min(call.retry_hints_s)))} s"
+            message += f" (stopped at the {call.budget_s:g} s deadline)"
+        wait_s = call.retry_after_s
+        if wait_s is not None:
+            message += f". Retry in {max(1, math.ceil(wait_s))} s"
         else:
             message += ". Retry later"
         return message

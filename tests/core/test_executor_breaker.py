@@ -75,3 +75,26 @@ def test_breaker_open_on_the_first_model_falls_back_to_the_next(db: Path) -> Non
         assert second.model == "gpt-5-mini"
         assert provider.models[3:] == ["gpt-5-mini"]
         assert second.attempts[0].error_kind == BREAKER_OPEN
+
+
+def test_retry_time_is_the_open_circuits_not_an_older_server_hint(db: Path) -> None:
+    clock = FakeClock()
+    provider = ScriptedProvider(gpt_5_mini=[error(500, {"retry-after": "1"})])
+    with CircuitBreaker(db, BreakerSettings(consecutive_failures=2), clock=clock.wall) as breaker:
+        executor = make_executor(
+            provider,
+            clock,
+            configured=("openai",),
+            breaker=breaker,
+            policy=RetryPolicy(max_retries=3),
+        )
+        response = executor.execute("hi", model="gpt-5-mini", fallback=False)
+    assert [a.error_kind for a in response.attempts] == [
+        "server_error",
+        "server_error",
+        BREAKER_OPEN,
+    ]
+    assert clock.slept == [1.0]
+    # The server said 1 s, but the circuit that opened since will refuse calls for 30 s.
+    assert response.retry_after_s == pytest.approx(30, abs=1)
+    assert (response.error or "").endswith("then its circuit opened. Retry in 30 s")
