@@ -149,9 +149,16 @@ def ask(
     def on_notice(note: str) -> None:
         message(f"[dim]{_escape(note)}[/dim]")
 
-    response = ask_core(
-        Workspace.load(), options, on_text=None if json_ else on_text, on_notice=on_notice
-    )
+    try:
+        response = ask_core(
+            Workspace.load(), options, on_text=None if json_ else on_text, on_notice=on_notice
+        )
+    except BrokenPipeError:
+        # The reader stopped reading (`attune ask ... | head -3`): stop quietly, as Unix tools do.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(1) from None
     if json_:
         print_json(response.to_dict())
     elif streamed and not streamed[-1].endswith("\n"):
