@@ -213,7 +213,8 @@ def cmd_auth_recommend(
 
         attune auth recommend src/ --json
     """
-    from attune_cli.core.auth import AuthStrategy, recommend
+    from attune_cli.core.auth import AuthStrategy
+    from attune_cli.core.estimate import recommend
     from attune_cli.core.workspace import Workspace
 
     workspace = Workspace.load()

@@ -7,91 +7,85 @@ these views need are imported: ``auth status`` is on the startup budget.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
-from attune_cli.core.auth import (
-    AuthMode,
-    AuthStatus,
-    AuthStrategy,
-    CostEstimate,
-    ModeOption,
-    Recommendation,
-)
+from attune_cli.core.plans import AuthMode
+
+if TYPE_CHECKING:
+    # Annotations only: importing these modules would cost ``auth status`` its budget.
+    from attune_cli.core.auth import AuthStatus, AuthStrategy
+    from attune_cli.core.estimate import CostEstimate, ModeOption, Recommendation
 
 
 def status_view(status: AuthStatus) -> RenderableType:
-    """The ``auth status`` panel: strategy, what each size gets, providers, files."""
+    """The ``auth status`` panel: strategy, what each size gets, providers, files.
+
+    Built from ``Text`` rather than markup strings: this view is on the startup budget, and
+    markup parsing (with its emoji table) costs a few milliseconds that buy nothing here.
+    """
     strategy = status.strategy
+    tier, mode = strategy.subscription_tier, strategy.default_mode
     settings = Table.grid(padding=(0, 2))
     settings.add_column(style="bold")
     settings.add_column()
-    settings.add_row(
-        "Subscription tier",
-        f"{strategy.subscription_tier.value}  [dim]{strategy.subscription_tier.description}[/dim]",
-    )
-    settings.add_row(
-        "Default mode",
-        f"{strategy.default_mode.value}  [dim]{strategy.default_mode.description}[/dim]",
-    )
-    settings.add_row(
-        "Set up",
-        "yes" if strategy.setup_completed else "[yellow]no[/yellow]: run `attune auth setup`",
-    )
-    settings.add_row(
-        "Thresholds",
-        f"small < {strategy.small_module_threshold:,} lines, "
-        f"medium < {strategy.medium_module_threshold:,} lines",
-    )
-    settings.add_row("Token estimate", f"{strategy.loc_to_tokens_multiplier:g} tokens per line")
-
-    sizes = Table(title="What each module size gets", title_justify="left", expand=False)
-    sizes.add_column("Size")
-    sizes.add_column("Lines of code", justify="right")
-    sizes.add_column("Goes to")
+    settings.add_row(Text("Subscription tier"), _with_note(tier.value, tier.description))
+    settings.add_row(Text("Default mode"), _with_note(mode.value, mode.description))
+    if strategy.setup_completed:
+        settings.add_row(Text("Set up"), Text("yes"))
+    else:
+        settings.add_row(
+            Text("Set up"), Text("no: run `attune auth setup` (defaults shown)", "yellow")
+        )
     for route in strategy.size_routes():
-        sizes.add_row(route.size.value, route.lines, route.mode.value)
+        settings.add_row(
+            Text(f"{route.size.value.capitalize()} modules"),
+            Text(f"{route.lines} lines → {route.mode.value}"),
+        )
+    settings.add_row(
+        Text("Token estimate"), Text(f"{strategy.loc_to_tokens_multiplier:g} tokens per line")
+    )
+    settings.add_row(Text("Config"), Text(str(status.config_file)))
+    settings.add_row(Text("Credentials"), Text(str(status.credentials_file)))
 
-    providers = Table(title="Providers", title_justify="left", expand=False)
-    providers.add_column("Provider")
-    providers.add_column("Key")
-    providers.add_column("From")
-    providers.add_column("Base URL")
-    keyless: list[str] = []
+    providers = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for header in ("Provider", "Key", "From", "Base URL"):
+        providers.add_column(Text(header))
+    keyless: list[tuple[str, str | None]] = []
     for provider in status.providers:
         if provider.key_source == "env":
-            source = f"${provider.key_env}"
+            source = Text(f"${provider.key_env}")
             if provider.has_stored_key:
-                source += " (wins over the stored key)"
+                source.append(" (wins over the stored key)", "dim")
         elif provider.key_source == "stored":
-            source = "credentials.toml"
+            source = Text("credentials.toml")
         else:
-            source = "[dim]no key[/dim]"
-            keyless.append(provider.name)
+            source = Text("no key", "dim")
+            keyless.append((provider.name, provider.key_env))
         providers.add_row(
-            provider.name, provider.key_hint or "[dim]-[/dim]", source, provider.base_url or "-"
+            Text(provider.name),
+            Text(provider.key_hint or "-"),
+            source,
+            Text(provider.base_url or "-"),
         )
 
-    parts: list[RenderableType] = [settings, "", sizes, "", providers]
+    parts: list[RenderableType] = [settings, Text(""), providers]
     if keyless:
-        parts.append(
-            f"[dim]Add a key with `attune auth login {keyless[0]}` "
-            "or its environment variable.[/dim]"
-        )
-    files = Table.grid(padding=(0, 2))
-    files.add_column(style="bold")
-    files.add_column()
-    files.add_row("Config", str(status.config_file))
-    files.add_row("Credentials", str(status.credentials_file))
+        name, key_env = keyless[0]
+        env_hint = f" or set ${key_env}" if key_env else ""
+        parts.append(Text(f"Add a key: `attune auth login {name}`{env_hint}.", "dim"))
+    return Panel(Group(*parts), title=Text("attune auth"), title_align="left", expand=False)
 
-    return Panel(
-        Group(*parts, "", files),
-        title="attune auth",
-        title_align="left",
-        expand=False,
-    )
+
+def _with_note(value: str, note: str) -> Text:
+    text = Text(value)
+    text.append(f"  {note}", "dim")
+    return text
 
 
 def recommendation_view(result: Recommendation) -> RenderableType:

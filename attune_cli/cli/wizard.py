@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from attune_cli.core.auth import SAMPLE_MODULE_LINES, AuthStrategy
+from attune_cli.core.auth import AuthStrategy
 from attune_cli.core.errors import UsageError
 from attune_cli.core.plans import AuthMode, SubscriptionTier
 
@@ -244,6 +244,7 @@ def _ask_mode(
     current: AuthStrategy,
 ) -> AuthMode:
     from attune_cli.cli.auth_views import comparison_view
+    from attune_cli.core.estimate import SAMPLE_MODULE_LINES
 
     options = strategy.get_pros_cons(SAMPLE_MODULE_LINES, registry)
     recommended = _recommended_mode(strategy)

@@ -22,11 +22,8 @@ The strategy lives in the ``[auth]`` table of ``config.toml``::
     cost_optimization = true
     estimate_model = "claude-sonnet-4-5"   # optional: the model cost estimates are priced on
 
-Cost estimates carry no price of their own: they price the estimated tokens with the model
-registry (``attune_cli.core.registry``), on ``estimate_model`` when set, otherwise on the first
-``capable``-tier Anthropic model (a Claude subscription's API counterpart). An estimate prices one
-pass over the module: the module as input, plus a response of
-``OUTPUT_TOKENS_PER_INPUT_TOKEN`` times its size as output.
+Estimates (tokens, price, whether a module fits the context window) live in
+``attune_cli.core.estimate``; they carry no price of their own but read the model registry.
 """
 
 from __future__ import annotations
@@ -35,7 +32,7 @@ import contextlib
 import json
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -43,24 +40,12 @@ from attune_cli.core.errors import ConfigError
 from attune_cli.core.plans import AuthMode, ModuleSize, SubscriptionTier
 
 if TYPE_CHECKING:
-    from attune_cli.core.linecount import LineCount
+    from attune_cli.core.estimate import CostEstimate, ModeOption
     from attune_cli.core.paths import Paths
     from attune_cli.core.registry import Model, Registry
 
 AUTH_TABLE = "auth"
 LEGACY_FILE = "auth_strategy.json"
-
-# The wizard's comparison table prices a module of this size (the older tool's sample too).
-SAMPLE_MODULE_LINES = 1000
-
-# Where cost estimates are priced when ``estimate_model`` is not set: the subscription is a
-# Claude plan, so its pay-per-token alternative is Anthropic's API at the everyday tier.
-ESTIMATE_PROVIDER = "anthropic"
-ESTIMATE_TIER = "capable"
-
-# An estimate assumes the response is a quarter the size of the module it reads (a review, a
-# docstring pass, a summary). Not a price: prices come from the registry.
-OUTPUT_TOKENS_PER_INPUT_TOKEN = 0.25
 
 
 @dataclass(frozen=True)
@@ -70,47 +55,6 @@ class SizeRoute:
     size: ModuleSize
     lines: str
     mode: AuthMode
-
-
-@dataclass(frozen=True)
-class CostEstimate:
-    """The estimated tokens and price of one pass over a module.
-
-    Attributes:
-        mode: the mode priced (``auto`` is resolved to the mode it recommends).
-        lines: lines of code of the module.
-        input_tokens: the module's estimated size in tokens (lines × multiplier).
-        output_tokens: the assumed response size (``OUTPUT_TOKENS_PER_INPUT_TOKEN``).
-        model: the registry model whose prices and context window were used, or None when the
-            registry has no model to price with.
-        api_cost_usd: what the pass costs through the API on ``model``.
-        monetary_cost_usd: what it costs in this mode: 0 on a subscription (quota is spent
-            instead), ``api_cost_usd`` on the API.
-        context_window: ``model``'s context window in tokens.
-        fits_in_context: whether the module fits in that window as input.
-    """
-
-    mode: AuthMode
-    lines: int
-    input_tokens: int
-    output_tokens: int
-    model: str | None
-    api_cost_usd: float | None
-    monetary_cost_usd: float | None
-    context_window: int | None
-    fits_in_context: bool | None
-
-
-@dataclass(frozen=True)
-class ModeOption:
-    """One row of the subscription / api / auto comparison shown before choosing a mode."""
-
-    mode: AuthMode
-    name: str
-    cost: str
-    pros: tuple[str, ...]
-    cons: tuple[str, ...]
-    estimate: CostEstimate
 
 
 @dataclass(frozen=True)
@@ -209,139 +153,31 @@ class AuthStrategy:
     ) -> CostEstimate:
         """Estimate one pass over a module in ``mode``, priced from the model registry.
 
-        Args:
-            module_lines: lines of code of the module.
-            mode: the mode to price; the recommended one when None or ``auto``.
-            registry: the model registry; the built-in one when None.
-
-        Returns:
-            The estimate. Its ``model`` says which registry model it was priced on.
-
-        Raises:
-            ConfigError: ``estimate_model`` names a model the registry does not know.
+        See ``attune_cli.core.estimate.estimate_cost``.
         """
-        if mode is None or mode is AuthMode.AUTO:
-            mode = self.get_recommended_mode(module_lines)
-        model = self.priced_model(registry)
-        input_tokens = self.estimate_tokens(module_lines)
-        output_tokens = math.ceil(input_tokens * OUTPUT_TOKENS_PER_INPUT_TOKEN)
-        if model is None:
-            return CostEstimate(
-                mode, module_lines, input_tokens, output_tokens, None, None, None, None, None
-            )
-        api_cost_usd = model.cost_usd(input_tokens, output_tokens)
-        return CostEstimate(
-            mode=mode,
-            lines=module_lines,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            model=model.id,
-            api_cost_usd=api_cost_usd,
-            monetary_cost_usd=0.0 if mode is AuthMode.SUBSCRIPTION else api_cost_usd,
-            context_window=model.context_window,
-            fits_in_context=input_tokens <= model.context_window,
-        )
+        from attune_cli.core.estimate import estimate_cost
+
+        return estimate_cost(self, module_lines, mode, registry)
 
     def priced_model(self, registry: Registry | None = None) -> Model | None:
-        """The registry model estimates are priced on (see the module docstring).
+        """The registry model estimates are priced on (``estimate_model``, or the default).
 
-        Raises:
-            ConfigError: ``estimate_model`` names a model the registry does not know.
+        See ``attune_cli.core.estimate.priced_model``.
         """
-        if registry is None:
-            from attune_cli.core.registry import load_registry
+        from attune_cli.core.estimate import priced_model
 
-            registry = load_registry({}, self.source or Path("config.toml"))
-        if self.estimate_model is not None:
-            model = registry.model(self.estimate_model)
-            if model is None:
-                raise ConfigError(
-                    self.source or Path("config.toml"),
-                    "names no model in the registry (see [models] in config.toml)",
-                    key=f"{AUTH_TABLE}.estimate_model",
-                    value=self.estimate_model,
-                )
-            return model
-        for model in registry.by_tier(ESTIMATE_TIER):
-            if model.provider == ESTIMATE_PROVIDER:
-                return model
-        capable = registry.by_tier(ESTIMATE_TIER)
-        return capable[0] if capable else None
+        return priced_model(self, registry)
 
     def get_pros_cons(
-        self, module_lines: int = SAMPLE_MODULE_LINES, registry: Registry | None = None
+        self, module_lines: int | None = None, registry: Registry | None = None
     ) -> dict[AuthMode, ModeOption]:
         """The subscription / api / auto comparison for a module of ``module_lines`` lines.
 
-        Returns:
-            One ``ModeOption`` per mode, in menu order.
+        See ``attune_cli.core.estimate.compare_modes``.
         """
-        subscription = self.estimate_cost(module_lines, AuthMode.SUBSCRIPTION, registry)
-        api = self.estimate_cost(module_lines, AuthMode.API, registry)
-        auto = self.estimate_cost(module_lines, AuthMode.AUTO, registry)
-        tier = self.subscription_tier
-        lines = f"{module_lines:,}-line module"
-        on_model = f" on {api.model}" if api.model else ""
-        api_cost = _usd(api.api_cost_usd)
-        if subscription.context_window:
-            fits = int(subscription.context_window / self.loc_to_tokens_multiplier)
-            context_con = f"A module must fit one context window (about {fits:,} lines)"
-        else:
-            context_con = "A module must fit one context window"
-        small, medium = self.small_module_threshold, self.medium_module_threshold
-        medium_mode = AuthMode.SUBSCRIPTION if self.prefer_subscription else AuthMode.API
-        return {
-            AuthMode.SUBSCRIPTION: ModeOption(
-                AuthMode.SUBSCRIPTION,
-                "Subscription",
-                f"$0 per {lines}: spends about {subscription.input_tokens:,} tokens of quota",
-                (
-                    "No per-token charge",
-                    f"Uses the {tier.value} plan you already pay for",
-                    "Nothing more to set up",
-                ),
-                (
-                    "Spends your plan's usage quota; its rate limits apply",
-                    context_con,
-                    *(("You have no subscription (api_only)",) if tier is tier.API_ONLY else ()),
-                ),
-                subscription,
-            ),
-            AuthMode.API: ModeOption(
-                AuthMode.API,
-                "API",
-                f"{api_cost} per {lines}{on_model}",
-                (
-                    "No quota spent",
-                    "Billed per call, so cost is tracked per workflow",
-                    "API rate limits, usually higher than a plan's",
-                ),
-                ("Needs an API key", f"Pay per token: {api_cost} for this module"),
-                api,
-            ),
-            AuthMode.AUTO: ModeOption(
-                AuthMode.AUTO,
-                "Auto",
-                f"{_usd(auto.monetary_cost_usd)} per {lines} (goes to {auto.mode.value})",
-                (
-                    f"Small modules (< {small:,} lines) → {self._auto_mode(ModuleSize.SMALL)}",
-                    f"Medium ({small:,}–{medium - 1:,}) → {self._auto_mode(ModuleSize.MEDIUM)}",
-                    f"Large (≥ {medium:,}) → {self._auto_mode(ModuleSize.LARGE)}",
-                ),
-                ("Needs both a subscription and an API key",)
-                + (("Medium modules pay per token",) if medium_mode is AuthMode.API else ()),
-                auto,
-            ),
-        }
+        from attune_cli.core.estimate import SAMPLE_MODULE_LINES, compare_modes
 
-    def _auto_mode(self, size: ModuleSize) -> str:
-        auto = replace(self, default_mode=AuthMode.AUTO)
-        sample = {
-            ModuleSize.SMALL: 0,
-            ModuleSize.MEDIUM: self.small_module_threshold,
-            ModuleSize.LARGE: self.medium_module_threshold,
-        }[size]
-        return auto.get_recommended_mode(sample).value
+        return compare_modes(self, module_lines or SAMPLE_MODULE_LINES, registry)
 
     # Persistence
 
@@ -630,58 +466,6 @@ def auth_status(
     return AuthStatus(strategy, paths.config_file, paths.credentials_file, tuple(providers))
 
 
-@dataclass(frozen=True)
-class Recommendation:
-    """What ``auth recommend`` says about a file or folder."""
-
-    count: LineCount
-    size_category: ModuleSize
-    recommended_mode: AuthMode
-    estimate: CostEstimate
-    strategy: AuthStrategy
-
-    def to_json(self) -> dict[str, Any]:
-        """The document of ``auth recommend --json`` (keys as in DESIGN.md)."""
-        estimate = self.estimate
-        return {
-            "file": str(self.count.path),
-            "lines": self.count.lines,
-            "files": self.count.files,
-            "skipped_files": self.count.skipped,
-            "size_category": self.size_category.value,
-            "recommended_mode": self.recommended_mode.value,
-            "subscription_tier": self.strategy.subscription_tier.value,
-            "default_mode": self.strategy.default_mode.value,
-            "estimated_tokens": estimate.input_tokens,
-            "estimated_output_tokens": estimate.output_tokens,
-            "monetary_cost_usd": _round_usd(estimate.monetary_cost_usd),
-            "api_cost_usd": _round_usd(estimate.api_cost_usd),
-            "priced_model": estimate.model,
-            "context_window": estimate.context_window,
-            "fits_in_context": estimate.fits_in_context,
-        }
-
-
-def recommend(path: Path, strategy: AuthStrategy, registry: Registry) -> Recommendation:
-    """Measure a file or folder and say which mode it should use and what it would cost.
-
-    Raises:
-        InputFileError: the path is missing, unreadable, binary, or a folder without source.
-        ConfigError: ``auth.estimate_model`` names a model the registry does not know.
-    """
-    from attune_cli.core.linecount import count_lines_of_code
-
-    count = count_lines_of_code(path)
-    mode = strategy.get_recommended_mode(count.lines)
-    return Recommendation(
-        count=count,
-        size_category=strategy.size_category(count.lines),
-        recommended_mode=mode,
-        estimate=strategy.estimate_cost(count.lines, mode, registry),
-        strategy=strategy,
-    )
-
-
 def save_setup(
     paths: Paths, strategy: AuthStrategy, provider: str | None = None, key: str | None = None
 ) -> None:
@@ -698,11 +482,6 @@ def save_setup(
 
         store_key(paths, provider, key)
     strategy.save(paths.config_file)
-
-
-def _round_usd(amount: float | None) -> float | None:
-    # Sub-cent estimates matter (thousands of modules), so keep six decimals, not two.
-    return None if amount is None else round(amount, 6)
 
 
 def _parse(data: Mapping[str, Any], path: Path, prefix: str) -> AuthStrategy:
@@ -849,11 +628,3 @@ def _default_config_file() -> Path:
     from attune_cli.core.paths import resolve_paths
 
     return resolve_paths().config_file
-
-
-def _usd(amount: float | None) -> str:
-    if amount is None:
-        return "unknown cost"
-    if amount == 0:
-        return "$0"
-    return f"${amount:.4f}" if amount < 1 else f"${amount:,.2f}"

@@ -16,11 +16,11 @@ from attune_cli.core.auth import (
     SubscriptionTier,
     legacy_strategy_file,
     load_legacy,
-    recommend,
     reset_strategy,
 )
 from attune_cli.core.config import read_toml
 from attune_cli.core.errors import ConfigError, InputFileError
+from attune_cli.core.estimate import recommend
 from attune_cli.core.paths import resolve_paths
 from attune_cli.core.registry import load_registry
 

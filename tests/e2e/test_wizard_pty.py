@@ -1,0 +1,153 @@
+"""The setup wizard as a person uses it: a real pseudo-terminal, arrow keys, a hidden key."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pexpect
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+DOWN, UP, ENTER, CTRL_C = "\x1b[B", "\x1b[A", "\r", "\x03"
+KEY = "sk-ant-test-0123456789"
+
+
+def attune_argv() -> list[str]:
+    """The installed console script next to this interpreter, else ``python -m attune_cli``."""
+    script = Path(sys.executable).with_name("attune")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "attune_cli"]
+
+
+def spawn(*args: str) -> pexpect.spawn:
+    argv = [*attune_argv(), *args]
+    child = pexpect.spawn(
+        argv[0],
+        argv[1:],
+        env={**os.environ, "TERM": "xterm"},
+        encoding="utf-8",
+        timeout=20,
+        dimensions=(50, 140),
+    )
+    return child
+
+
+def finish(child: pexpect.spawn) -> tuple[int, str]:
+    child.expect(pexpect.EOF)
+    child.close()
+    return child.exitstatus, child.before or ""
+
+
+def test_walking_the_wizard_saves_the_answers(attune_home: Path) -> None:
+    child = spawn("auth", "setup")
+    screen = []
+    child.expect("Which Claude subscription")
+    child.send(DOWN + DOWN)  # free → pro → max
+    child.send(ENTER)
+    child.expect("How should attune send work")
+    screen.append(child.before)
+    child.send(UP)  # from the recommended auto up to api
+    child.send(ENTER)
+    child.expect("Store an API key")
+    child.send(ENTER)  # the suggested provider: anthropic
+    child.expect("API key for anthropic")
+    child.send(KEY + ENTER)
+    child.expect("Save to")
+    screen.append(child.before)
+    child.send("y")
+    status, rest = finish(child)
+    screen.append(rest)
+    assert status == 0, "".join(screen)
+
+    auth = tomllib.loads((attune_home / "config.toml").read_text())["auth"]
+    assert auth["subscription_tier"] == "max"
+    assert auth["default_mode"] == "api"
+    assert auth["setup_completed"] is True
+    credentials = attune_home / "credentials.toml"
+    assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
+    assert tomllib.loads(credentials.read_text()) == {"anthropic": {"api_key": KEY}}
+    shown = "".join(screen)
+    assert "Subscription, API or Auto" in shown  # the comparison came before the mode
+    assert "sk-…6789" in shown
+    assert KEY not in shown  # the hidden prompt never echoed it
+
+
+def test_ctrl_c_midway_saves_nothing_and_exits_130(attune_home: Path) -> None:
+    child = spawn("auth", "setup")
+    child.expect("Which Claude subscription")
+    child.send(DOWN + ENTER)
+    child.expect("How should attune send work")
+    child.send(CTRL_C)
+    status, rest = finish(child)
+    assert status == 130
+    assert "nothing was saved" in rest
+    assert not (attune_home / "config.toml").exists()
+    assert not (attune_home / "credentials.toml").exists()
+
+
+def test_ctrl_c_at_the_hidden_key_prompt_saves_nothing(attune_home: Path) -> None:
+    child = spawn("auth", "setup", "--tier", "pro", "--mode", "api")
+    child.expect("Store an API key")
+    child.send(ENTER)
+    child.expect("API key for anthropic")
+    child.send("sk-half-typed")
+    child.send(CTRL_C)
+    status, _ = finish(child)
+    assert status == 130
+    assert not (attune_home / "config.toml").exists()
+    assert not (attune_home / "credentials.toml").exists()
+
+
+def test_setup_with_stdin_closed_exits_2_at_once_naming_the_flags(attune_home: Path) -> None:
+    started = time.monotonic()
+    result = subprocess.run(
+        [*attune_argv(), "auth", "setup"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    elapsed_s = time.monotonic() - started
+    assert result.returncode == 2
+    assert elapsed_s < 2.0
+    for flag in ("--tier", "--mode", "--yes"):
+        assert flag in result.stderr
+    assert not (attune_home / "config.toml").exists()
+
+
+def test_login_asks_for_the_key_without_echoing_it(attune_home: Path) -> None:
+    child = spawn("auth", "login", "openai")
+    child.expect("API key for openai")
+    child.sendline("sk-proj-typed-in-4242")
+    status, rest = finish(child)
+    assert status == 0
+    assert "sk-…4242" in rest
+    assert "sk-proj-typed-in-4242" not in rest
+    stored = tomllib.loads((attune_home / "credentials.toml").read_text())
+    assert stored == {"openai": {"api_key": "sk-proj-typed-in-4242"}}
+
+
+def test_reset_asks_before_changing_anything(attune_home: Path) -> None:
+    subprocess.run(
+        [*attune_argv(), "auth", "setup", "--tier", "max", "--mode", "auto", "--yes"], check=True
+    )
+    child = spawn("auth", "reset")
+    child.expect(r"Remove the auth strategy")
+    child.sendline("n")
+    status, _ = finish(child)
+    assert status == 1
+    assert tomllib.loads((attune_home / "config.toml").read_text())["auth"]
+
+    child = spawn("auth", "reset")
+    child.expect(r"Remove the auth strategy")
+    child.sendline("y")
+    status, _ = finish(child)
+    assert status == 0
+    assert tomllib.loads((attune_home / "config.toml").read_text())["auth"] == {}
