@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,10 @@ def atomic_write_text(path: Path, text: str, *, mode: int = 0o644) -> None:
         text: the full new content.
         mode: permission bits of the new file.
     """
+    # tempfile pulls in random and hashlib (~5 ms): only writers pay for it, not every start
+    # that merely reads config.toml.
+    import tempfile
+
     folder = path.parent
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
