@@ -586,7 +586,9 @@ class CircuitBreaker:
             # Issued before a trip, re-open, close or reset: it says nothing about the present.
             return
         if failure is None:
-            if permit.probe and row.probe_owner == self.owner:
+            # Only this very lease: the owner names the instance, the expiry names the permit.
+            ours = (self.owner, permit.started_at + self.settings.probe_lease_s)
+            if permit.probe and (row.probe_owner, row.probe_lease_until) == ours:
                 # The probe learnt nothing; let the next caller probe instead of waiting.
                 conn.execute(
                     "UPDATE breakers SET probe_owner = NULL, probe_lease_until = NULL, "

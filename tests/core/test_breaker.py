@@ -299,6 +299,22 @@ def test_a_neutral_probe_hands_its_lease_back_and_changes_nothing_else(
     assert breaker.before_call(KEY).probe, "the next caller may probe at once"
 
 
+def test_a_late_neutral_answer_does_not_release_a_newer_probes_lease(
+    breaker: CircuitBreaker, clock: FakeClock
+) -> None:
+    trip(breaker)
+    clock.advance(30)
+    first = breaker.before_call(KEY)
+    clock.advance(30)  # its lease expired: the same process probes again
+    second = breaker.before_call(KEY)
+
+    breaker.after_call(first, failure=None)
+
+    assert first.probe and second.probe
+    assert state_of(breaker)["probe_in_flight"] is True
+    rejection(breaker)
+
+
 def test_neutral_outcomes_in_closed_state_change_nothing(breaker: CircuitBreaker) -> None:
     for _ in range(20):
         call(breaker, None)
