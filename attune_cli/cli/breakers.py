@@ -120,27 +120,32 @@ def reset(
 def _render(states: list[BreakerState]) -> None:
     import time
 
+    from rich import box
     from rich.table import Table
 
     from attune_cli.cli.console import out
 
-    table = Table(title="Circuit breakers", title_justify="left")
-    table.add_column("Breaker")
-    table.add_column("State")
-    table.add_column("Failures / calls", justify="right")
-    table.add_column("Opened")
-    table.add_column("Retry in", justify="right")
+    table = Table(
+        title="Circuit breakers", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False
+    )
+    # The key is what `reset` takes: fold it onto a second line rather than cut it short.
+    table.add_column("Breaker", overflow="fold")
+    table.add_column("State", no_wrap=True)
+    table.add_column("Failed/calls", justify="right", no_wrap=True)
+    table.add_column("Opened", no_wrap=True)
+    table.add_column("Retry in", justify="right", no_wrap=True)
     styles = {"closed": "green", "open": "red", "half_open": "yellow"}
+    today = time.strftime("%Y-%m-%d")
     for state in states:
-        opened = (
-            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(state.opened_at))
-            if state.opened_at is not None
-            else "—"
-        )
+        opened = "—"
+        if state.opened_at is not None:
+            stamp = time.localtime(state.opened_at)
+            same_day = time.strftime("%Y-%m-%d", stamp) == today
+            opened = time.strftime("%H:%M:%S" if same_day else "%m-%d %H:%M", stamp)
         if state.retry_after_s is None:
             retry = "—"
         elif state.retry_after_s <= 0:
-            retry = "now (probe)"
+            retry = "now"
         elif state.probe_in_flight:
             retry = f"{state.retry_after_s:.0f}s (probing)"
         else:
@@ -148,7 +153,7 @@ def _render(states: list[BreakerState]) -> None:
         table.add_row(
             state.key,
             f"[{styles[state.state]}]{state.state.replace('_', '-')}[/]",
-            f"{state.failures} / {state.calls}",
+            f"{state.failures}/{state.calls}",
             opened,
             retry,
         )
