@@ -1,3 +1,3 @@
-from attune_cli.cli.app import main
+from attune_cli.cli.entry import main
 
 main()

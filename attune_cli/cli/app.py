@@ -47,6 +47,15 @@ class AttuneGroup(TyperGroup):
             )
             raise typer.Exit(EXIT_FAILURE) from None
 
+    def _main_shell_completion(
+        self, ctx_args: Any, prog_name: str, complete_var: str | None = None
+    ) -> None:
+        # Every Tab press is a whole attune run: answer it with attune's own shell classes and
+        # scripts (attune_cli/cli/shells.py says why typer's are replaced).
+        from attune_cli.cli.shells import prepare_shell_completion
+
+        prepare_shell_completion(self, ctx_args)
+
 
 def _report(exc: AttuneError) -> None:
     sys.stderr.write(f"Error: {exc.message}\n")
@@ -54,8 +63,9 @@ def _report(exc: AttuneError) -> None:
         sys.stderr.write(f"Hint: {exc.hint}\n")
 
 
-def _version(value: bool) -> None:
-    if value:
+def _version(ctx: typer.Context, value: bool) -> None:
+    # Shell completion parses `attune --version …` too; it must not print the version then.
+    if value and not ctx.resilient_parsing:
         sys.stdout.write(f"attune {__version__}\n")
         raise typer.Exit()
 

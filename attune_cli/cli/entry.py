@@ -1,0 +1,27 @@
+"""The ``attune`` console script.
+
+A Tab press in bash, zsh or fish runs a whole ``attune`` process; answering it from the
+generated command tree (``attune_cli.cli.tab``) before typer is imported keeps each press near
+Python's own start-up time. Anything else, and any completion line the tree cannot judge
+exactly, runs the app (``attune_cli.cli.app.main``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from attune_cli.cli.tab import COMPLETE_VAR
+
+
+def main() -> None:
+    """Console-script entry point (``attune``)."""
+    if os.environ.get(COMPLETE_VAR):
+        from attune_cli.cli.tab import answer
+
+        status = answer()
+        if status is not None:
+            sys.exit(status)
+    from attune_cli.cli.app import main as app_main
+
+    app_main()
