@@ -1,4 +1,4 @@
-"""The values attune offers on Tab: stages, workflows, models, providers.
+"""The values attune offers on Tab: stages, workflows, models, providers, breaker keys.
 
 Command modules wire these with ``autocompletion=``; fixed choices (``--format``, ``--tier``,
 ``--mode``) are Enums and complete by themselves. Every Tab press runs a whole ``attune``
@@ -87,8 +87,32 @@ def _matching(names: Iterable[str], incomplete: str) -> list[str]:
     ]
 
 
+def complete_breaker_keys(incomplete: str) -> list[str]:
+    """Circuit-breaker keys (``provider/model``) in the store.
+
+    Args:
+        incomplete: what has been typed of the value so far.
+
+    Returns:
+        The matching keys, sorted; [] when nothing can be read.
+    """
+    return _read_store(
+        "SELECT key FROM breakers WHERE key >= ? AND key < ? ORDER BY key LIMIT ?",
+        (incomplete, incomplete + _TOP, MAX_SUGGESTIONS),
+    )
+
+
 def _labels(kind: str, prefix: str) -> list[str]:
     """Distinct names of ``kind`` from the store's ``labels`` table, by an index range scan."""
+    return _read_store(
+        "SELECT value FROM labels WHERE kind = ? AND value >= ? AND value < ? "
+        "ORDER BY value LIMIT ?",
+        (kind, prefix, prefix + _TOP, MAX_SUGGESTIONS),
+    )
+
+
+def _read_store(sql: str, parameters: tuple[object, ...]) -> list[str]:
+    """The text values one query returns from ``telemetry.db``, opened read-only."""
     try:
         import sqlite3
 
@@ -104,11 +128,7 @@ def _labels(kind: str, prefix: str) -> list[str]:
         uri = f"{path.as_uri()}?mode=ro" + ("" if wal_exists else "&immutable=1")
         conn = sqlite3.connect(uri, uri=True, timeout=STORE_TIMEOUT_S)
         try:
-            rows = conn.execute(
-                "SELECT value FROM labels WHERE kind = ? AND value >= ? AND value < ? "
-                "ORDER BY value LIMIT ?",
-                (kind, prefix, prefix + _TOP, MAX_SUGGESTIONS),
-            ).fetchall()
+            rows = conn.execute(sql, parameters).fetchall()
         finally:
             conn.close()
     except Exception:

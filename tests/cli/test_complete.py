@@ -80,6 +80,21 @@ def test_providers_are_built_in_plus_configured(attune_home: Path) -> None:
     assert complete.complete_providers("o") == ["ollama", "openai"]
 
 
+def test_breaker_keys_come_from_the_store(attune_home: Path) -> None:
+    conn = connect(seed_store(attune_home))
+    conn.executemany(
+        "INSERT INTO breakers (key) VALUES (?)",
+        [("openai/gpt-5",), ("anthropic/claude-haiku-4-5",), ("openai/gpt-5-mini",)],
+    )
+    conn.close()
+    assert complete.complete_breaker_keys("") == [
+        "anthropic/claude-haiku-4-5",
+        "openai/gpt-5",
+        "openai/gpt-5-mini",
+    ]
+    assert complete.complete_breaker_keys("openai/gpt-5-") == ["openai/gpt-5-mini"]
+
+
 def test_prefix_is_literal_not_a_pattern(attune_home: Path) -> None:
     seed_store(attune_home, stage=["a_b", "axb", "a%c", "été", "e"])
     assert complete.complete_stages("a_") == ["a_b"]
