@@ -1,7 +1,816 @@
-"""`attune telemetry`: placeholder until its issue lands."""
+"""`attune telemetry`: the local history of LLM calls the router learns from.
+
+Each command parses its flags, calls one function of ``attune_cli.core.telemetry`` or
+``attune_cli.core.importers`` and renders the result. The store (sqlite3), the importers and
+Rich tables are imported inside the commands so ``attune --help`` stays fast.
+"""
 
 from __future__ import annotations
 
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
 
-app = typer.Typer(help="telemetry commands.", no_args_is_help=True)
+from attune_cli.cli.complete import complete_models, complete_stages, complete_workflows
+
+if TYPE_CHECKING:
+    from attune_cli.core.importers import ImportResult
+    from attune_cli.core.paths import Paths
+    from attune_cli.core.performance import ModelPerformance, ScoreWeights
+    from attune_cli.core.telemetry import CallRecord, TelemetryStore
+    from attune_cli.core.workspace import Workspace
+
+app = typer.Typer(
+    help="The history of your LLM calls: record, inspect, score, import, export, prune.",
+    no_args_is_help=True,
+)
+
+DAY_S = 86_400.0
+DEFAULT_WINDOW_DAYS = 30
+
+
+class ImportFormat(StrEnum):
+    """What ``telemetry import`` reads."""
+
+    auto = "auto"
+    attune_jsonl = "attune-jsonl"
+    llm_db = "llm-db"
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+class ExportFormat(StrEnum):
+    """What ``telemetry export`` writes."""
+
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+class TierChoice(StrEnum):
+    """A registry tier."""
+
+    cheap = "cheap"
+    capable = "capable"
+    premium = "premium"
+
+
+WorkflowOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--workflow",
+        "-w",
+        metavar="W",
+        help="Only this workflow's calls.",
+        autocompletion=complete_workflows,
+    ),
+]
+StageOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--stage",
+        "-s",
+        metavar="S",
+        help="Only this stage's calls.",
+        autocompletion=complete_stages,
+    ),
+]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        metavar="M",
+        help="Only this model's calls.",
+        autocompletion=complete_models,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+@app.command("show")
+def show(
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, metavar="N", help="How many calls to show.")
+    ] = 20,
+    workflow: WorkflowOpt = None,
+    stage: StageOpt = None,
+    model: ModelOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Show the most recent calls, newest first.
+
+    Examples:
+
+        attune telemetry show
+
+        attune telemetry show -w code-review -s analysis -n 50 --json
+    """
+    calls: list[CallRecord] = []
+    store = _existing_store()
+    if store is not None:
+        with store:
+            calls = store.recent_calls(workflow=workflow, stage=stage, model=model, limit=limit)
+    if json_:
+        from attune_cli.cli.console import print_json
+
+        print_json([call.as_dict() for call in calls])
+        return
+    if not calls:
+        _note(f"No calls recorded{_scope(workflow, stage, model)} yet.")
+        return
+    _render_calls(calls)
+
+
+@app.command("models")
+def models(
+    workflow: WorkflowOpt = None,
+    stage: StageOpt = None,
+    days: Annotated[
+        int | None,
+        typer.Option(
+            "--days",
+            min=1,
+            metavar="N",
+            help="Window of history in days (default: routing.window_days, 30).",
+        ),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Score every model of a workflow stage: success with its bound, p50/p95, cost, score.
+
+    The score is `quality_score` (weights in config.toml [routing.score]): the Wilson lower
+    bound of the success rate, less a penalty per doubling of cost and of p95 latency.
+    Best first; the best row is marked.
+
+    Examples:
+
+        attune telemetry models -w code-review -s analysis
+
+        attune telemetry models -s analysis --days 7 --json
+    """
+    import time
+
+    from attune_cli.core.performance import ScoreWeights
+    from attune_cli.core.workspace import Workspace
+
+    workspace = Workspace.load()
+    weights = ScoreWeights.from_config(workspace.config, workspace.paths.config_file)
+    window_days = days if days is not None else _window_days(workspace)
+    figures: list[ModelPerformance] = []
+    store = _existing_store(workspace)
+    if store is not None:
+        with store:
+            figures = store.model_performance(
+                workflow=workflow,
+                stage=stage,
+                since_ts=time.time() - window_days * DAY_S,
+                weights=weights,
+            )
+    if json_:
+        from attune_cli.cli.console import print_json
+
+        print_json([perf.as_dict() for perf in figures])
+        return
+    if not figures:
+        _note(f"No calls recorded{_scope(workflow, stage, None)} in the last {window_days} days.")
+        return
+    _render_models(figures, workflow, stage, window_days, weights)
+
+
+@app.command("record")
+def record(
+    workflow: Annotated[
+        str,
+        typer.Option(
+            "--workflow",
+            "-w",
+            metavar="W",
+            help="The workflow that made the call.",
+            autocompletion=complete_workflows,
+            show_default=False,
+        ),
+    ],
+    stage: Annotated[
+        str,
+        typer.Option(
+            "--stage",
+            "-s",
+            metavar="S",
+            help="The stage of the workflow.",
+            autocompletion=complete_stages,
+            show_default=False,
+        ),
+    ],
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            "-m",
+            metavar="M",
+            help="The model id.",
+            autocompletion=complete_models,
+            show_default=False,
+        ),
+    ],
+    success: Annotated[
+        bool | None,
+        typer.Option(
+            "--success/--failure",
+            help="Whether the call worked (one of the two is required).",
+            show_default=False,
+        ),
+    ] = None,
+    latency_ms: Annotated[
+        float | None,
+        typer.Option("--latency-ms", min=0, metavar="MS", help="Wall time of the call."),
+    ] = None,
+    cost: Annotated[
+        float | None,
+        typer.Option(
+            "--cost",
+            min=0,
+            metavar="USD",
+            help="Price of the call (default: from the tokens and the registry's prices).",
+        ),
+    ] = None,
+    input_tokens: Annotated[
+        int | None, typer.Option("--input-tokens", min=0, metavar="N", help="Prompt tokens.")
+    ] = None,
+    output_tokens: Annotated[
+        int | None,
+        typer.Option("--output-tokens", min=0, metavar="N", help="Completion tokens."),
+    ] = None,
+    provider: Annotated[
+        str | None,
+        typer.Option("--provider", metavar="P", help="Who served it (default: from the registry)."),
+    ] = None,
+    tier: Annotated[
+        TierChoice | None,
+        typer.Option("--tier", help="The model's tier (default: from the registry)."),
+    ] = None,
+    error_kind: Annotated[
+        str | None,
+        typer.Option(
+            "--error-kind",
+            metavar="KIND",
+            help="Why it failed: rate_limit, timeout, server_error, overloaded …",
+        ),
+    ] = None,
+    status: Annotated[
+        int | None,
+        typer.Option("--status", min=100, max=599, metavar="CODE", help="The HTTP status."),
+    ] = None,
+) -> None:
+    """Record one call made outside attune, so the router learns from it too.
+
+    Provider, tier and cost come from the model registry when not given.
+
+    Examples:
+
+        attune telemetry record -w code-review -s analysis -m claude-haiku-4-5 --success \\
+            --latency-ms 840 --input-tokens 1200 --output-tokens 300
+
+        attune telemetry record -w ci -s triage -m gpt-5-mini --failure --error-kind timeout
+    """
+    from attune_cli.core.errors import UsageError
+    from attune_cli.core.telemetry import (
+        CallRecord,
+        TelemetryStore,
+        validate_label,
+        with_registry_defaults,
+    )
+    from attune_cli.core.workspace import Workspace
+
+    if success is None:
+        raise UsageError("say how the call went: pass --success or --failure")
+    call = CallRecord(
+        workflow=validate_label("workflow", workflow),
+        stage=validate_label("stage", stage),
+        model=validate_label("model", model),
+        success=success,
+        provider=validate_label("provider", provider) if provider is not None else None,
+        tier=tier.value if tier is not None else None,
+        error_kind=error_kind.strip() or None if error_kind is not None else None,
+        status=status,
+        latency_ms=latency_ms,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cost_usd=cost,
+    )
+    workspace = Workspace.load()
+    call = with_registry_defaults(call, workspace.registry)
+    with TelemetryStore.open(workspace) as store:
+        store.record(call)
+    if sys.stderr.isatty():
+        outcome = "success" if success else "failure"
+        _note(f"Recorded {call.workflow}/{call.stage} {call.model} ({outcome}).")
+
+
+@app.command("import")
+def import_(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            metavar="PATH",
+            help="A file, or the older tool's telemetry folder (usage*.jsonl).",
+            show_default=False,
+        ),
+    ],
+    format_: Annotated[
+        ImportFormat,
+        typer.Option(
+            "--format",
+            "-f",
+            help="auto detects it from the content.",
+            case_sensitive=False,
+        ),
+    ] = ImportFormat.auto,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check and count everything; write nothing.")
+    ] = False,
+    skip_bad: Annotated[
+        bool,
+        typer.Option(
+            "--skip-bad", help="Import the good lines of a file with bad ones (and list those)."
+        ),
+    ] = False,
+    workflow: Annotated[
+        str | None,
+        typer.Option(
+            "--workflow",
+            "-w",
+            metavar="W",
+            help="Workflow of rows that carry none (default: unknown).",
+            autocompletion=complete_workflows,
+        ),
+    ] = None,
+    stage: Annotated[
+        str | None,
+        typer.Option(
+            "--stage",
+            "-s",
+            metavar="S",
+            help="Stage of rows that carry none (default: unknown).",
+            autocompletion=complete_stages,
+        ),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Import a call history: the older attune tool's logs, llm's logs.db, or an export.
+
+    One transaction: an import with bad lines imports nothing (unless --skip-bad), and
+    importing the same file twice adds nothing.
+
+    Examples:
+
+        attune telemetry import ~/.attune/telemetry
+
+        attune telemetry import ~/.config/io.datasette.llm/logs.db -w notes -s summarise
+
+        attune telemetry import calls.csv --dry-run --json
+    """
+    import time
+
+    from attune_cli.cli.console import err, print_json
+    from attune_cli.core.errors import InputFileError, OperationError
+    from attune_cli.core.importers import MAX_LISTED_ERRORS, ImportOptions, import_calls
+    from attune_cli.core.telemetry import TelemetryStore, validate_label
+    from attune_cli.core.workspace import Workspace
+
+    options = ImportOptions(
+        path=path.expanduser(),
+        format=format_.value,
+        dry_run=dry_run,
+        skip_bad=skip_bad,
+        workflow=validate_label("workflow", workflow) if workflow is not None else None,
+        stage=validate_label("stage", stage) if stage is not None else None,
+    )
+    workspace = Workspace.load()
+    progress = _ProgressBar(path.name) if err().is_terminal else None
+    started = time.perf_counter()
+    try:
+        with TelemetryStore.open(workspace) as store:
+            result = import_calls(
+                store,
+                options,
+                registry=workspace.registry,
+                progress=progress.update if progress else None,
+            )
+    finally:
+        if progress is not None:
+            progress.stop()
+    elapsed_s = time.perf_counter() - started
+    if json_:
+        print_json(result.as_dict())
+    else:
+        _render_import(result, elapsed_s)
+    if result.rejected:
+        if not json_:
+            for error in result.errors:
+                _note(f"  {error}")
+        counted = _plural(result.bad, "bad line")
+        if result.bad >= MAX_LISTED_ERRORS:
+            counted = f"at least {counted}"
+        raise InputFileError(
+            f"{path}: {counted}; nothing was imported",
+            hint="fix them, or pass --skip-bad to import the good lines",
+        )
+    if result.importable == 0:
+        raise OperationError(
+            f"{path}: nothing imported: "
+            + ("every line was bad" if result.bad else "it holds no calls"),
+        )
+
+
+@app.command("export")
+def export(
+    format_: Annotated[
+        ExportFormat, typer.Option("--format", "-f", help="jsonl or csv.", case_sensitive=False)
+    ] = ExportFormat.jsonl,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="Write here (atomically) instead of to stdout.",
+        ),
+    ] = None,
+    workflow: WorkflowOpt = None,
+    stage: StageOpt = None,
+    model: ModelOpt = None,
+    days: Annotated[
+        int | None,
+        typer.Option("--days", min=1, metavar="N", help="Only the last N days."),
+    ] = None,
+) -> None:
+    """Export calls, oldest first, as JSON lines or CSV; `telemetry import` reads them back.
+
+    Examples:
+
+        attune telemetry export -o calls.jsonl
+
+        attune telemetry export -f csv -w code-review --days 7 > review.csv
+    """
+    import time
+
+    from attune_cli.core.importers import export_calls, export_to_path
+    from attune_cli.core.telemetry import CallFilter
+
+    where = CallFilter(
+        workflow=workflow,
+        stage=stage,
+        model=model,
+        since_ts=time.time() - days * DAY_S if days is not None else None,
+    )
+    store = _existing_store()
+    if store is None:
+        if output is not None or format_ is ExportFormat.csv:
+            from attune_cli.core.telemetry import TelemetryStore
+
+            # Nothing recorded yet: still write a valid (empty) file.
+            store = TelemetryStore(_paths().telemetry_db)
+        else:
+            _note("No calls recorded yet; nothing to export.")
+            return
+    with store:
+        if output is not None:
+            written = export_to_path(store, where, format_.value, output.expanduser())
+            _note(f"Exported {_plural(written, 'call')} to {output}.")
+            return
+        try:
+            export_calls(store, where, format_.value, sys.stdout)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # The reader stopped reading (`attune telemetry export | head`): stop quietly.
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(1) from None
+
+
+@app.command("prune")
+def prune(
+    older_than: Annotated[
+        int,
+        typer.Option(
+            "--older-than",
+            min=1,
+            metavar="DAYS",
+            help="Delete the calls older than this many days.",
+            show_default=False,
+        ),
+    ],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Delete old calls for good (the router then forgets them too).
+
+    Asks first in a terminal; without one, --yes is required.
+
+    Example:
+
+        attune telemetry prune --older-than 90 --yes
+    """
+    import time
+
+    from attune_cli.cli.console import print_json, stdin_is_terminal
+    from attune_cli.core.errors import UsageError
+    from attune_cli.core.telemetry import ts_to_iso
+
+    cutoff = time.time() - older_than * DAY_S
+    store = _existing_store()
+    deleted = 0
+    if store is not None:
+        with store:
+            doomed = store.count_before(cutoff)
+            if doomed and not yes:
+                if not stdin_is_terminal():
+                    raise UsageError(
+                        f"telemetry prune would delete {_plural(doomed, 'call')}: without a "
+                        "terminal to confirm in, pass --yes"
+                    )
+                question = (
+                    f"Delete {_plural(doomed, 'call')} older than {older_than} days "
+                    f"(before {ts_to_iso(cutoff)[:10]})?"
+                )
+                if not _confirm(question):
+                    _note("Nothing deleted.")
+                    raise typer.Exit(1)
+            if doomed:
+                deleted = store.prune(cutoff)
+    if json_:
+        print_json({"deleted": deleted, "older_than_days": older_than})
+        return
+    if deleted:
+        _note(f"Deleted {_plural(deleted, 'call')} older than {older_than} days.")
+    else:
+        _note(f"Nothing to prune: no calls older than {older_than} days.")
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _paths() -> Paths:
+    from attune_cli.core.paths import resolve_paths
+
+    return resolve_paths()
+
+
+def _existing_store(workspace: Workspace | None = None) -> TelemetryStore | None:
+    """The store, or None when nothing was ever recorded (reading never creates it)."""
+    from attune_cli.core.telemetry import TelemetryStore
+
+    path = workspace.paths.telemetry_db if workspace is not None else _paths().telemetry_db
+    if not path.exists():
+        return None
+    return TelemetryStore(path, create=False)
+
+
+def _window_days(workspace: Workspace) -> int:
+    from attune_cli.core.config import get_number, table
+
+    path = workspace.paths.config_file
+    section = table(workspace.config, path, "routing")
+    value = get_number(
+        section,
+        "window_days",
+        DEFAULT_WINDOW_DAYS,
+        path=path,
+        prefix="routing",
+        minimum=1,
+        integer=True,
+    )
+    return int(value)
+
+
+def _note(text: str) -> None:
+    """A message on stderr, printed as is (names and file lines may hold Rich markup)."""
+    from attune_cli.cli.console import err
+
+    err().print(text, markup=False, highlight=False)
+
+
+def _confirm(question: str) -> bool:
+    """Ask yes/no on the terminal; anything but yes is no (Ctrl-C stays exit 130)."""
+    sys.stderr.write(f"{question} [y/N]: ")
+    sys.stderr.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def _scope(workflow: str | None, stage: str | None, model: str | None) -> str:
+    parts = [
+        f"{label} {value}"
+        for label, value in (("workflow", workflow), ("stage", stage), ("model", model))
+        if value is not None
+    ]
+    return f" for {', '.join(parts)}" if parts else ""
+
+
+class _ProgressBar:
+    """A Rich progress bar on stderr, started on the first update.
+
+    Started lazily so an import that parses in a forked reader forks before Rich's refresh
+    thread exists.
+    """
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._progress: Any = None
+        self._task: Any = None
+
+    def update(self, done: int, total: int) -> None:
+        if self._progress is None:
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                TaskProgressColumn,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            from attune_cli.cli.console import err
+
+            self._progress = Progress(
+                TextColumn("Importing {task.description}"),
+                BarColumn(),
+                TaskProgressColumn(),
+                TimeRemainingColumn(),
+                console=err(),
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(self.label, total=max(total, 1))
+        self._progress.update(self._task, completed=done, total=max(total, 1))
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def _render_import(result: ImportResult, elapsed_s: float) -> None:
+    from attune_cli.cli.console import out
+
+    if result.rejected:
+        return
+    verb = "Would import" if result.dry_run else "Imported"
+    console = out()
+    console.print(
+        f"{verb} {_plural(result.imported, 'new call')} from {result.path} ({result.format}).",
+        markup=False,
+        highlight=False,
+    )
+    details = [f"{_plural(result.read, 'call')} read in {elapsed_s:.1f} s"]
+    if result.duplicates:
+        details.append(f"{result.duplicates:,} already in the store")
+    if result.cache_hits:
+        details.append(f"{result.cache_hits:,} cache hits skipped")
+    if result.bad:
+        details.append(f"{_plural(result.bad, 'bad line')} skipped")
+    console.print("  " + " · ".join(details), markup=False, highlight=False)
+    if result.dry_run:
+        console.print("  Dry run: nothing was written.", markup=False, highlight=False)
+    if result.bad:
+        for error in result.errors:
+            _note(f"  {error}")
+
+
+def _render_calls(calls: list[CallRecord]) -> None:
+    from rich import box
+    from rich.table import Table
+
+    from attune_cli.cli.console import out
+    from attune_cli.core.telemetry import ts_to_iso
+
+    console = out()
+    wide = console.width >= 130
+    table = Table(
+        title="Recent calls, newest first",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("Time (UTC)", no_wrap=True)
+    table.add_column("Workflow / stage", min_width=12)
+    table.add_column("Model", no_wrap=True)
+    if wide:
+        table.add_column("Tier")
+    table.add_column("Result", no_wrap=True)
+    table.add_column("ms", justify="right", no_wrap=True)
+    if wide:
+        table.add_column("Tokens in/out", justify="right", no_wrap=True)
+    table.add_column("Cost", justify="right", no_wrap=True)
+    if wide:
+        table.add_column("Source")
+    for call in calls:
+        if call.success:
+            result = "ok"
+        else:
+            why = " ".join(str(x) for x in (call.error_kind, call.status) if x is not None)
+            result = f"failed {why}".strip()
+        when = ts_to_iso(call.ts or 0)[:19].replace("T", " ")
+        cells = [
+            when if wide else when[5:],
+            f"{call.workflow} / {call.stage}",
+            call.model,
+        ]
+        if wide:
+            cells.append(call.tier or "-")
+        cells += [result, _ms(call.latency_ms)]
+        if wide:
+            cells.append(
+                "-"
+                if call.input_tokens is None and call.output_tokens is None
+                else f"{_count(call.input_tokens)}/{_count(call.output_tokens)}"
+            )
+        cells.append(_usd(call.cost_usd))
+        if wide:
+            cells.append(call.source)
+        table.add_row(*cells, style=None if call.success else "red")
+    console.print(table)
+
+
+def _render_models(
+    figures: list[ModelPerformance],
+    workflow: str | None,
+    stage: str | None,
+    days: int,
+    weights: ScoreWeights,
+) -> None:
+    from rich import box
+    from rich.table import Table
+
+    from attune_cli.cli.console import out
+
+    console = out()
+    wide = console.width >= 110
+    with_tier = console.width >= 95
+    where = f"{workflow or 'all workflows'} / {stage or 'all stages'}"
+    table = Table(
+        title=f"Models · {where} · last {days} days",
+        caption=(
+            f"★ best.  score = {weights.success_weight:g}·bound"
+            f" − {weights.cost_weight:g}·log2(1 + cost/{_usd(weights.cost_unit_usd)})"
+            f" − {weights.latency_weight:g}·log2(1 + p95/{weights.latency_unit_ms:g} ms)"
+        ),
+        title_justify="left",
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("", no_wrap=True)
+    table.add_column("Model", no_wrap=True)
+    if wide:
+        table.add_column("Provider", no_wrap=True)
+    if with_tier:
+        table.add_column("Tier", no_wrap=True)
+    table.add_column("Calls", justify="right", no_wrap=True)
+    table.add_column("Success ≥ bound", justify="right", no_wrap=True)
+    table.add_column("p50 ms", justify="right", no_wrap=True)
+    table.add_column("p95 ms", justify="right", no_wrap=True)
+    table.add_column("Avg cost", justify="right", no_wrap=True)
+    table.add_column("Score", justify="right", no_wrap=True)
+    for index, perf in enumerate(figures):
+        best = index == 0
+        cells = ["★" if best else "", perf.model]
+        if wide:
+            cells.append(perf.provider or "-")
+        if with_tier:
+            cells.append(perf.tier or "-")
+        cells += [
+            f"{perf.calls:,}",
+            f"{perf.success_rate:.1%} ≥ {perf.success_lower_bound:.1%}",
+            _ms(perf.p50_latency_ms),
+            _ms(perf.p95_latency_ms),
+            _usd(perf.avg_cost_usd),
+            f"{perf.quality_score:.1f}",
+        ]
+        table.add_row(*cells, style="bold green" if best else None)
+    console.print(table)
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _usd(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value == 0:
+        return "$0"
+    if value < 0.01:
+        return f"${value:.5f}".rstrip("0")
+    return f"${value:,.4f}"

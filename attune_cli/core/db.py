@@ -48,9 +48,9 @@ CREATE UNIQUE INDEX calls_identity ON calls(ts, import_key);
 -- latency percentile is the k-th entry of a (workflow, stage, model) range, with no sort.
 CREATE INDEX calls_performance
     ON calls(workflow, stage, model, latency_ms, ts, success, cost_usd);
--- Newest calls of a workflow stage (show, a model's recent failures), walked backwards.
+-- By workflow, stage and time (and, merged across stages, by model and time): the newest
+-- calls of a stage or of a model are ranges of this index walked backwards, never sorted.
 CREATE INDEX calls_workflow_stage_ts ON calls(workflow, stage, ts, model, success);
-CREATE INDEX calls_model_ts ON calls(model, ts);
 -- Distinct names (kind: workflow, stage, model) for instant shell completion.
 CREATE TABLE labels (
     kind  TEXT NOT NULL,

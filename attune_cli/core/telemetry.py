@@ -6,8 +6,8 @@ HTTP status, latency, tokens, cost, attempt number and where the row came from. 
 prompt, a response or a key.
 
 Reads are SQL over indexes, never Python loops over the history: ``model_performance``
-aggregates a whole window of calls with one statement that reads only the covering index
-``calls_workflow_stage_ts``, percentiles included.
+aggregates a whole window of calls from the covering index ``calls_performance`` alone, and a
+percentile is the k-th entry of an index range, so nothing is sorted or loaded into Python.
 
 Times are epoch seconds (UTC) rounded to the millisecond, so that a call written out as
 ISO-8601 text and read back in is the same call to the bit (export → import round-trips).
@@ -23,7 +23,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -34,6 +34,7 @@ from attune_cli.core.errors import UsageError
 from attune_cli.core.performance import ModelPerformance, ScoreWeights
 
 if TYPE_CHECKING:
+    from attune_cli.core.registry import Registry
     from attune_cli.core.workspace import Workspace
 
 LABEL_KINDS: tuple[str, ...] = ("workflow", "stage", "model")
@@ -62,7 +63,8 @@ Row = tuple[Any, ...]
 _INSERT = (
     f"INSERT OR IGNORE INTO calls ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
 )
-_SELECT = f"SELECT {', '.join(COLUMNS)} FROM calls"
+_SELECT_COLUMNS = ", ".join(COLUMNS)
+_SELECT = f"SELECT {_SELECT_COLUMNS} FROM calls"
 
 
 def quantise_ts(ts: float) -> float:
@@ -76,7 +78,27 @@ def ts_to_iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
 
-_HOUR_CACHE: dict[str, int] = {}
+_MINUTE_CACHE: dict[str, int] = {}
+
+
+def _minute_base(prefix: str) -> int:
+    """Epoch seconds of ``YYYY-MM-DDTHH:MM`` (UTC), validated."""
+    if not (
+        prefix[0:4].isdigit()
+        and prefix[4] == "-"
+        and prefix[5:7].isdigit()
+        and prefix[7] == "-"
+        and prefix[8:10].isdigit()
+        and prefix[10] in "T "
+        and prefix[11:13].isdigit()
+        and prefix[13] == ":"
+        and prefix[14:16].isdigit()
+        and int(prefix[14:16]) < 60
+    ):
+        raise ValueError(prefix)
+    # datetime() rejects month 13 or 30 February; timegm alone would roll them over.
+    moment = datetime(int(prefix[0:4]), int(prefix[5:7]), int(prefix[8:10]), int(prefix[11:13]))
+    return calendar.timegm(moment.timetuple()) + int(prefix[14:16]) * 60
 
 
 def iso_to_ts(text: str) -> float:
@@ -88,38 +110,33 @@ def iso_to_ts(text: str) -> float:
     Raises:
         ValueError: ``text`` is not an ISO-8601 date-time.
     """
-    # Fast path for the shape every log writes (``YYYY-MM-DDTHH:MM:SS[.fff]Z``): imports parse
-    # a million of these, and the hour prefix repeats for thousands of lines.
-    if (
-        len(text) >= 20
-        and text[-1] == "Z"
-        and text[10] == "T"
-        and text[13] == ":"
-        and text[16] == ":"
-        and (len(text) == 20 or (text[19] == "." and 21 <= len(text) <= 30))
-    ):
-        base = _HOUR_CACHE.get(text[:13])
+    # Fast path for the shape logs write (``YYYY-MM-DDTHH:MM:SS[.fff…]Z``): an import parses
+    # a million of these, and each minute's prefix repeats for a hundred lines.
+    size = len(text)
+    if 20 <= size <= 30 and text[-1] == "Z" and text[16] == ":":
+        base = _MINUTE_CACHE.get(text[:16])
         if base is None:
-            # datetime() rejects month 13 or 30 February; timegm alone would roll them over.
-            hour = datetime(
-                int(text[0:4]),
-                int(text[5:7]),
-                int(text[8:10]),
-                int(text[11:13]),
-                tzinfo=UTC,
-            )
-            base = calendar.timegm(hour.timetuple())
-            if len(_HOUR_CACHE) > 100_000:
-                _HOUR_CACHE.clear()
-            _HOUR_CACHE[text[:13]] = base
-        minutes, seconds, fraction = text[14:16], text[17:19], text[20:-1]
-        if not (minutes.isdigit() and seconds.isdigit() and (not fraction or fraction.isdigit())):
-            raise ValueError(f"not an ISO-8601 time: {text!r}")
-        if int(minutes) > 59 or int(seconds) > 59:
-            raise ValueError(f"not an ISO-8601 time: {text!r}")
-        micros = int((fraction + "000000")[:6]) if fraction else 0
-        whole_ms = (base + int(minutes) * 60 + int(seconds)) * 1000 + round(micros / 1000)
-        return whole_ms / 1000
+            try:
+                base = _minute_base(text[:16])
+            except ValueError:
+                raise ValueError(f"not an ISO-8601 time: {text!r}") from None
+            if len(_MINUTE_CACHE) > 100_000:
+                _MINUTE_CACHE.clear()
+            _MINUTE_CACHE[text[:16]] = base
+        if size == 24 and text[19] == ".":
+            digits = text[17:19] + text[20:23]  # seconds and milliseconds
+            if digits.isdigit() and digits < "60000":
+                return (base * 1000 + int(digits)) / 1000
+        else:
+            seconds, fraction = text[17:19], text[20:-1]
+            if (
+                seconds.isdigit()
+                and seconds < "60"
+                and (size == 20 or (text[19] == "." and fraction.isdigit()))
+            ):
+                millis = round(int(fraction.ljust(6, "0")[:6]) / 1000) if fraction else 0
+                return ((base + int(seconds)) * 1000 + millis) / 1000
+        raise ValueError(f"not an ISO-8601 time: {text!r}")
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
@@ -384,7 +401,7 @@ class TelemetryStore:
             deleted = conn.execute("DELETE FROM calls WHERE ts < ?", (before_ts,)).rowcount
             if deleted:
                 conn.execute("DELETE FROM labels")
-                for workflow, stage in self._pairs(None, None):
+                for workflow, stage in self.pairs(None, None):
                     conn.execute(
                         "INSERT OR IGNORE INTO labels VALUES ('workflow', ?), ('stage', ?)",
                         (workflow, stage),
@@ -397,6 +414,13 @@ class TelemetryStore:
         return max(deleted, 0)
 
     # --- reading ---------------------------------------------------------------------------
+
+    def count_before(self, before_ts: float) -> int:
+        """How many calls are older than ``before_ts`` (what ``prune`` would delete)."""
+        row = self.conn.execute(
+            "SELECT COUNT(*) FROM calls INDEXED BY calls_identity WHERE ts < ?", (before_ts,)
+        ).fetchone()
+        return int(row[0])
 
     def count(self, where: CallFilter | None = None) -> int:
         """How many calls match ``where`` (all calls when None)."""
@@ -414,18 +438,61 @@ class TelemetryStore:
         """The newest ``limit`` calls matching the filters, newest first."""
         if limit <= 0:
             return []
-        where = CallFilter(workflow=workflow, stage=stage, model=model)
-        clause, params = _where(where)
-        # Walk one index backwards in time and stop at ``limit``; a plan that sorts the
-        # matches would read a whole stage's history to print twenty lines.
-        if workflow is not None and stage is not None:
-            index = "calls_workflow_stage_ts"
-        elif model is not None:
-            index = "calls_model_ts"
+        if workflow is None and stage is None and model is None:
+            pairs = None  # no filter: the time index alone
         else:
-            index = "calls_identity"
-        sql = f"{_SELECT} INDEXED BY {index}{clause} ORDER BY ts DESC LIMIT ?"
-        return [CallRecord.from_row(row) for row in self.conn.execute(sql, (*params, limit))]
+            pairs = self.pairs(workflow, stage)
+        rows = self._newest(_SELECT_COLUMNS, pairs, model, None, limit)
+        return [CallRecord.from_row(row) for row in rows]
+
+    def _newest(
+        self,
+        columns: str,
+        pairs: list[tuple[str, str]] | None,
+        model: str | None,
+        since: float | None,
+        limit: int,
+    ) -> list[tuple[Any, ...]]:
+        """The newest ``limit`` rows of ``pairs`` (None: any pair) and ``model``.
+
+        ``columns`` must start with ``ts``.
+
+        Each (workflow, stage) range of ``calls_workflow_stage_ts`` is already in time order,
+        so the newest calls are those ranges walked backwards and merged by a UNION ALL that
+        SQLite streams: it reads about ``limit`` entries, however large the store.
+        """
+        if pairs is not None and not pairs:
+            return []
+        since_clause = " AND ts >= ?" if since is not None else ""
+        model_clause = " AND model = ?" if model is not None else ""
+        if pairs is not None and len(pairs) <= _MAX_MERGED_PAIRS:
+            arm = (
+                f"SELECT {columns} FROM calls INDEXED BY calls_workflow_stage_ts "
+                f"WHERE workflow = ? AND stage = ?{model_clause}{since_clause}"
+            )
+            params: list[Any] = []
+            for pair in pairs:
+                params.extend(pair)
+                if model is not None:
+                    params.append(model)
+                if since is not None:
+                    params.append(since)
+            sql = " UNION ALL ".join(arm for _ in pairs)
+        else:
+            # No filter, or more stages than a compound SELECT may merge: walk the time index.
+            allowed = set(pairs) if pairs is not None else None
+            clause, found = _where(CallFilter(model=model, since_ts=since))
+            sql = f"SELECT {columns}, workflow, stage FROM calls INDEXED BY calls_identity{clause}"
+            cursor = self.conn.execute(f"{sql} ORDER BY ts DESC", found)
+            rows: list[tuple[Any, ...]] = []
+            for row in cursor:
+                if allowed is None or (row[-2], row[-1]) in allowed:
+                    rows.append(row[:-2])
+                    if len(rows) >= limit:
+                        break
+            cursor.close()
+            return rows
+        return self.conn.execute(f"{sql} ORDER BY 1 DESC LIMIT ?", (*params, limit)).fetchall()
 
     def iter_calls(self, where: CallFilter | None = None, *, batch: int = 10_000) -> Iterator[Row]:
         """Every matching row (``COLUMNS`` order), oldest first, streamed in batches."""
@@ -483,7 +550,7 @@ class TelemetryStore:
             One ``ModelPerformance`` per model with calls in the window, best score first
             (ties by model id).
         """
-        pairs = self._pairs(workflow, stage)
+        pairs = self.pairs(workflow, stage)
         since = -math.inf if since_ts is None else since_ts
         reference = self._clock() if now is None else now
         totals = self._window_totals(pairs, since, reference, half_life_s)
@@ -492,7 +559,7 @@ class TelemetryStore:
             p50 = self._latency_percentile(model, pairs, since, total.latencies, 50)
             p95 = self._latency_percentile(model, pairs, since, total.latencies, 95)
             recent_calls, recent_failures, provider, tier = self._recent_of(
-                model, workflow, stage, since, recent_n
+                model, pairs, since, recent_n
             )
             result.append(
                 ModelPerformance(
@@ -614,27 +681,17 @@ class TelemetryStore:
         return None if row is None else float(row[0])
 
     def _recent_of(
-        self, model: str, workflow: str | None, stage: str | None, since: float, recent_n: int
+        self, model: str, pairs: list[tuple[str, str]], since: float, recent_n: int
     ) -> tuple[int, int, str | None, str | None]:
         """Failures among the model's newest ``recent_n`` calls, and its provider and tier."""
-        clause, params = _where(CallFilter(workflow=workflow, stage=stage, model=model))
-        index = (
-            "calls_workflow_stage_ts"
-            if workflow is not None and stage is not None
-            else "calls_model_ts"
-        )
-        rows = self.conn.execute(
-            f"SELECT success, provider, tier FROM calls INDEXED BY {index}{clause} "
-            "AND ts >= ? ORDER BY ts DESC LIMIT ?",
-            (*params, since, max(recent_n, 1)),
-        ).fetchall()
-        provider = next((r[1] for r in rows if r[1] is not None), None)
-        tier = next((r[2] for r in rows if r[2] is not None), None)
+        rows = self._newest("ts, success, provider, tier", pairs, model, since, max(recent_n, 1))
+        provider = next((r[2] for r in rows if r[2] is not None), None)
+        tier = next((r[3] for r in rows if r[3] is not None), None)
         taken = rows[: max(recent_n, 0)]
-        return len(taken), sum(1 for r in taken if not r[0]), provider, tier
+        return len(taken), sum(1 for r in taken if not r[1]), provider, tier
 
-    def _pairs(self, workflow: str | None, stage: str | None) -> list[tuple[str, str]]:
-        """The (workflow, stage) pairs with calls that match the filters.
+    def pairs(self, workflow: str | None, stage: str | None) -> list[tuple[str, str]]:
+        """The (workflow, stage) pairs with calls that match the filters, sorted.
 
         A loose index scan (one seek per distinct value) rather than ``SELECT DISTINCT``,
         which would read the whole index.
@@ -721,6 +778,25 @@ def _ensure_math_functions(conn: sqlite3.Connection) -> None:
         conn.execute("SELECT exp(0)").fetchone()
     except sqlite3.OperationalError:
         conn.create_function("exp", 1, math.exp, deterministic=True)
+
+
+def with_registry_defaults(call: CallRecord, registry: Registry) -> CallRecord:
+    """``call`` with provider, tier and cost filled from the registry where it gave none.
+
+    The cost is priced from the token counts (a missing count counts as zero) when at least
+    one was given and the registry knows the model's prices.
+    """
+    changes: dict[str, Any] = {}
+    if call.provider is None:
+        changes["provider"] = registry.provider_of(call.model)
+    known = registry.model(call.model)
+    if call.tier is None and known is not None:
+        changes["tier"] = known.tier
+    if call.cost_usd is None and (call.input_tokens is not None or call.output_tokens is not None):
+        changes["cost_usd"] = registry.cost_usd(
+            call.model, call.input_tokens or 0, call.output_tokens or 0
+        )
+    return replace(call, **changes) if changes else call
 
 
 def validate_label(kind: str, value: str) -> str:

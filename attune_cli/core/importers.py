@@ -1,0 +1,982 @@
+"""Call histories in and out of the store: the formats ``telemetry import``/``export`` speak.
+
+Formats read:
+
+``attune-jsonl``
+    The older attune tool's ``usage*.jsonl`` (a file, or the folder holding its daily
+    rotations). One JSON object a line: ``v``, ``ts`` (ISO-8601, ``Z``), ``seq``, ``workflow``,
+    optional ``stage``, ``tier`` (upper case), ``model``, ``provider``, ``cost``, ``tokens``
+    {``input``, ``output``}, ``cache`` {``hit``, ``type``}, ``duration_ms``, ``user_id``,
+    optional ``prompt_cache`` and ``success``. ``user_id`` is dropped. Cache hits are skipped:
+    the model did not serve them, and their zero cost and latency would flatter it.
+``llm-db``
+    The ``logs.db`` of Simon Willison's ``llm``: its ``responses`` table (model,
+    ``datetime_utc``, ``duration_ms``, ``input_tokens``, ``output_tokens``). Prompts and
+    responses are never read. Provider, tier and cost come from the registry.
+``jsonl`` / ``csv``
+    attune's own export (``EXPORT_FIELDS``), so export → import round-trips exactly.
+
+Every import is one transaction, streamed (never a whole file in memory) and idempotent: each
+call has an identity (``key``: a hash of its line, the ``llm`` response id, or the exported
+key) and importing it again adds nothing. A file with bad lines imports nothing unless
+``skip_bad`` is set; an interrupted import leaves the store as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import math
+import multiprocessing
+import os
+import signal
+import sqlite3
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import IO, Any
+
+from attune_cli.core.errors import InputFileError, OperationError
+from attune_cli.core.registry import Registry, normalise_tier
+from attune_cli.core.telemetry import (
+    CallFilter,
+    Row,
+    TelemetryStore,
+    iso_to_ts,
+    ts_to_iso,
+)
+
+FORMATS: tuple[str, ...] = ("attune-jsonl", "llm-db", "jsonl", "csv")
+EXPORT_FORMATS: tuple[str, ...] = ("jsonl", "csv")
+# The name given to a workflow or stage a row does not carry (and no flag supplied).
+UNKNOWN = "unknown"
+# Bad lines listed in a report; the count of bad lines is always exact.
+MAX_LISTED_ERRORS = 20
+
+EXPORT_FIELDS: tuple[str, ...] = (
+    "ts",
+    "workflow",
+    "stage",
+    "provider",
+    "model",
+    "tier",
+    "success",
+    "error_kind",
+    "status",
+    "latency_ms",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "attempt",
+    "source",
+    "key",
+)
+
+Progress = Callable[[int, int], None]  # (done, total) in the reader's unit (bytes or rows)
+
+
+@dataclass(frozen=True)
+class LineError:
+    """One bad line of an import: where, and why."""
+
+    line: int
+    reason: str
+    file: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"line": self.line, "reason": self.reason, "file": self.file}
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.file else f"line {self.line}"
+        return f"{where}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """What to import and how.
+
+    Attributes:
+        path: a file, or (``attune-jsonl``) a folder of ``usage*.jsonl`` files.
+        format: one of ``FORMATS`` or ``auto`` (detected from the content).
+        dry_run: check and count everything, then roll back.
+        skip_bad: import the good lines of a file that has bad ones.
+        workflow: the workflow of rows that carry none (default ``unknown``).
+        stage: the stage of rows that carry none (default ``unknown``).
+    """
+
+    path: Path
+    format: str = "auto"
+    dry_run: bool = False
+    skip_bad: bool = False
+    workflow: str | None = None
+    stage: str | None = None
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What an import did.
+
+    Attributes:
+        path: what was read.
+        format: the format it was read as.
+        read: calls read (blank lines aside).
+        imported: new calls added (would be added, for a dry run; 0 when rejected).
+        duplicates: calls already in the store (or repeated in the input).
+        cache_hits: cache hits skipped (``attune-jsonl``).
+        bad: bad lines (all of them with ``skip_bad``; otherwise counting stops at the
+            listing limit).
+        errors: the first bad lines, with line number and reason.
+        dry_run: nothing was written, on purpose.
+        rejected: bad lines were found without ``skip_bad``, so nothing was imported.
+    """
+
+    path: Path
+    format: str
+    read: int
+    imported: int
+    duplicates: int
+    cache_hits: int
+    bad: int
+    errors: tuple[LineError, ...]
+    dry_run: bool
+    rejected: bool
+
+    @property
+    def skipped(self) -> int:
+        """Calls read but not added: duplicates, cache hits and bad lines."""
+        return self.read - self.imported
+
+    @property
+    def importable(self) -> int:
+        """Good calls in the input, new or already stored."""
+        return self.read - self.bad - self.cache_hits
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON shape of ``telemetry import --json``."""
+        return {
+            "imported": self.imported,
+            "skipped": self.skipped,
+            "format": self.format,
+            "errors": [error.as_dict() for error in self.errors],
+            "path": str(self.path),
+            "read": self.read,
+            "duplicates": self.duplicates,
+            "cache_hits": self.cache_hits,
+            "bad": self.bad,
+            "dry_run": self.dry_run,
+            "rejected": self.rejected,
+        }
+
+
+class _BadLine(Exception):
+    """A line that cannot become a call; the message is the reason shown to the user."""
+
+
+@dataclass
+class _Tally:
+    """Counts a reader keeps while streaming."""
+
+    read: int = 0
+    cache_hits: int = 0
+    bad: int = 0
+    errors: list[LineError] = field(default_factory=list)
+    names: set[tuple[str, str, str]] = field(default_factory=set)
+
+
+class _Rollback(Exception):
+    """Leave the transaction without writing (dry run, or rejected input)."""
+
+
+# Inputs at least this large are parsed in a forked helper process while this one inserts:
+# parsing JSON and maintaining the indexes each take about half the time of an import, and
+# on two cores they overlap. Smaller inputs are not worth a process.
+PARALLEL_MIN_BYTES = 8 << 20
+_BATCH_ROWS = 5_000
+
+
+def import_calls(
+    store: TelemetryStore,
+    options: ImportOptions,
+    *,
+    registry: Registry,
+    progress: Progress | None = None,
+    parallel: bool | None = None,
+) -> ImportResult:
+    """Read a call history into ``store`` in one transaction.
+
+    Args:
+        store: the telemetry store.
+        options: what to read and how.
+        registry: fills provider, tier and cost a format does not carry.
+        progress: called now and then with (done, total) while reading.
+        parallel: parse in a helper process (None: when the input is large and the
+            platform forks safely).
+
+    Returns:
+        What was read, imported and skipped. When ``result.rejected``, nothing was written.
+
+    Raises:
+        InputFileError: the path is missing, unreadable, binary or of an unknown format.
+    """
+    path = options.path
+    if not path.exists():
+        raise InputFileError(f"{path}: no such file or folder")
+    fmt = detect_format(path) if options.format == "auto" else options.format
+    if fmt not in FORMATS:
+        raise InputFileError(f"unknown import format {fmt!r}; expected one of {FORMATS}")
+    if path.is_dir() and fmt != "attune-jsonl":
+        raise InputFileError(f"{path}: a folder; only --format attune-jsonl reads folders")
+    defaults = _Defaults(
+        workflow=options.workflow or UNKNOWN,
+        stage=options.stage or UNKNOWN,
+        registry=registry,
+    )
+    if parallel is None:
+        parallel = (
+            sys.platform.startswith("linux")
+            and fmt != "llm-db"
+            and _input_bytes(path, fmt) >= PARALLEL_MIN_BYTES
+        )
+    tally = _Tally()
+    source = _forked_batches if parallel else _batches
+    imported = 0
+    conn = store.conn
+    # A bulk insert dirties a few hundred MB of index pages; a bigger page cache for this
+    # connection keeps the random-order performance index hot (RSS stays well under 150 MB).
+    conn.execute("PRAGMA cache_size = -65536")
+    try:
+        with store.transaction():
+            for batch in source(fmt, path, defaults, options.skip_bad, tally, progress):
+                imported += store.insert_rows(batch)
+            if (tally.bad and not options.skip_bad) or options.dry_run:
+                raise _Rollback
+            store.add_labels(tally.names)
+    except _Rollback:
+        pass
+    finally:
+        conn.execute("PRAGMA cache_size = -2000")
+    rejected = bool(tally.bad) and not options.skip_bad
+    good = tally.read - tally.bad - tally.cache_hits
+    return ImportResult(
+        path=path,
+        format=fmt,
+        read=tally.read,
+        imported=0 if rejected else imported,
+        duplicates=0 if rejected else good - imported,
+        cache_hits=tally.cache_hits,
+        bad=tally.bad,
+        errors=tuple(tally.errors),
+        dry_run=options.dry_run,
+        rejected=rejected,
+    )
+
+
+def _input_bytes(path: Path, fmt: str) -> int:
+    files = _legacy_files(path) if fmt == "attune-jsonl" else [path]
+    return sum(f.stat().st_size for f in files)
+
+
+def _batches(
+    fmt: str,
+    path: Path,
+    defaults: _Defaults,
+    skip_bad: bool,
+    tally: _Tally,
+    progress: Progress | None,
+) -> Iterator[list[Row]]:
+    """Good rows in lists of ``_BATCH_ROWS``; names go to ``tally`` for the labels."""
+    batch: list[Row] = []
+    names = tally.names
+    for row in _READERS[fmt](path, defaults, tally, progress):
+        if tally.bad and not skip_bad:
+            # Rejected: read on only to list the first bad lines.
+            if len(tally.errors) >= MAX_LISTED_ERRORS:
+                break
+            continue
+        names.add((row[1], row[2], row[4]))
+        batch.append(row)
+        if len(batch) >= _BATCH_ROWS:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _forked_batches(
+    fmt: str,
+    path: Path,
+    defaults: _Defaults,
+    skip_bad: bool,
+    tally: _Tally,
+    progress: Progress | None,
+) -> Iterator[list[Row]]:
+    """``_batches``, parsed in a forked child and received through a pipe.
+
+    The child reads files and nothing else: it never touches the SQLite connection it
+    inherits, ignores Ctrl-C (the parent rolls back and closes the pipe), and exits when the
+    pipe breaks, so a killed parent leaves no reader behind.
+    """
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(
+        target=_produce,
+        args=(sender, fmt, path, defaults, skip_bad),
+        name="attune-import-reader",
+        daemon=True,
+    )
+    child.start()
+    sender.close()
+    try:
+        while True:
+            try:
+                kind, payload, done, total = receiver.recv()
+            except EOFError:
+                raise OperationError(
+                    f"{path}: the import's reader process stopped unexpectedly; "
+                    "nothing was imported"
+                ) from None
+            if progress is not None and total:
+                progress(done, total)
+            if kind == "rows":
+                yield payload
+            elif kind == "done":
+                tally.read = payload.read
+                tally.cache_hits = payload.cache_hits
+                tally.bad = payload.bad
+                tally.errors = payload.errors
+                tally.names = payload.names
+                return
+            else:
+                message, hint = payload
+                raise InputFileError(message, hint=hint)
+    finally:
+        receiver.close()
+        child.join(timeout=5)
+        if child.is_alive():
+            child.kill()
+            child.join()
+
+
+def _produce(sender: Connection, fmt: str, path: Path, defaults: _Defaults, skip_bad: bool) -> None:
+    """The forked reader: send ``_batches`` of ``path`` down ``sender``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    tally = _Tally()
+    position = [0, 0]
+
+    def note(done: int, total: int) -> None:
+        position[0], position[1] = done, total
+
+    try:
+        for batch in _batches(fmt, path, defaults, skip_bad, tally, note):
+            sender.send(("rows", batch, *position))
+        sender.send(("done", tally, *position))
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the parent is gone or gave up; nothing to tell
+    except InputFileError as exc:
+        sender.send(("error", (exc.message, exc.hint), 0, 0))
+    except Exception as exc:
+        sender.send(
+            ("error", (f"{path}: cannot read it ({type(exc).__name__}: {exc})", None), 0, 0)
+        )
+    finally:
+        sender.close()
+
+
+def detect_format(path: Path) -> str:
+    """Tell the format of ``path`` from its content (a folder is ``attune-jsonl``).
+
+    Raises:
+        InputFileError: unreadable, binary, or no known format.
+    """
+    if path.is_dir():
+        return "attune-jsonl"
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(65536)
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot read it ({exc.strerror})") from None
+    if head.startswith(b"SQLite format 3\x00"):
+        return "llm-db"
+    if b"\x00" in head:
+        raise InputFileError(f"{path}: a binary file, not a call history")
+    if path.suffix.lower() == ".csv":
+        return "csv"
+    first = next((line.strip() for line in head.splitlines() if line.strip()), b"")
+    if not first:
+        return "jsonl"
+    try:
+        sample = json.loads(first)
+    except ValueError:
+        sample = None
+    if isinstance(sample, dict):
+        if "key" in sample or "latency_ms" in sample or "source" in sample:
+            return "jsonl"
+        if "duration_ms" in sample or "tokens" in sample or "v" in sample or "seq" in sample:
+            return "attune-jsonl"
+    elif sample is None:
+        header = first.decode("utf-8", "replace").lower().split(",")
+        if "ts" in header and "model" in header:
+            return "csv"
+    raise InputFileError(
+        f"{path}: cannot tell its format",
+        hint="pass --format attune-jsonl, llm-db, jsonl or csv",
+    )
+
+
+@dataclass
+class _Defaults:
+    """What rows without a workflow/stage get, and the registry for the rest."""
+
+    workflow: str
+    stage: str
+    registry: Registry
+    _aliases: dict[str, str] = field(default_factory=dict)
+    _derived: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+
+    def model_id(self, name: str) -> str:
+        """The registry's id for a model the older tool named with dots (``claude-sonnet-4.5``)."""
+        known = self._aliases.get(name)
+        if known is None:
+            known = name
+            if self.registry.model(name) is None:
+                dashed = name.replace(".", "-")
+                if self.registry.model(dashed) is not None:
+                    known = dashed
+            self._aliases[name] = known
+        return known
+
+    def provider_tier(self, model: str) -> tuple[str | None, str | None]:
+        """Provider and tier the registry gives ``model`` (None when unknown)."""
+        found = self._derived.get(model)
+        if found is None:
+            entry = self.registry.model(model)
+            found = (self.registry.provider_of(model), entry.tier if entry else None)
+            self._derived[model] = found
+        return found
+
+
+def _key(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
+
+
+def _number(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    if type(value) not in (int, float) or not value >= 0 or value == math.inf:
+        raise _BadLine(f"`{name}` must be a non-negative number (got {value!r})")
+    return float(value)
+
+
+def _count(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if type(value) is not int or value < 0:
+        if type(value) is float and value >= 0 and value.is_integer():
+            return int(value)
+        raise _BadLine(f"`{name}` must be a non-negative integer (got {value!r})")
+    return value
+
+
+def _text(value: Any, name: str, default: str | None = None) -> str | None:
+    if value is None or value == "":
+        return default
+    if type(value) is not str:
+        raise _BadLine(f"`{name}` must be a string (got {value!r})")
+    return value
+
+
+def _time(value: Any) -> float:
+    if type(value) is str:
+        try:
+            return iso_to_ts(value)
+        except ValueError:
+            pass
+    elif value is None:
+        raise _BadLine("missing `ts`")
+    raise _BadLine(f"`ts` is not an ISO-8601 time (got {value!r})")
+
+
+def _json_lines(
+    files: list[Path], tally: _Tally, progress: Progress | None
+) -> Iterator[tuple[str, int, bytes, dict[str, Any]]]:
+    """(file name, line number, stripped line, object) for each JSON object line."""
+    total = sum(f.stat().st_size for f in files)
+    done = 0
+    # The scanner under json.loads, called directly on decoded text: loads(bytes) spends
+    # half its time sniffing the encoding and matching whitespace around the value.
+    scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+    for path in files:
+        try:
+            handle = path.open("rb")
+        except OSError as exc:
+            raise InputFileError(f"{path}: cannot read it ({exc.strerror})") from None
+        with handle:
+            for number, raw in enumerate(handle, 1):
+                done += len(raw)
+                if progress is not None and not number & 8191:
+                    progress(done, total)
+                line = raw.strip()
+                if not line:
+                    continue
+                tally.read += 1
+                try:
+                    text = line.decode()
+                    obj, end = scan(text, 0)
+                    if end != len(text):
+                        raise json.JSONDecodeError("Extra data", text, end)
+                except UnicodeDecodeError:
+                    _reject(tally, path.name, number, "not UTF-8 text")
+                    continue
+                except StopIteration:
+                    _reject(tally, path.name, number, "not JSON (expecting a value)")
+                    continue
+                except json.JSONDecodeError as exc:
+                    _reject(tally, path.name, number, f"not JSON ({exc.msg} at column {exc.colno})")
+                    continue
+                except RecursionError:
+                    _reject(tally, path.name, number, "not JSON (nested too deeply)")
+                    continue
+                if type(obj) is not dict:
+                    _reject(tally, path.name, number, "not a JSON object")
+                    continue
+                yield path.name, number, line, obj
+    if progress is not None:
+        progress(total, total)
+
+
+def _reject(tally: _Tally, file: str | None, line: int, reason: str) -> None:
+    tally.bad += 1
+    if len(tally.errors) < MAX_LISTED_ERRORS:
+        tally.errors.append(LineError(line=line, reason=reason, file=file))
+
+
+def _legacy_files(path: Path) -> list[Path]:
+    if not path.is_dir():
+        return [path]
+    # usage.2026-01-06.jsonl … sort before usage.jsonl (today's), i.e. oldest first.
+    files = sorted(p for p in path.glob("usage*.jsonl") if p.is_file())
+    if not files:
+        raise InputFileError(f"{path}: no usage*.jsonl files in this folder")
+    return files
+
+
+def _read_attune_jsonl(
+    path: Path, defaults: _Defaults, tally: _Tally, progress: Progress | None
+) -> Iterator[Row]:
+    # The hot loop of a migration (a million lines): checks are inlined and the common
+    # shapes tested first; anything unusual goes through the general helpers.
+    workflow_default, stage_default = defaults.workflow, defaults.stage
+    model_id, provider_tier = defaults.model_id, defaults.provider_tier
+    number_types = (int, float)
+    # One string object per distinct name: rows pickle smaller between processes and
+    # SQLite binds the same object over and over.
+    names: dict[str, str] = {}
+    tiers: dict[str, str] = {}
+    for name, number, line, obj in _json_lines(_legacy_files(path), tally, progress):
+        try:
+            cache = obj.get("cache")
+            if cache is not None and type(cache) is dict and cache.get("hit") is True:
+                tally.cache_hits += 1
+                continue
+            model = obj.get("model")
+            if type(model) is not str or not model:
+                raise _BadLine("missing `model`" if model is None else "`model` must be a string")
+            model = model_id(model)
+            ts_text = obj.get("ts")
+            try:
+                ts = iso_to_ts(ts_text)  # type: ignore[arg-type]
+            except (ValueError, TypeError):
+                ts = _time(ts_text)
+            workflow = obj.get("workflow")
+            if type(workflow) is not str or not workflow:
+                workflow = _text(workflow, "workflow", workflow_default)
+            workflow = names.setdefault(workflow, workflow)  # type: ignore[arg-type]
+            stage = obj.get("stage")
+            if type(stage) is not str or not stage:
+                stage = _text(stage, "stage", stage_default)
+            stage = names.setdefault(stage, stage)  # type: ignore[arg-type]
+            provider = obj.get("provider")
+            tier = obj.get("tier")
+            if type(provider) is not str or not provider or type(tier) is not str or not tier:
+                known_provider, known_tier = provider_tier(model)
+                provider = _text(provider, "provider", known_provider)
+                tier = _text(tier, "tier", known_tier)
+            if provider is not None:
+                provider = names.setdefault(provider, provider)
+            if tier is not None:
+                canonical_tier = tiers.get(tier)
+                if canonical_tier is None:
+                    canonical_tier = tiers[tier] = normalise_tier(tier)
+                tier = canonical_tier
+            tokens = obj.get("tokens")
+            if type(tokens) is dict:
+                input_tokens = tokens.get("input")
+                output_tokens = tokens.get("output")
+                if type(input_tokens) is not int or input_tokens < 0:
+                    input_tokens = _count(input_tokens, "tokens.input")
+                if type(output_tokens) is not int or output_tokens < 0:
+                    output_tokens = _count(output_tokens, "tokens.output")
+            elif tokens is None:
+                input_tokens = output_tokens = None
+            else:
+                raise _BadLine(f"`tokens` must be an object (got {tokens!r})")
+            success = obj.get("success", True)
+            if success is not True and success is not False:
+                raise _BadLine(f"`success` must be true or false (got {success!r})")
+            duration: Any = obj.get("duration_ms")
+            if type(duration) not in number_types or not 0 <= duration < math.inf:
+                duration = _number(duration, "duration_ms")
+            cost: Any = obj.get("cost")
+            if type(cost) not in number_types or not 0 <= cost < math.inf:
+                cost = _number(cost, "cost")
+            row = (
+                ts,
+                workflow,
+                stage,
+                provider,
+                model,
+                tier,
+                1 if success else 0,
+                None,
+                None,
+                duration,
+                input_tokens,
+                output_tokens,
+                cost,
+                1,
+                "attune-jsonl",
+                _key(line),
+            )
+        except _BadLine as exc:
+            _reject(tally, name, number, str(exc))
+            continue
+        yield row
+
+
+def _own_row(values: dict[str, Any], defaults: _Defaults, source_default: str) -> Row:
+    """A row of attune's export format (from JSON, or CSV converted to JSON types)."""
+    model = values.get("model")
+    if type(model) is not str or not model:
+        raise _BadLine("missing `model`" if not model else "`model` must be a string")
+    ts = _time(values.get("ts"))
+    success = values.get("success")
+    if type(success) is not bool:
+        raise _BadLine(
+            "missing `success`"
+            if success is None
+            else f"`success` must be true or false (got {success!r})"
+        )
+    attempt = _count(values.get("attempt"), "attempt")
+    row: Row = (
+        ts,
+        _text(values.get("workflow"), "workflow", defaults.workflow),
+        _text(values.get("stage"), "stage", defaults.stage),
+        _text(values.get("provider"), "provider"),
+        model,
+        _text(values.get("tier"), "tier"),
+        1 if success else 0,
+        _text(values.get("error_kind"), "error_kind"),
+        _count(values.get("status"), "status"),
+        _number(values.get("latency_ms"), "latency_ms"),
+        _count(values.get("input_tokens"), "input_tokens"),
+        _count(values.get("output_tokens"), "output_tokens"),
+        _number(values.get("cost_usd"), "cost_usd"),
+        1 if attempt is None else attempt,
+        _text(values.get("source"), "source", source_default),
+        None,
+    )
+    key = _text(values.get("key"), "key")
+    if key is None:
+        key = _key(json.dumps(row[:15]).encode())
+    return (*row[:15], key)
+
+
+def _read_jsonl(
+    path: Path, defaults: _Defaults, tally: _Tally, progress: Progress | None
+) -> Iterator[Row]:
+    for name, number, _line, obj in _json_lines([path], tally, progress):
+        try:
+            row = _own_row(obj, defaults, "jsonl")
+        except _BadLine as exc:
+            _reject(tally, name, number, str(exc))
+            continue
+        yield row
+
+
+_CSV_NUMBERS = {"latency_ms", "cost_usd"}
+_CSV_COUNTS = {"status", "input_tokens", "output_tokens", "attempt"}
+_CSV_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _csv_values(record: dict[str, str | None]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, text in record.items():
+        if name is None or text is None or text == "":
+            continue
+        if name in _CSV_NUMBERS:
+            try:
+                values[name] = float(text)
+            except ValueError:
+                raise _BadLine(f"`{name}` must be a number (got {text!r})") from None
+        elif name in _CSV_COUNTS:
+            try:
+                values[name] = int(text)
+            except ValueError:
+                raise _BadLine(f"`{name}` must be an integer (got {text!r})") from None
+        elif name == "success":
+            flag = _CSV_BOOLEANS.get(text.strip().lower())
+            if flag is None:
+                raise _BadLine(f"`success` must be true or false (got {text!r})")
+            values[name] = flag
+        else:
+            values[name] = text
+    return values
+
+
+def _read_csv(
+    path: Path, defaults: _Defaults, tally: _Tally, progress: Progress | None
+) -> Iterator[Row]:
+    total = path.stat().st_size
+    try:
+        raw = path.open("rb")
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot read it ({exc.strerror})") from None
+    with raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        try:
+            header = reader.fieldnames or []
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise InputFileError(f"{path}: not a CSV file ({exc})") from None
+        missing = [name for name in ("ts", "model", "success") if name not in header]
+        if header and missing:
+            raise InputFileError(
+                f"{path}:1: the CSV header lacks {', '.join(missing)}",
+                hint=f"the columns attune exports are: {','.join(EXPORT_FIELDS)}",
+            )
+        while True:
+            try:
+                record = next(reader)
+            except StopIteration:
+                break
+            except (csv.Error, UnicodeDecodeError) as exc:
+                tally.read += 1
+                _reject(tally, path.name, reader.line_num, f"not CSV ({exc})")
+                break
+            number = reader.line_num
+            if progress is not None and number % 8192 == 0:
+                progress(raw.tell(), total)
+            if not any(record.values()):
+                continue
+            tally.read += 1
+            try:
+                if None in record:
+                    raise _BadLine("more fields than the header names")
+                row = _own_row(_csv_values(record), defaults, "csv")
+            except _BadLine as exc:
+                _reject(tally, path.name, number, str(exc))
+                continue
+            yield row
+    if progress is not None:
+        progress(total, total)
+
+
+def _read_llm_db(
+    path: Path, defaults: _Defaults, tally: _Tally, progress: Progress | None
+) -> Iterator[Row]:
+    try:
+        source = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise InputFileError(f"{path}: cannot open it as an llm logs.db ({exc})") from None
+    try:
+        try:
+            columns = {row[1] for row in source.execute("PRAGMA table_info(responses)")}
+        except sqlite3.DatabaseError as exc:
+            raise InputFileError(f"{path}: not a SQLite database ({exc})") from None
+        needed = {"id", "model", "datetime_utc"}
+        if not needed <= columns:
+            raise InputFileError(
+                f"{path}: no `responses` table with id, model and datetime_utc; "
+                "is this llm's logs.db?"
+            )
+        # Only these columns: prompts and responses never leave llm's file.
+        picked = [
+            name if name in columns else "NULL"
+            for name in (
+                "id",
+                "model",
+                "datetime_utc",
+                "duration_ms",
+                "input_tokens",
+                "output_tokens",
+            )
+        ]
+        total = source.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        cursor = source.execute(f"SELECT {', '.join(picked)} FROM responses ORDER BY rowid")
+        number = 0
+        while True:
+            batch = cursor.fetchmany(5000)
+            if not batch:
+                break
+            for response_id, model, when, duration, input_tokens, output_tokens in batch:
+                number += 1
+                tally.read += 1
+                try:
+                    if type(model) is not str or not model:
+                        raise _BadLine("missing `model`")
+                    ts = _time(when)
+                    provider, tier = defaults.provider_tier(model)
+                    tokens_in = _count(input_tokens, "input_tokens")
+                    tokens_out = _count(output_tokens, "output_tokens")
+                    cost = None
+                    if tokens_in is not None and tokens_out is not None:
+                        cost = defaults.registry.cost_usd(model, tokens_in, tokens_out)
+                    row = (
+                        ts,
+                        defaults.workflow,
+                        defaults.stage,
+                        provider,
+                        model,
+                        tier,
+                        1,
+                        None,
+                        None,
+                        _number(duration, "duration_ms"),
+                        tokens_in,
+                        tokens_out,
+                        cost,
+                        1,
+                        "llm-db",
+                        _key(f"llm-db\0{response_id}".encode()),
+                    )
+                except _BadLine as exc:
+                    _reject(tally, path.name, number, f"response {response_id}: {exc}")
+                    continue
+                yield row
+            if progress is not None:
+                progress(number, total)
+    except sqlite3.DatabaseError as exc:
+        raise InputFileError(f"{path}: cannot read llm's responses ({exc})") from None
+    finally:
+        source.close()
+
+
+_READERS: dict[str, Callable[[Path, _Defaults, _Tally, Progress | None], Iterable[Row]]] = {
+    "attune-jsonl": _read_attune_jsonl,
+    "llm-db": _read_llm_db,
+    "jsonl": _read_jsonl,
+    "csv": _read_csv,
+}
+
+
+def export_record(row: Row) -> dict[str, Any]:
+    """One stored row as an export object (``EXPORT_FIELDS``, ``ts`` as ISO-8601 UTC)."""
+    (
+        ts,
+        workflow,
+        stage,
+        provider,
+        model,
+        tier,
+        success,
+        error_kind,
+        status,
+        latency_ms,
+        input_tokens,
+        output_tokens,
+        cost_usd,
+        attempt,
+        source,
+        key,
+    ) = row
+    if key is None:
+        key = _key(json.dumps(row[:15]).encode())
+    return {
+        "ts": ts_to_iso(ts),
+        "workflow": workflow,
+        "stage": stage,
+        "provider": provider,
+        "model": model,
+        "tier": tier,
+        "success": bool(success),
+        "error_kind": error_kind,
+        "status": status,
+        "latency_ms": latency_ms,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cost_usd": cost_usd,
+        "attempt": attempt,
+        "source": source,
+        "key": str(key),
+    }
+
+
+def export_calls(store: TelemetryStore, where: CallFilter, fmt: str, out: IO[str]) -> int:
+    """Write the matching calls, oldest first, to ``out`` in ``fmt``; returns how many.
+
+    Raises:
+        InputFileError: ``fmt`` is not an export format.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise InputFileError(f"unknown export format {fmt!r}; expected one of {EXPORT_FORMATS}")
+    written = 0
+    if fmt == "jsonl":
+        dumps = json.dumps
+        for row in store.iter_calls(where):
+            out.write(dumps(export_record(row)) + "\n")
+            written += 1
+        return written
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(EXPORT_FIELDS)
+    for row in store.iter_calls(where):
+        record = export_record(row)
+        writer.writerow(
+            [
+                ("true" if value else "false")
+                if name == "success"
+                else ("" if value is None else value)
+                for name, value in record.items()
+            ]
+        )
+        written += 1
+    return written
+
+
+def export_to_path(store: TelemetryStore, where: CallFilter, fmt: str, path: Path) -> int:
+    """``export_calls`` into ``path``, atomically: a reader sees the old file or the new one.
+
+    Raises:
+        InputFileError: the folder of ``path`` does not exist or cannot be written.
+    """
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise InputFileError(f"{path}: no folder {folder} to write into")
+    temp_name: str | None = None
+    try:
+        with tempfile.NamedTemporaryFile(
+            "w",
+            encoding="utf-8",
+            newline="",
+            dir=folder,
+            prefix=f".{path.name}.",
+            suffix=".tmp",
+            delete=False,
+        ) as handle:
+            temp_name = handle.name
+            written = export_calls(store, where, fmt, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp_name, path)
+    except BaseException as exc:
+        if temp_name is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp_name)
+        if isinstance(exc, OSError):
+            raise InputFileError(f"{path}: cannot write it ({exc.strerror})") from None
+        raise
+    return written
