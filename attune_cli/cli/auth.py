@@ -142,19 +142,9 @@ def cmd_auth_status(
 
         attune auth status --json | jq .providers
     """
-    from attune_cli.core.auth import AuthStrategy, auth_status
-    from attune_cli.core.workspace import Workspace
+    from attune_cli.cli.auth_status import show_status
 
-    workspace = Workspace.load()
-    strategy = AuthStrategy.from_config(workspace.config, workspace.paths.config_file)
-    status = auth_status(strategy, workspace.registry, workspace.paths)
-    if json_output:
-        print_json(status.to_json())
-        return
-    from attune_cli.cli.auth_views import status_view
-    from attune_cli.cli.console import out
-
-    out().print(status_view(status))
+    show_status(json_output=json_output)
 
 
 @app.command("reset")
@@ -182,9 +172,7 @@ def cmd_auth_reset(
             raise UsageError(
                 "auth reset changes config.toml: without a terminal to confirm in, pass --yes"
             )
-        if not typer.confirm(
-            f"Remove the auth strategy from {config_file}? Stored keys are kept.", default=False
-        ):
+        if not _confirm(f"Remove the auth strategy from {config_file}? Stored keys are kept."):
             message("Nothing changed.")
             raise typer.Exit(1)
     reset_strategy(config_file)
@@ -282,7 +270,10 @@ def cmd_auth_login(
     if with_key_stdin:
         key = sys.stdin.read()
     else:
-        key = typer.prompt(f"API key for {provider} (input hidden)", hide_input=True)
+        import getpass
+
+        # getpass, not click's prompt: Ctrl-C must reach app.py as KeyboardInterrupt (exit 130).
+        key = getpass.getpass(f"API key for {provider} (input hidden): ")
     store_key(workspace.paths, provider, key)
     message(
         f"Stored the {provider} key {key_hint(key)} in {workspace.paths.credentials_file} "
@@ -326,3 +317,14 @@ def cmd_auth_logout(
         message(f"No stored {provider} key; nothing removed.")
     if known is not None and known.key_env and os.environ.get(known.key_env, "").strip():
         message(f"${known.key_env} is still set in your environment and will be used.")
+
+
+def _confirm(question: str) -> bool:
+    """Ask a yes/no question on the terminal; anything but yes is no.
+
+    Not ``typer.confirm``: it turns Ctrl-C into an ``Abort`` (exit 1), and an interrupted
+    command must exit 130 like every other.
+    """
+    sys.stderr.write(f"{question} [y/N]: ")
+    sys.stderr.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")

@@ -52,3 +52,21 @@ def test_auth_status_with_a_stored_key_imports_no_heavy_module(attune_home: Path
 
 def test_auth_help_imports_no_heavy_module() -> None:
     assert heavy(modules_after("auth", "--help")) == []
+
+
+ENTRY_PROBE = PROBE.replace(
+    "from attune_cli.cli.app import main", "from attune_cli.cli.entry import main"
+)
+
+
+def test_the_console_script_answers_auth_status_without_typer(attune_home: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", ENTRY_PROBE, "auth", "status"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    loaded = set(json.loads(result.stdout[result.stdout.rindex("@@") + 2 :]))
+    assert "attune_cli.cli.auth_views" in loaded
+    assert "typer" not in loaded
+    assert heavy(loaded) == []

@@ -134,6 +134,17 @@ def test_login_asks_for_the_key_without_echoing_it(attune_home: Path) -> None:
     assert stored == {"openai": {"api_key": "sk-proj-typed-in-4242"}}
 
 
+def test_ctrl_c_at_the_login_prompt_stores_nothing(attune_home: Path) -> None:
+    child = spawn("auth", "login", "anthropic")
+    child.expect("API key for anthropic")
+    child.send("sk-half")
+    child.send(CTRL_C)
+    status, rest = finish(child)
+    assert status == 130
+    assert "nothing was saved" in rest
+    assert not (attune_home / "credentials.toml").exists()
+
+
 def test_reset_asks_before_changing_anything(attune_home: Path) -> None:
     subprocess.run(
         [*attune_argv(), "auth", "setup", "--tier", "max", "--mode", "auto", "--yes"], check=True

@@ -1,0 +1,72 @@
+"""`attune auth status`, runnable without building the typer app.
+
+``auth status`` is the command people (and scripts, and prompts in shells) run most; typer's
+import and command-tree build cost ~50 ms of its start. The console script
+(``attune_cli.cli.entry``) hands exactly ``auth status`` and ``auth status --json`` to
+``run_without_typer`` before importing typer; every other command line, including ``--help``
+and typos, goes through the typer app, whose ``cmd_auth_status`` calls the same ``show_status``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from attune_cli.cli.console import debug_enabled, print_json
+
+_FAST_ARGV = (("auth", "status"), ("auth", "status", "--json"))
+
+
+def show_status(*, json_output: bool) -> None:
+    """Gather the auth status and print it: a Rich panel, or one JSON document.
+
+    Raises:
+        ConfigError: ``config.toml`` or ``credentials.toml`` is invalid.
+        PermissionsError: ``credentials.toml`` is readable by others.
+    """
+    from attune_cli.core.auth import AuthStrategy, auth_status
+    from attune_cli.core.workspace import Workspace
+
+    workspace = Workspace.load()
+    strategy = AuthStrategy.from_config(workspace.config, workspace.paths.config_file)
+    status = auth_status(strategy, workspace.registry, workspace.paths)
+    if json_output:
+        print_json(status.to_json())
+        return
+    from attune_cli.cli.auth_views import status_view
+    from attune_cli.cli.console import out
+
+    out().print(status_view(status))
+
+
+def run_without_typer(argv: Sequence[str]) -> int | None:
+    """Run ``auth status [--json]`` directly; None when ``argv`` is any other command line.
+
+    Errors map to exit codes and messages exactly as ``attune_cli.cli.app.AttuneGroup`` maps
+    them (a test holds the two paths to the same output).
+    """
+    if tuple(argv) not in _FAST_ARGV:
+        return None
+    from attune_cli.core.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, AttuneError
+
+    try:
+        show_status(json_output="--json" in argv)
+    except AttuneError as exc:
+        if debug_enabled():
+            raise
+        sys.stderr.write(f"Error: {exc.message}\n")
+        if exc.hint:
+            sys.stderr.write(f"Hint: {exc.hint}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("\nInterrupted; nothing was saved.\n")
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if debug_enabled():
+            raise
+        sys.stderr.write(
+            f"Error: unexpected {type(exc).__name__}; "
+            "run again with ATTUNE_DEBUG=1 for the traceback and report it\n"
+        )
+        return EXIT_FAILURE
+    return EXIT_OK
