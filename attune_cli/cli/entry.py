@@ -22,6 +22,12 @@ def main() -> None:
         status = answer()
         if status is not None:
             sys.exit(status)
+    # `auth status` is run often enough (prompts, scripts) to skip typer's ~50 ms too.
+    from attune_cli.cli.auth_status import run_without_typer
+
+    status = run_without_typer(sys.argv[1:])
+    if status is not None:
+        sys.exit(status)
     from attune_cli.cli.app import main as app_main
 
     app_main()
