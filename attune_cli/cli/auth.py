@@ -76,8 +76,8 @@ def cmd_auth_setup(
 
         attune auth setup --tier max --mode auto --yes
 
-        printf '%s' "$KEY" | attune auth setup --tier pro --mode api
-        --provider anthropic --with-key-stdin --yes
+        printf '%s' "$KEY" | attune auth setup --tier pro --mode api \\
+            --provider anthropic --with-key-stdin --yes
     """
     from attune_cli.cli import wizard
     from attune_cli.cli.console import err, warn
