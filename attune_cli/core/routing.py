@@ -19,9 +19,10 @@ once: its success bound becomes that of its newest calls, so a model that degrad
 place within a few dozen calls, not after the half-life has worn its good history away.
 
 With ``explore=True`` a share of decisions (``explore_share``, the cap on exploration traffic)
-is made by Thompson sampling over the success posteriors of the candidates that meet the caps,
-so models whose figures are uncertain (few or old calls) get tried and a model that improved is
-noticed. Settings come from ``config.toml``::
+goes to a challenger found by top-two Thompson sampling over the success posteriors of the
+candidates that meet the caps: models whose figures are uncertain (few or old calls) get
+tried and a model that improved is noticed, while one known to be poor is left alone.
+Settings come from ``config.toml``::
 
     [routing]
     window_days = 30            # the window: every call of the stage in these days
@@ -29,7 +30,7 @@ noticed. Settings come from ``config.toml``::
     min_success_rate = 0.7      # minimum Wilson lower bound of the success rate
     # max_cost_usd = 0.01       # caps (absent: no cap)
     # max_latency_ms = 5000
-    half_life_days = 7          # recency weighting; 0 turns it off
+    half_life_days = 3          # recency weighting; 0 turns it off
     recent_calls = 20           # demotion looks at each model's newest calls
     demote_margin = 0.1
     explore = true              # whether the executor explores
@@ -82,6 +83,8 @@ BUILTIN_STAGE_TIERS: Mapping[str, str] = {
 }
 
 TOO_FEW_CALLS = "too few calls"
+# Posterior draws an exploring decision makes looking for a challenger to the leader.
+CHALLENGER_DRAWS = 10
 NO_HISTORY = "no history"
 
 
@@ -115,7 +118,7 @@ class RoutingSettings:
     min_success_rate: float = 0.7
     max_cost_usd: float | None = None
     max_latency_ms: float | None = None
-    half_life_days: float | None = 7.0
+    half_life_days: float | None = 3.0
     recent_calls: int = 20
     demote_margin: float = 0.1
     explore: bool = True
@@ -593,7 +596,7 @@ class AdaptiveModelRouter:
         explored = False
         sampled: str | None = None
         if explore and self.rng.random() < settings.explore_share:
-            sampled = self._thompson(candidates, settings)
+            sampled = self._thompson(candidates, chosen_model, settings)
             if sampled is not None and sampled != chosen_model:
                 chosen_model, explored = sampled, True
 
@@ -894,14 +897,19 @@ class AdaptiveModelRouter:
             return known.tier
         return normalise_tier(recorded) if recorded else None
 
-    def _thompson(self, candidates: list[Candidate], settings: RoutingSettings) -> str | None:
-        """Sample a success rate per candidate from its posterior and take the best score.
+    def _thompson(
+        self, candidates: list[Candidate], leader: str | None, settings: RoutingSettings
+    ) -> str | None:
+        """Top-two Thompson sampling: the challenger most likely to beat ``leader``.
 
-        Only candidates a cap does not rule out take part; those with few or old (down-weighted)
-        calls have wide posteriors, so they win the draw more often than their figures alone
-        would let them. A demoted model samples from its newest calls only.
+        Each draw samples a success rate per candidate from its Beta posterior (recency-weighted
+        counts, so old evidence is uncertain evidence; a demoted model samples from its newest
+        calls) and scores it with the cost and latency terms. The first draw won by a model
+        other than the leader names the challenger; a model whose posterior never beats the
+        leader's (a known poor one) is never tried, and when nobody does the leader stays.
+        Candidates ruled out by a cap take no part.
         """
-        best_model, best_score = None, -math.inf
+        pool = []
         for c in candidates:
             if c.capped:
                 continue
@@ -911,11 +919,19 @@ class AdaptiveModelRouter:
             else:
                 successes = c.weighted_successes
                 failures = max(c.weighted_calls - c.weighted_successes, 0.0)
-            draw = self.rng.betavariate(1.0 + successes, 1.0 + failures)
-            score = settings.weights.score(draw, c.avg_cost_usd, c.p95_latency_ms)
-            if score > best_score:
-                best_model, best_score = c.model, score
-        return best_model
+            pool.append((c, 1.0 + successes, 1.0 + failures))
+        if not pool:
+            return leader
+        for _ in range(CHALLENGER_DRAWS):
+            winner, best_score = pool[0][0].model, -math.inf
+            for c, alpha, beta in pool:
+                draw = self.rng.betavariate(alpha, beta)
+                score = settings.weights.score(draw, c.avg_cost_usd, c.p95_latency_ms)
+                if score > best_score:
+                    winner, best_score = c.model, score
+            if winner != leader:
+                return winner
+        return leader
 
     def _tier_totals(self, workflow: str | None, stage: str) -> dict[str, _TierTotal]:
         totals: dict[str, _TierTotal] = {}

@@ -47,10 +47,10 @@ def test_without_explore_the_choice_is_always_the_best(store: TelemetryStore) ->
 
 
 def test_explore_favours_the_uncertain_over_the_known_bad(store: TelemetryStore) -> None:
-    picked = choices(explorer(store, 3, explore_share=1.0), 400, explore=True)
+    picked = choices(explorer(store, 3, explore_share=0.3), 400, explore=True)
     assert picked["claude-sonnet-4-5"] > 20  # uncertain: drawn often
     assert picked["claude-haiku-4-5"] == 0  # known to fail 40 %: never worth a try
-    assert picked["gpt-5"] > picked["claude-sonnet-4-5"]  # still mostly the best
+    assert picked["gpt-5"] >= 400 * 0.7  # the rest of the traffic stays on the best
 
 
 def test_explore_share_caps_the_traffic_taken_from_the_best(store: TelemetryStore) -> None:
