@@ -251,6 +251,7 @@ def check(
 
 def _render_decision(decision: RoutingDecision) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from attune_cli.cli.console import out
 
@@ -309,8 +310,13 @@ def _render_decision(decision: RoutingDecision) -> None:
     changes = decision.what_would_change
     if changes:
         console.print("\n[bold]What would change it:[/bold]")
+        # A borderless grid keeps wrapped lines indented under their bullet.
+        bullets = Table.grid(padding=(0, 1))
+        bullets.add_column(width=3, justify="right")
+        bullets.add_column()
         for line in changes:
-            console.print(f"  • {line}", markup=False)
+            bullets.add_row("•", Text(line))
+        console.print(bullets)
 
 
 def _render_stats(result: RoutingStats) -> None:
@@ -329,7 +335,7 @@ def _render_stats(result: RoutingStats) -> None:
         ("Success", "right"),
         ("Total cost", "right"),
         ("Models", "right"),
-        ("Tier", "left"),
+        ("Default tier", "left"),
         ("Would use", "left"),
     ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
