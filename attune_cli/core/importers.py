@@ -326,7 +326,7 @@ def _forked_batches(
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(
         target=_produce,
-        args=(sender, fmt, path, defaults, skip_bad),
+        args=(sender, receiver, fmt, path, defaults, skip_bad),
         name="attune-import-reader",
         daemon=True,
     )
@@ -363,8 +363,18 @@ def _forked_batches(
             child.join()
 
 
-def _produce(sender: Connection, fmt: str, path: Path, defaults: _Defaults, skip_bad: bool) -> None:
+def _produce(
+    sender: Connection,
+    receiver: Connection,
+    fmt: str,
+    path: Path,
+    defaults: _Defaults,
+    skip_bad: bool,
+) -> None:
     """The forked reader: send ``_batches`` of ``path`` down ``sender``."""
+    # Our copy of the read end must go, or a parent that stops reading (Ctrl-C, killed)
+    # would leave this process blocked on a full pipe forever instead of getting EPIPE.
+    receiver.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     tally = _Tally()
     position = [0, 0]
@@ -407,22 +417,28 @@ def detect_format(path: Path) -> str:
         raise InputFileError(f"{path}: a binary file, not a call history")
     if path.suffix.lower() == ".csv":
         return "csv"
-    first = next((line.strip() for line in head.splitlines() if line.strip()), b"")
-    if not first:
+    lines = [line.strip() for line in head.splitlines() if line.strip()][:50]
+    if not lines:
         return "jsonl"
-    try:
-        sample = json.loads(first)
-    except ValueError:
-        sample = None
-    if isinstance(sample, dict):
-        if "key" in sample or "latency_ms" in sample or "source" in sample:
-            return "jsonl"
-        if "duration_ms" in sample or "tokens" in sample or "v" in sample or "seq" in sample:
-            return "attune-jsonl"
-    elif sample is None:
-        header = first.decode("utf-8", "replace").lower().split(",")
-        if "ts" in header and "model" in header:
-            return "csv"
+    for line in lines:
+        try:
+            sample = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(sample, dict):
+            if "key" in sample or "latency_ms" in sample or "source" in sample:
+                return "jsonl"
+            if "duration_ms" in sample or "tokens" in sample or "v" in sample or "seq" in sample:
+                return "attune-jsonl"
+        break
+    header = lines[0].decode("utf-8", "replace").lower().split(",")
+    if "ts" in header and "model" in header:
+        return "csv"
+    # No line to judge by: the name still tells (the bad lines are then reported one by one).
+    if path.name.startswith("usage") and path.suffix == ".jsonl":
+        return "attune-jsonl"
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        return "jsonl"
     raise InputFileError(
         f"{path}: cannot tell its format",
         hint="pass --format attune-jsonl, llm-db, jsonl or csv",
