@@ -275,6 +275,13 @@ COMMON_LINES = [
     "attune ask --tier ",
     "attune ask hello --stage ",
     "attune telemetry ",
+    "attune telemetry show --model ",
+    "attune telemetry show --stage tr",
+    "attune telemetry models --workflow ",
+    "attune telemetry import history.jsonl --format ",
+    "attune telemetry export --format c",
+    "attune telemetry record --success --",
+    "attune demo --",
 ]
 
 
