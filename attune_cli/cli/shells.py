@@ -35,6 +35,7 @@ from typer.models import TyperPath
 
 from attune_cli.cli.tab import (
     COMPLETE_VAR,
+    DEFAULT_WORDBREAKS,
     PROG_NAME,
     SHELLS,
     Item,
@@ -93,7 +94,7 @@ def _items(completions: list[CompletionItem]) -> list[Item]:
 
 
 class BashComplete(_completion_classes.BashComplete):
-    """bash: the line comes in ``COMP_LINE``, bash's current word in ``COMP_WORD``."""
+    """bash: the line in ``COMP_LINE``, bash's word and word breaks beside it."""
 
     def source(self) -> str:
         return completion_script("bash", PROG_NAME).rstrip("\n")  # click's echo ends the line
@@ -105,7 +106,10 @@ class BashComplete(_completion_classes.BashComplete):
         args, typed = self.get_completion_args()
         # click appends to args while resolving "--opt=value"; keep ours intact.
         items = _items(self.get_completions(list(args), typed))
-        return format_bash(items, typed, os.environ.get("COMP_WORD", typed))
+        word = os.environ.get("COMP_WORD", typed)
+        return format_bash(
+            items, typed, word, os.environ.get("COMP_WORDBREAKS", DEFAULT_WORDBREAKS)
+        )
 
 
 class ZshComplete(_completion_classes.ZshComplete):

@@ -25,6 +25,8 @@ from typing import Any, NamedTuple
 PROG_NAME = "attune"
 COMPLETE_VAR = "_ATTUNE_COMPLETE"
 SHELLS: tuple[str, ...] = ("bash", "zsh", "fish")
+# bash's default COMP_WORDBREAKS, for a request that does not pass the shell's own.
+DEFAULT_WORDBREAKS = " \t\n\"'><=;|&(:"
 
 # ``%(prog)s`` is the command, ``%(var)s`` the variable that makes a run of it a completion
 # request, ``%(func)s`` the shell function's name.
@@ -32,10 +34,10 @@ _BASH = """\
 # bash completion for %(prog)s. Load it from ~/.bashrc:  source /path/to/%(prog)s.bash
 %(func)s() {
     local IFS=$'\\n'
-    # The line up to the cursor (attune splits it as the shell would) and bash's current word,
-    # which is shorter when bash split at ':' or '=' (llama3.1:8b, --stage=triage).
+    # attune splits the line up to the cursor itself: bash's COMP_WORDS are cut at ':' and '='
+    # (llama3.1:8b, --stage=triage), and the replies must start after the last such break.
     COMPREPLY=( $(env COMP_LINE="${COMP_LINE:0:COMP_POINT}" COMP_WORD="${COMP_WORDS[COMP_CWORD]}" \\
-                  %(var)s=complete_bash "$1" 2>/dev/null) )
+                  COMP_WORDBREAKS="$COMP_WORDBREAKS" %(var)s=complete_bash "$1" 2>/dev/null) )
     return 0
 }
 
@@ -135,28 +137,35 @@ def plain_help(text: str) -> str:
     return _MARKUP.sub("", re.sub(r"\s+", " ", text)).replace("\\[", "[").strip()
 
 
-def bash_reply(value: str, typed: str, word: str) -> str:
-    """What bash must insert for ``value``, given the word attune completed and bash's word.
+def bash_reply(value: str, typed: str, word: str, wordbreaks: str = DEFAULT_WORDBREAKS) -> str:
+    """What bash must insert for ``value``.
 
-    bash replaces only its own current word, which is a suffix of what was typed when bash
-    split the word at ``:`` or ``=``; click answers ``--stage=tri`` with ``triage``.
+    readline replaces only the text after the word's last ``COMP_WORDBREAKS`` character (after
+    the ``:`` of ``llama3.1:8``, after the ``=`` of ``--stage=tri``), and click answers
+    ``--stage=tri`` with ``triage``: the reply is the completed word minus what stays.
 
     Args:
         value: the completion offered.
         typed: the word being typed, as attune split the line (``--stage=tri``).
-        word: bash's current word (``tri``, or ``=`` for ``--stage=``).
+        word: bash's own current word (``COMP_WORDS[COMP_CWORD]``), to see an open quote.
+        wordbreaks: bash's ``COMP_WORDBREAKS``.
     """
+    if word[:1] in ("'", '"'):
+        return value  # inside an open quote readline replaces what follows the quote
     head = typed.partition("=")[0] + "=" if typed.startswith("-") and "=" in typed else ""
     full = head + value
-    if not typed.endswith(word):
-        return value  # quotes or escapes: bash's word is not a plain suffix
-    kept = typed[: len(typed) - len(word)]
-    return full[len(kept) :] if full.startswith(kept) else value
+    breaks = set(wordbreaks) - set(" \t\n\"'")
+    cut = max((i + 1 for i, char in enumerate(typed) if char in breaks), default=0)
+    return full[cut:] if full.startswith(typed[:cut]) else value
 
 
-def format_bash(items: Sequence[Item], typed: str, word: str) -> str:
+def format_bash(
+    items: Sequence[Item], typed: str, word: str, wordbreaks: str = DEFAULT_WORDBREAKS
+) -> str:
     """One reply per line; nothing for a path, so bash completes file names itself."""
-    return "\n".join(bash_reply(i.value, typed, word) for i in items if i.type == "plain")
+    return "\n".join(
+        bash_reply(i.value, typed, word, wordbreaks) for i in items if i.type == "plain"
+    )
 
 
 def format_zsh(items: Sequence[Item]) -> str:
@@ -222,7 +231,8 @@ def answer(environ: Mapping[str, str] | None = None) -> int | None:
     if items is None:
         return None
     if shell == "bash":
-        text = format_bash(items, typed, env.get("COMP_WORD", typed))
+        word = env.get("COMP_WORD", typed)
+        text = format_bash(items, typed, word, env.get("COMP_WORDBREAKS", DEFAULT_WORDBREAKS))
     elif shell == "zsh":
         text = format_zsh(items)
     else:

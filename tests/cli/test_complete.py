@@ -196,17 +196,24 @@ def test_suggestions_are_bounded(attune_home: Path) -> None:
     [
         ("route", "ro", "ro", "route"),
         ("triage", "", "", "triage"),
-        ("llama3.1:8b", "llama3.1:8", "8", "8b"),  # bash split the word at ':'
-        ("llama3.1:8b", "llama3.1:", ":", ":8b"),
-        ("triage", "--stage=tri", "tri", "triage"),  # bash split at '='; click answers the value
-        ("triage", "--stage=", "=", "=triage"),
-        ("llama3.1:8b", "--model=llama3.1:", ":", ":8b"),
-        ("triage", "--stage=tri", "--stage=tri", "--stage=triage"),  # '=' not a word break
-        ("my stage", "my st", '"my st', "my stage"),  # a quoted word: bash's is not a suffix
+        ("llama3.1:8b", "llama3.1:8", "8", "8b"),  # readline replaces what follows the ':'
+        ("llama3.1:8b", "llama3.1:", ":", "8b"),
+        ("triage", "--stage=tri", "tri", "triage"),  # click answers the value after '='
+        ("triage", "--stage=", "=", "triage"),
+        ("llama3.1:8b", "--model=llama3.1:", ":", "8b"),
+        ("llama3.1:8b", "--model=llama3.1:8", "8", "8b"),
+        ("my stage", "my st", '"my st', "my stage"),  # inside an open quote
     ],
 )
-def test_bash_reply_replaces_only_bashs_word(value: str, typed: str, word: str, reply: str) -> None:
+def test_bash_reply_replaces_only_what_readline_replaces(
+    value: str, typed: str, word: str, reply: str
+) -> None:
     assert tab.bash_reply(value, typed, word) == reply
+
+
+def test_bash_reply_follows_the_shells_own_word_breaks() -> None:
+    assert tab.bash_reply("triage", "--stage=tri", "--stage=tri", " \t\n") == "--stage=triage"
+    assert tab.bash_reply("llama3.1:8b", "llama3.1:8", "llama3.1:8", " \t\n=") == "llama3.1:8b"
 
 
 @pytest.mark.parametrize(

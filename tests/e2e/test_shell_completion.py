@@ -44,7 +44,10 @@ def shell_env(tmp_path: Path, attune_home: Path) -> Iterator[dict[str, str]]:
     conn.executemany("INSERT INTO labels VALUES ('stage', ?)", [(s,) for s in STAGES])
     conn.executemany("INSERT INTO labels VALUES ('workflow', ?)", [("code-review",)])
     conn.close()
-    (attune_home / "config.toml").write_text('[routing.stages]\nplan = "premium"\n')
+    (attune_home / "config.toml").write_text(
+        '[routing.stages]\nplan = "premium"\n\n'
+        '[models."llama3.1:8b"]\nprovider = "openai"\ntier = "cheap"\n'
+    )
     home = tmp_path / "user"
     home.mkdir()
     yield {
@@ -110,7 +113,18 @@ def test_bash_leaves_path_arguments_to_file_completion(shell_env: dict[str, str]
     assert bash_offers(shell_env, "attune auth recommend ") == []
 
 
-def test_bash_readline_tab_inserts_the_word(shell_env: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    ("typed", "completed"),
+    [
+        ("attune route explain tri", "attune route explain triage "),
+        # bash breaks words at ':' and '=': the reply must start after the break.
+        ("attune ask --model llama3.1:", "attune ask --model llama3.1:8b "),
+        ("attune ask --model=llama", "attune ask --model=llama3.1:8b "),
+    ],
+)
+def test_bash_readline_tab_inserts_the_word(
+    shell_env: dict[str, str], typed: str, completed: str
+) -> None:
     pexpect = pytest.importorskip("pexpect")
     child = pexpect.spawn(
         need("bash"),
@@ -124,8 +138,8 @@ def test_bash_readline_tab_inserts_the_word(shell_env: dict[str, str]) -> None:
         child.sendline("echo LOADED$((40+2))")
         child.expect("LOADED42")
         child.expect("READY> ")
-        child.send("attune route explain tri\t")
-        child.expect("attune route explain triage ")
+        child.send(typed + "\t")
+        child.expect_exact(completed)
         child.send("\x15")  # clear the line
         child.sendline("exit")
         child.expect(pexpect.EOF)
