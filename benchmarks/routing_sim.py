@@ -178,7 +178,8 @@ def summarise(name: str, outcomes: list[Outcome], calls: int) -> str:
         f"{name:<15} regret {statistics.mean(regrets):7.1f} ± {spread:5.1f} "
         f"(first half {first:5.1f})  success {success:6.2%}  "
         f"2nd half on best {on_best:6.1%}  explored {explored:5.1%}  a dropped after {drop} "
-        f"calls  b adopted: {lag}"
+        f"calls  b adopted: {lag}\n{'':<15} regret per seed: "
+        + ", ".join(f"{r:.0f}" for r in regrets)
     )
 
 
