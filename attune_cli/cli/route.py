@@ -122,16 +122,25 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document o
 
 @contextmanager
 def _router() -> Iterator[AdaptiveModelRouter]:
+    import tempfile
+    from pathlib import Path
+
     from attune_cli.core.routing import AdaptiveModelRouter
     from attune_cli.core.telemetry import TelemetryStore
     from attune_cli.core.workspace import Workspace
 
     workspace = Workspace.load()
-    store = TelemetryStore.open(workspace)
-    try:
-        yield AdaptiveModelRouter.from_workspace(workspace, store)
-    finally:
-        store.close()
+    with tempfile.TemporaryDirectory(prefix="attune-") as scratch:
+        # Asking before anything was recorded must not create the store (or its folder):
+        # an empty throwaway one answers "no history" just the same.
+        if workspace.paths.telemetry_db.exists():
+            store = TelemetryStore.open(workspace)
+        else:
+            store = TelemetryStore(Path(scratch) / "telemetry.db")
+        try:
+            yield AdaptiveModelRouter.from_workspace(workspace, store)
+        finally:
+            store.close()
 
 
 def _decide(

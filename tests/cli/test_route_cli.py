@@ -99,9 +99,10 @@ def test_explain_json_falls_back_when_every_model_is_ruled_out(history: Path) ->
     assert "gpt-5: average cost $0.004 over the $0.001 cap" in doc["reason"]
 
 
-def test_unknown_stage_and_workflow_explain_there_is_no_history() -> None:
+def test_unknown_stage_and_workflow_explain_there_is_no_history(attune_home: Path) -> None:
     result = runner.invoke(app, ["route", "explain", "frobnicate", "-w", "never-seen"])
     assert result.exit_code == 0
+    assert not attune_home.exists(), "asking must not create the store"
     assert "No history for stage 'frobnicate' of workflow 'never-seen'" in result.stdout
     assert "claude-sonnet-4-5" in result.stdout
     best = runner.invoke(app, ["route", "best", "triage"])
