@@ -122,8 +122,8 @@ class ZshComplete(_completion_classes.ZshComplete):
         return split_line(os.environ.get("_TYPER_COMPLETE_ARGS", ""))
 
     def complete(self) -> str:
-        args, incomplete = self.get_completion_args()
-        return format_zsh(_items(self.get_completions(args, incomplete)))
+        args, typed = self.get_completion_args()
+        return format_zsh(_items(self.get_completions(list(args), typed)), typed)
 
 
 class FishComplete(_completion_classes.FishComplete):
@@ -136,12 +136,12 @@ class FishComplete(_completion_classes.FishComplete):
         return split_line(os.environ.get("_TYPER_COMPLETE_ARGS", ""))
 
     def complete(self) -> str:
-        args, incomplete = self.get_completion_args()
-        completions = _items(self.get_completions(args, incomplete))
+        args, typed = self.get_completion_args()
+        completions = _items(self.get_completions(list(args), typed))
         if os.environ.get("_TYPER_COMPLETE_FISH_ACTION") == "is-args":
             # typer's own script asks first whether there are words (exit 0) or not (exit 1).
             sys.exit(0 if completions else 1)
-        return format_fish(completions)
+        return format_fish(completions, typed)
 
 
 def command_tree(cli: Command) -> dict[str, Any]:

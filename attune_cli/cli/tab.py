@@ -137,6 +137,11 @@ def plain_help(text: str) -> str:
     return _MARKUP.sub("", re.sub(r"\s+", " ", text)).replace("\\[", "[").strip()
 
 
+def option_head(typed: str) -> str:
+    """``--opt=`` when ``typed`` is ``--opt=value``: click then completes the value alone."""
+    return typed.partition("=")[0] + "=" if typed.startswith("-") and "=" in typed else ""
+
+
 def bash_reply(value: str, typed: str, word: str, wordbreaks: str = DEFAULT_WORDBREAKS) -> str:
     """What bash must insert for ``value``.
 
@@ -152,8 +157,7 @@ def bash_reply(value: str, typed: str, word: str, wordbreaks: str = DEFAULT_WORD
     """
     if word[:1] in ("'", '"'):
         return value  # inside an open quote readline replaces what follows the quote
-    head = typed.partition("=")[0] + "=" if typed.startswith("-") and "=" in typed else ""
-    full = head + value
+    full = option_head(typed) + value
     breaks = set(wordbreaks) - set(" \t\n\"'")
     cut = max((i + 1 for i, char in enumerate(typed) if char in breaks), default=0)
     return full[cut:] if full.startswith(typed[:cut]) else value
@@ -168,8 +172,12 @@ def format_bash(
     )
 
 
-def format_zsh(items: Sequence[Item]) -> str:
-    """A call of zsh's ``_arguments`` with each word and its description (or ``_files``)."""
+def format_zsh(items: Sequence[Item], typed: str = "") -> str:
+    """A call of zsh's ``_arguments`` with each word and its description (or ``_files``).
+
+    zsh matches the words against the whole current word, so after ``--opt=`` each word
+    carries that head.
+    """
 
     def escape(text: str) -> str:
         return (
@@ -183,17 +191,24 @@ def format_zsh(items: Sequence[Item]) -> str:
     plain = [i for i in items if i.type == "plain"]
     if not plain:
         return "_files -/" if any(i.type == "dir" for i in items) else "_files"
+    head = option_head(typed)
     words = "\n".join(
-        f'"{escape(i.value)}":"{escape(plain_help(i.help))}"' if i.help else f'"{escape(i.value)}"'
+        f'"{escape(head + i.value)}":"{escape(plain_help(i.help))}"'
+        if i.help
+        else f'"{escape(head + i.value)}"'
         for i in plain
     )
     return f"_arguments '*: :(({words}))'"
 
 
-def format_fish(items: Sequence[Item]) -> str:
-    """``word<TAB>description`` per line; nothing for a path (the script completes paths)."""
+def format_fish(items: Sequence[Item], typed: str = "") -> str:
+    """``word<TAB>description`` per line; nothing for a path (the script completes paths).
+
+    fish replaces the whole token, so after ``--opt=`` each word carries that head.
+    """
+    head = option_head(typed)
     return "\n".join(
-        f"{i.value}\t{plain_help(i.help)}" if i.help else i.value
+        f"{head}{i.value}\t{plain_help(i.help)}" if i.help else head + i.value
         for i in items
         if i.type == "plain"
     )
@@ -234,9 +249,9 @@ def answer(environ: Mapping[str, str] | None = None) -> int | None:
         word = env.get("COMP_WORD", typed)
         text = format_bash(items, typed, word, env.get("COMP_WORDBREAKS", DEFAULT_WORDBREAKS))
     elif shell == "zsh":
-        text = format_zsh(items)
+        text = format_zsh(items, typed)
     else:
-        text = format_fish(items)
+        text = format_fish(items, typed)
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
     return 0

@@ -234,6 +234,10 @@ def test_zsh_and_fish_formats_escape_and_describe() -> None:
     items = [tab.Item("a:b", "It's [bold]$5[/bold]"), tab.Item("plain")]
     assert tab.format_zsh(items) == ('_arguments \'*: :(("a\\\\:b":"It\'\'s \\$5"\n"plain"))\'')
     assert tab.format_fish(items) == "a:b\tIt's $5\nplain"
+    assert (
+        tab.format_zsh([tab.Item("cheap")], "--tier=c") == "_arguments '*: :((\"--tier=cheap\"))'"
+    )
+    assert tab.format_fish([tab.Item("cheap", "x")], "--tier=") == "--tier=cheap\tx"
     assert tab.format_zsh([]) == "_files"
     assert tab.format_zsh([tab.Item("x", type="dir")]) == "_files -/"
     assert tab.format_bash([tab.Item("x", type="file")], "x", "x") == ""

@@ -176,6 +176,11 @@ def test_fish_offers_providers_to_log_in_to(shell_env: dict[str, str]) -> None:
     assert fish_offers(shell_env, "attune auth login ") == ["anthropic", "openai"]
 
 
+def test_fish_completes_values_after_option_equals(shell_env: dict[str, str]) -> None:
+    assert fish_offers(shell_env, "attune ask --model=llama") == ["--model=llama3.1:8b"]
+    assert fish_offers(shell_env, "attune ask --model llama3.1:") == ["llama3.1:8b"]
+
+
 def test_fish_completes_file_paths_where_attune_offers_nothing(
     shell_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -267,6 +272,15 @@ def test_zsh_offers_option_values_with_their_prefix(
         shell_env, "attune route explain triage --workflow co", tmp_path, from_fpath=False
     )
     assert offered == ["code-review"]
+
+
+def test_zsh_completes_values_after_option_equals(
+    shell_env: dict[str, str], tmp_path: Path
+) -> None:
+    offered = zsh_offers(shell_env, "attune ask --tier=c", tmp_path, from_fpath=False)
+    assert offered == ["--tier=capable", "--tier=cheap"]
+    offered = zsh_offers(shell_env, "attune ask --model llama3.1:", tmp_path, from_fpath=False)
+    assert offered == ["llama3.1:8b"]
 
 
 def test_completion_scripts_print_nothing_on_a_broken_store(
