@@ -242,7 +242,10 @@ def answer(environ: Mapping[str, str] | None = None) -> int | None:
     except ImportError:
         return None
     args, typed = split_line(line)
-    items = complete_from_tree(TREE, args, typed)
+    try:
+        items = complete_from_tree(TREE, args, typed)
+    except (KeyError, TypeError, IndexError):
+        return None  # a tree in an older shape: click still knows the answer
     if items is None:
         return None
     if shell == "bash":
