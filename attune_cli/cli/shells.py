@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import pprint
 import sys
 from collections.abc import Callable, MutableMapping
 from typing import Any
@@ -240,6 +239,8 @@ def _autocompletion_of(custom: Callable[..., Any]) -> Callable[..., Any] | None:
 
 def tree_module(cli: Command) -> str:
     """The text of ``attune_cli/cli/completion_tree.py`` for ``cli``."""
+    import pprint  # the generator's alone; every attune run imports this module
+
     tree = pprint.pformat(command_tree(cli), width=100, sort_dicts=False)
     return (
         '"""The attune command tree for shell completion (see ``attune_cli.cli.tab``).\n\n'
