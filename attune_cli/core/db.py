@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 from attune_cli.core.errors import OperationError, StoreVersionError
@@ -118,7 +119,7 @@ def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
                 f"{SCHEMA_VERSION}); it was left untouched",
                 hint="upgrade attune (pip install -U attune-cli)",
             )
-        conn.execute("PRAGMA journal_mode = WAL")
+        _enable_wal(conn)
         conn.execute("PRAGMA synchronous = NORMAL")
         if version < SCHEMA_VERSION:
             _migrate(conn)
@@ -128,6 +129,26 @@ def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
             hint=f"move {path} aside to start a new one",
         ) from None
     return conn
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    # Switching a new file to WAL needs an exclusive lock, and SQLite reports "database is
+    # locked" at once instead of waiting for the busy timeout when several processes open the
+    # same fresh file together; so wait here. Once the file is in WAL mode, reading the mode
+    # needs no lock at all.
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay_s = 0.001
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay_s)
+            delay_s = min(delay_s * 2, 0.05)
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
