@@ -1,0 +1,162 @@
+"""Telemetry in real processes: many writers at once, and an import killed halfway."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Each writer process runs the `attune telemetry record` command (flags parsed, config and
+# registry loaded, a new connection, one transaction) 500 times, all starting when the test
+# says go. The command tree is built once: rebuilding it is 30 ms of typer per call, which
+# would make this a test of typer rather than of concurrent writers (the reliability suite's
+# soak variant runs 4,000 separate processes).
+WRITER = """
+import sys
+import typer
+from attune_cli.cli.app import app
+command = typer.main.get_command(app)
+worker = sys.argv[1]
+count = int(sys.argv[2])
+sys.stdin.readline()
+for i in range(count):
+    code = command.main(
+        ["telemetry", "record", "--workflow", "load", "--stage", f"w{worker}",
+         "--model", "claude-haiku-4-5", "--success", "--latency-ms", str(i)],
+        prog_name="attune",
+        standalone_mode=False,
+    )
+    if code not in (None, 0):
+        sys.exit(f"record {i} exited {code}")
+"""
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ATTUNE_", "XDG_"))}
+    env["ATTUNE_HOME"] = str(home)
+    return env
+
+
+def _attune(*args: str) -> list[str]:
+    return [sys.executable, "-m", "attune_cli", *args]
+
+
+def test_eight_writers_at_once_lose_no_call(attune_home: Path) -> None:
+    writers, per_writer = 8, 500
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(n), str(per_writer)],
+            env=_env(attune_home),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(writers)
+    ]
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr
+    conn = sqlite3.connect(attune_home / "telemetry.db")
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert conn.execute("SELECT COUNT(*) FROM calls").fetchone() == (writers * per_writer,)
+        per_stage = conn.execute(
+            "SELECT stage, COUNT(*), COUNT(DISTINCT latency_ms) FROM calls GROUP BY stage"
+        ).fetchall()
+    finally:
+        conn.close()
+    assert per_stage == [(f"w{n}", per_writer, per_writer) for n in range(writers)]
+
+
+def _legacy_history(folder: Path, rows: int) -> Path:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from history import HistorySpec, write_legacy_jsonl  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    write_legacy_jsonl(HistorySpec(rows=rows, seed=11, days=2.0), folder)
+    return folder
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux /proc")
+def test_an_import_killed_midway_leaves_the_store_exactly_as_before(
+    attune_home: Path, tmp_path: Path
+) -> None:
+    seeded = subprocess.run(
+        _attune("telemetry", "record", "-w", "wf", "-s", "st", "-m", "m", "--success"),
+        env=_env(attune_home),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert seeded.returncode == 0, seeded.stderr
+    source = _legacy_history(tmp_path / "legacy", 150_000)
+    db_path = attune_home / "telemetry.db"
+    proc = subprocess.Popen(
+        _attune("telemetry", "import", str(source)),
+        env=_env(attune_home),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    # Kill it once it has read a good share of the history (rows are going in by then).
+    deadline = time.monotonic() + 60
+    readers: list[int] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        readers = _children(proc.pid) or readers
+        io = dict(
+            line.split(": ")
+            for line in Path(f"/proc/{proc.pid}/io").read_text().splitlines()
+            if ": " in line
+        )
+        if int(io["rchar"]) > 3_000_000 and readers:
+            break
+        time.sleep(0.005)
+    assert proc.poll() is None, "the import finished before it could be killed"
+    assert readers, "a history this large is parsed by a forked reader"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    # A forked reader whose parent died must notice and exit on its own.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(pid) for pid in readers):
+        time.sleep(0.01)
+    assert not any(_alive(pid) for pid in readers)
+
+    conn = sqlite3.connect(db_path)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert conn.execute("SELECT model FROM calls").fetchall() == [("m",)]
+        assert conn.execute("SELECT kind, value FROM labels ORDER BY 1, 2").fetchall() == [
+            ("model", "m"),
+            ("stage", "st"),
+            ("workflow", "wf"),
+        ]
+    finally:
+        conn.close()
