@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -160,3 +161,46 @@ def test_an_import_killed_midway_leaves_the_store_exactly_as_before(
         ]
     finally:
         conn.close()
+
+
+def _spawn(home: Path, *args: str) -> Any:
+    import pexpect
+
+    argv = _attune(*args)
+    return pexpect.spawn(
+        argv[0],
+        argv[1:],
+        env={**_env(home), "TERM": "xterm"},
+        encoding="utf-8",
+        timeout=30,
+        dimensions=(40, 120),
+    )
+
+
+def test_prune_in_a_terminal_asks_first_and_a_no_keeps_everything(attune_home: Path) -> None:
+    import pexpect
+
+    from attune_cli.core.telemetry import CallRecord, TelemetryStore
+
+    old = time.time() - 40 * 86_400
+    with TelemetryStore(attune_home / "telemetry.db") as store:
+        store.record_many(CallRecord("wf", "st", "m", True, ts=old + i) for i in range(3))
+        store.record(CallRecord("wf", "st", "m", True))
+
+    child = _spawn(attune_home, "telemetry", "prune", "--older-than", "30")
+    child.expect(r"Delete 3 calls older than 30 days \(before \d{4}-\d\d-\d\d\)\? \[y/N\]")
+    child.sendline("n")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 1
+    assert "Nothing deleted" in (child.before or "")
+
+    child = _spawn(attune_home, "telemetry", "prune", "--older-than", "30")
+    child.expect(r"\[y/N\]")
+    child.sendline("y")
+    child.expect("Deleted 3 calls older than 30 days")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    with TelemetryStore(attune_home / "telemetry.db") as store:
+        assert store.count() == 1
