@@ -171,6 +171,13 @@ def load_registry(config: dict[str, Any], path: Path) -> Registry:
                 path, "must be an http(s) URL", key=f"providers.{name}.base_url", value=base_url
             )
         key_env = entry.get("key_env", base.key_env if base else None)
+        if key_env is not None and not isinstance(key_env, str):
+            raise ConfigError(
+                path,
+                "must be the name of an environment variable",
+                key=f"providers.{name}.key_env",
+                value=key_env,
+            )
         providers[name] = Provider(
             name,
             api=api,
@@ -204,7 +211,7 @@ def _model_entry(
         raise ConfigError(
             path, f"must be one of {', '.join(TIERS)}", key=f"{prefix}.tier", value=tier
         )
-    if provider not in providers:
+    if not isinstance(provider, str) or provider not in providers:
         raise ConfigError(
             path,
             "names no known provider (add a [providers.NAME] table)",
