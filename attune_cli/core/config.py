@@ -8,6 +8,7 @@ silently replaced by defaults.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -118,6 +119,9 @@ def get_number(
         kind = "a whole number" if integer else "a number"
         raise ConfigError(path, f"must be {kind}", key=dotted, value=value)
     number: float = value
+    if not math.isfinite(number):
+        # nan passes every range check and inf every minimum; both break timeouts and sums.
+        raise ConfigError(path, "must be a finite number", key=dotted, value=value)
     if minimum is not None and number < minimum:
         raise ConfigError(path, f"must be at least {minimum}", key=dotted, value=value)
     if maximum is not None and number > maximum:
