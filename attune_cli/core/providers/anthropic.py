@@ -76,9 +76,11 @@ class AnthropicAdapter(ProviderAdapter):
                 "the answer has no content blocks", kind="malformed_response", status=200
             )
         text = "".join(
-            block.get("text", "")
+            block["text"]
             for block in data["content"]
-            if isinstance(block, dict) and block.get("type") == "text"
+            if isinstance(block, dict)
+            and block.get("type") == "text"
+            and isinstance(block.get("text"), str)
         )
         usage = data.get("usage")
         usage = usage if isinstance(usage, dict) else {}
@@ -112,7 +114,7 @@ class _AnthropicStream(StreamParser):
     def feed(self, event: str | None, data: str) -> str | None:
         try:
             payload = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise self.adapter.failure(
                 f"a streamed event is not JSON: {data[:120]!r}",
                 kind="malformed_response",
@@ -126,22 +128,22 @@ class _AnthropicStream(StreamParser):
         if kind == "error":
             raise self.adapter.stream_error(payload)
         if kind == "content_block_delta":
-            delta = payload.get("delta") or {}
+            delta = _table(payload.get("delta"))
             if delta.get("type") == "text_delta" and isinstance(delta.get("text"), str):
                 self.parts.append(delta["text"])
                 return str(delta["text"])
         elif kind == "message_start":
-            usage = (payload.get("message") or {}).get("usage") or {}
+            usage = _table(_table(payload.get("message")).get("usage"))
             self.input_tokens = as_token_count(usage.get("input_tokens"))
             self.output_tokens = as_token_count(usage.get("output_tokens"))
         elif kind == "message_delta":
-            usage = payload.get("usage") or {}
+            usage = _table(payload.get("usage"))
             # The final count is cumulative and replaces message_start's placeholder.
             if as_token_count(usage.get("output_tokens")) is not None:
                 self.output_tokens = usage["output_tokens"]
             if as_token_count(usage.get("input_tokens")) is not None:
                 self.input_tokens = usage["input_tokens"]
-            self.stop_reason = (payload.get("delta") or {}).get("stop_reason") or self.stop_reason
+            self.stop_reason = _table(payload.get("delta")).get("stop_reason") or self.stop_reason
         elif kind == "message_stop":
             self.stopped = True
         return None
@@ -159,3 +161,8 @@ class _AnthropicStream(StreamParser):
             output_tokens=self.output_tokens,
             stop_reason=self.stop_reason,
         )
+
+
+def _table(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty one (a server may send anything)."""
+    return value if isinstance(value, dict) else {}

@@ -342,7 +342,7 @@ class ProviderAdapter(ABC):
     def _json(self, raw: bytes, status: int) -> Any:
         try:
             return json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past the parser's limit
             raise self.failure(
                 f"HTTP {status} with a body that is not JSON: {_snippet(raw)}",
                 kind="malformed_response",
@@ -354,7 +354,7 @@ class ProviderAdapter(ABC):
         hints = {name: response.headers[name] for name in RETRY_HEADERS if name in response.headers}
         try:
             data: Any = json.loads(response.content)
-        except ValueError:
+        except (ValueError, RecursionError):
             data = None
         if data is None:
             kind, text = (

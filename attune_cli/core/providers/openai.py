@@ -102,7 +102,8 @@ class OpenAIAdapter(ProviderAdapter):
             # OpenAI's types are coarse (a 404 is an invalid_request_error): trust the status.
             kind = kind_for_status(status)
         else:
-            code = data.get("error", {}).get("code") if isinstance(data, dict) else None
+            error = data.get("error") if isinstance(data, dict) else None
+            code = error.get("code") if isinstance(error, dict) else None
             kind = (
                 STREAM_ERROR_KINDS.get(str(code or ""))
                 or STREAM_ERROR_KINDS.get(error_type or "")
@@ -126,7 +127,7 @@ class _OpenAIStream(StreamParser):
             return None
         try:
             payload = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise self.adapter.failure(
                 f"a streamed chunk is not JSON: {data[:120]!r}",
                 kind="malformed_response",
