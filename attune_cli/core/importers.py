@@ -423,7 +423,7 @@ def detect_format(path: Path) -> str:
     for line in lines:
         try:
             sample = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if isinstance(sample, dict):
             if "key" in sample or "latency_ms" in sample or "source" in sample:
@@ -481,12 +481,19 @@ def _key(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=8).hexdigest()
 
 
+# SQLite stores integers in 64 bits; a larger Python int cannot be bound to a statement.
+_MAX_INTEGER = 2**63 - 1
+
+
 def _number(value: Any, name: str) -> float | None:
     if value is None:
         return None
     if type(value) not in (int, float) or not value >= 0 or value == math.inf:
         raise _BadLine(f"`{name}` must be a non-negative number (got {value!r})")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        raise _BadLine(f"`{name}` is too large (got {value!r})") from None
 
 
 def _count(value: Any, name: str) -> int | None:
@@ -494,8 +501,11 @@ def _count(value: Any, name: str) -> int | None:
         return None
     if type(value) is not int or value < 0:
         if type(value) is float and value >= 0 and value.is_integer():
-            return int(value)
-        raise _BadLine(f"`{name}` must be a non-negative integer (got {value!r})")
+            value = int(value)
+        else:
+            raise _BadLine(f"`{name}` must be a non-negative integer (got {value!r})")
+    if value > _MAX_INTEGER:
+        raise _BadLine(f"`{name}` is too large (got {value!r})")
     return value
 
 
@@ -555,6 +565,10 @@ def _json_lines(
                 except json.JSONDecodeError as exc:
                     _reject(tally, path.name, number, f"not JSON ({exc.msg} at column {exc.colno})")
                     continue
+                except ValueError:
+                    # An integer literal past Python's digit limit for int().
+                    _reject(tally, path.name, number, "not JSON (a number too long to read)")
+                    continue
                 except RecursionError:
                     _reject(tally, path.name, number, "not JSON (nested too deeply)")
                     continue
@@ -606,8 +620,10 @@ def _read_attune_jsonl(
             model = model_id(model)
             ts_text = obj.get("ts")
             try:
-                ts = iso_to_ts(ts_text)  # type: ignore[arg-type]
-            except (ValueError, TypeError):
+                # Only text reaches the parser: it tests a time's length and characters
+                # before its type, so a list or object of the right size would crash it.
+                ts = iso_to_ts(ts_text) if type(ts_text) is str else _time(ts_text)
+            except ValueError:
                 ts = _time(ts_text)
             workflow = obj.get("workflow")
             if type(workflow) is not str or not workflow:
@@ -634,9 +650,9 @@ def _read_attune_jsonl(
             if type(tokens) is dict:
                 input_tokens = tokens.get("input")
                 output_tokens = tokens.get("output")
-                if type(input_tokens) is not int or input_tokens < 0:
+                if type(input_tokens) is not int or not 0 <= input_tokens <= _MAX_INTEGER:
                     input_tokens = _count(input_tokens, "tokens.input")
-                if type(output_tokens) is not int or output_tokens < 0:
+                if type(output_tokens) is not int or not 0 <= output_tokens <= _MAX_INTEGER:
                     output_tokens = _count(output_tokens, "tokens.output")
             elif tokens is None:
                 input_tokens = output_tokens = None
@@ -646,10 +662,10 @@ def _read_attune_jsonl(
             if success is not True and success is not False:
                 raise _BadLine(f"`success` must be true or false (got {success!r})")
             duration: Any = obj.get("duration_ms")
-            if type(duration) not in number_types or not 0 <= duration < math.inf:
+            if type(duration) not in number_types or not 0 <= duration <= _MAX_INTEGER:
                 duration = _number(duration, "duration_ms")
             cost: Any = obj.get("cost")
-            if type(cost) not in number_types or not 0 <= cost < math.inf:
+            if type(cost) not in number_types or not 0 <= cost <= _MAX_INTEGER:
                 cost = _number(cost, "cost")
             row = (
                 ts,
