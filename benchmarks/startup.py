@@ -109,7 +109,17 @@ def main() -> int:
                 f"{label:<22} {median_ms:>10.1f} {min(wall_ms):>8.1f} {max(wall_ms):>8.1f} "
                 f"{statistics.median(cpu_ms):>8.1f} {target_ms:>6.0f} {verdict}"
             )
-    print(f"({args.runs} runs each, {' '.join(base)})")
+        # Reference rows: what any Python CLI on this machine pays, to read the figures above
+        # against (a busy machine slows these as much as attune).
+        references = (("python -c pass", "pass"), ("python -c 'import typer'", "import typer"))
+        for label, code in references:
+            wall_ms, cpu_ms = time_runs_ms([sys.executable, "-c", code], args.runs, env)
+            print(
+                f"{label:<22} {statistics.median(wall_ms):>10.1f} {min(wall_ms):>8.1f} "
+                f"{max(wall_ms):>8.1f} {statistics.median(cpu_ms):>8.1f}   (reference)"
+            )
+    load = os.getloadavg()[0]
+    print(f"({args.runs} runs each, {' '.join(base)}; load average {load:.2f})")
     return 1 if args.check and missed else 0
 
 
