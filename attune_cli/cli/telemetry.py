@@ -467,16 +467,7 @@ def export(
         since_ts=time.time() - days * DAY_S if days is not None else None,
     )
     store = _existing_store()
-    if store is None:
-        if output is not None or format_ is ExportFormat.csv:
-            from attune_cli.core.telemetry import TelemetryStore
-
-            # Nothing recorded yet: still write a valid (empty) file.
-            store = TelemetryStore(_paths().telemetry_db)
-        else:
-            _note("No calls recorded yet; nothing to export.")
-            return
-    with store:
+    try:
         if output is not None:
             written = export_to_path(store, where, format_.value, output.expanduser())
             _note(f"Exported {_plural(written, 'call')} to {output}.")
@@ -490,6 +481,9 @@ def export(
 
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise typer.Exit(1) from None
+    finally:
+        if store is not None:
+            store.close()
 
 
 @app.command("prune")

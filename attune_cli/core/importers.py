@@ -779,7 +779,8 @@ def _read_csv(
         raw = path.open("rb")
     except OSError as exc:
         raise InputFileError(f"{path}: cannot read it ({exc.strerror})") from None
-    with raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as handle:
+    # utf-8-sig: a spreadsheet's CSV often starts with a byte-order mark.
+    with raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
         try:
             header = reader.fieldnames or []
@@ -948,24 +949,27 @@ def export_record(row: Row) -> dict[str, Any]:
     }
 
 
-def export_calls(store: TelemetryStore, where: CallFilter, fmt: str, out: IO[str]) -> int:
+def export_calls(store: TelemetryStore | None, where: CallFilter, fmt: str, out: IO[str]) -> int:
     """Write the matching calls, oldest first, to ``out`` in ``fmt``; returns how many.
+
+    ``store`` None (nothing recorded yet) writes an empty export: nothing, or the CSV header.
 
     Raises:
         InputFileError: ``fmt`` is not an export format.
     """
     if fmt not in EXPORT_FORMATS:
         raise InputFileError(f"unknown export format {fmt!r}; expected one of {EXPORT_FORMATS}")
+    rows = store.iter_calls(where) if store is not None else iter(())
     written = 0
     if fmt == "jsonl":
         dumps = json.dumps
-        for row in store.iter_calls(where):
+        for row in rows:
             out.write(dumps(export_record(row)) + "\n")
             written += 1
         return written
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(EXPORT_FIELDS)
-    for row in store.iter_calls(where):
+    for row in rows:
         record = export_record(row)
         writer.writerow(
             [
@@ -979,7 +983,7 @@ def export_calls(store: TelemetryStore, where: CallFilter, fmt: str, out: IO[str
     return written
 
 
-def export_to_path(store: TelemetryStore, where: CallFilter, fmt: str, path: Path) -> int:
+def export_to_path(store: TelemetryStore | None, where: CallFilter, fmt: str, path: Path) -> int:
     """``export_calls`` into ``path``, atomically: a reader sees the old file or the new one.
 
     Raises:

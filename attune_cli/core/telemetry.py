@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from attune_cli.core import db
-from attune_cli.core.errors import UsageError
+from attune_cli.core.errors import OperationError, UsageError
 from attune_cli.core.performance import ModelPerformance, ScoreWeights
 
 if TYPE_CHECKING:
@@ -295,15 +295,25 @@ class TelemetryStore:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: committed when the block ends, rolled back if it raises."""
-        self.conn.execute("BEGIN IMMEDIATE")
+        """One write transaction: committed when the block ends, rolled back if it raises.
+
+        Raises:
+            OperationError: the store stayed locked past the busy timeout (a long import in
+                another process), or SQLite could not write (disk full, read-only file).
+        """
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise _write_error(self.path, exc) from None
         try:
             yield self.conn
-        except BaseException:
+            self.conn.execute("COMMIT")
+        except BaseException as exc:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise _write_error(self.path, exc) from None
             raise
-        self.conn.execute("COMMIT")
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -751,6 +761,16 @@ class _Totals:
     latencies: int = 0
     weighted_calls: float = 0.0
     weighted_successes: float = 0.0
+
+
+def _write_error(path: Path, exc: sqlite3.Error) -> OperationError:
+    if "locked" in str(exc) or "busy" in str(exc):
+        return OperationError(
+            f"{path}: the telemetry store stayed locked for {db.BUSY_TIMEOUT_MS // 1000} s; "
+            "nothing was written",
+            hint="another attune process holds it (a long `telemetry import`?); try again",
+        )
+    return OperationError(f"{path}: cannot write the telemetry store ({exc}); nothing was written")
 
 
 def _where(where: CallFilter) -> tuple[str, tuple[Any, ...]]:

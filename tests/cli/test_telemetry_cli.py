@@ -315,6 +315,16 @@ def test_export_round_trips_through_import(attune_home: Path, tmp_path: Path) ->
     assert exported_again == jsonl
 
 
+def test_export_before_anything_was_recorded_writes_an_empty_file(
+    attune_home: Path, tmp_path: Path
+) -> None:
+    result = invoke("export", "-f", "csv", "-o", str(tmp_path / "calls.csv"))
+    assert result.exit_code == 0
+    assert (tmp_path / "calls.csv").read_text().startswith("ts,workflow,stage,provider,model")
+    assert invoke("export").stdout == ""
+    assert not (attune_home / "telemetry.db").exists()
+
+
 def test_export_filters_by_model_and_days(attune_home: Path) -> None:
     seed(attune_home, "a", 3)
     seed(attune_home, "b", 2)

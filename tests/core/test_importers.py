@@ -425,3 +425,20 @@ def test_a_missing_path_and_a_folder_in_the_wrong_format_are_refused(
         run(store, tmp_path / "nope.jsonl")
     with pytest.raises(InputFileError, match="folder"):
         run(store, tmp_path, format="csv")
+
+
+def test_a_spreadsheet_csv_with_a_byte_order_mark_imports(
+    store: TelemetryStore, tmp_path: Path
+) -> None:
+    path = tmp_path / "calls.csv"
+    path.write_bytes(
+        "\ufeffts,workflow,stage,model,success\n2026-01-01T00:00:00Z,w,s,m,yes\n".encode()
+    )
+    assert run(store, path).imported == 1
+
+
+def test_an_empty_store_exports_an_empty_file() -> None:
+    for fmt, expected in (("jsonl", ""), ("csv", ",".join(EXPORT_FIELDS) + "\n")):
+        buffer = io.StringIO()
+        assert export_calls(None, CallFilter(), fmt, buffer) == 0
+        assert buffer.getvalue() == expected

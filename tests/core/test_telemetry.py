@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attune_cli.core import db
-from attune_cli.core.errors import StoreVersionError, UsageError
+from attune_cli.core.errors import OperationError, StoreVersionError, UsageError
 from attune_cli.core.performance import ScoreWeights
 from attune_cli.core.registry import load_registry
 from attune_cli.core.telemetry import (
@@ -388,3 +388,21 @@ def _rank(values: list[float], percent: int) -> float | None:
     if not values:
         return None
     return values[math.ceil(len(values) * percent / 100) - 1]
+
+
+def test_a_store_locked_too_long_fails_with_a_clear_error_and_writes_nothing(
+    store: TelemetryStore, tmp_path: Path
+) -> None:
+    blocker = sqlite3.connect(store.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    store.conn.execute("PRAGMA busy_timeout = 50")
+    try:
+        with pytest.raises(OperationError, match="stayed locked") as caught:
+            store.record(call(T0))
+        assert "telemetry import" in (caught.value.hint or "")
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert store.count() == 0
+    store.record(call(T0))
+    assert store.count() == 1
