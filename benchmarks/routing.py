@@ -10,7 +10,7 @@ from 5 workflows × 4 stages × 6 models over 7 days — and prints medians:
 
 Usage::
 
-    python benchmarks/routing.py                      # 1M calls in ./.bench/routing
+    python benchmarks/routing.py                      # 1M calls in benchmarks/.data/routing
     python benchmarks/routing.py --rows 200000 --runs 15 --out /tmp/bench
 """
 
@@ -148,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--runs", type=int, default=11, help="timed runs per measurement")
-    parser.add_argument("--out", type=Path, default=Path(".bench/routing"))
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parent / ".data" / "routing"
+    )
     args = parser.parse_args(argv)
 
     store = ensure_store(args.out, args.rows, args.seed)
