@@ -1,0 +1,261 @@
+"""Secrets: a key attune holds never appears anywhere but in credentials.toml.
+
+Every command runs with known fake keys in the environment and in ``credentials.toml``,
+including failing calls against a server that echoes the key it received back in its error
+bodies, and again with ``ATTUNE_DEBUG=1`` (tracebacks on). Then stdout, stderr, every byte of
+``telemetry.db`` (and its WAL), every exported file and every other file in the home are
+scanned: zero occurrences of any key. File modes are checked as a person's ``ls -l`` would
+show them, under a permissive umask too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import traceback
+from pathlib import Path
+
+import pytest
+from reliability_support import (
+    FAKE_ANTHROPIC_KEY,
+    FAKE_OPENAI_KEY,
+    Exchange,
+    LoopbackServer,
+    answer_events,
+    attune,
+)
+
+from attune_cli.core.ask import AskOptions, ask
+from attune_cli.core.errors import AttuneError
+from attune_cli.core.executor import failure_error
+from attune_cli.core.workspace import Workspace
+
+pytestmark = pytest.mark.e2e
+
+STORED_ANTHROPIC_KEY = FAKE_ANTHROPIC_KEY.replace("FAKE", "STORED")
+ALL_KEYS = (FAKE_ANTHROPIC_KEY, FAKE_OPENAI_KEY, STORED_ANTHROPIC_KEY)
+
+
+KEYS_SENT: set[str] = set()
+
+
+def echo_the_key(exchange: Exchange) -> None:
+    """Behaves by prompt; every failure quotes the key the request carried."""
+    sent = exchange.headers.get("x-api-key") or exchange.headers.get("authorization", "")
+    sent = sent.removeprefix("Bearer ")
+    KEYS_SENT.add(sent)
+    prompt = exchange.prompt
+    if prompt == "auth":
+        exchange.error(401, "authentication_error", f"invalid x-api-key: {sent}")
+    elif prompt == "boom":
+        exchange.error(500, "api_error", f"internal error for key {sent}", retry_after_ms="1")
+    elif prompt == "html":
+        exchange.send(
+            502, f"<html><pre>Authorization: {sent}</pre></html>", content_type="text/html"
+        )
+    elif prompt == "stream" and exchange.stream:
+        exchange.begin_stream()
+        for event in answer_events(exchange.api, "partial answer")[:2]:
+            exchange.chunk(event)
+        error = {"type": "error", "error": {"type": "overloaded_error", "message": sent}}
+        if exchange.api == "openai":
+            error = {"error": {"type": "server_error", "message": sent, "code": None}}
+        exchange.chunk(f"event: error\ndata: {json.dumps(error)}\n\n")
+        exchange.end_stream()
+    elif prompt == "garbage":
+        exchange.send(200, f"{{not json {sent}")
+    else:
+        exchange.answer(f"fine, and your key is safe ({sent[:6]}…)")
+
+
+def scan(text: str | bytes, where: str, found: list[str]) -> None:
+    raw = text.encode() if isinstance(text, str) else text
+    for key in ALL_KEYS:
+        if key.encode() in raw:
+            found.append(f"{where}: {key[:12]}…")
+
+
+def test_no_command_prints_stores_or_exports_a_key(attune_home: Path, tmp_path: Path) -> None:
+    found: list[str] = []
+    scan(f"…{FAKE_OPENAI_KEY}…", "self-check", found)
+    assert found == ["self-check: sk-proj-FAKE…"]
+    found.clear()
+    KEYS_SENT.clear()
+    runs = 0
+
+    def run(*args: str, stdin: str | None = None, debug: bool = False, **env: str) -> str:
+        nonlocal runs
+        runs += 1
+        extra = {**base_env, **env}
+        if debug:
+            extra["ATTUNE_DEBUG"] = "1"
+        result = attune(*args, env=extra, stdin=stdin)
+        scan(result.stdout, f"stdout of {args}", found)
+        scan(result.stderr, f"stderr of {args}", found)
+        return result.stdout
+
+    source = tmp_path / "module.py"
+    source.write_text("def f():\n    return 1\n" * 200)
+    history = tmp_path / "history.jsonl"
+    history.write_text(
+        json.dumps({"ts": "2026-01-07T07:30:45.123Z", "model": "gpt-5-mini", "success": True})
+        + "\n{broken\n"
+    )
+
+    # The breaker stays closed and nothing is retried, so every failing ask reaches the server.
+    attune_home.mkdir(mode=0o700)
+    (attune_home / "config.toml").write_text(
+        "[executor]\nmax_retries = 0\n\n[breaker]\nconsecutive_failures = 1000\nmin_calls = 1000\n"
+    )
+    with LoopbackServer(echo_the_key) as server:
+        base_env = {
+            "ANTHROPIC_BASE_URL": server.url,
+            "OPENAI_BASE_URL": f"{server.url}/v1",
+            "ANTHROPIC_API_KEY": FAKE_ANTHROPIC_KEY,
+        }
+        run("--help")
+        run("--version")
+        run("auth", "login", "anthropic", "--with-key-stdin", stdin=STORED_ANTHROPIC_KEY)
+        run(
+            "auth",
+            "setup",
+            "--tier",
+            "max",
+            "--mode",
+            "auto",
+            "--provider",
+            "openai",
+            "--with-key-stdin",
+            "--yes",
+            stdin=FAKE_OPENAI_KEY,
+        )
+        for debug in (False, True):
+            run("auth", "status", *(["--json"] if debug else []), debug=debug)
+            run("auth", "recommend", str(source), *(["--json"] if debug else []), debug=debug)
+            # The answer and every failure: the env key (anthropic), the stored key
+            # (openai), and with the env variable empty the stored anthropic key.
+            for prompt in ("ok", "auth", "boom", "html", "stream", "garbage"):
+                run("ask", prompt, "-m", "claude-haiku-4-5", debug=debug)
+                if not debug:
+                    run("ask", prompt, "-m", "gpt-5-mini", "--json")
+                    run("ask", prompt, "-m", "claude-haiku-4-5", ANTHROPIC_API_KEY="")
+            run("ask", "boom", "--tier", "cheap", "--json", debug=debug)
+            run("ask", "ok", "--max-tokens", "0", debug=debug)  # a usage error
+            run("auth", "login", "nobody", "--with-key-stdin", stdin="sk-x", debug=debug)
+            run("auth", "login", "openai", "--with-key-stdin", stdin="has a space", debug=debug)
+            run("telemetry", "record", "-w", "w", "-s", "s", "-m", "gpt-5", "--failure")
+            run("telemetry", "import", str(history), "--json", debug=debug)
+            run("telemetry", "import", str(history), "--skip-bad", debug=debug)
+            for command in (
+                ["telemetry", "show"],
+                ["telemetry", "models"],
+                ["route", "explain", "general"],
+                ["route", "best", "general"],
+                ["route", "stats"],
+                ["route", "check"],
+                ["route", "breakers"],
+            ):
+                run(*command, *(["--json"] if debug else []), debug=debug)
+            exports = []
+            for fmt in ("jsonl", "csv"):
+                exported = tmp_path / f"export-{debug}.{fmt}"
+                run("telemetry", "export", "--format", fmt, "--output", str(exported))
+                exports.append(exported)
+                run("telemetry", "export", "--format", fmt, debug=debug)
+            for exported in exports:
+                assert exported.stat().st_size > 0
+                scan(exported.read_bytes(), f"export {exported.name}", found)
+        run("route", "breakers", "reset")
+        run("telemetry", "prune", "--older-than", "3650", "--yes")
+        run("auth", "reset", "--yes")
+        requests = len(server.visits)
+
+    for path in sorted(attune_home.rglob("*")):
+        if path.is_file() and path.name != "credentials.toml":
+            scan(path.read_bytes(), f"file {path.name}", found)
+    assert found == [], found
+    assert requests >= 26, "the calls did not reach the server: nothing was echoed"
+    assert set(ALL_KEYS) <= KEYS_SENT, "every key was sent, and echoed back, at least once"
+    print(f"secrets: {runs} commands, {requests} provider requests echoing keys, 0 keys found")
+
+
+def test_exception_texts_and_tracebacks_never_hold_a_key(attune_home: Path) -> None:
+    """The errors core raises for failed calls, as a program embedding attune would see them."""
+    found: list[str] = []
+    with LoopbackServer(echo_the_key) as server:
+        environ = {
+            "ANTHROPIC_BASE_URL": server.url,
+            "OPENAI_BASE_URL": f"{server.url}/v1",
+            "ANTHROPIC_API_KEY": FAKE_ANTHROPIC_KEY,
+            "OPENAI_API_KEY": FAKE_OPENAI_KEY,
+        }
+        workspace = Workspace.load()
+        checked = 0
+        for prompt in ("auth", "boom", "html", "stream", "garbage"):
+            for model in ("claude-haiku-4-5", "gpt-5-mini", None):
+                options = AskOptions(
+                    prompt=prompt, model=model, tier="cheap" if not model else None
+                )
+                try:
+                    response = ask(workspace, options, environ=environ)
+                    assert not response.success
+                    raise failure_error(response)
+                except AttuneError as exc:
+                    checked += 1
+                    text = "".join(traceback.format_exception(exc))
+                    scan(text + repr(exc) + (exc.hint or ""), f"{prompt}/{model}", found)
+                    scan(json.dumps(response.to_dict()), f"envelope {prompt}/{model}", found)
+    assert found == [], found
+    assert checked == 15
+
+
+def modes(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.parametrize("layout", ["ATTUNE_HOME", "XDG"])
+def test_secret_files_are_private_even_under_a_permissive_umask(
+    layout: str, attune_home: Path, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "ATTUNE_HOME"}
+    if layout == "XDG":
+        env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg-config")
+        env["XDG_DATA_HOME"] = str(tmp_path / "xdg-data")
+        config_dir = tmp_path / "xdg-config" / "attune"
+        data_dir = tmp_path / "xdg-data" / "attune"
+    else:
+        env["ATTUNE_HOME"] = str(attune_home)
+        config_dir = data_dir = attune_home
+
+    def run(*args: str, stdin: str | None = None) -> None:
+        result = subprocess.run(
+            [sys.executable, "-m", "attune_cli", *args],
+            env=env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            preexec_fn=lambda: os.umask(0),  # the worst umask a person can have
+        )
+        assert result.returncode == 0, result.stderr
+
+    run("auth", "login", "openai", "--with-key-stdin", stdin=FAKE_OPENAI_KEY)
+    run("auth", "setup", "--tier", "pro", "--mode", "api", "--yes")
+    run("telemetry", "record", "-w", "w", "-s", "s", "-m", "gpt-5-mini", "--success")
+    run("auth", "login", "anthropic", "--with-key-stdin", stdin=FAKE_ANTHROPIC_KEY)
+
+    assert modes(config_dir) == 0o700
+    assert modes(data_dir) == 0o700
+    assert modes(config_dir / "credentials.toml") == 0o600
+    assert modes(data_dir / "telemetry.db") == 0o600
+    for sidecar in ("telemetry.db-wal", "telemetry.db-shm"):
+        if (data_dir / sidecar).exists():
+            assert modes(data_dir / sidecar) == 0o600, sidecar
+    for lock in config_dir.glob(".*.lock"):
+        assert modes(lock) & 0o077 == 0, lock.name
+    # Only the key file holds a key; config.toml may be shared, but never holds one.
+    config_text = (config_dir / "config.toml").read_text()
+    assert FAKE_OPENAI_KEY not in config_text and FAKE_ANTHROPIC_KEY not in config_text
