@@ -315,7 +315,7 @@ class ProviderAdapter(ABC):
     ) -> Completion:
         parser = self.stream_parser()
         for event, data in iter_sse(response.iter_lines()):
-            text = parser.feed(event, data)
+            text = parser.feed(event, self._scrub(data))
             if text and on_text:
                 on_text(text)
             if expired and expired():
@@ -339,7 +339,21 @@ class ProviderAdapter(ABC):
         kind, text = self.error_kind_and_message(data, 200)
         return self.failure(f"error event in the stream: {text}", kind=kind, status=200)
 
+    def _scrub(self, text: str) -> str:
+        """``text`` without this endpoint's key.
+
+        Applied to what the server sent before any of it is parsed or cut short for a
+        message: ``failure`` redacts the whole key, but a key that a length limit cut in two
+        would slip past it.
+        """
+        return redact(text, [self.endpoint.api_key or ""])
+
+    def _scrub_bytes(self, raw: bytes) -> bytes:
+        key = self.endpoint.api_key
+        return raw.replace(key.encode(), b"***") if key else raw
+
     def _json(self, raw: bytes, status: int) -> Any:
+        raw = self._scrub_bytes(raw)
         try:
             return json.loads(raw)
         except (ValueError, RecursionError):  # RecursionError: nested past the parser's limit
@@ -352,14 +366,15 @@ class ProviderAdapter(ABC):
     def _http_failure(self, response: httpx.Response) -> CallFailed:
         status = response.status_code
         hints = {name: response.headers[name] for name in RETRY_HEADERS if name in response.headers}
+        content = self._scrub_bytes(response.content)
         try:
-            data: Any = json.loads(response.content)
+            data: Any = json.loads(content)
         except (ValueError, RecursionError):
             data = None
         if data is None:
             kind, text = (
                 kind_for_status(status),
-                _snippet(response.content) or response.reason_phrase,
+                _snippet(content) or response.reason_phrase,
             )
         else:
             kind, text = self.error_kind_and_message(data, status)
