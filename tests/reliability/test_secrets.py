@@ -259,3 +259,56 @@ def test_secret_files_are_private_even_under_a_permissive_umask(
     # Only the key file holds a key; config.toml may be shared, but never holds one.
     config_text = (config_dir / "config.toml").read_text()
     assert FAKE_OPENAI_KEY not in config_text and FAKE_ANTHROPIC_KEY not in config_text
+
+
+def longest_run_of(key: str, text: str) -> int:
+    """The longest stretch of ``key`` that appears in ``text``."""
+    longest = 0
+    for start in range(len(key)):
+        size = longest + 1
+        while start + size <= len(key) and key[start : start + size] in text:
+            longest = size
+            size += 1
+    return longest
+
+
+@pytest.mark.parametrize("api", ["anthropic", "openai"])
+def test_a_key_cut_in_two_by_a_message_length_limit_leaves_no_fragment(api: str) -> None:
+    """Messages keep only the first few hundred characters of what a server said; a key
+    that straddles that limit must be gone before the cut, not just when whole."""
+    import httpx
+
+    from attune_cli.core.providers import CallFailed, ChatRequest, Endpoint, adapter_for
+    from attune_cli.core.registry import load_registry
+
+    key = FAKE_ANTHROPIC_KEY if api == "anthropic" else FAKE_OPENAI_KEY
+    registry = load_registry({}, Path("config.toml"))
+    adapter = adapter_for(Endpoint(registry.providers[api], "http://127.0.0.1:9", key, True))
+    longest = 0
+    for filler in range(0, 420, 7):
+        echoed = "j" * filler + key
+        error = {"type": "error", "error": {"type": "authentication_error", "message": echoed}}
+        for status, body, content_type, stream in (
+            (401, json.dumps(error), "application/json", False),
+            (502, echoed, "text/html", False),
+            (200, echoed, "application/json", False),
+            (200, f"data: {echoed}\n\n", "text/event-stream", True),
+            (200, f"event: error\ndata: {json.dumps(error)}\n\n", "text/event-stream", True),
+        ):
+
+            def reply(
+                request: httpx.Request,
+                status: int = status,
+                body: str = body,
+                ct: str = content_type,
+            ) -> httpx.Response:
+                return httpx.Response(status, headers={"content-type": ct}, content=body.encode())
+
+            with (
+                httpx.Client(transport=httpx.MockTransport(reply)) as client,
+                pytest.raises(CallFailed) as failure,
+            ):
+                adapter.call(client, ChatRequest("m", "hi"), stream=stream)
+            longest = max(longest, longest_run_of(key, str(failure.value)))
+    # "sk-" and a hint's last four characters may show; a run of eight would be a leak.
+    assert longest < 8, f"{longest} characters of the key reached a message"
