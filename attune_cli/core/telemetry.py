@@ -374,6 +374,9 @@ class TelemetryStore:
         ``add_labels`` once, which keeps the per-row path to one index-friendly insert.
         """
         before = self.conn.total_changes
+        if isinstance(rows, list) and len(rows) <= batch:
+            self.conn.executemany(_INSERT, rows)
+            return self.conn.total_changes - before
         pending: list[Row] = []
         for row in rows:
             pending.append(row)

@@ -442,3 +442,13 @@ def test_an_empty_store_exports_an_empty_file() -> None:
         buffer = io.StringIO()
         assert export_calls(None, CallFilter(), fmt, buffer) == 0
         assert buffer.getvalue() == expected
+
+
+def test_reimporting_with_other_names_for_unlabelled_rows_adds_nothing(
+    store: TelemetryStore, tmp_path: Path
+) -> None:
+    # The same calls are the same calls, whatever workflow they were filed under.
+    path = write(tmp_path / "usage.jsonl", [legacy(1, stage=None), legacy(2, stage=None)])
+    assert run(store, path, stage="first-guess").imported == 2
+    assert run(store, path, stage="second-guess").imported == 0
+    assert store.count() == 2
