@@ -933,6 +933,7 @@ ASK_ONLY = (["ask", "hi", "-m", "gpt-5-mini"],)
         ),
         ("\xff\xfe not utf-8", "UTF-8", EVERY_READER),
     ],
+    ids=["toml-syntax", "nan-timeout", "inf-window", "list-provider", "list-key-env", "not-utf8"],
 )
 def test_a_broken_config_toml_exits_2_naming_the_problem(
     attune_home: Path, config: str, named: str, commands: tuple[list[str], ...]

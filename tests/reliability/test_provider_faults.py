@@ -184,7 +184,7 @@ def test_rate_limits_never_trip_the_breaker_but_outages_do(attune_home: Path) ->
     assert breakers.get("openai/gpt-5-mini", {"state": "closed"})["state"] == "closed"
 
 
-def test_no_server_listening_fails_fast_naming_the_address(attune_home: Path) -> None:
+def test_no_server_listening_fails_fast_and_each_attempt_is_recorded(attune_home: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
