@@ -48,6 +48,7 @@ from attune_cli.core.telemetry import (
     CallFilter,
     Row,
     TelemetryStore,
+    insert_statement,
     iso_to_ts,
     ts_to_iso,
 )
@@ -252,8 +253,12 @@ def import_calls(
     conn.execute("PRAGMA cache_size = -65536")
     try:
         with store.transaction():
+            statement = _STATEMENTS.get(fmt)
             for batch in source(fmt, path, defaults, options.skip_bad, tally, progress):
-                imported += store.insert_rows(batch)
+                if statement is None:
+                    imported += store.insert_rows(batch)
+                else:
+                    imported += store.insert_rows(batch, statement=statement)
             if (tally.bad and not options.skip_bad) or options.dry_run:
                 raise _Rollback
             store.add_labels(tally.names)
@@ -667,6 +672,7 @@ def _read_attune_jsonl(
             cost: Any = obj.get("cost")
             if type(cost) not in number_types or not 0 <= cost <= _MAX_INTEGER:
                 cost = _number(cost, "cost")
+            # The shape of _LEGACY_STATEMENT: no error kind or status, attempt 1, its source.
             row = (
                 ts,
                 workflow,
@@ -675,14 +681,10 @@ def _read_attune_jsonl(
                 model,
                 tier,
                 1 if success else 0,
-                None,
-                None,
                 duration,
                 input_tokens,
                 output_tokens,
                 cost,
-                1,
-                "attune-jsonl",
                 _key(line),
             )
         except _BadLine as exc:
@@ -898,6 +900,12 @@ def _read_llm_db(
     finally:
         source.close()
 
+
+_STATEMENTS = {
+    "attune-jsonl": insert_statement(
+        {"error_kind": None, "status": None, "attempt": 1, "source": "attune-jsonl"}
+    ),
+}
 
 _READERS: dict[str, Callable[[Path, _Defaults, _Tally, Progress | None], Iterable[Row]]] = {
     "attune-jsonl": _read_attune_jsonl,

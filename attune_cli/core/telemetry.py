@@ -64,6 +64,29 @@ _INSERT = (
     f"INSERT OR IGNORE INTO calls ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
 )
 _SELECT_COLUMNS = ", ".join(COLUMNS)
+
+
+def insert_statement(constants: dict[str, str | int | None]) -> str:
+    """An INSERT for rows that carry every column but ``constants``, in ``COLUMNS`` order.
+
+    A bulk import whose format has fixed values for some columns (no HTTP status, attempt 1,
+    its source name) writes them as literals: each bound parameter costs time a million
+    times over.
+    """
+    bound = [c for c in COLUMNS if c not in constants]
+    fixed = [c for c in COLUMNS if c in constants]
+    values = ["?"] * len(bound) + [_literal(constants[c]) for c in fixed]
+    return f"INSERT OR IGNORE INTO calls ({', '.join(bound + fixed)}) VALUES ({', '.join(values)})"
+
+
+def _literal(value: str | int | None) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, int):
+        return str(value)
+    return "'" + value.replace("'", "''") + "'"
+
+
 _SELECT = f"SELECT {_SELECT_COLUMNS} FROM calls"
 
 
@@ -367,24 +390,31 @@ class TelemetryStore:
             self.add_labels(names)
         return inserted
 
-    def insert_rows(self, rows: Iterable[Row], *, batch: int = 5_000) -> int:
+    def insert_rows(
+        self, rows: Iterable[Row], *, batch: int = 5_000, statement: str = _INSERT
+    ) -> int:
         """Insert row tuples inside the caller's transaction; returns how many were new.
 
         Labels are not touched: bulk writers collect the distinct names and call
         ``add_labels`` once, which keeps the per-row path to one index-friendly insert.
+
+        Args:
+            rows: tuples in ``COLUMNS`` order, or in the order ``statement`` expects.
+            batch: rows per ``executemany``.
+            statement: an ``insert_statement``; the default takes every column.
         """
         before = self.conn.total_changes
         if isinstance(rows, list) and len(rows) <= batch:
-            self.conn.executemany(_INSERT, rows)
+            self.conn.executemany(statement, rows)
             return self.conn.total_changes - before
         pending: list[Row] = []
         for row in rows:
             pending.append(row)
             if len(pending) >= batch:
-                self.conn.executemany(_INSERT, pending)
+                self.conn.executemany(statement, pending)
                 pending.clear()
         if pending:
-            self.conn.executemany(_INSERT, pending)
+            self.conn.executemany(statement, pending)
         return self.conn.total_changes - before
 
     def add_labels(self, names: Iterable[tuple[str, str, str]]) -> None:
