@@ -1,8 +1,8 @@
 """The reliability suite: ``soak`` variants stay out of the default run.
 
 A test marked ``soak`` runs only when asked for, with ``-m soak`` (or any ``-m`` expression
-naming soak) or ``ATTUNE_SOAK=1`` in the environment; otherwise it is skipped with a reason
-that says how to run it.
+naming soak) or ``ATTUNE_SOAK=1`` in the environment; otherwise it is deselected, and the
+run's header says how to include it.
 """
 
 from __future__ import annotations
@@ -20,10 +20,16 @@ def soak_requested(config: pytest.Config) -> bool:
     return "soak" in expression and "not soak" not in expression
 
 
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if soak_requested(config):
+        return "reliability: soak variants included"
+    return "reliability: soak variants deselected (run them with -m soak or ATTUNE_SOAK=1)"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if soak_requested(config):
         return
-    skip = pytest.mark.skip(reason="soak variant: run with `pytest -m soak` or ATTUNE_SOAK=1")
-    for item in items:
-        if item.get_closest_marker("soak") is not None:
-            item.add_marker(skip)
+    soak = [item for item in items if item.get_closest_marker("soak") is not None]
+    if soak:
+        config.hook.pytest_deselected(items=soak)
+        items[:] = [item for item in items if item.get_closest_marker("soak") is None]
