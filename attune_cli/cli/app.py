@@ -17,35 +17,23 @@ from typer._click.exceptions import ClickException
 from typer.core import TyperGroup
 
 from attune_cli import __version__
-from attune_cli.core.errors import EXIT_FAILURE, EXIT_INTERRUPTED, AttuneError
 
 
 class AttuneGroup(TyperGroup):
     """Maps attune's errors and Ctrl-C to one-line messages and exit codes, in one place."""
 
     def invoke(self, ctx: typer.Context) -> Any:
-        from attune_cli.cli.console import debug_enabled
-
         try:
             return super().invoke(ctx)
-        except AttuneError as exc:
-            if debug_enabled():
-                raise
-            _report(exc)
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            sys.stderr.write("\nInterrupted; nothing was saved.\n")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-        except (ClickException, typer.Exit, typer.Abort, SystemExit):
+        except (ClickException, typer.Exit, typer.Abort):
             raise
-        except Exception as exc:
-            if debug_enabled():
+        except (Exception, KeyboardInterrupt) as exc:
+            from attune_cli.cli.console import report_failure
+
+            code = report_failure(exc)
+            if code is None:
                 raise
-            sys.stderr.write(
-                f"Error: unexpected {type(exc).__name__}; "
-                "run again with ATTUNE_DEBUG=1 for the traceback and report it\n"
-            )
-            raise typer.Exit(EXIT_FAILURE) from None
+            raise typer.Exit(code) from None
 
     def _main_shell_completion(
         self, ctx_args: Any, prog_name: str, complete_var: str | None = None
@@ -55,12 +43,6 @@ class AttuneGroup(TyperGroup):
         from attune_cli.cli.shells import prepare_shell_completion
 
         prepare_shell_completion(self, ctx_args)
-
-
-def _report(exc: AttuneError) -> None:
-    sys.stderr.write(f"Error: {exc.message}\n")
-    if exc.hint:
-        sys.stderr.write(f"Hint: {exc.hint}\n")
 
 
 def _version(ctx: typer.Context, value: bool) -> None:

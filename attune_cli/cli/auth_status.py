@@ -9,10 +9,9 @@ and typos, goes through the typer app, whose ``cmd_auth_status`` calls the same 
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
-from attune_cli.cli.console import debug_enabled, print_json
+from attune_cli.cli.console import print_json, report_failure
 
 _FAST_ARGV = (("auth", "status"), ("auth", "status", "--json"))
 
@@ -47,26 +46,13 @@ def run_without_typer(argv: Sequence[str]) -> int | None:
     """
     if tuple(argv) not in _FAST_ARGV:
         return None
-    from attune_cli.core.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, AttuneError
+    from attune_cli.core.errors import EXIT_OK
 
     try:
         show_status(json_output="--json" in argv)
-    except AttuneError as exc:
-        if debug_enabled():
+    except (Exception, KeyboardInterrupt) as exc:
+        code = report_failure(exc)
+        if code is None:
             raise
-        sys.stderr.write(f"Error: {exc.message}\n")
-        if exc.hint:
-            sys.stderr.write(f"Hint: {exc.hint}\n")
-        return exc.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("\nInterrupted; nothing was saved.\n")
-        return EXIT_INTERRUPTED
-    except Exception as exc:
-        if debug_enabled():
-            raise
-        sys.stderr.write(
-            f"Error: unexpected {type(exc).__name__}; "
-            "run again with ATTUNE_DEBUG=1 for the traceback and report it\n"
-        )
-        return EXIT_FAILURE
+        return code
     return EXIT_OK

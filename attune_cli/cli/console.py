@@ -34,7 +34,7 @@ def err() -> Console:
 
 def print_json(document: Any) -> None:
     """Write one JSON document to stdout and nothing else."""
-    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+    sys.stdout.write(json.dumps(document, indent=2, default=str, ensure_ascii=False) + "\n")
     sys.stdout.flush()
 
 
@@ -59,3 +59,30 @@ def stdin_is_terminal() -> bool:
 def debug_enabled() -> bool:
     """Whether ``ATTUNE_DEBUG=1`` asks for tracebacks."""
     return os.environ.get("ATTUNE_DEBUG", "") not in ("", "0")
+
+
+def report_failure(exc: BaseException) -> int | None:
+    """Write the one-line message a person sees for ``exc`` and return its exit code.
+
+    attune's errors print ``Error: …`` and an optional ``Hint: …``; Ctrl-C prints that nothing
+    was saved and gives 130; anything unexpected asks for ``ATTUNE_DEBUG=1`` and gives 1. Returns
+    None (the caller re-raises) for ``ATTUNE_DEBUG=1`` and for exceptions that are not ours to
+    map, such as ``SystemExit``.
+    """
+    from attune_cli.core.errors import EXIT_FAILURE, EXIT_INTERRUPTED, AttuneError
+
+    if isinstance(exc, KeyboardInterrupt):
+        sys.stderr.write("\nInterrupted; nothing was saved.\n")
+        return EXIT_INTERRUPTED
+    if not isinstance(exc, Exception) or debug_enabled():
+        return None
+    if isinstance(exc, AttuneError):
+        sys.stderr.write(f"Error: {exc.message}\n")
+        if exc.hint:
+            sys.stderr.write(f"Hint: {exc.hint}\n")
+        return exc.exit_code
+    sys.stderr.write(
+        f"Error: unexpected {type(exc).__name__}; "
+        "run again with ATTUNE_DEBUG=1 for the traceback and report it\n"
+    )
+    return EXIT_FAILURE
