@@ -7,7 +7,9 @@ it, so ``attune --help`` and every Tab press of completion stay fast.
 
 from __future__ import annotations
 
+import importlib
 import sys
+import types
 from typing import Any
 
 import typer
@@ -17,6 +19,31 @@ from typer._click.exceptions import ClickException
 from typer.core import TyperGroup
 
 from attune_cli import __version__
+
+
+def _defer_unused_rich_modules() -> None:
+    """Keep two unused Rich modules out of ``--help`` and usage errors.
+
+    typer's help renderer imports ``rich.markdown`` (markdown-it, ~20 ms) and ``rich.traceback``
+    (pygments, ~13 ms) at its top, but uses them only for ``rich_markup_mode="markdown"`` and
+    pretty tracebacks, both off here. Each gets a stand-in whose class loads the real module on
+    first use, so behaviour is unchanged and ``attune --help`` stays within its start-up budget.
+    """
+    for module_name, class_name in (("rich.markdown", "Markdown"), ("rich.traceback", "Traceback")):
+        if module_name in sys.modules:
+            continue
+        stand_in = types.ModuleType(module_name)
+
+        def load_real(_cls: type, *args: Any, _module: str = module_name, **kw: Any) -> Any:
+            sys.modules.pop(_module, None)
+            return getattr(importlib.import_module(_module), _cls.__name__)(*args, **kw)
+
+        # A class, not a function: typer uses it in annotations (``Markdown | Text``).
+        setattr(stand_in, class_name, type(class_name, (), {"__new__": load_real}))
+        sys.modules[module_name] = stand_in
+
+
+_defer_unused_rich_modules()
 
 
 class AttuneGroup(TyperGroup):

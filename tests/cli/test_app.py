@@ -35,3 +35,18 @@ def test_python_dash_m_runs_the_cli() -> None:
     )
     assert result.returncode == 0
     assert result.stdout.startswith("attune ")
+
+
+def test_deferred_rich_modules_still_work_when_used() -> None:
+    probe = (
+        "import attune_cli.cli.app, io\n"
+        "from rich.console import Console\n"
+        "from rich.markdown import Markdown\n"
+        "from rich.traceback import Traceback\n"
+        "buf = io.StringIO()\n"
+        "Console(file=buf, width=40).print(Markdown('# Title'))\n"
+        "print(type(Markdown('x')).__module__, 'Title' in buf.getvalue())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["rich.markdown", "True"]

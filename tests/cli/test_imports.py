@@ -6,7 +6,18 @@ import json
 import subprocess
 import sys
 
-FORBIDDEN = ("httpx", "questionary", "tomlkit", "sqlite3", "_sqlite3", "prompt_toolkit", "pydantic")
+FORBIDDEN = (
+    "httpx",
+    "questionary",
+    "tomlkit",
+    "sqlite3",
+    "_sqlite3",
+    "prompt_toolkit",
+    "pydantic",
+    # typer's help renderer would pull these in through rich.markdown and rich.traceback.
+    "markdown_it",
+    "pygments",
+)
 
 PROBE = """
 import json, sys
