@@ -836,6 +836,8 @@ _HINTS = {
     "too_large": "shorten the prompt or lower --max-tokens",
     "bad_request": "the provider refused the request as malformed; see the message above",
     "billing": "check the provider account's credit",
+    "connection": "is the server running at that URL? `attune auth status` shows each base URL",
+    "timeout": "the provider was too slow; retry, or raise [executor] read_timeout_s",
 }
 
 
@@ -844,6 +846,11 @@ def _status_text(failure: CallFailed | None) -> str:
         return "failed"
     if failure.status is not None and failure.status != 200:
         return f"HTTP {failure.status} {failure.kind}"
+    if failure.kind in ("connection", "timeout"):
+        # No response to name: say what the transport saw, and where (its text names the host
+        # and the failure, never a header, so no key can be in it).
+        detail = failure.message.partition(": ")[2] or failure.message
+        return f"{failure.kind} ({detail})"
     return failure.kind
 
 

@@ -406,3 +406,10 @@ def test_a_store_locked_too_long_fails_with_a_clear_error_and_writes_nothing(
     assert store.count() == 0
     store.record(call(T0))
     assert store.count() == 1
+
+
+def test_a_large_batch_with_repeats_adds_each_call_once(store: TelemetryStore) -> None:
+    batch = [call(T0 + i % 180, key=f"k{i % 180}") for i in range(450)]
+    assert store.record_many(batch) == 180
+    assert store.record_many(batch) == 0
+    assert store.count() == 180

@@ -196,6 +196,9 @@ def test_no_server_listening_fails_fast_and_each_attempt_is_recorded(attune_home
     )
     stderr = assert_clean_failure(result, 1)
     assert "2 attempts, last connection" in stderr
+    # Where nothing answered, and what to check.
+    assert f"127.0.0.1:{port}/v1" in stderr
+    assert "is the server running at that URL?" in stderr
     assert time.monotonic() - began < 10
     # The attempt rows say what happened, for `attune telemetry show` and the router.
     shown = json.loads(attune("telemetry", "show", "--json").stdout)
