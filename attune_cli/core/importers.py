@@ -457,19 +457,19 @@ class _Defaults:
     workflow: str
     stage: str
     registry: Registry
-    _aliases: dict[str, str] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
     _derived: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
 
     def model_id(self, name: str) -> str:
         """The registry's id for a model the older tool named with dots (``claude-sonnet-4.5``)."""
-        known = self._aliases.get(name)
+        known = self.aliases.get(name)
         if known is None:
             known = name
             if self.registry.model(name) is None:
                 dashed = name.replace(".", "-")
                 if self.registry.model(dashed) is not None:
                     known = dashed
-            self._aliases[name] = known
+            self.aliases[name] = known
         return known
 
     def provider_tier(self, model: str) -> tuple[str | None, str | None]:
@@ -613,6 +613,8 @@ def _read_attune_jsonl(
     # SQLite binds the same object over and over.
     names: dict[str, str] = {}
     tiers: dict[str, str] = {}
+    aliases = defaults.aliases
+    blake2b = hashlib.blake2b
     for name, number, line, obj in _json_lines(_legacy_files(path), tally, progress):
         try:
             cache = obj.get("cache")
@@ -622,7 +624,7 @@ def _read_attune_jsonl(
             model = obj.get("model")
             if type(model) is not str or not model:
                 raise _BadLine("missing `model`" if model is None else "`model` must be a string")
-            model = model_id(model)
+            model = aliases.get(model) or model_id(model)
             ts_text = obj.get("ts")
             try:
                 # Only text reaches the parser: it tests a time's length and characters
@@ -685,7 +687,7 @@ def _read_attune_jsonl(
                 input_tokens,
                 output_tokens,
                 cost,
-                _key(line),
+                blake2b(line, digest_size=8).hexdigest(),  # _key(line), inlined
             )
         except _BadLine as exc:
             _reject(tally, name, number, str(exc))
