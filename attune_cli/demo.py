@@ -60,13 +60,13 @@ def demo_models() -> list[DemoModel]:
         DemoModel(
             "claude-haiku-4-5",
             "anthropic",
-            f"slow ({SLOW_REPLY_S:g} s per answer)",
+            f"slow, {SLOW_REPLY_S:g} s",
             Behaviour(then=Reply(delay_s=SLOW_REPLY_S)),
         ),
         DemoModel(
             FLAKY_MODEL,
             "anthropic",
-            "fails in bursts (HTTP 503)",
+            "503 bursts",
             Behaviour.bursts(ok=4, failing=8, status=503, retry_after_ms=40),
         ),
     ]

@@ -286,17 +286,16 @@ def _render_demo_tallies(report: object) -> None:
 
     assert isinstance(report, DemoReport)
     roles = {m.model: m.role for m in demo_models()}
-    table = Table(title=f"{report.calls} calls in {report.elapsed_s:.1f} s", title_justify="left")
-    for column in (
-        "model",
-        "behaviour",
-        "asked",
-        "answered",
-        "fell back",
-        "failed attempts",
-        "refused by breaker",
-    ):
-        table.add_column(column, justify="left" if column in ("model", "behaviour") else "right")
+    table = Table(
+        title=f"{report.calls} calls in {report.elapsed_s:.1f} s",
+        title_justify="left",
+        caption="failed: attempts that failed · refused: attempts the open circuit refused",
+        caption_justify="left",
+    )
+    table.add_column("model", no_wrap=True)
+    table.add_column("behaviour")
+    for column in ("asked", "answered", "fell back", "failed", "refused"):
+        table.add_column(column, justify="right", no_wrap=True)
     for model, tally in report.tallies.items():
         table.add_row(
             model,

@@ -7,7 +7,7 @@ it. The router, the store (sqlite3) and Rich tables are imported inside the comm
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -259,8 +259,8 @@ def check(
 
 
 def _render_decision(decision: RoutingDecision) -> None:
+    from rich import box
     from rich.table import Table
-    from rich.text import Text
 
     from attune_cli.cli.console import out
 
@@ -272,60 +272,77 @@ def _render_decision(decision: RoutingDecision) -> None:
         caps.append(f"max cost {_usd(constraints['max_cost_usd'])}")
     if constraints["max_latency_ms"] is not None:
         caps.append(f"max p95 {constraints['max_latency_ms']:,.0f} ms")
+    console = out()
+    # Under ~110 columns (an 80-column terminal, a pipe) the provider, tier and p50 columns give
+    # way, so that every figure left stays whole; the JSON always has them all.
+    wide = console.width >= 110
     table = Table(
         title=f"Routing {where}",
         caption=f"default tier {decision.default_tier} · " + " · ".join(caps),
         title_justify="left",
         caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
     )
     table.add_column("", no_wrap=True)
     table.add_column("Model", no_wrap=True)
-    table.add_column("Provider")
-    table.add_column("Tier")
-    table.add_column("Calls", justify="right")
-    table.add_column("Success", justify="right")
-    table.add_column("Bound", justify="right")
-    table.add_column("p50 ms", justify="right")
-    table.add_column("p95 ms", justify="right")
-    table.add_column("Avg cost", justify="right")
-    table.add_column("Score", justify="right")
-    table.add_column("Verdict")
+    if wide:
+        table.add_column("Provider")
+        table.add_column("Tier")
+    for name in ("Calls", "Success", "Bound") + (("p50 ms",) if wide else ()):
+        table.add_column(name, justify="right", no_wrap=True)
+    for name in ("p95 ms", "Cost/call", "Score"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("Verdict", overflow="fold")
+    ruled_out: list[tuple[str, str]] = []
     for c in decision.candidates:
         chosen = c.model == decision.chosen
         if chosen:
             verdict = "chosen (tier default)" if decision.fallback else "chosen"
             if decision.explored:
                 verdict = "chosen (exploring)"
+        elif c.eligible:
+            verdict = "eligible"
         else:
-            verdict = "eligible" if c.eligible else "; ".join(c.rejected_because)
-        table.add_row(
-            "→" if chosen else "",
-            c.model,
-            c.provider or "-",
-            c.tier or "-",
-            f"{c.calls:,}",
-            _pct(c.success_rate),
-            _pct(c.success_lower_bound),
-            _num(c.p50_latency_ms),
+            verdict = "ruled out"
+            ruled_out.append((c.model, "; ".join(c.rejected_because)))
+        row = ["→" if chosen else "", c.model]
+        if wide:
+            row += [c.provider or "-", c.tier or "-"]
+        row += [f"{c.calls:,}", _pct(c.success_rate), _pct(c.success_lower_bound)]
+        if wide:
+            row.append(_num(c.p50_latency_ms))
+        row += [
             _num(c.p95_latency_ms),
             _usd(c.avg_cost_usd),
             "-" if c.quality_score is None else f"{c.quality_score:.1f}",
             verdict,
-            style="bold green" if chosen else None,
-        )
-    console = out()
+        ]
+        table.add_row(*row, style="bold green" if chosen else None)
     console.print(table)
+    if ruled_out:
+        console.print("[bold]Ruled out:[/bold]")
+        console.print(_bullets(f"{model}: {why}" for model, why in ruled_out))
     console.print(f"\n[bold]Why:[/bold] {decision.reason}")
     changes = decision.what_would_change
     if changes:
         console.print("\n[bold]What would change it:[/bold]")
-        # A borderless grid keeps wrapped lines indented under their bullet.
-        bullets = Table.grid(padding=(0, 1))
-        bullets.add_column(width=3, justify="right")
-        bullets.add_column()
-        for line in changes:
-            bullets.add_row("•", Text(line))
-        console.print(bullets)
+        console.print(_bullets(changes))
+
+
+def _bullets(lines: Iterable[str]) -> Any:
+    from rich.table import Table
+    from rich.text import Text
+
+    # A borderless grid keeps wrapped lines indented under their bullet.
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(width=3, justify="right")
+    grid.add_column()
+    for line in lines:
+        grid.add_row("•", Text(line))
+    return grid
 
 
 def _render_stats(result: RoutingStats) -> None:
@@ -424,4 +441,4 @@ def _usd(value: Any) -> str:
         return "$0"
     if value >= 1:
         return f"${value:,.2f}"
-    return f"${value:.4f}" if value >= 0.0001 else f"${value:.2g}"
+    return f"${value:.4f}" if value >= 0.0001 else f"${value:.6f}".rstrip("0")

@@ -63,8 +63,12 @@ def test_explain_shows_what_a_cap_ruled_out(history: Path) -> None:
         app, ["route", "explain", "analysis", "-w", "code-review", "--max-latency", "5000"]
     )
     assert result.exit_code == 0
-    opus_line = next(line for line in result.stdout.splitlines() if "claude-opus-4-5" in line)
-    assert "p95 latency 6,000 ms over the 5,000 ms cap" in opus_line
+    lines = result.stdout.splitlines()
+    opus_row = next(line for line in lines if "claude-opus-4-5" in line)
+    assert "ruled out" in opus_row
+    # The reason is listed under the table, next to the model it ruled out.
+    reason = next(line for line in lines if "claude-opus-4-5:" in line)
+    assert "p95 latency 6,000 ms over the 5,000 ms cap" in reason
     assert "max p95 5,000 ms" in result.stdout
 
 

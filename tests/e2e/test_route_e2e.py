@@ -108,3 +108,20 @@ def test_a_corrupt_config_exits_2_naming_the_file(attune_home: Path) -> None:
     assert result.returncode == 2
     assert "config.toml: routing.window_days" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_explain_in_an_80_column_terminal_keeps_every_figure_whole(
+    attune_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record(attune_home, "claude-sonnet-4-5", 200, failures=6, cost_usd=0.0051)
+    record(attune_home, "gpt-5", 30, failures=20, latency_ms=2500.0)
+    monkeypatch.setenv("COLUMNS", "80")
+    result = attune("route", "explain", "analysis", "--workflow", "code-review")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "…" not in result.stdout
+    sonnet_row = next(line for line in lines if line.lstrip("→ ").startswith("claude-sonnet-4-5"))
+    assert "200" in sonnet_row and "97.0%" in sonnet_row and "$0.0051" in sonnet_row
+    assert "chosen" in sonnet_row
+    assert any(line.strip().startswith("• gpt-5: success bound") for line in lines)
