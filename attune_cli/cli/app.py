@@ -8,6 +8,7 @@ it, so ``attune --help`` and every Tab press of completion stay fast.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import types
 from typing import Any
@@ -41,9 +42,6 @@ def _defer_unused_rich_modules() -> None:
         # A class, not a function: typer uses it in annotations (``Markdown | Text``).
         setattr(stand_in, class_name, type(class_name, (), {"__new__": load_real}))
         sys.modules[module_name] = stand_in
-
-
-_defer_unused_rich_modules()
 
 
 class AttuneGroup(TyperGroup):
@@ -120,5 +118,10 @@ _register()
 
 
 def main() -> None:
-    """Console-script entry point (``attune``)."""
+    """Run the app (the console script reaches it through ``attune_cli.cli.entry``)."""
+    from attune_cli.cli.tab import COMPLETE_VAR
+
+    # A Tab press renders no help, and must not even look as if it loaded Rich.
+    if not os.environ.get(COMPLETE_VAR):
+        _defer_unused_rich_modules()
     app()

@@ -39,7 +39,10 @@ def test_python_dash_m_runs_the_cli() -> None:
 
 def test_deferred_rich_modules_still_work_when_used() -> None:
     probe = (
-        "import attune_cli.cli.app, io\n"
+        "import io, sys\n"
+        "from attune_cli.cli.app import _defer_unused_rich_modules\n"
+        "_defer_unused_rich_modules()\n"
+        "assert 'markdown_it' not in sys.modules\n"
         "from rich.console import Console\n"
         "from rich.markdown import Markdown\n"
         "from rich.traceback import Traceback\n"
