@@ -345,26 +345,40 @@ def _bullets(lines: Iterable[str]) -> Any:
     return grid
 
 
-def _render_stats(result: RoutingStats) -> None:
+def _table(title: str, caption: str | None = None) -> Any:
+    from rich import box
     from rich.table import Table
 
+    # No vertical rules and single-space gutters: the figures fit an 80-column terminal.
+    return Table(
+        title=title,
+        caption=caption,
+        title_justify="left",
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+
+
+def _render_stats(result: RoutingStats) -> None:
     from attune_cli.cli.console import message, out
 
     if not result.stages:
         message(f"No calls recorded in the last {result.days} days.")
         return
-    table = Table(title=f"Routing stats · last {result.days} days", title_justify="left")
+    table = _table(f"Routing stats · last {result.days} days")
     for name, justify in (
         ("Workflow", "left"),
         ("Stage", "left"),
         ("Calls", "right"),
         ("Success", "right"),
-        ("Total cost", "right"),
-        ("Models", "right"),
-        ("Default tier", "left"),
+        ("Cost", "right"),
+        ("Tier", "left"),
         ("Would use", "left"),
     ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for s in result.stages:
         table.add_row(
             s.workflow or "(all)",
@@ -372,16 +386,15 @@ def _render_stats(result: RoutingStats) -> None:
             f"{s.calls:,}",
             _pct(s.success_rate if s.calls else None),
             _usd(s.total_cost_usd),
-            str(len(s.models)),
             s.default_tier,
             s.best,
         )
     console = out()
     console.print(table)
     if len(result.stages) == 1:
-        models = Table(title="Models", title_justify="left")
-        for name in ("Model", "Calls", "Success", "Bound", "p95 ms", "Avg cost", "Score"):
-            models.add_column(name, justify="left" if name == "Model" else "right")
+        models = _table("Models")
+        for name in ("Model", "Calls", "Success", "Bound", "p95 ms", "Cost/call", "Score"):
+            models.add_column(name, justify="left" if name == "Model" else "right", no_wrap=True)
         for m in result.stages[0].models:
             models.add_row(
                 m.model,
@@ -396,22 +409,23 @@ def _render_stats(result: RoutingStats) -> None:
 
 
 def _render_check(advice: list[TierAdvice]) -> None:
-    from rich.table import Table
-
     from attune_cli.cli.console import message, out
 
     if not advice:
         message("No calls recorded in the routing window; nothing to advise.")
         return
-    table = Table(title="Tier advice", title_justify="left")
-    for name in ("Workflow", "Stage", "Tier", "Advice", "Newest", "Failed", "Saves/1k", "Reason"):
-        table.add_column(
-            name, justify="right" if name in ("Newest", "Failed", "Saves/1k") else "left"
-        )
+    table = _table(
+        "Tier advice", "Newest: the stage's newest calls judged · Failed: their failures"
+    )
+    for name in ("Workflow", "Stage", "Tier", "Advice", "Newest", "Failed", "Saves/1k"):
+        right = name in ("Newest", "Failed", "Saves/1k")
+        table.add_column(name, justify="right" if right else "left", no_wrap=True)
+    reasons: list[str] = []
     for a in advice:
         verdict = a.recommendation
         if a.recommendation != "keep":
             verdict = f"{a.recommendation} → {a.suggested_tier}"
+            reasons.append(f"{a.workflow or '(all)'} / {a.stage}: {a.reason}")
         table.add_row(
             a.workflow or "(all)",
             a.stage,
@@ -420,10 +434,15 @@ def _render_check(advice: list[TierAdvice]) -> None:
             str(a.recent_calls),
             _pct(a.recent_failure_rate),
             _usd(a.savings_per_1k_calls_usd),
-            a.reason,
             style="bold" if a.recommendation != "keep" else None,
         )
-    out().print(table)
+    console = out()
+    console.print(table)
+    if reasons:
+        console.print("[bold]Why:[/bold]")
+        console.print(_bullets(reasons))
+    else:
+        console.print("Every stage keeps its tier: `attune route check --json` has each reason.")
 
 
 def _pct(value: float | None) -> str:

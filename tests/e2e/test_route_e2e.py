@@ -125,3 +125,20 @@ def test_explain_in_an_80_column_terminal_keeps_every_figure_whole(
     assert "200" in sonnet_row and "97.0%" in sonnet_row and "$0.0051" in sonnet_row
     assert "chosen" in sonnet_row
     assert any(line.strip().startswith("• gpt-5: success bound") for line in lines)
+
+
+def test_stats_and_check_in_an_80_column_terminal_keep_names_whole(
+    attune_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record(attune_home, "claude-sonnet-4-5", 300, failures=300)
+    monkeypatch.setenv("COLUMNS", "80")
+    for command in (("route", "stats", "-w", "code-review"), ("route", "check")):
+        result = attune(*command)
+        assert result.returncode == 0, result.stderr
+        assert max(len(line) for line in result.stdout.splitlines()) <= 80
+        assert "…" not in result.stdout
+        assert "code-review" in result.stdout and "analysis" in result.stdout
+    check = attune("route", "check").stdout
+    assert "upgrade → premium" in check
+    # The reason for advice that changes something is spelled out under the table.
+    assert any(line.strip().startswith("• code-review / analysis:") for line in check.splitlines())
