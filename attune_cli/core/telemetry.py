@@ -783,9 +783,10 @@ class TelemetryStore:
     def _next_values(self, column: str, fixed: tuple[str, ...]) -> list[str]:
         """Distinct values of a leading column of ``calls_performance``, one seek each.
 
-        ``column`` is ``workflow`` (``fixed`` empty) or ``stage`` (``fixed`` = (workflow,)).
+        ``column`` is ``workflow`` (``fixed`` empty), ``stage`` (``fixed`` = (workflow,)) or
+        ``model`` (``fixed`` = (workflow, stage)).
         """
-        prefix = "workflow = ? AND " if fixed else ""
+        prefix = "".join(f"{name} = ? AND " for name in ("workflow", "stage")[: len(fixed)])
         first = f"SELECT MIN({column}) FROM calls INDEXED BY calls_performance WHERE {prefix}"
         found: list[str] = []
         value = self.conn.execute(f"{first}{column} >= ''", fixed).fetchone()[0]
@@ -795,14 +796,10 @@ class TelemetryStore:
         return found
 
     def _distinct_models(self) -> list[str]:
-        found: list[str] = []
-        value = self.conn.execute("SELECT MIN(model) FROM calls").fetchone()[0]
-        while value is not None:
-            found.append(value)
-            value = self.conn.execute(
-                "SELECT MIN(model) FROM calls WHERE model > ?", (value,)
-            ).fetchone()[0]
-        return found
+        """Every model with calls: a loose scan of each (workflow, stage) range."""
+        return sorted(
+            {model for pair in self.pairs(None, None) for model in self._next_values("model", pair)}
+        )
 
 
 # SQLite allows 500 arms in a compound SELECT by default; stay well inside.
