@@ -22,6 +22,12 @@ def main() -> None:
         status = answer()
         if status is not None:
             sys.exit(status)
+    if sys.argv[1:] == ["--version"]:
+        # Scripts and bug reports ask this often; it needs nothing but the version string.
+        from attune_cli import __version__
+
+        sys.stdout.write(f"attune {__version__}\n")
+        sys.exit(0)
     # `auth status` is run often enough (prompts, scripts) to skip typer's ~50 ms too.
     from attune_cli.cli.auth_status import run_without_typer
 

@@ -34,7 +34,21 @@ def test_python_dash_m_runs_the_cli() -> None:
         [sys.executable, "-m", "attune_cli", "--version"], capture_output=True, text=True
     )
     assert result.returncode == 0
-    assert result.stdout.startswith("attune ")
+    assert result.stdout == f"attune {__version__}\n"
+
+
+def test_console_script_answers_version_without_loading_typer() -> None:
+    probe = (
+        "import sys\n"
+        "sys.argv = ['attune', '--version']\n"
+        "from attune_cli.cli.entry import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    print('exit', exc.code, 'typer' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.stdout.splitlines() == [f"attune {__version__}", "exit 0 False"]
 
 
 def test_deferred_rich_modules_still_work_when_used() -> None:
