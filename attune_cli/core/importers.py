@@ -45,6 +45,7 @@ from typing import IO, Any
 from attune_cli.core.errors import InputFileError, OperationError
 from attune_cli.core.registry import Registry, normalise_tier
 from attune_cli.core.telemetry import (
+    COLUMNS,
     CallFilter,
     Row,
     TelemetryStore,
@@ -60,24 +61,8 @@ UNKNOWN = "unknown"
 # Bad lines listed in a report; the count of bad lines is always exact.
 MAX_LISTED_ERRORS = 20
 
-EXPORT_FIELDS: tuple[str, ...] = (
-    "ts",
-    "workflow",
-    "stage",
-    "provider",
-    "model",
-    "tier",
-    "success",
-    "error_kind",
-    "status",
-    "latency_ms",
-    "input_tokens",
-    "output_tokens",
-    "cost_usd",
-    "attempt",
-    "source",
-    "key",
-)
+# The stored columns, in their order; a call's identity (``import_key``) is exported as ``key``.
+EXPORT_FIELDS: tuple[str, ...] = (*COLUMNS[:-1], "key")
 
 Progress = Callable[[int, int], None]  # (done, total) in the reader's unit (bytes or rows)
 
