@@ -281,8 +281,6 @@ _FAILURE_KINDS = frozenset(
         "stream",
     }
 )
-# 400 bad request, 401/403 auth, 404 no such model, 413 too large, 422 invalid, 429 rate limit.
-_NEUTRAL_STATUSES = frozenset({400, 401, 403, 404, 409, 413, 422, 429})
 
 
 def counts_as_failure(kind: str | None, status: int | None) -> bool | None:
