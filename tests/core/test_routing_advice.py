@@ -6,9 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_routing import NOW, REGISTRY, calls
+from test_routing import NOW, calls, router
 
-from attune_cli.core.routing import AdaptiveModelRouter, RoutingSettings
 from attune_cli.core.telemetry import TelemetryStore
 
 
@@ -16,15 +15,6 @@ from attune_cli.core.telemetry import TelemetryStore
 def store(tmp_path: Path) -> Iterator[TelemetryStore]:
     with TelemetryStore(tmp_path / "telemetry.db", clock=lambda: NOW) as opened:
         yield opened
-
-
-def router(store: TelemetryStore, **settings: object) -> AdaptiveModelRouter:
-    return AdaptiveModelRouter(
-        store,
-        REGISTRY,
-        RoutingSettings(**settings),
-        clock=lambda: NOW,  # type: ignore[arg-type]
-    )
 
 
 def test_newest_calls_failing_advise_an_upgrade(store: TelemetryStore) -> None:
