@@ -1,10 +1,11 @@
-"""`attune --help` must stay cheap: no heavy module is imported to print help."""
+"""`attune --help` and `attune auth status` must stay cheap: they import no heavy module."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 FORBIDDEN = (
     "httpx",
@@ -22,7 +23,7 @@ FORBIDDEN = (
 PROBE = """
 import json, sys
 sys.argv = ["attune", *sys.argv[1:]]
-from attune_cli.cli.app import main
+from attune_cli.cli.{entry} import main
 try:
     main()
 except SystemExit:
@@ -32,22 +33,54 @@ print("\\n@@" + json.dumps(sorted(sys.modules)))
 """
 
 
-def _modules_after(*args: str) -> set[str]:
+def _modules_after(*args: str, entry: str = "app") -> set[str]:
+    """The modules loaded once ``attune ARGS`` ran through ``attune_cli.cli.<entry>.main``."""
     result = subprocess.run(
-        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=False
+        [sys.executable, "-c", PROBE.format(entry=entry), *args],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     marker = result.stdout.rindex("@@")
     return set(json.loads(result.stdout[marker + 2 :]))
 
 
+def _heavy(loaded: set[str]) -> list[str]:
+    return sorted(m for m in loaded if m.split(".")[0] in FORBIDDEN)
+
+
 def test_root_help_imports_no_heavy_module() -> None:
-    loaded = _modules_after("--help")
-    heavy = sorted(m for m in loaded if m.split(".")[0] in FORBIDDEN)
-    assert heavy == []
+    assert _heavy(_modules_after("--help")) == []
 
 
 def test_version_imports_no_heavy_module() -> None:
     loaded = _modules_after("--version")
-    heavy = sorted(m for m in loaded if m.split(".")[0] in FORBIDDEN)
-    assert heavy == []
+    assert _heavy(loaded) == []
     assert "attune_cli.cli.app" in loaded
+
+
+def test_auth_status_imports_no_heavy_module(attune_home: Path) -> None:
+    loaded = _modules_after("auth", "status")
+    assert _heavy(loaded) == []
+    assert "attune_cli.cli.auth_views" in loaded  # the table was really rendered
+
+
+def test_auth_status_with_a_stored_key_imports_no_heavy_module(attune_home: Path) -> None:
+    attune_home.mkdir(mode=0o700)
+    credentials = attune_home / "credentials.toml"
+    credentials.write_text('[anthropic]\napi_key = "sk-ant-test-0123456789"\n')
+    credentials.chmod(0o600)
+    (attune_home / "config.toml").write_text("[auth]\nsubscription_tier = 'max'\n")
+    loaded = _modules_after("auth", "status", "--json")
+    assert _heavy(loaded) == []
+
+
+def test_auth_help_imports_no_heavy_module() -> None:
+    assert _heavy(_modules_after("auth", "--help")) == []
+
+
+def test_the_console_script_answers_auth_status_without_typer(attune_home: Path) -> None:
+    loaded = _modules_after("auth", "status", entry="entry")
+    assert "attune_cli.cli.auth_views" in loaded
+    assert "typer" not in loaded
+    assert _heavy(loaded) == []
