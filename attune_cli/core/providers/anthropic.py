@@ -8,7 +8,6 @@ Streamed answers are server-sent events (``message_start``, ``content_block_delt
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from attune_cli.core.providers.base import (
@@ -112,18 +111,7 @@ class _AnthropicStream(StreamParser):
         self.stopped = False
 
     def feed(self, event: str | None, data: str) -> str | None:
-        try:
-            payload = json.loads(data)
-        except (ValueError, RecursionError):
-            raise self.adapter.failure(
-                f"a streamed event is not JSON: {data[:120]!r}",
-                kind="malformed_response",
-                status=200,
-            ) from None
-        if not isinstance(payload, dict):
-            raise self.adapter.failure(
-                "a streamed event is not a JSON object", kind="malformed_response", status=200
-            )
+        payload = self.adapter.stream_payload(data, "event")
         kind = payload.get("type") or event
         if kind == "error":
             raise self.adapter.stream_error(payload)

@@ -339,6 +339,30 @@ class ProviderAdapter(ABC):
         kind, text = self.error_kind_and_message(data, 200)
         return self.failure(f"error event in the stream: {text}", kind=kind, status=200)
 
+    def stream_payload(self, data: str, what: str) -> dict[str, Any]:
+        """The JSON object in one streamed ``data`` field.
+
+        Args:
+            data: the event's data, already scrubbed of the key.
+            what: what the API calls one streamed piece (``event``, ``chunk``), for the message.
+
+        Raises:
+            CallFailed: ``data`` is not JSON, or not a JSON object (kind ``malformed_response``).
+        """
+        try:
+            payload = json.loads(data)
+        except (ValueError, RecursionError):  # RecursionError: nested past the parser's limit
+            raise self.failure(
+                f"a streamed {what} is not JSON: {data[:120]!r}",
+                kind="malformed_response",
+                status=200,
+            ) from None
+        if not isinstance(payload, dict):
+            raise self.failure(
+                f"a streamed {what} is not a JSON object", kind="malformed_response", status=200
+            )
+        return payload
+
     def _scrub(self, text: str) -> str:
         """``text`` without this endpoint's key.
 

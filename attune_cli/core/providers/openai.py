@@ -9,7 +9,6 @@ usage chunk (``stream_options.include_usage``) and end with ``data: [DONE]``.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from attune_cli.core.providers.base import (
@@ -125,18 +124,7 @@ class _OpenAIStream(StreamParser):
         if data.strip() == "[DONE]":
             self.done = True
             return None
-        try:
-            payload = json.loads(data)
-        except (ValueError, RecursionError):
-            raise self.adapter.failure(
-                f"a streamed chunk is not JSON: {data[:120]!r}",
-                kind="malformed_response",
-                status=200,
-            ) from None
-        if not isinstance(payload, dict):
-            raise self.adapter.failure(
-                "a streamed chunk is not a JSON object", kind="malformed_response", status=200
-            )
+        payload = self.adapter.stream_payload(data, "chunk")
         if "error" in payload or event == "error":
             raise self.adapter.stream_error(payload)
         usage = payload.get("usage")
