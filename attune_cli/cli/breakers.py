@@ -6,35 +6,13 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from attune_cli.cli.complete import complete_breaker_keys
+
 if TYPE_CHECKING:
     from attune_cli.core.breaker import BreakerState
 
 # The help text is the callback's docstring, so `attune route breakers --help` shows examples.
 app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
-
-
-def complete_breaker_keys(incomplete: str) -> list[str]:
-    """Breaker keys (``provider/model``) in the store that start with ``incomplete``."""
-    import sqlite3
-
-    from attune_cli.core.paths import resolve_paths
-
-    path = resolve_paths().telemetry_db
-    if not path.exists():
-        return []
-    try:
-        # Read-only: a Tab press must never create, migrate or lock the store.
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.2)
-        try:
-            rows = conn.execute(
-                "SELECT key FROM breakers WHERE substr(key, 1, ?) = ? ORDER BY key",
-                (len(incomplete), incomplete),
-            ).fetchall()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return []
-    return [key for (key,) in rows]
 
 
 @app.callback(invoke_without_command=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from attune_cli.cli.app import app
-from attune_cli.cli.breakers import complete_breaker_keys
+from attune_cli.cli.complete import complete_breaker_keys
 from attune_cli.core.breaker import CircuitBreaker
 from attune_cli.core.paths import resolve_paths
 
@@ -163,3 +163,17 @@ def test_completion_offers_the_keys_in_the_store() -> None:
     assert complete_breaker_keys("") == ["anthropic/claude-haiku", "openai/gpt-4o-mini"]
     assert complete_breaker_keys("open") == ["openai/gpt-4o-mini"]
     assert complete_breaker_keys("x") == []
+
+
+def test_a_tab_press_on_reset_leaves_no_side_files_by_the_store() -> None:
+    from attune_cli.cli import tab
+    from attune_cli.cli.completion_tree import TREE
+
+    trip("openai/gpt-4o-mini", at=time.time())
+    folder = store().parent
+    assert sorted(p.name for p in folder.iterdir()) == ["telemetry.db"]
+
+    items = tab.complete_from_tree(TREE, ["route", "breakers", "reset"], "")
+
+    assert [item.value for item in items or []] == ["openai/gpt-4o-mini"]
+    assert sorted(p.name for p in folder.iterdir()) == ["telemetry.db"]
