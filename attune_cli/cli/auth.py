@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from attune_cli.cli.complete import complete_providers
-from attune_cli.cli.console import message, print_json, stdin_is_terminal
+from attune_cli.cli.console import confirm, message, print_json, stdin_is_terminal
 from attune_cli.core.errors import UsageError
 from attune_cli.core.plans import AuthMode, SubscriptionTier
 
@@ -172,7 +172,7 @@ def cmd_auth_reset(
             raise UsageError(
                 "auth reset changes config.toml: without a terminal to confirm in, pass --yes"
             )
-        if not _confirm(f"Remove the auth strategy from {config_file}? Stored keys are kept."):
+        if not confirm(f"Remove the auth strategy from {config_file}? Stored keys are kept."):
             message("Nothing changed.")
             raise typer.Exit(1)
     reset_strategy(config_file)
@@ -317,14 +317,3 @@ def cmd_auth_logout(
         message(f"No stored {provider} key; nothing removed.")
     if known is not None and known.key_env and os.environ.get(known.key_env, "").strip():
         message(f"${known.key_env} is still set in your environment and will be used.")
-
-
-def _confirm(question: str) -> bool:
-    """Ask a yes/no question on the terminal; anything but yes is no.
-
-    Not ``typer.confirm``: it turns Ctrl-C into an ``Abort`` (exit 1), and an interrupted
-    command must exit 130 like every other.
-    """
-    sys.stderr.write(f"{question} [y/N]: ")
-    sys.stderr.flush()
-    return sys.stdin.readline().strip().lower() in ("y", "yes")

@@ -56,6 +56,17 @@ def stdin_is_terminal() -> bool:
         return False
 
 
+def confirm(question: str) -> bool:
+    """Ask a yes/no question on the terminal; anything but yes is no.
+
+    Not ``typer.confirm``: it turns Ctrl-C into an ``Abort`` (exit 1), and an interrupted
+    command must exit 130 like every other.
+    """
+    sys.stderr.write(f"{question} [y/N]: ")
+    sys.stderr.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
 def debug_enabled() -> bool:
     """Whether ``ATTUNE_DEBUG=1`` asks for tracebacks."""
     return os.environ.get("ATTUNE_DEBUG", "") not in ("", "0")

@@ -511,7 +511,7 @@ def prune(
     """
     import time
 
-    from attune_cli.cli.console import print_json, stdin_is_terminal
+    from attune_cli.cli.console import confirm, print_json, stdin_is_terminal
     from attune_cli.core.errors import UsageError
     from attune_cli.core.telemetry import ts_to_iso
 
@@ -531,7 +531,7 @@ def prune(
                     f"Delete {_plural(doomed, 'call')} older than {older_than} days "
                     f"(before {ts_to_iso(cutoff)[:10]})?"
                 )
-                if not _confirm(question):
+                if not confirm(question):
                     _note("Nothing deleted.")
                     raise typer.Exit(1)
             if doomed:
@@ -586,13 +586,6 @@ def _note(text: str) -> None:
     from attune_cli.cli.console import err
 
     err().print(text, markup=False, highlight=False)
-
-
-def _confirm(question: str) -> bool:
-    """Ask yes/no on the terminal; anything but yes is no (Ctrl-C stays exit 130)."""
-    sys.stderr.write(f"{question} [y/N]: ")
-    sys.stderr.flush()
-    return sys.stdin.readline().strip().lower() in ("y", "yes")
 
 
 def _plural(count: int, noun: str) -> str:
