@@ -15,7 +15,10 @@ import typer
 from attune_cli.cli.complete import complete_models, complete_stages, complete_workflows
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from attune_cli.core.response import LLMResponse
+    from attune_cli.demo import CallEvent, DemoReport
 
 
 class TierChoice(StrEnum):
@@ -219,7 +222,7 @@ def demo(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from attune_cli.cli.console import out
-    from attune_cli.demo import DEMO_STAGE, DEMO_WORKFLOW, CallEvent, demo_models, run_demo
+    from attune_cli.demo import DEMO_STAGE, DEMO_WORKFLOW, demo_models, run_demo
 
     console = out()
     home = Path(tempfile.mkdtemp(prefix="attune-demo-"))
@@ -266,10 +269,7 @@ def demo(
             shutil.rmtree(home, ignore_errors=True)
 
 
-def _call_summary(event: object) -> str:
-    from attune_cli.demo import CallEvent
-
-    assert isinstance(event, CallEvent)
+def _call_summary(event: CallEvent) -> str:
     response = event.response
     if not response.success:
         return f"[red]{event.asked}: no answer[/red]"
@@ -278,13 +278,12 @@ def _call_summary(event: object) -> str:
     return f"{response.model} answered in {response.latency_ms:.0f} ms"
 
 
-def _render_demo_tallies(report: object) -> None:
+def _render_demo_tallies(report: DemoReport) -> None:
     from rich.table import Table
 
     from attune_cli.cli.console import out
-    from attune_cli.demo import DemoReport, demo_models
+    from attune_cli.demo import demo_models
 
-    assert isinstance(report, DemoReport)
     roles = {m.model: m.role for m in demo_models()}
     table = Table(
         title=f"{report.calls} calls in {report.elapsed_s:.1f} s",
@@ -310,7 +309,7 @@ def _render_demo_tallies(report: object) -> None:
     out().print(table)
 
 
-def _show_command(home: object, args: list[str]) -> None:
+def _show_command(home: Path, args: list[str]) -> None:
     import os
     import subprocess
 
@@ -331,11 +330,10 @@ def _show_command(home: object, args: list[str]) -> None:
         console.print(f"[yellow](exit {result.returncode}: {result.stderr.strip()})[/yellow]")
 
 
-def _render_demo_lessons(report: object) -> None:
+def _render_demo_lessons(report: DemoReport) -> None:
     from attune_cli.cli.console import out
-    from attune_cli.demo import DEMO_STAGE, FLAKY_MODEL, DemoReport
+    from attune_cli.demo import DEMO_STAGE, FLAKY_MODEL
 
-    assert isinstance(report, DemoReport)
     flaky = report.tallies.get(FLAKY_MODEL)
     fell_back = sum(t.fell_back for t in report.tallies.values())
     lines = [
