@@ -79,11 +79,11 @@ def choose_model(
         if candidate.eligible and usable(candidate.provider, candidate.tier):
             return candidate.model, f"routed to {candidate.model} ({why})"
     wanted_tier = tier or decision.tier or decision.default_tier
-    for model in executor.registry.by_tier(wanted_tier):
+    models = executor.registry.by_tier(wanted_tier)
+    for model in models:
         if model.provider in configured:
             return model.id, f"using {model.id}, the first {wanted_tier} model configured ({why})"
-    fallback = executor.registry.by_tier(wanted_tier)
-    model_id = fallback[0].id if fallback else decision.chosen
+    model_id = models[0].id if models else decision.chosen
     return model_id, f"using {model_id} ({why})"
 
 
