@@ -122,25 +122,13 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document o
 
 @contextmanager
 def _router() -> Iterator[AdaptiveModelRouter]:
-    import tempfile
-    from pathlib import Path
-
     from attune_cli.core.routing import AdaptiveModelRouter
     from attune_cli.core.telemetry import TelemetryStore
     from attune_cli.core.workspace import Workspace
 
     workspace = Workspace.load()
-    with tempfile.TemporaryDirectory(prefix="attune-") as scratch:
-        # Asking before anything was recorded must not create the store (or its folder):
-        # an empty throwaway one answers "no history" just the same.
-        if workspace.paths.telemetry_db.exists():
-            store = TelemetryStore.open(workspace)
-        else:
-            store = TelemetryStore(Path(scratch) / "telemetry.db")
-        try:
-            yield AdaptiveModelRouter.from_workspace(workspace, store)
-        finally:
-            store.close()
+    with TelemetryStore.open_for_reading(workspace) as store:
+        yield AdaptiveModelRouter.from_workspace(workspace, store)
 
 
 def _decide(

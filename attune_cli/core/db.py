@@ -20,6 +20,7 @@ from attune_cli.core.errors import OperationError, StoreVersionError
 from attune_cli.core.paths import ensure_private_dir
 
 BUSY_TIMEOUT_MS = 10_000
+MEMORY = ":memory:"
 
 _CALLS_SCHEMA = """
 CREATE TABLE calls (
@@ -94,7 +95,7 @@ def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
     The file is created with mode 0600 in a 0700 folder before SQLite touches it.
 
     Args:
-        path: the database file.
+        path: the database file, or ``Path(MEMORY)`` for an empty store held in memory.
         create: when False, a missing file raises ``FileNotFoundError`` instead of being made
             (read-only callers such as shell completion must not create files).
 
@@ -103,7 +104,8 @@ def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
         OperationError: the file is not a SQLite database or cannot be opened.
         FileNotFoundError: ``create`` is False and the file does not exist.
     """
-    if not path.exists():
+    # ":memory:" is an empty store that lives as long as the connection (no file at all).
+    if str(path) != MEMORY and not path.exists():
         if not create:
             raise FileNotFoundError(path)
         ensure_private_dir(path.parent)

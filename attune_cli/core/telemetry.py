@@ -309,6 +309,16 @@ class TelemetryStore:
         """The store of this workspace (``telemetry.db`` in its data folder)."""
         return cls(workspace.paths.telemetry_db)
 
+    @classmethod
+    def open_for_reading(cls, workspace: Workspace) -> TelemetryStore:
+        """The workspace's store, or an empty one in memory when nothing was recorded yet.
+
+        Commands that only read (routing advice, say) must not create ``telemetry.db`` or its
+        folder as a side effect; an empty store answers "no history" just the same.
+        """
+        path = workspace.paths.telemetry_db
+        return cls(path if path.exists() else Path(db.MEMORY))
+
     def close(self) -> None:
         """Close the connection (idempotent)."""
         self.conn.close()

@@ -413,3 +413,28 @@ def test_a_large_batch_with_repeats_adds_each_call_once(store: TelemetryStore) -
     assert store.record_many(batch) == 180
     assert store.record_many(batch) == 0
     assert store.count() == 180
+
+
+def test_reading_before_anything_was_recorded_creates_no_file(attune_home: Path) -> None:
+    from attune_cli.core.workspace import Workspace
+
+    workspace = Workspace.load()
+    with TelemetryStore.open_for_reading(workspace) as store:
+        figures = store.model_performance(
+            workflow=None, stage="triage", since_ts=None, weights=ScoreWeights()
+        )
+    assert figures == []
+    assert not attune_home.exists()
+
+
+def test_reading_an_existing_store_sees_its_calls(attune_home: Path) -> None:
+    from attune_cli.core.workspace import Workspace
+
+    workspace = Workspace.load()
+    with TelemetryStore.open(workspace) as store:
+        store.record(CallRecord(workflow="w", stage="triage", model="gpt-5-mini", success=True))
+    with TelemetryStore.open_for_reading(workspace) as store:
+        figures = store.model_performance(
+            workflow="w", stage="triage", since_ts=None, weights=ScoreWeights()
+        )
+    assert [(f.model, f.calls) for f in figures] == [("gpt-5-mini", 1)]
