@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from attune_cli.cli.complete import complete_models, complete_stages, complete_workflows
+from attune_cli.core.money import format_usd
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -181,7 +182,7 @@ def _footer(response: LLMResponse) -> str:
     if response.input_tokens is not None and response.output_tokens is not None:
         parts.append(f"{response.input_tokens} → {response.output_tokens} tokens")
     if response.cost_usd is not None:
-        parts.append(f"${response.cost_usd:.6f}")
+        parts.append(format_usd(response.cost_usd))
     sent = sum(1 for a in response.attempts if a.sent)
     if sent > 1:
         parts.append(f"{sent} attempts")

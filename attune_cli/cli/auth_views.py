@@ -15,6 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from attune_cli.core.money import format_usd
 from attune_cli.core.plans import AuthMode
 
 if TYPE_CHECKING:
@@ -123,7 +124,7 @@ def cost_text(estimate: CostEstimate) -> str:
     """A one-line price of an estimate, naming the model it was priced on."""
     if estimate.api_cost_usd is None:
         return "unknown: the registry has no model to price with"
-    api = f"${estimate.api_cost_usd:.4f} through the API on {estimate.model}"
+    api = f"{format_usd(estimate.api_cost_usd)} through the API on {estimate.model}"
     if estimate.mode is AuthMode.SUBSCRIPTION:
         return f"$0 on the subscription (spends quota); {api}"
     return api

@@ -15,6 +15,7 @@ import typer
 
 from attune_cli.cli import breakers
 from attune_cli.cli.complete import complete_stages, complete_workflows
+from attune_cli.core.money import format_usd
 
 if TYPE_CHECKING:
     from attune_cli.core.routing import (
@@ -441,11 +442,5 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
-def _usd(value: Any) -> str:
-    if value is None:
-        return "-"
-    if value == 0:
-        return "$0"
-    if value >= 1:
-        return f"${value:,.2f}"
-    return f"${value:.4f}" if value >= 0.0001 else f"${value:.6f}".rstrip("0")
+def _usd(value: float | None) -> str:
+    return "-" if value is None else format_usd(value)

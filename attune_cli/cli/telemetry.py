@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from attune_cli.cli.complete import complete_models, complete_stages, complete_workflows
+from attune_cli.core.money import format_usd
 
 if TYPE_CHECKING:
     from attune_cli.core.importers import ImportResult
@@ -794,10 +795,4 @@ def _ms(value: float | None) -> str:
 
 
 def _usd(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value == 0:
-        return "$0"
-    if value < 0.01:
-        return f"${value:.5f}".rstrip("0")
-    return f"${value:,.4f}"
+    return "-" if value is None else format_usd(value)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from attune_cli.core.auth import AUTH_TABLE, AuthStrategy
 from attune_cli.core.errors import ConfigError
+from attune_cli.core.money import format_usd
 from attune_cli.core.plans import AuthMode, ModuleSize
 
 if TYPE_CHECKING:
@@ -285,8 +286,4 @@ def _round_usd(amount: float | None) -> float | None:
 
 
 def _usd(amount: float | None) -> str:
-    if amount is None:
-        return "unknown cost"
-    if amount == 0:
-        return "$0"
-    return f"${amount:.4f}" if amount < 1 else f"${amount:,.2f}"
+    return "unknown cost" if amount is None else format_usd(amount)

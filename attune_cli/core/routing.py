@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING, Any
 
 from attune_cli.core.config import get_number, table
 from attune_cli.core.errors import ConfigError, UsageError
+from attune_cli.core.money import format_usd
 from attune_cli.core.performance import ModelPerformance, ScoreWeights, wilson_lower_bound
 from attune_cli.core.registry import TIERS, Registry, next_tier, normalise_tier, previous_tier
 
@@ -705,7 +706,9 @@ class AdaptiveModelRouter:
                 savings = None
                 if mine.avg_cost_usd is not None and other.avg_cost_usd is not None:
                     savings = (mine.avg_cost_usd - other.avg_cost_usd) * 1000
-                saved = f", saving ${savings:,.2f} per 1,000 calls" if savings is not None else ""
+                saved = (
+                    f", saving {format_usd(savings)} per 1,000 calls" if savings is not None else ""
+                )
                 return advice(
                     "downgrade",
                     cheaper,
@@ -869,7 +872,8 @@ class AdaptiveModelRouter:
             and perf.avg_cost_usd > settings.max_cost_usd
         ):
             reasons.append(
-                f"average cost {_usd(perf.avg_cost_usd)} over the {_usd(settings.max_cost_usd)} cap"
+                f"average cost {format_usd(perf.avg_cost_usd)} "
+                f"over the {format_usd(settings.max_cost_usd)} cap"
             )
         return Candidate(
             model=perf.model,
@@ -1154,8 +1158,8 @@ def _to_win(c: Candidate, best: Candidate | None, settings: RoutingSettings) -> 
         and c.avg_cost_usd > settings.max_cost_usd
     ):
         parts.append(
-            f"its average cost must fall to {_usd(settings.max_cost_usd)} "
-            f"(now {_usd(c.avg_cost_usd)})"
+            f"its average cost must fall to {format_usd(settings.max_cost_usd)} "
+            f"(now {format_usd(c.avg_cost_usd)})"
         )
 
     gap = bound = cost = p95 = None
@@ -1215,7 +1219,7 @@ def _options(
     if bound is not None:
         options.append(f"its success bound {verb} to {bound:.1%} (now {current_bound:.1%})")
     if cost is not None:
-        options.append(f"its average cost {up} to {_usd(cost)}")
+        options.append(f"its average cost {up} to {format_usd(cost)}")
     if p95 is not None:
         options.append(f"its p95 latency {up} to {p95:,.0f} ms")
     return ", or ".join(options)
@@ -1251,7 +1255,7 @@ def _figures(c: Candidate) -> str:
     if c.p95_latency_ms is not None:
         parts.append(f"p95 {c.p95_latency_ms:,.0f} ms")
     if c.avg_cost_usd is not None:
-        parts.append(f"{_usd(c.avg_cost_usd)} per call")
+        parts.append(f"{format_usd(c.avg_cost_usd)} per call")
     return ", ".join(parts)
 
 
@@ -1261,14 +1265,6 @@ def _where(workflow: str | None, stage: str) -> str:
         if workflow
         else f"stage '{stage}' (all workflows)"
     )
-
-
-def _usd(value: float) -> str:
-    if value == 0:
-        return "$0"
-    if value >= 1:
-        return f"${value:,.2f}"
-    return f"${value:.2g}" if value < 0.0001 else f"${value:.4f}".rstrip("0").rstrip(".")
 
 
 def _round(value: float | None, digits: int) -> float | None:
