@@ -558,7 +558,8 @@ def run_import_property(
     write: Callable[[Path, Any], None],
     regressions: tuple[Any, ...] = (),
     examples: int = EXAMPLES,
-) -> None:
+) -> int:
+    """Import every generated file; return how many examples the import was given."""
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         registry = load_registry({}, folder / "config.toml")
@@ -582,24 +583,26 @@ def run_import_property(
             assert store.conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         finally:
             store.close()
+    return TRIED[f"{fmt} import"]
 
 
 @SCALES
 def test_jsonl_imports_never_crash_and_never_half_write(examples: int) -> None:
     huge = b'{"ts": "2026-01-07T07:30:45.123Z", "model": "m", "success": true, "status": '
-    run_import_property(
+    tried_count = run_import_property(
         json_lines(export_objects),
         "jsonl",
         Path.write_bytes,
         (huge + b"9" * 5000 + b"}\n", huge + b"9" * 30 + b"}\n", b"[" * 100_000 + b"\n"),
         examples,
     )
+    assert tried_count >= examples
 
 
 @SCALES
 def test_attune_jsonl_imports_never_crash_and_never_half_write(examples: int) -> None:
     line = {"ts": "2026-01-07T07:30:45.123Z", "model": "gpt-5-mini", "duration_ms": 1}
-    run_import_property(
+    tried_count = run_import_property(
         json_lines(legacy_objects),
         "attune-jsonl",
         Path.write_bytes,
@@ -613,18 +616,20 @@ def test_attune_jsonl_imports_never_crash_and_never_half_write(examples: int) ->
         ),
         examples,
     )
+    assert tried_count >= examples
 
 
 @SCALES
 def test_csv_imports_never_crash_and_never_half_write(examples: int) -> None:
     header = b"ts,model,success,input_tokens\n2026-01-07T07:30:45.123Z,m,true,"
-    run_import_property(
+    tried_count = run_import_property(
         csv_files(),
         "csv",
         Path.write_bytes,
         (header + b"9" * 30 + b"\n", header + b"9" * 5000),
         examples,
     )
+    assert tried_count >= examples
 
 
 @SCALES
@@ -641,7 +646,10 @@ def test_llm_db_imports_never_crash_and_never_half_write(examples: int) -> None:
     def write(path: Path, content: tuple[Any, list[str]]) -> None:
         write_llm_db(path, content[0], content[1])
 
-    run_import_property(st.tuples(llm_databases(), columns), "llm-db", write, (), examples)
+    tried_count = run_import_property(
+        st.tuples(llm_databases(), columns), "llm-db", write, (), examples
+    )
+    assert tried_count >= examples
 
 
 # --- provider responses -----------------------------------------------------------------
