@@ -152,8 +152,7 @@ def models(
 
         attune telemetry models -s analysis --days 7 --json
     """
-    import time
-
+    from attune_cli.core.clock import now as clock_now
     from attune_cli.core.performance import ScoreWeights
     from attune_cli.core.workspace import Workspace
 
@@ -167,7 +166,7 @@ def models(
             figures = store.model_performance(
                 workflow=workflow,
                 stage=stage,
-                since_ts=time.time() - window_days * DAY_S,
+                since_ts=clock_now() - window_days * DAY_S,
                 weights=weights,
             )
     if json_:
@@ -456,8 +455,7 @@ def export(
 
         attune telemetry export -f csv -w code-review --days 7 > review.csv
     """
-    import time
-
+    from attune_cli.core.clock import now as clock_now
     from attune_cli.core.importers import export_calls, export_to_path
     from attune_cli.core.telemetry import CallFilter
 
@@ -465,7 +463,7 @@ def export(
         workflow=workflow,
         stage=stage,
         model=model,
-        since_ts=time.time() - days * DAY_S if days is not None else None,
+        since_ts=clock_now() - days * DAY_S if days is not None else None,
     )
     store = _existing_store()
     try:
@@ -510,13 +508,12 @@ def prune(
 
         attune telemetry prune --older-than 90 --yes
     """
-    import time
-
     from attune_cli.cli.console import confirm, print_json, stdin_is_terminal
+    from attune_cli.core.clock import now as clock_now
     from attune_cli.core.errors import UsageError
     from attune_cli.core.telemetry import ts_to_iso
 
-    cutoff = time.time() - older_than * DAY_S
+    cutoff = clock_now() - older_than * DAY_S
     store = _existing_store()
     deleted = 0
     if store is not None:

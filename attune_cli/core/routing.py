@@ -51,12 +51,12 @@ from __future__ import annotations
 
 import math
 import random
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from attune_cli.core.clock import now as clock_now
 from attune_cli.core.config import get_number, table
 from attune_cli.core.errors import ConfigError, UsageError
 from attune_cli.core.money import format_usd
@@ -523,7 +523,7 @@ class AdaptiveModelRouter:
         registry: Registry,
         settings: RoutingSettings | None = None,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = clock_now,
         rng: random.Random | None = None,
     ) -> None:
         self.store = store

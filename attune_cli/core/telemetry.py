@@ -32,6 +32,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from attune_cli.core import db
+from attune_cli.core.clock import now as clock_now
 from attune_cli.core.errors import OperationError, UsageError
 from attune_cli.core.performance import ModelPerformance, ScoreWeights
 
@@ -284,7 +285,7 @@ class TelemetryStore:
     """
 
     def __init__(
-        self, path: Path, *, clock: Callable[[], float] = time.time, create: bool = True
+        self, path: Path, *, clock: Callable[[], float] = clock_now, create: bool = True
     ) -> None:
         """Open (creating and migrating when needed) the store at ``path``.
 

@@ -1,0 +1,134 @@
+"""Failure classes: what a failed call says about the model that made it.
+
+Every failed call is one of::
+
+    caller_error   the request was wrong (4xx but 408, 409 and 429): bad input, key,
+                   permission, model name, size. Says nothing about the model.
+    rate_limit     429, or a provider's own rate-limit error type: the provider working as
+                   designed. Says nothing about the model.
+    outage         the provider could not answer: connection refused or reset, DNS, 5xx, 529,
+                   408, 409, timeouts, a malformed or broken answer. Counts against the model
+                   with a short memory (hours), so a recovered provider soon regains its standing.
+    quality        the answer came but was not good enough: a failure recorded without a
+                   provider error kind (``telemetry record --failure``), or a kind attune does
+                   not know. Counts against the model with the long memory (days).
+    cancelled      attune stopped waiting (Ctrl-C, a client that went away). Never counts.
+
+The HTTP status decides first and the error kind (the body's type) second, so an Anthropic 429
+whose body says ``api_error`` is a rate limit, not an outage.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class FailureClass(StrEnum):
+    """The kind of a failed call; see the module docstring."""
+
+    CALLER_ERROR = "caller_error"
+    RATE_LIMIT = "rate_limit"
+    OUTAGE = "outage"
+    QUALITY = "quality"
+    CANCELLED = "cancelled"
+
+    @property
+    def counts_against_model(self) -> bool:
+        """Whether the failure lowers the model's success rate (outage and quality do)."""
+        return self in (FailureClass.OUTAGE, FailureClass.QUALITY)
+
+
+# Error kinds as providers and attune name them, normalised (lower case, "-" → "_", a trailing
+# "_error" removed).
+_CALLER_KINDS = frozenset(
+    {
+        "auth",
+        "authentication",
+        "billing",
+        "permission",
+        "forbidden",
+        "bad_request",
+        "invalid_request",
+        "not_found",
+        "too_large",
+        "request_too_large",
+        "unprocessable",
+        "validation",
+        "context_length_exceeded",
+        "missing_key",
+        "no_key",
+        "client",
+    }
+)
+_RATE_LIMIT_KINDS = frozenset(
+    {"rate_limit", "rate_limited", "rate_limit_exceeded", "quota", "insufficient_quota"}
+)
+_OUTAGE_KINDS = frozenset(
+    {
+        "server",
+        "server_error",
+        "api",
+        "overloaded",
+        "timeout",
+        "connect_timeout",
+        "read_timeout",
+        "deadline",
+        "conflict",
+        "connection",
+        "connect",
+        "dns",
+        "network",
+        "protocol",
+        "remote_protocol",
+        "malformed_response",
+        "stream",
+        "stream_error",
+        "service_unavailable",
+    }
+)
+_CANCELLED_KINDS = frozenset({"cancelled", "canceled", "cancellation", "interrupted"})
+
+
+def normalise_kind(kind: str) -> str:
+    """``kind`` in the form the tables above use (``Rate-Limit_Error`` → ``rate_limit``)."""
+    normal = kind.strip().lower().replace("-", "_")
+    return normal if normal == "stream_error" else normal.removesuffix("_error")
+
+
+def classify(status: int | None, kind: str | None) -> FailureClass:
+    """The class of a failed call: the HTTP status first, the error kind second.
+
+    Args:
+        status: the HTTP status when a response arrived (None: no response, or unknown). A
+            2xx status means the failure came after the response began (an error event in a
+            stream), so the kind decides.
+        kind: the error kind (``CallFailed.kind``, a provider's error type, or what
+            ``telemetry record --error-kind`` was given); None when nobody said.
+
+    Returns:
+        The failure class. A failure with neither status nor kind is a quality failure.
+    """
+    if status is not None and not 200 <= status < 300:
+        if status == 429:
+            return FailureClass.RATE_LIMIT
+        if status >= 500 or status in (408, 409):
+            return FailureClass.OUTAGE
+        if 400 <= status < 500:
+            return FailureClass.CALLER_ERROR
+    if not kind:
+        return FailureClass.QUALITY
+    normal = normalise_kind(kind)
+    if normal in _RATE_LIMIT_KINDS:
+        return FailureClass.RATE_LIMIT
+    if normal in _CALLER_KINDS:
+        return FailureClass.CALLER_ERROR
+    if normal in _OUTAGE_KINDS:
+        return FailureClass.OUTAGE
+    if normal in _CANCELLED_KINDS:
+        return FailureClass.CANCELLED
+    return FailureClass.QUALITY
+
+
+def failure_class_of(success: bool, status: int | None, kind: str | None) -> FailureClass | None:
+    """``classify`` for a failed call, None for a successful one."""
+    return None if success else classify(status, kind)
