@@ -1,0 +1,244 @@
+"""Words and figures that explain a decision: why this model, and what would change it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from attune_cli.core.money import format_usd
+from attune_cli.core.performance import ScoreWeights
+from attune_cli.core.routing.decision import NO_HISTORY, TOO_FEW_CALLS, Candidate, ChangeNeeded
+from attune_cli.core.routing.settings import RoutingSettings
+
+
+def _reason(
+    where: str,
+    tier: str,
+    settings: RoutingSettings,
+    candidates: list[Candidate],
+    chosen: str,
+    best: Candidate | None,
+    fallback: bool,
+    explored: bool,
+) -> str:
+    """The one sentence saying why ``chosen`` was picked."""
+    if explored:
+        instead = f"the best by its figures is {best.model}" if best else "no model qualifies yet"
+        return (
+            f"Exploring: {chosen} was drawn by Thompson sampling among the models within the "
+            f"caps for {where} ({instead})."
+        )
+    if fallback:
+        if not any(c.has_history for c in candidates):
+            days = settings.window_days
+            return (
+                f"No history for {where} in the last {days} day{'s' if days != 1 else ''}; "
+                f"using the {tier} tier default {chosen}."
+            )
+        ruled_out = "; ".join(
+            f"{c.model}: {', '.join(c.rejected_because)}" for c in candidates if c.rejected_because
+        )
+        return (
+            f"No model qualified for {where} ({ruled_out}), so the {tier} tier default "
+            f"{chosen} is used."
+        )
+    assert best is not None
+    eligible = sum(1 for c in candidates if c.eligible)
+    among = f"among {eligible} eligible models" if eligible > 1 else "as the only eligible model"
+    return (
+        f"{chosen} has the best quality score ({best.quality_score:.1f}) {among} for {where}: "
+        f"{_figures(best)}."
+    )
+
+
+def _with_changes(
+    candidates: list[Candidate], best: Candidate | None, settings: RoutingSettings
+) -> list[Candidate]:
+    """Attach to every candidate how far its figures would have to move to change the decision."""
+    runner_up = next((c for c in candidates if c.eligible and c is not best), None)
+    result = []
+    for c in candidates:
+        if best is not None and c is best:
+            change = _to_lose(c, runner_up, settings)
+        else:
+            change = _to_win(c, best, settings)
+        result.append(replace(c, would_change=change))
+    return result
+
+
+def _to_lose(
+    chosen: Candidate, runner_up: Candidate | None, settings: RoutingSettings
+) -> ChangeNeeded:
+    assert chosen.quality_score is not None and chosen.success_lower_bound is not None
+    if runner_up is None or runner_up.quality_score is None:
+        return ChangeNeeded(
+            text=(
+                f"the only eligible model; it loses its place only by failing a check (its "
+                f"success bound {chosen.success_lower_bound:.1%} against the "
+                f"{settings.min_success_rate:.0%} minimum, or a cap)"
+            )
+        )
+    gap = chosen.quality_score - runner_up.quality_score
+    weights = settings.weights
+    bound = (
+        chosen.success_lower_bound - gap / weights.success_weight
+        if weights.success_weight
+        else None
+    )
+    bound = bound if bound is not None and bound >= 0 else None
+    cost = _cost_for(chosen.avg_cost_usd, +gap, weights)
+    p95 = _latency_for(chosen.p95_latency_ms, +gap, weights)
+    options = _options(bound, chosen.success_lower_bound, cost, p95, verb="fell", up="rose")
+    text = f"leads {runner_up.model} by {gap:.1f} points; it would lose its place if " + (
+        options or "the gap closed"
+    )
+    return ChangeNeeded(
+        score_gap=gap, success_lower_bound=bound, avg_cost_usd=cost, p95_latency_ms=p95, text=text
+    )
+
+
+def _to_win(c: Candidate, best: Candidate | None, settings: RoutingSettings) -> ChangeNeeded:
+    blockers = tuple(r for r in c.rejected_because if not r.startswith((TOO_FEW_CALLS, NO_HISTORY)))
+    more_calls = None
+    if not c.has_history:
+        more_calls = settings.min_calls
+    elif c.calls < settings.min_calls:
+        more_calls = settings.min_calls - c.calls
+    parts: list[str] = []
+    if more_calls is not None:
+        parts.append(f"needs {more_calls} more call{'s' if more_calls != 1 else ''} to be judged")
+    if c.demoted:
+        parts.append(
+            f"its newest calls must stop failing ({c.recent_failures} of the last "
+            f"{c.recent_calls} failed)"
+        )
+    elif (
+        more_calls is None
+        and c.success_lower_bound is not None
+        and c.success_lower_bound < settings.min_success_rate
+    ):
+        parts.append(
+            f"its success bound must reach {settings.min_success_rate:.0%} "
+            f"(now {c.success_lower_bound:.1%})"
+        )
+    if (
+        settings.max_latency_ms is not None
+        and c.p95_latency_ms is not None
+        and c.p95_latency_ms > settings.max_latency_ms
+    ):
+        parts.append(
+            f"its p95 must fall to {settings.max_latency_ms:,.0f} ms (now {c.p95_latency_ms:,.0f})"
+        )
+    if (
+        settings.max_cost_usd is not None
+        and c.avg_cost_usd is not None
+        and c.avg_cost_usd > settings.max_cost_usd
+    ):
+        parts.append(
+            f"its average cost must fall to {format_usd(settings.max_cost_usd)} "
+            f"(now {format_usd(c.avg_cost_usd)})"
+        )
+
+    gap = bound = cost = p95 = None
+    if (
+        best is not None
+        and c.quality_score is not None
+        and best.quality_score is not None
+        and c.success_lower_bound is not None
+    ):
+        gap = best.quality_score - c.quality_score
+        weights = settings.weights
+        if weights.success_weight:
+            needed = c.success_lower_bound + gap / weights.success_weight
+            bound = needed if needed <= 1 else None
+        cost = _cost_for(c.avg_cost_usd, -gap, weights)
+        p95 = _latency_for(c.p95_latency_ms, -gap, weights)
+        options = _options(bound, c.success_lower_bound, cost, p95, verb="rose", up="fell")
+        lead = options or "no single figure moved alone could close it"
+        if parts:
+            parts.append(
+                f"even then it trails {best.model} by {gap:.1f} points and would lead only if "
+                + (options or "several figures improved at once")
+            )
+        else:
+            parts.append(
+                f"trails {best.model} by {gap:.1f} points; it would take the lead if {lead}"
+                if options
+                else f"trails {best.model} by {gap:.1f} points; {lead}"
+            )
+    elif best is not None and not c.has_history:
+        parts.append(f"then it must beat {best.model}'s score of {best.quality_score:.1f}")
+    elif best is None and not parts:
+        parts.append("it qualifies")
+    text = "; ".join(parts)
+    return ChangeNeeded(
+        score_gap=gap,
+        success_lower_bound=bound,
+        avg_cost_usd=cost,
+        p95_latency_ms=p95,
+        more_calls=more_calls,
+        blockers=blockers,
+        text=text,
+    )
+
+
+def _options(
+    bound: float | None,
+    current_bound: float,
+    cost: float | None,
+    p95: float | None,
+    *,
+    verb: str,
+    up: str,
+) -> str:
+    """Join the figures that alone would close a gap: 'its success bound rose to …, or …'."""
+    options = []
+    if bound is not None:
+        options.append(f"its success bound {verb} to {bound:.1%} (now {current_bound:.1%})")
+    if cost is not None:
+        options.append(f"its average cost {up} to {format_usd(cost)}")
+    if p95 is not None:
+        options.append(f"its p95 latency {up} to {p95:,.0f} ms")
+    return ", or ".join(options)
+
+
+def _cost_for(cost: float | None, delta_points: float, weights: ScoreWeights) -> float | None:
+    """The cost whose penalty differs from ``cost``'s by ``delta_points`` (None: impossible)."""
+    if cost is None or weights.cost_weight <= 0:
+        return None
+    penalty = (
+        math.log2(1 + max(cost, 0.0) / weights.cost_unit_usd) + delta_points / weights.cost_weight
+    )
+    if penalty < 0:
+        return None
+    return weights.cost_unit_usd * (2**penalty - 1) if penalty < 1000 else None
+
+
+def _latency_for(p95: float | None, delta_points: float, weights: ScoreWeights) -> float | None:
+    """The p95 whose penalty differs from ``p95``'s by ``delta_points`` (None: impossible)."""
+    if p95 is None or weights.latency_weight <= 0:
+        return None
+    penalty = (
+        math.log2(1 + max(p95, 0.0) / weights.latency_unit_ms)
+        + delta_points / weights.latency_weight
+    )
+    if penalty < 0:
+        return None
+    return weights.latency_unit_ms * (2**penalty - 1) if penalty < 1000 else None
+
+
+def _figures(c: Candidate) -> str:
+    parts = [f"success bound {c.success_lower_bound:.1%} over {c.calls:,} calls"]
+    if c.p95_latency_ms is not None:
+        parts.append(f"p95 {c.p95_latency_ms:,.0f} ms")
+    if c.avg_cost_usd is not None:
+        parts.append(f"{format_usd(c.avg_cost_usd)} per call")
+    return ", ".join(parts)
+
+
+def _where(workflow: str | None, stage: str) -> str:
+    return (
+        f"stage '{stage}' of workflow '{workflow}'"
+        if workflow
+        else f"stage '{stage}' (all workflows)"
+    )
