@@ -416,9 +416,11 @@ TREE: dict[str, Any] = {'help': 'Pick the right LLM for each workflow...',
                                                              'nargs': 1,
                                                              'multiple': False,
                                                              'hidden': False,
-                                                             'help': 'Rule out models whose '
-                                                                     'average cost per call is '
-                                                                     'above this.',
+                                                             'help': 'Hard cap on the cost per '
+                                                                     'call: never return a model '
+                                                                     'whose average cost (or, '
+                                                                     'without history, registry '
+                                                                     'price) is above this.',
                                                              'values': None},
                                                             {'kind': 'option',
                                                              'opts': ['--max-latency'],
@@ -427,9 +429,9 @@ TREE: dict[str, Any] = {'help': 'Pick the right LLM for each workflow...',
                                                              'nargs': 1,
                                                              'multiple': False,
                                                              'hidden': False,
-                                                             'help': 'Rule out models whose p95 '
-                                                                     'latency is above this many '
-                                                                     'milliseconds.',
+                                                             'help': 'Hard cap: never return a '
+                                                                     'model whose recorded p95 '
+                                                                     'latency is above this (ms).',
                                                              'values': None},
                                                             {'kind': 'option',
                                                              'opts': ['--min-success'],
@@ -469,6 +471,17 @@ TREE: dict[str, Any] = {'help': 'Pick the right LLM for each workflow...',
                                                                      'calls); record the outcome '
                                                                      'with `attune telemetry '
                                                                      'record`.',
+                                                             'values': None},
+                                                            {'kind': 'option',
+                                                             'opts': ['--any-provider'],
+                                                             'names': ['--any-provider'],
+                                                             'takes_value': False,
+                                                             'nargs': 1,
+                                                             'multiple': False,
+                                                             'hidden': False,
+                                                             'help': 'Rank every model, also those '
+                                                                     'whose provider has no key or '
+                                                                     'base URL here.',
                                                              'values': None},
                                                             {'kind': 'option',
                                                              'opts': ['--json'],
@@ -518,8 +531,11 @@ TREE: dict[str, Any] = {'help': 'Pick the right LLM for each workflow...',
                                                           'nargs': 1,
                                                           'multiple': False,
                                                           'hidden': False,
-                                                          'help': 'Rule out models whose average '
-                                                                  'cost per call is above this.',
+                                                          'help': 'Hard cap on the cost per call: '
+                                                                  'never return a model whose '
+                                                                  'average cost (or, without '
+                                                                  'history, registry price) is '
+                                                                  'above this.',
                                                           'values': None},
                                                          {'kind': 'option',
                                                           'opts': ['--max-latency'],
@@ -528,9 +544,9 @@ TREE: dict[str, Any] = {'help': 'Pick the right LLM for each workflow...',
                                                           'nargs': 1,
                                                           'multiple': False,
                                                           'hidden': False,
-                                                          'help': 'Rule out models whose p95 '
-                                                                  'latency is above this many '
-                                                                  'milliseconds.',
+                                                          'help': 'Hard cap: never return a model '
+                                                                  'whose recorded p95 latency is '
+                                                                  'above this (ms).',
                                                           'values': None},
                                                          {'kind': 'option',
                                                           'opts': ['--min-success'],
@@ -567,6 +583,17 @@ TREE: dict[str, Any] = {'help': 'Pick the right LLM for each workflow...',
                                                                   'routing.explore_share of '
                                                                   'calls); record the outcome with '
                                                                   '`attune telemetry record`.',
+                                                          'values': None},
+                                                         {'kind': 'option',
+                                                          'opts': ['--any-provider'],
+                                                          'names': ['--any-provider'],
+                                                          'takes_value': False,
+                                                          'nargs': 1,
+                                                          'multiple': False,
+                                                          'hidden': False,
+                                                          'help': 'Rank every model, also those '
+                                                                  'whose provider has no key or '
+                                                                  'base URL here.',
                                                           'values': None},
                                                          {'kind': 'option',
                                                           'opts': ['--json'],

@@ -7,6 +7,7 @@ it. The router, the store (sqlite3) and Rich tables are imported inside the comm
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
@@ -68,22 +69,40 @@ StageOpt = Annotated[
         metavar="S",
     ),
 ]
+
+
+def _finite(value: float | None) -> float | None:
+    if value is not None and not 0 <= value < math.inf:
+        raise typer.BadParameter(f"must be a finite number, zero or more (got {value})")
+    return value
+
+
 MaxCostOpt = Annotated[
     float | None,
     typer.Option(
         "--max-cost",
-        min=0,
+        callback=_finite,
         metavar="USD",
-        help="Rule out models whose average cost per call is above this.",
+        help=(
+            "Hard cap on the cost per call: never return a model whose average cost (or, "
+            "without history, registry price) is above this."
+        ),
     ),
 ]
 MaxLatencyOpt = Annotated[
     float | None,
     typer.Option(
         "--max-latency",
-        min=0,
+        callback=_finite,
         metavar="MS",
-        help="Rule out models whose p95 latency is above this many milliseconds.",
+        help="Hard cap: never return a model whose recorded p95 latency is above this (ms).",
+    ),
+]
+AnyProviderOpt = Annotated[
+    bool,
+    typer.Option(
+        "--any-provider",
+        help="Rank every model, also those whose provider has no key or base URL here.",
     ),
 ]
 MinSuccessOpt = Annotated[
@@ -140,6 +159,7 @@ def _decide(
     min_success: float | None,
     days: int | None,
     explore: bool,
+    any_provider: bool,
 ) -> RoutingDecision:
     with _router() as router:
         return router.get_best_model(
@@ -150,6 +170,7 @@ def _decide(
             min_success_rate=min_success,
             days=days,
             explore=explore,
+            any_provider=any_provider,
         )
 
 
@@ -162,13 +183,21 @@ def explain(
     min_success: MinSuccessOpt = None,
     days: DaysOpt = None,
     explore: ExploreOpt = False,
+    any_provider: AnyProviderOpt = False,
     json_: JsonOpt = False,
 ) -> None:
     """Show every candidate model for a stage, its figures and verdict, and why one wins.
 
+    Only models whose provider is configured here (a key, or a base URL for a local server)
+    can be chosen; --any-provider ranks the others too. Outage failures (5xx, timeouts,
+    refused connections) count only for routing.outage_memory_hours; rate limits and refused
+    requests never count.
+
     Example:  attune route explain analysis -w code-review --max-latency 5000
     """
-    decision = _decide(stage, workflow, max_cost, max_latency, min_success, days, explore)
+    decision = _decide(
+        stage, workflow, max_cost, max_latency, min_success, days, explore, any_provider
+    )
     if json_:
         from attune_cli.cli.console import print_json
 
@@ -186,19 +215,29 @@ def best(
     min_success: MinSuccessOpt = None,
     days: DaysOpt = None,
     explore: ExploreOpt = False,
+    any_provider: AnyProviderOpt = False,
     json_: JsonOpt = False,
 ) -> None:
     """Print only the model id to use for a stage (for scripts).
 
+    The model is callable here and within every cap; when no model is, nothing is printed
+    and the exit status is 1 ("no model within the caps").
+
     Example:  MODEL=$(attune route best analysis -w code-review --max-cost 0.01)
     """
-    decision = _decide(stage, workflow, max_cost, max_latency, min_success, days, explore)
+    from attune_cli.core.ask import no_model_within_caps
+
+    decision = _decide(
+        stage, workflow, max_cost, max_latency, min_success, days, explore, any_provider
+    )
     if json_:
         from attune_cli.cli.console import print_json
 
         print_json(decision.as_dict())
-        return
-    typer.echo(decision.chosen)
+    if decision.chosen is None:
+        raise no_model_within_caps(decision)
+    if not json_:
+        typer.echo(decision.chosen)
 
 
 @app.command("stats")
@@ -237,8 +276,12 @@ def check(
 
     Example:  attune route check -w code-review
     """
+    from attune_cli.cli.console import warn
+
     with _router() as router:
         advice = router.check(workflow, stage)
+        for problem in router.contradictions():
+            warn(problem)
     if json_:
         from attune_cli.cli.console import print_json
 
@@ -286,10 +329,11 @@ def _render_decision(decision: RoutingDecision) -> None:
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("Verdict", overflow="fold")
     ruled_out: list[tuple[str, str]] = []
+    not_counted: list[str] = []
     for c in decision.candidates:
         chosen = c.model == decision.chosen
         if chosen:
-            verdict = "chosen (tier default)" if decision.fallback else "chosen"
+            verdict = "chosen (fallback)" if decision.fallback else "chosen"
             if decision.explored:
                 verdict = "chosen (exploring)"
         elif c.eligible:
@@ -305,15 +349,22 @@ def _render_decision(decision: RoutingDecision) -> None:
             row.append(_num(c.p50_latency_ms))
         row += [
             _num(c.p95_latency_ms),
-            _usd(c.avg_cost_usd),
+            ("~" if c.cost_estimated else "") + _usd(c.avg_cost_usd),
             "-" if c.quality_score is None else f"{c.quality_score:.1f}",
             verdict,
         ]
         table.add_row(*row, style="bold green" if chosen else None)
+        if c.not_counted_text:
+            not_counted.append(f"{c.model}: {c.not_counted_text}")
     console.print(table)
+    if any(c.cost_estimated for c in decision.candidates):
+        console.print("~ registry price of a 1,000-token prompt and 500-token answer")
     if ruled_out:
         console.print("[bold]Ruled out:[/bold]")
         console.print(_bullets(f"{model}: {why}" for model, why in ruled_out))
+    if not_counted:
+        console.print("[bold]Failures that do not count against a model:[/bold]")
+        console.print(_bullets(not_counted))
     console.print(f"\n[bold]Why:[/bold] {decision.reason}")
     changes = decision.what_would_change
     if changes:
@@ -376,7 +427,7 @@ def _render_stats(result: RoutingStats) -> None:
             _pct(s.success_rate if s.calls else None),
             _usd(s.total_cost_usd),
             s.default_tier,
-            s.best,
+            s.best or "none within caps",
         )
     console = out()
     console.print(table)

@@ -1,8 +1,8 @@
 """What ``attune ask`` does: route (unless a model is named), then call through the executor.
 
-The router knows history, not keys; the executor knows which providers this machine can reach.
-``choose_model`` reconciles the two, ``ask`` wires the store, the breaker, the router and the
-executor of a workspace together for one prompt.
+``ask`` wires the store, the breaker, the router and the executor of a workspace together for one
+prompt. The router is told which providers the executor can reach, so it only ever chooses a
+callable model within the caps; when there is none, nobody is called.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from attune_cli.core.errors import OperationError
 if TYPE_CHECKING:
     import httpx
 
-    from attune_cli.core.executor import ResilientExecutor
     from attune_cli.core.response import LLMResponse
     from attune_cli.core.routing import RoutingDecision
     from attune_cli.core.workspace import Workspace
@@ -47,44 +46,6 @@ class AskOptions:
     max_tokens: int = 1024
     max_cost_usd: float | None = None
     stream: bool = True
-
-
-def choose_model(
-    decision: RoutingDecision, configured: set[str], executor: ResilientExecutor, tier: str | None
-) -> tuple[str, str]:
-    """The model to ask first, and a note saying why.
-
-    The router's choice when its provider is configured (and, with ``tier``, it is of that
-    tier); else the best eligible candidate that qualifies; else the first registry model of
-    the tier on a configured provider.
-
-    Args:
-        decision: the router's decision.
-        configured: names of the providers with a key or an explicit base URL.
-        executor: for the registry.
-        tier: only models of this tier, when given.
-    """
-
-    def usable(provider: str | None, model_tier: str | None) -> bool:
-        return provider in configured and (tier is None or model_tier == tier)
-
-    if usable(decision.provider, decision.tier):
-        return decision.chosen, f"routed to {decision.chosen}: {decision.reason}"
-    why = (
-        f"the router's pick {decision.chosen} is not of the {tier} tier"
-        if tier is not None and decision.tier != tier
-        else f"the router's pick {decision.chosen} is on {decision.provider}, not configured"
-    )
-    for candidate in decision.candidates:
-        if candidate.eligible and usable(candidate.provider, candidate.tier):
-            return candidate.model, f"routed to {candidate.model} ({why})"
-    wanted_tier = tier or decision.tier or decision.default_tier
-    models = executor.registry.by_tier(wanted_tier)
-    for model in models:
-        if model.provider in configured:
-            return model.id, f"using {model.id}, the first {wanted_tier} model configured ({why})"
-    model_id = models[0].id if models else decision.chosen
-    return model_id, f"using {model_id} ({why})"
 
 
 def ask(
@@ -137,17 +98,23 @@ def ask(
                 )
             model = options.model
             if model is None:
-                from attune_cli.core.routing import AdaptiveModelRouter
+                from attune_cli.core.routing import AdaptiveModelRouter, RoutingSettings
 
-                router = AdaptiveModelRouter.from_workspace(workspace, store)
+                settings = RoutingSettings.from_config(workspace.config, path)
+                router = AdaptiveModelRouter(
+                    store, workspace.registry, settings, configured=frozenset(configured)
+                )
                 decision = router.get_best_model(
                     options.workflow,
                     options.stage,
                     max_cost=options.max_cost_usd,
-                    explore=router.settings.explore,
+                    explore=settings.explore,
+                    tier=options.tier,
                 )
-                model, note = choose_model(decision, configured, executor, options.tier)
-                notice(note)
+                if decision.chosen is None:
+                    raise no_model_within_caps(decision)
+                model = decision.chosen
+                notice(f"routed to {model}: {decision.reason}")
             return executor.execute(
                 options.prompt,
                 model=model,
@@ -164,3 +131,18 @@ def ask(
     finally:
         breaker.close()
         store.close()
+
+
+def no_model_within_caps(decision: RoutingDecision) -> OperationError:
+    """The error for a decision that leaves nobody to call (exit 1), naming what ruled out what."""
+    ruled_out = "; ".join(
+        f"{c.model}: {', '.join(c.rejected_because)}"
+        for c in decision.candidates
+        if not c.callable_within_caps
+    )
+    where = f"-w {decision.workflow} " if decision.workflow else ""
+    return OperationError(
+        f"no model within the caps: {ruled_out}" if ruled_out else decision.reason,
+        hint=f"raise the caps, configure a provider (`attune auth status`), or see "
+        f"`attune route explain {decision.stage} {where}--any-provider`",
+    )

@@ -85,7 +85,20 @@ CREATE TABLE breaker_events (
 CREATE INDEX breaker_events_key_ts ON breaker_events(key, ts, failure);
 """
 
-MIGRATIONS: tuple[str, ...] = (_CALLS_SCHEMA + _BREAKER_SCHEMA,)
+# Version 2: the two router indexes also carry each row's status and error kind, from which a
+# read derives the failure class (``attune_cli.core.failures.sql_failure_class``) without
+# leaving the index. (A generated column would be neater, but SQLite does not read one from a
+# covering index: every query would visit the table.)
+_FAILURE_CLASS = """
+DROP INDEX calls_performance;
+CREATE INDEX calls_performance
+    ON calls(workflow, stage, model, latency_ms, ts, success, cost_usd, status, error_kind);
+DROP INDEX calls_workflow_stage_ts;
+CREATE INDEX calls_workflow_stage_ts
+    ON calls(workflow, stage, ts, model, success, status, error_kind);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_CALLS_SCHEMA + _BREAKER_SCHEMA, _FAILURE_CLASS)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -91,7 +91,7 @@ _CANCELLED_KINDS = frozenset({"cancelled", "canceled", "cancellation", "interrup
 
 def normalise_kind(kind: str) -> str:
     """``kind`` in the form the tables above use (``Rate-Limit_Error`` → ``rate_limit``)."""
-    normal = kind.strip().lower().replace("-", "_")
+    normal = kind.strip(" ").lower().replace("-", "_")
     return normal if normal == "stream_error" else normal.removesuffix("_error")
 
 
@@ -132,3 +132,41 @@ def classify(status: int | None, kind: str | None) -> FailureClass:
 def failure_class_of(success: bool, status: int | None, kind: str | None) -> FailureClass | None:
     """``classify`` for a failed call, None for a successful one."""
     return None if success else classify(status, kind)
+
+
+def sql_failure_class(
+    success: str = "success", status: str = "status", kind: str = "error_kind"
+) -> str:
+    """``failure_class_of`` as one SQL expression over a row's columns, for the store.
+
+    Built from the same tables as ``classify``, so the class the store keeps for a row and the
+    class Python gives the same call can never disagree (a test holds them together).
+
+    Args:
+        success: the column holding 1 for a success, 0 for a failure.
+        status: the HTTP status column.
+        kind: the error kind column.
+    """
+    trimmed = f"lower(replace(trim({kind}), '-', '_'))"
+    normal = (
+        f"(CASE WHEN {trimmed} LIKE '%\\_error' ESCAPE '\\' AND {trimmed} <> 'stream_error' "
+        f"THEN substr({trimmed}, 1, length({trimmed}) - 6) ELSE {trimmed} END)"
+    )
+
+    def among(kinds: frozenset[str]) -> str:
+        return ", ".join(f"'{name}'" for name in sorted(kinds))
+
+    failed_status = f"{status} IS NOT NULL AND ({status} < 200 OR {status} > 299)"
+    return (
+        f"CASE WHEN {success} THEN NULL "
+        f"WHEN {failed_status} AND {status} = 429 THEN '{FailureClass.RATE_LIMIT}' "
+        f"WHEN {failed_status} AND ({status} >= 500 OR {status} IN (408, 409)) "
+        f"THEN '{FailureClass.OUTAGE}' "
+        f"WHEN {failed_status} AND {status} >= 400 THEN '{FailureClass.CALLER_ERROR}' "
+        f"WHEN {kind} IS NULL THEN '{FailureClass.QUALITY}' "
+        f"WHEN {normal} IN ({among(_RATE_LIMIT_KINDS)}) THEN '{FailureClass.RATE_LIMIT}' "
+        f"WHEN {normal} IN ({among(_CALLER_KINDS)}) THEN '{FailureClass.CALLER_ERROR}' "
+        f"WHEN {normal} IN ({among(_OUTAGE_KINDS)}) THEN '{FailureClass.OUTAGE}' "
+        f"WHEN {normal} IN ({among(_CANCELLED_KINDS)}) THEN '{FailureClass.CANCELLED}' "
+        f"ELSE '{FailureClass.QUALITY}' END"
+    )

@@ -121,8 +121,18 @@ class ModelPerformance:
         avg_cost_usd: mean cost per call (None when none recorded).
         weighted_calls: recency-weighted call count (equals ``calls`` when unweighted).
         weighted_successes: recency-weighted successes (equals ``successes`` when unweighted).
-        recent_calls: how many of the model's newest calls ``recent_failures`` looked at.
+        recent_calls: how many of the model's newest counted calls ``recent_failures`` looked
+            at (calls that count: successes, quality failures, outages within their memory).
         recent_failures: failures among those newest calls.
+        counted_calls: the calls that judge the model: successes, quality failures, and outage
+            failures younger than the outage memory (None: every call counts, as before failure
+            classes were known).
+        quality_failures: failures of the answer itself (long memory).
+        outage_failures: the provider could not answer (all in the window, counted or not).
+        outage_failures_counted: those younger than the outage memory.
+        rate_limited: 429s and other rate limits (never counted).
+        caller_errors: requests the provider refused as wrong (never counted).
+        newest_outage_ts: when the newest outage failure happened (None: none in the window).
         weights: the score weights ``quality_score`` uses.
     """
 
@@ -138,19 +148,32 @@ class ModelPerformance:
     weighted_successes: float | None = None
     recent_calls: int = 0
     recent_failures: int = 0
+    counted_calls: int | None = None
+    quality_failures: int = 0
+    outage_failures: int = 0
+    outage_failures_counted: int = 0
+    rate_limited: int = 0
+    caller_errors: int = 0
+    newest_outage_ts: float | None = None
     weights: ScoreWeights = field(default_factory=ScoreWeights, compare=False, repr=False)
 
     @property
+    def judged_calls(self) -> int:
+        """The calls that judge the model (``counted_calls``, else every call)."""
+        return self.calls if self.counted_calls is None else self.counted_calls
+
+    @property
     def success_rate(self) -> float:
-        """Plain success rate over the window (0.0 with no calls)."""
-        return self.successes / self.calls if self.calls else 0.0
+        """Success rate over the calls that count (0.0 with none)."""
+        judged = self.judged_calls
+        return self.successes / judged if judged else 0.0
 
     @property
     def success_lower_bound(self) -> float:
         """Wilson 95 % lower bound of the (recency-weighted, when given) success rate."""
         if self.weighted_calls is not None and self.weighted_successes is not None:
             return wilson_lower_bound(self.weighted_successes, self.weighted_calls)
-        return wilson_lower_bound(self.successes, self.calls)
+        return wilson_lower_bound(self.successes, self.judged_calls)
 
     @property
     def quality_score(self) -> float:
@@ -164,6 +187,14 @@ class ModelPerformance:
             "provider": self.provider,
             "tier": self.tier,
             "calls": self.calls,
+            "counted_calls": self.judged_calls,
+            "failures": {
+                "quality": self.quality_failures,
+                "outage": self.outage_failures,
+                "outage_counted": self.outage_failures_counted,
+                "rate_limit": self.rate_limited,
+                "caller_error": self.caller_errors,
+            },
             "success_rate": round(self.success_rate, 6),
             "success_lower_bound": round(self.success_lower_bound, 6),
             "p50_latency_ms": self.p50_latency_ms,

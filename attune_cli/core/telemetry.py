@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from attune_cli.core import db
 from attune_cli.core.clock import now as clock_now
 from attune_cli.core.errors import OperationError, UsageError
+from attune_cli.core.failures import FailureClass, failure_class_of, sql_failure_class
 from attune_cli.core.performance import ModelPerformance, ScoreWeights
 
 if TYPE_CHECKING:
@@ -101,6 +102,8 @@ def _literal(value: str | int | None) -> str:
 
 
 _SELECT = f"SELECT {_SELECT_COLUMNS} FROM calls"
+FAILURE_CLASS_SQL = sql_failure_class()
+"""A row's failure class (NULL for a success) as SQL over its columns."""
 
 
 def quantise_ts(ts: float) -> float:
@@ -238,7 +241,13 @@ class CallRecord:
             "cost_usd": self.cost_usd,
             "attempt": self.attempt,
             "source": self.source,
+            "failure_class": None if self.failure_class is None else str(self.failure_class),
         }
+
+    @property
+    def failure_class(self) -> FailureClass | None:
+        """What the failure says about the model (``attune_cli.core.failures``); None on success."""
+        return failure_class_of(self.success, self.status, self.error_kind)
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> CallRecord:
@@ -532,10 +541,12 @@ class TelemetryStore:
         model: str | None,
         since: float | None,
         limit: int,
+        condition: tuple[str, tuple[Any, ...]] = ("", ()),
     ) -> list[tuple[Any, ...]]:
         """The newest ``limit`` rows of ``pairs`` (None: any pair) and ``model``.
 
-        ``columns`` must start with ``ts``.
+        ``columns`` must start with ``ts``; ``condition`` is an extra ``AND …`` SQL term over
+        the index's columns and its parameters.
 
         Each (workflow, stage) range of ``calls_workflow_stage_ts`` is already in time order,
         so the newest calls are those ranges walked backwards and merged by a UNION ALL that
@@ -545,10 +556,11 @@ class TelemetryStore:
             return []
         since_clause = " AND ts >= ?" if since is not None else ""
         model_clause = " AND model = ?" if model is not None else ""
+        extra, extra_params = condition
         if pairs is not None and len(pairs) <= _MAX_MERGED_PAIRS:
             arm = (
                 f"SELECT {columns} FROM calls INDEXED BY calls_workflow_stage_ts "
-                f"WHERE workflow = ? AND stage = ?{model_clause}{since_clause}"
+                f"WHERE workflow = ? AND stage = ?{model_clause}{since_clause}{extra}"
             )
             params: list[Any] = []
             for pair in pairs:
@@ -557,13 +569,17 @@ class TelemetryStore:
                     params.append(model)
                 if since is not None:
                     params.append(since)
+                params.extend(extra_params)
             sql = " UNION ALL ".join(arm for _ in pairs)
         else:
             # No filter, or more stages than a compound SELECT may merge: walk the time index.
             allowed = set(pairs) if pairs is not None else None
             clause, found = _where(CallFilter(model=model, since_ts=since))
-            sql = f"SELECT {columns}, workflow, stage FROM calls INDEXED BY calls_identity{clause}"
-            cursor = self.conn.execute(f"{sql} ORDER BY ts DESC", found)
+            sql = (
+                f"SELECT {columns}, workflow, stage FROM calls INDEXED BY calls_identity"
+                f"{clause}{extra}"
+            )
+            cursor = self.conn.execute(f"{sql} ORDER BY ts DESC", (*found, *extra_params))
             rows: list[tuple[Any, ...]] = []
             for row in cursor:
                 if allowed is None or (row[-2], row[-1]) in allowed:
@@ -612,19 +628,25 @@ class TelemetryStore:
         half_life_s: float | None = None,
         recent_n: int = 20,
         now: float | None = None,
+        outage_since_ts: float | None = None,
     ) -> list[ModelPerformance]:
         """Per-model figures over every call of a window, best ``quality_score`` first.
+
+        Failures are split by class (``attune_cli.core.failures``): caller errors, rate limits
+        and cancellations never count against a model; outage failures count only when they
+        happened at or after ``outage_since_ts``; quality failures always count.
 
         Args:
             workflow: only this workflow's calls (None: every workflow).
             stage: only this stage's calls (None: every stage).
             since_ts: the window's start, epoch seconds (None: all history).
             weights: the score weights the returned entries use.
-            half_life_s: when given, ``weighted_calls``/``weighted_successes`` weigh each call
-                by ``0.5 ** (age / half_life_s)``; None leaves them None.
-            recent_n: how many of each model's newest calls in the window
+            half_life_s: when given, ``weighted_calls``/``weighted_successes`` weigh each
+                counted call by ``0.5 ** (age / half_life_s)``; None leaves them None.
+            recent_n: how many of each model's newest counted calls in the window
                 ``recent_calls``/``recent_failures`` look at.
             now: the time ages are measured from (default: the store's clock).
+            outage_since_ts: outage failures older than this are not counted (None: all are).
 
         Returns:
             One ``ModelPerformance`` per model with calls in the window, best score first
@@ -632,14 +654,15 @@ class TelemetryStore:
         """
         pairs = self.pairs(workflow, stage)
         since = -math.inf if since_ts is None else since_ts
+        outage_since = -math.inf if outage_since_ts is None else outage_since_ts
         reference = self._clock() if now is None else now
-        totals = self._window_totals(pairs, since, reference, half_life_s)
+        totals = self._window_totals(pairs, since, reference, half_life_s, outage_since)
         result: list[ModelPerformance] = []
         for model, total in totals.items():
             p50 = self._latency_percentile(model, pairs, since, total.latencies, 50)
             p95 = self._latency_percentile(model, pairs, since, total.latencies, 95)
             recent_calls, recent_failures, provider, tier = self._recent_of(
-                model, pairs, since, recent_n
+                model, pairs, since, recent_n, outage_since
             )
             result.append(
                 ModelPerformance(
@@ -655,6 +678,15 @@ class TelemetryStore:
                     weighted_successes=total.weighted_successes if half_life_s else None,
                     recent_calls=recent_calls,
                     recent_failures=recent_failures,
+                    counted_calls=total.successes
+                    + total.quality_failures
+                    + total.outage_failures_counted,
+                    quality_failures=total.quality_failures,
+                    outage_failures=total.outage_failures,
+                    outage_failures_counted=total.outage_failures_counted,
+                    rate_limited=total.rate_limited,
+                    caller_errors=total.caller_errors,
+                    newest_outage_ts=total.newest_outage_ts,
                     weights=weights,
                 )
             )
@@ -667,20 +699,26 @@ class TelemetryStore:
         since: float,
         now: float,
         half_life_s: float | None,
+        outage_since: float,
     ) -> dict[str, _Totals]:
         """Counts and sums per model, one index-ordered GROUP BY per (workflow, stage)."""
         decay_per_s = math.log(2) / half_life_s if half_life_s else 0.0
+        weight = "exp(min(ts - :now, 0) * :decay)"
         weighted = (
-            "SUM(exp(min(ts - :now, 0) * :decay)), SUM(success * exp(min(ts - :now, 0) * :decay))"
-            if half_life_s
-            else "0, 0"
+            f"TOTAL(counted * {weight}), TOTAL(success * {weight})" if half_life_s else "0, 0"
         )
+        # The class is derived from columns the index carries, so this reads the index alone;
         # GROUP BY model follows the index order, so SQLite aggregates as it scans: no sort.
         sql = (
-            "SELECT model, COUNT(*), SUM(success), TOTAL(cost_usd), COUNT(cost_usd), "
-            f"COUNT(latency_ms), {weighted} "
+            "SELECT model, COUNT(*), SUM(success), TOTAL(fc = 'quality'), TOTAL(fc = 'outage'), "
+            "TOTAL(fc = 'outage' AND ts >= :outage_since), TOTAL(fc = 'rate_limit'), "
+            "TOTAL(fc = 'caller_error'), MAX(CASE WHEN fc = 'outage' THEN ts END), "
+            f"TOTAL(cost_usd), COUNT(cost_usd), COUNT(latency_ms), {weighted} "
+            "FROM (SELECT model, ts, success, cost_usd, latency_ms, fc, "
+            "success OR fc = 'quality' OR (fc = 'outage' AND ts >= :outage_since) AS counted "
+            f"FROM (SELECT model, ts, success, cost_usd, latency_ms, ({FAILURE_CLASS_SQL}) AS fc "
             "FROM calls INDEXED BY calls_performance "
-            "WHERE workflow = :workflow AND stage = :stage AND ts >= :since GROUP BY model"
+            "WHERE workflow = :workflow AND stage = :stage AND ts >= :since)) GROUP BY model"
         )
         totals: dict[str, _Totals] = {}
         for pair_workflow, pair_stage in pairs:
@@ -690,11 +728,18 @@ class TelemetryStore:
                 "since": since,
                 "now": now,
                 "decay": decay_per_s,
+                "outage_since": outage_since,
             }
             for (
                 model,
                 calls,
                 successes,
+                quality,
+                outage,
+                outage_counted,
+                rate_limited,
+                caller_errors,
+                newest_outage,
                 cost,
                 costs,
                 latencies,
@@ -704,6 +749,15 @@ class TelemetryStore:
                 total = totals.setdefault(model, _Totals())
                 total.calls += calls
                 total.successes += successes
+                total.quality_failures += int(quality)
+                total.outage_failures += int(outage)
+                total.outage_failures_counted += int(outage_counted)
+                total.rate_limited += int(rate_limited)
+                total.caller_errors += int(caller_errors)
+                if newest_outage is not None:
+                    total.newest_outage_ts = max(
+                        total.newest_outage_ts or newest_outage, newest_outage
+                    )
                 total.cost_usd += cost
                 total.costs += costs
                 total.latencies += latencies
@@ -761,10 +815,30 @@ class TelemetryStore:
         return None if row is None else float(row[0])
 
     def _recent_of(
-        self, model: str, pairs: list[tuple[str, str]], since: float, recent_n: int
+        self,
+        model: str,
+        pairs: list[tuple[str, str]],
+        since: float,
+        recent_n: int,
+        outage_since: float = -math.inf,
     ) -> tuple[int, int, str | None, str | None]:
-        """Failures among the model's newest ``recent_n`` calls, and its provider and tier."""
-        rows = self._newest("ts, success, provider, tier", pairs, model, since, max(recent_n, 1))
+        """Failures among the model's newest ``recent_n`` counted calls, its provider and tier.
+
+        Counted as in ``model_performance``: rate limits, caller errors, cancellations and
+        outages older than ``outage_since`` are passed over.
+        """
+        counted = (
+            f" AND (success OR ({FAILURE_CLASS_SQL}) = '{FailureClass.QUALITY}' "
+            f"OR (({FAILURE_CLASS_SQL}) = '{FailureClass.OUTAGE}' AND ts >= ?))"
+        )
+        rows = self._newest(
+            "ts, success, provider, tier",
+            pairs,
+            model,
+            since,
+            max(recent_n, 1),
+            (counted, (outage_since,)),
+        )
         provider = next((r[2] for r in rows if r[2] is not None), None)
         tier = next((r[3] for r in rows if r[3] is not None), None)
         taken = rows[: max(recent_n, 0)]
@@ -828,6 +902,12 @@ class _Totals:
     latencies: int = 0
     weighted_calls: float = 0.0
     weighted_successes: float = 0.0
+    quality_failures: int = 0
+    outage_failures: int = 0
+    outage_failures_counted: int = 0
+    rate_limited: int = 0
+    caller_errors: int = 0
+    newest_outage_ts: float | None = None
 
 
 def _write_error(path: Path, exc: sqlite3.Error) -> OperationError:

@@ -37,6 +37,14 @@ def seed(home: Path, model: str, n: int, *, failures: int = 0, **fields: object)
         store.record_many(records)
 
 
+@pytest.fixture(autouse=True)
+def keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both providers callable, as on a machine set up to call them (tests of the other case
+    remove a key)."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-key")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
+
+
 @pytest.fixture
 def history(attune_home: Path) -> Path:
     seed(attune_home, "gpt-5", 300, failures=3, latency_ms=1200.0, cost_usd=0.004)
@@ -91,16 +99,29 @@ def test_best_json_is_the_decision(history: Path) -> None:
     assert sonnet["rejected_because"] == ["average cost $0.005 over the $0.0045 cap"]
 
 
-def test_explain_json_falls_back_when_every_model_is_ruled_out(history: Path) -> None:
-    result = runner.invoke(
-        app,
-        ["route", "explain", "analysis", "-w", "code-review", "--max-cost", "0.001", "--json"],
-    )
+def test_a_cap_no_model_meets_chooses_nobody(history: Path) -> None:
+    args = ["analysis", "-w", "code-review", "--max-cost", "0.001"]
+    result = runner.invoke(app, ["route", "explain", *args, "--json"])
     assert result.exit_code == 0
     doc = json.loads(result.stdout)
-    assert doc["fallback"] is True
-    assert doc["chosen"] == "claude-sonnet-4-5"
-    assert "gpt-5: average cost $0.004 over the $0.001 cap" in doc["reason"]
+    assert doc["chosen"] is None and doc["within_caps"] is False and doc["fallback"] is True
+    assert doc["reason"].startswith("No model within the caps")
+    # Every model of every tier is listed with the cap that ruled it out, and its figures.
+    for candidate in doc["candidates"]:
+        [cap] = [r for r in candidate["rejections"] if r["reason"] == "over_cost_cap"]
+        assert cap["limit"] == 0.001 and cap["value"] > 0.001
+    models = {c["model"] for c in doc["candidates"]}
+    assert {"gpt-5", "gpt-5-mini", "claude-haiku-4-5", "gpt-5-pro"} <= models
+
+    best = runner.invoke(app, ["route", "best", *args])
+    assert best.exit_code == 1
+    assert best.stdout == ""
+    assert "no model within the caps" in best.stderr
+    assert "gpt-5: average cost $0.004 over the $0.001 cap" in best.stderr
+
+    as_json = runner.invoke(app, ["route", "best", *args, "--json"])
+    assert as_json.exit_code == 1
+    assert json.loads(as_json.stdout)["chosen"] is None
 
 
 def test_unknown_stage_and_workflow_explain_there_is_no_history(attune_home: Path) -> None:

@@ -7,71 +7,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from executor_fakes import FakeClock, ScriptedProvider, answer, error, make_executor
+from executor_fakes import ScriptedProvider, answer, error
 
-from attune_cli.core.ask import AskOptions, ask, choose_model
+from attune_cli.core.ask import AskOptions, ask
 from attune_cli.core.errors import OperationError
-from attune_cli.core.routing import Candidate, RoutingDecision
 from attune_cli.core.workspace import Workspace
 
 KEY = "sk-test-0123456789abcdefSECRET"
-
-
-def decision(chosen: str, provider: str, tier: str, *candidates: Candidate) -> RoutingDecision:
-    return RoutingDecision(
-        workflow="w",
-        stage="s",
-        chosen=chosen,
-        tier=tier,
-        provider=provider,
-        reason="the best score",
-        fallback=False,
-        constraints={},
-        candidates=list(candidates),
-        default_tier="cheap",
-    )
-
-
-@pytest.fixture
-def executor() -> object:
-    return make_executor(ScriptedProvider(), FakeClock())
-
-
-def test_the_routers_pick_goes_first_when_its_provider_is_configured(executor: object) -> None:
-    model, note = choose_model(
-        decision("claude-haiku-4-5", "anthropic", "cheap"), {"anthropic"}, executor, None
-    )
-    assert model == "claude-haiku-4-5"
-    assert note == "routed to claude-haiku-4-5: the best score"
-
-
-def test_an_unconfigured_pick_gives_way_to_the_best_configured_candidate(executor: object) -> None:
-    pick = decision(
-        "claude-haiku-4-5",
-        "anthropic",
-        "cheap",
-        Candidate("claude-haiku-4-5", "anthropic", "cheap", eligible=True),
-        Candidate("gpt-5", "openai", "capable", eligible=False),
-        Candidate("gpt-5-mini", "openai", "cheap", eligible=True),
-    )
-    model, note = choose_model(pick, {"openai"}, executor, None)
-    assert model == "gpt-5-mini"
-    assert "anthropic, not configured" in note
-
-
-def test_without_eligible_candidates_the_tiers_first_configured_model(executor: object) -> None:
-    model, _ = choose_model(
-        decision("claude-haiku-4-5", "anthropic", "cheap"), {"openai"}, executor, None
-    )
-    assert model == "gpt-5-mini"
-
-
-def test_tier_restricts_the_choice(executor: object) -> None:
-    model, note = choose_model(
-        decision("claude-haiku-4-5", "anthropic", "cheap"), {"anthropic"}, executor, "premium"
-    )
-    assert model == "claude-opus-4-5"
-    assert "not of the premium tier" in note
 
 
 def workspace_with(config: str = "") -> Workspace:
@@ -101,7 +43,7 @@ def test_ask_routes_calls_and_records_every_attempt(attune_home: Path) -> None:
     )
     # analysis is a capable stage; anthropic has no key, so the capable OpenAI model goes first.
     assert provider.models == ["gpt-5", "gpt-5"]
-    assert notes[0].startswith("using gpt-5")
+    assert notes[0].startswith("routed to gpt-5: No history")
     assert response.success and "".join(pieces) == response.content
     rows = sqlite3.connect(workspace.paths.telemetry_db).execute(
         "SELECT workflow, stage, model, success, status FROM calls ORDER BY id"

@@ -46,11 +46,13 @@ def calls(
     days_ago: float = 1.0,
     spread_days: float = 0.5,
     failures_last: bool = False,
+    failure_status: int | None = None,
 ) -> list[CallRecord]:
     """``n`` calls of ``model``, oldest first, evenly spread; ``failures`` of them failed.
 
     Failures are spread evenly through the calls, or put at the newest end with
-    ``failures_last``.
+    ``failures_last``. They are quality failures (long memory) unless ``failure_status`` gives
+    them an HTTP status (500: an outage, 429: a rate limit).
     """
     start = NOW - days_ago * DAY
     result = []
@@ -68,8 +70,8 @@ def calls(
                 ts=start + spread_days * DAY * i / max(n, 1),
                 latency_ms=latency_ms,
                 cost_usd=cost_usd,
-                error_kind="server_error" if failed else None,
-                status=500 if failed else 200,
+                error_kind=None,
+                status=(failure_status if failed else 200),
             )
         )
     return result
@@ -251,19 +253,28 @@ def test_unknown_stage_uses_the_tier_default_and_says_there_is_no_history(
     assert all(c.rejected_because == ("no history",) for c in decision.candidates)
 
 
-def test_every_candidate_filtered_out_falls_back_without_crashing(store: TelemetryStore) -> None:
+def test_every_candidate_filtered_out_falls_back_within_the_caps(store: TelemetryStore) -> None:
     # Trap 3: the older tool crashed here (a structlog-style keyword call on a stdlib logger).
+    # And the caps are hard: the fallback is the nearest model within them, never one over.
     store.record_many(calls("claude-sonnet-4-5", 100, latency_ms=5000, cost_usd=0.02))
     store.record_many(calls("gpt-5", 100, latency_ms=900, cost_usd=0.05))
     decision = router(store).get_best_model(
         "code-review", "analysis", max_cost=0.01, max_latency_ms=2000
     )
     assert decision.fallback is True
-    assert decision.chosen == "claude-sonnet-4-5"
+    # The capable tier has nothing within the caps; the cheap tier's first model fits them by
+    # its registry price ($0.0035 for a 1,000-token prompt and a 500-token answer).
+    assert decision.chosen == "claude-haiku-4-5"
+    assert decision.tier == "cheap"
     assert decision.reason.startswith("No model qualified")
     assert "claude-sonnet-4-5: p95 latency 5,000 ms over the 2,000 ms cap" in decision.reason
     assert "average cost $0.05 over the $0.01 cap" in decision.reason
+    assert "so using claude-haiku-4-5, the nearest cheap-tier model within the caps" in (
+        decision.reason
+    )
     assert decision.as_dict()["fallback"] is True
+    dearer = decision.candidate("gpt-5-pro")
+    assert dearer is not None and "registry price" in dearer.rejected_because[0]
 
 
 def test_candidates_include_history_of_other_tiers_and_the_default_tier(
@@ -456,7 +467,12 @@ def test_from_workspace_reads_routing_settings(tmp_path: Path) -> None:
     paths.config_file.write_text('[routing]\nmin_calls = 3\n[routing.stages]\nanalysis = "cheap"\n')
     workspace = Workspace.load(paths)
     with TelemetryStore(paths.telemetry_db) as opened:
-        built = AdaptiveModelRouter.from_workspace(workspace, opened)
+        built = AdaptiveModelRouter.from_workspace(
+            workspace, opened, environ={"ANTHROPIC_API_KEY": "sk-ant-test"}
+        )
         assert built.settings.min_calls == 3
         assert built.default_tier("analysis") == "cheap"
         assert built.get_best_model(None, "analysis").chosen == "claude-haiku-4-5"
+        # No key at all: nothing is callable, so nothing is chosen.
+        keyless = AdaptiveModelRouter.from_workspace(workspace, opened, environ={})
+        assert keyless.get_best_model(None, "analysis").chosen is None

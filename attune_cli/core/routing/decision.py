@@ -2,15 +2,67 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from attune_cli.core.performance import ModelPerformance
 
-TOO_FEW_CALLS = "too few calls"
+
+class Reason(StrEnum):
+    """Why a candidate was ruled out; words are made where they are shown (``explain``).
+
+    The first three are hard: no fallback ever chooses a model ruled out by them. The others
+    are preferences a model must meet to be chosen on its record; the fallback may still choose
+    it, and says so.
+    """
+
+    NOT_CONFIGURED = "not_configured"
+    OVER_COST_CAP = "over_cost_cap"
+    COST_UNKNOWN = "cost_unknown"
+    OVER_LATENCY_CAP = "over_latency_cap"
+    DEMOTED = "demoted"
+    SUCCESS_BELOW_MINIMUM = "success_below_minimum"
+    TOO_FEW_CALLS = "too_few_calls"
+    NO_HISTORY = "no_history"
+
+    @property
+    def hard(self) -> bool:
+        """Whether no decision may pick a model ruled out for this reason."""
+        return self in _HARD
+
+    @property
+    def cap(self) -> bool:
+        """Whether this is a cost or latency cap (more evidence would not help)."""
+        return self in (Reason.OVER_COST_CAP, Reason.COST_UNKNOWN, Reason.OVER_LATENCY_CAP)
+
+
+_HARD = frozenset(
+    {Reason.NOT_CONFIGURED, Reason.OVER_COST_CAP, Reason.COST_UNKNOWN, Reason.OVER_LATENCY_CAP}
+)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """One failed check and its figures.
+
+    Attributes:
+        reason: which check.
+        value: the candidate's figure (cost in USD, p95 in ms, success bound, calls).
+        limit: the cap or minimum it was held against.
+    """
+
+    reason: Reason
+    value: float | None = None
+    limit: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON shape of one entry of a candidate's ``rejections``."""
+        return {"reason": str(self.reason), "value": _round(self.value, 8), "limit": self.limit}
+
+
 # Posterior draws an exploring decision makes looking for a challenger to the leader.
 CHALLENGER_DRAWS = 10
-NO_HISTORY = "no history"
 
 
 @dataclass(frozen=True)
@@ -36,7 +88,7 @@ class ChangeNeeded:
     avg_cost_usd: float | None = None
     p95_latency_ms: float | None = None
     more_calls: int | None = None
-    blockers: tuple[str, ...] = ()
+    blockers: tuple[Rejection, ...] = ()
     text: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -66,16 +118,18 @@ class Candidate:
             when the model is demoted.
         p50_latency_ms: median latency in the window.
         p95_latency_ms: 95th percentile latency in the window.
-        avg_cost_usd: mean cost per call in the window.
+        avg_cost_usd: mean cost per call in the window; for a model without recorded costs,
+            the registry's price of a reference call (``cost_estimated``).
         quality_score: the ranking score from the figures above (None without history).
-        eligible: whether it passed every check.
-        rejected_because: why not, one phrase per failed check (empty when eligible).
+        rejections: the checks it failed, with figures (empty when eligible).
         recent_calls: how many of its newest calls the demotion check looked at.
         recent_failures: failures among them.
         demoted: whether its newest calls failed far more often than its window says.
         would_change: how far its figures would have to move to change the decision.
         weighted_calls: recency-weighted calls (for sampling).
         weighted_successes: recency-weighted successes (for sampling).
+        performance: the figures it was judged on (None without history).
+        cost_estimated: ``avg_cost_usd`` is the registry's price, not recorded costs.
     """
 
     model: str
@@ -88,14 +142,15 @@ class Candidate:
     p95_latency_ms: float | None = None
     avg_cost_usd: float | None = None
     quality_score: float | None = None
-    eligible: bool = False
-    rejected_because: tuple[str, ...] = ()
+    rejections: tuple[Rejection, ...] = ()
     recent_calls: int = 0
     recent_failures: int = 0
     demoted: bool = False
     would_change: ChangeNeeded | None = None
     weighted_calls: float = 0.0
     weighted_successes: float = 0.0
+    performance: ModelPerformance | None = field(default=None, compare=False, repr=False)
+    cost_estimated: bool = False
 
     @property
     def has_history(self) -> bool:
@@ -103,11 +158,42 @@ class Candidate:
         return self.calls > 0
 
     @property
+    def counted_calls(self) -> int:
+        """The calls that judge it (its failures that say nothing about it left out)."""
+        return self.performance.judged_calls if self.performance is not None else 0
+
+    @property
+    def eligible(self) -> bool:
+        """Whether it passed every check."""
+        return not self.rejections
+
+    @property
+    def callable_within_caps(self) -> bool:
+        """Whether it may be chosen at all: configured, and within every cap."""
+        return not any(r.reason.hard for r in self.rejections)
+
+    @property
     def capped(self) -> bool:
         """Whether a cost or latency cap rules it out (more evidence would not help)."""
-        return any(
-            reason.startswith(("p95 latency", "average cost")) for reason in self.rejected_because
-        )
+        return any(r.reason.cap for r in self.rejections)
+
+    def ruled_out_by(self, reason: Reason) -> bool:
+        """Whether ``reason`` is among its rejections."""
+        return any(r.reason is reason for r in self.rejections)
+
+    @property
+    def rejected_because(self) -> tuple[str, ...]:
+        """Its rejections in words, one phrase each."""
+        from attune_cli.core.routing.explain import rejection_text
+
+        return tuple(rejection_text(r, self) for r in self.rejections)
+
+    @property
+    def not_counted_text(self) -> str | None:
+        """Which of its failures do not count against it, in words (None: every one counts)."""
+        from attune_cli.core.routing.explain import not_counted_text
+
+        return not_counted_text(self)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON shape of one candidate in ``route explain --json``."""
@@ -116,14 +202,18 @@ class Candidate:
             "provider": self.provider,
             "tier": self.tier,
             "calls": self.calls,
+            "counted_calls": self.counted_calls,
             "success_rate": _round(self.success_rate, 6),
             "success_lower_bound": _round(self.success_lower_bound, 6),
             "p50_latency_ms": _round(self.p50_latency_ms, 1),
             "p95_latency_ms": _round(self.p95_latency_ms, 1),
             "avg_cost_usd": _round(self.avg_cost_usd, 8),
             "quality_score": _round(self.quality_score, 4),
+            "cost_estimated": self.cost_estimated,
             "eligible": self.eligible,
             "rejected_because": list(self.rejected_because),
+            "rejections": [r.as_dict() for r in self.rejections],
+            "failures": _failures(self.performance),
             "recent_calls": self.recent_calls,
             "recent_failures": self.recent_failures,
             "demoted": self.demoted,
@@ -138,11 +228,13 @@ class RoutingDecision:
     Attributes:
         workflow: the workflow asked about (None: the stage across all workflows).
         stage: the stage.
-        chosen: the model id to call.
+        chosen: the model id to call; None when no model is within the caps (or configured):
+            then nobody may be called.
         tier: its tier.
         provider: its provider.
         reason: one sentence saying why.
-        fallback: True when no candidate qualified and the tier default was used.
+        fallback: True when no candidate qualified on its record and the best model within the
+            caps by the registry (the stage's tier first) was used.
         constraints: the caps and settings the decision was made under.
         candidates: every candidate, best first, with figures and verdicts.
         explored: True when exploration picked something other than the best.
@@ -152,7 +244,7 @@ class RoutingDecision:
 
     workflow: str | None
     stage: str
-    chosen: str
+    chosen: str | None
     tier: str | None
     provider: str | None
     reason: str
@@ -166,6 +258,20 @@ class RoutingDecision:
     def candidate(self, model: str) -> Candidate | None:
         """The candidate row of ``model``, or None."""
         return next((c for c in self.candidates if c.model == model), None)
+
+    @property
+    def within_caps(self) -> bool:
+        """Whether a model may be called at all (False: every one is over a cap)."""
+        return self.chosen is not None
+
+    def admissible(self, model: str) -> bool:
+        """Whether ``model`` may be called under this decision's caps and configuration.
+
+        A model the decision did not consider (no history, another tier) is admissible here;
+        the executor still holds it to the cost cap by its registry price.
+        """
+        found = self.candidate(model)
+        return found is None or found.callable_within_caps
 
     @property
     def what_would_change(self) -> list[str]:
@@ -182,6 +288,7 @@ class RoutingDecision:
             "provider": self.provider,
             "reason": self.reason,
             "fallback": self.fallback,
+            "within_caps": self.within_caps,
             "explored": self.explored,
             "best": self.best,
             "default_tier": self.default_tier,
@@ -242,7 +349,7 @@ class StageStats:
         calls: calls in the window.
         successes: successful calls.
         total_cost_usd: their summed cost (where recorded).
-        best: the model the router would choose now.
+        best: the model the router would choose now (None: none within the caps).
         default_tier: the stage's default tier.
         models: each model's figures, best score first.
     """
@@ -252,7 +359,7 @@ class StageStats:
     calls: int
     successes: int
     total_cost_usd: float
-    best: str
+    best: str | None
     default_tier: str
     models: list[ModelPerformance]
 
@@ -302,6 +409,18 @@ class RoutingStats:
             "total_cost_usd": round(sum(s.total_cost_usd for s in self.stages), 8),
             "stages": [s.as_dict() for s in self.stages],
         }
+
+
+def _failures(perf: ModelPerformance | None) -> dict[str, int] | None:
+    if perf is None:
+        return None
+    return {
+        "quality": perf.quality_failures,
+        "outage": perf.outage_failures,
+        "outage_counted": perf.outage_failures_counted,
+        "rate_limit": perf.rate_limited,
+        "caller_error": perf.caller_errors,
+    }
 
 
 def _round(value: float | None, digits: int) -> float | None:

@@ -7,21 +7,108 @@ from dataclasses import replace
 
 from attune_cli.core.money import format_usd
 from attune_cli.core.performance import ScoreWeights
-from attune_cli.core.routing.decision import NO_HISTORY, TOO_FEW_CALLS, Candidate, ChangeNeeded
+from attune_cli.core.routing.decision import Candidate, ChangeNeeded, Reason, Rejection
 from attune_cli.core.routing.settings import RoutingSettings
 
 
-def _reason(
+def rejection_text(rejection: Rejection, candidate: Candidate) -> str:
+    """One failed check in words, with its figures (``average cost $0.02 over the $0.01 cap``)."""
+    reason, value, limit = rejection.reason, rejection.value, rejection.limit
+    if reason is Reason.NOT_CONFIGURED:
+        provider = candidate.provider or "its provider"
+        return f"not configured ({provider} has no key or base URL)"
+    if reason is Reason.OVER_COST_CAP:
+        what = (
+            "registry price"
+            if candidate.cost_estimated or not candidate.has_history
+            else ("average cost")
+        )
+        return f"{what} {_usd(value)} over the {_usd(limit)} cap"
+    if reason is Reason.COST_UNKNOWN:
+        return f"cost unknown, so not provably within the {_usd(limit)} cap"
+    if reason is Reason.OVER_LATENCY_CAP:
+        return f"p95 latency {value:,.0f} ms over the {limit:,.0f} ms cap"
+    if reason is Reason.DEMOTED:
+        return (
+            f"success bound {value:.1%} below the {limit:.0%} minimum: "
+            f"{candidate.recent_failures} of its newest {candidate.recent_calls} calls failed"
+        )
+    if reason is Reason.SUCCESS_BELOW_MINIMUM:
+        return f"success bound {value:.1%} below the {limit:.0%} minimum"
+    if reason is Reason.TOO_FEW_CALLS:
+        return f"too few calls ({value:.0f} of {limit:.0f})"
+    return "no history"
+
+
+def not_counted_text(candidate: Candidate) -> str | None:
+    """Which failures do not count against the model, and why; None when all count.
+
+    ``3 outage failures in the last 2 h counted; 12 older outage failures, 4 rate limits and
+    1 caller error not counted``.
+    """
+    perf = candidate.performance
+    if perf is None:
+        return None
+    ignored = []
+    old_outages = perf.outage_failures - perf.outage_failures_counted
+    if old_outages:
+        ignored.append(_count(old_outages, "outage failure") + " older than the outage memory")
+    if perf.rate_limited:
+        ignored.append(_count(perf.rate_limited, "rate limit"))
+    if perf.caller_errors:
+        ignored.append(_count(perf.caller_errors, "caller error"))
+    cancelled = (
+        perf.calls
+        - perf.successes
+        - perf.quality_failures
+        - perf.outage_failures
+        - perf.rate_limited
+        - perf.caller_errors
+    )
+    if cancelled > 0:
+        ignored.append(_count(cancelled, "cancelled call"))
+    parts = []
+    if perf.outage_failures_counted:
+        parts.append(f"{_count(perf.outage_failures_counted, 'recent outage failure')} counted")
+    if ignored:
+        parts.append(_join(ignored) + " not counted")
+    return "; ".join(parts) if ignored else None
+
+
+def _usd(amount: float | None) -> str:
+    return "an unknown amount" if amount is None else format_usd(amount)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'s' if number != 1 else ''}"
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def decision_reason(
     where: str,
     tier: str,
     settings: RoutingSettings,
     candidates: list[Candidate],
-    chosen: str,
+    chosen: str | None,
     best: Candidate | None,
     fallback: bool,
     explored: bool,
 ) -> str:
-    """The one sentence saying why ``chosen`` was picked."""
+    """The one sentence saying why ``chosen`` was picked (or why nobody may be)."""
+    if chosen is None:
+        unconfigured = all(c.ruled_out_by(Reason.NOT_CONFIGURED) for c in candidates)
+        if unconfigured:
+            return (
+                f"No model for {where} is callable: none of their providers is configured "
+                "(a key, or a base URL for a local server)."
+            )
+        return (
+            f"No model within the caps for {where}: every model is over a cap or not "
+            f"configured ({_caps(settings)})."
+        )
     if explored:
         instead = f"the best by its figures is {best.model}" if best else "no model qualifies yet"
         return (
@@ -29,19 +116,23 @@ def _reason(
             f"caps for {where} ({instead})."
         )
     if fallback:
+        picked = next(c for c in candidates if c.model == chosen)
+        if picked.tier == tier:
+            default = f"the {tier} tier default {chosen}"
+        else:
+            default = f"{chosen}, the nearest {picked.tier or 'other'}-tier model within the caps"
         if not any(c.has_history for c in candidates):
             days = settings.window_days
             return (
                 f"No history for {where} in the last {days} day{'s' if days != 1 else ''}; "
-                f"using the {tier} tier default {chosen}."
+                f"using {default}."
             )
         ruled_out = "; ".join(
-            f"{c.model}: {', '.join(c.rejected_because)}" for c in candidates if c.rejected_because
+            f"{c.model}: {', '.join(c.rejected_because)}"
+            for c in candidates
+            if c.rejected_because and c.has_history
         )
-        return (
-            f"No model qualified for {where} ({ruled_out}), so the {tier} tier default "
-            f"{chosen} is used."
-        )
+        return f"No model qualified for {where} ({ruled_out}), so using {default}."
     assert best is not None
     eligible = sum(1 for c in candidates if c.eligible)
     among = f"among {eligible} eligible models" if eligible > 1 else "as the only eligible model"
@@ -51,7 +142,16 @@ def _reason(
     )
 
 
-def _with_changes(
+def _caps(settings: RoutingSettings) -> str:
+    caps = []
+    if settings.max_cost_usd is not None:
+        caps.append(f"cost cap {format_usd(settings.max_cost_usd)} per call")
+    if settings.max_latency_ms is not None:
+        caps.append(f"p95 latency cap {settings.max_latency_ms:,.0f} ms")
+    return ", ".join(caps) if caps else "no caps set"
+
+
+def with_changes(
     candidates: list[Candidate], best: Candidate | None, settings: RoutingSettings
 ) -> list[Candidate]:
     """Attach to every candidate how far its figures would have to move to change the decision."""
@@ -98,12 +198,14 @@ def _to_lose(
 
 
 def _to_win(c: Candidate, best: Candidate | None, settings: RoutingSettings) -> ChangeNeeded:
-    blockers = tuple(r for r in c.rejected_because if not r.startswith((TOO_FEW_CALLS, NO_HISTORY)))
+    blockers = tuple(
+        r for r in c.rejections if r.reason not in (Reason.TOO_FEW_CALLS, Reason.NO_HISTORY)
+    )
     more_calls = None
     if not c.has_history:
         more_calls = settings.min_calls
-    elif c.calls < settings.min_calls:
-        more_calls = settings.min_calls - c.calls
+    elif c.counted_calls < settings.min_calls:
+        more_calls = settings.min_calls - c.counted_calls
     parts: list[str] = []
     if more_calls is not None:
         parts.append(f"needs {more_calls} more call{'s' if more_calls != 1 else ''} to be judged")
@@ -236,7 +338,7 @@ def _figures(c: Candidate) -> str:
     return ", ".join(parts)
 
 
-def _where(workflow: str | None, stage: str) -> str:
+def where(workflow: str | None, stage: str) -> str:
     return (
         f"stage '{stage}' of workflow '{workflow}'"
         if workflow

@@ -4,28 +4,24 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from attune_cli.core.clock import now as clock_now
-from attune_cli.core.errors import ConfigError, UsageError
+from attune_cli.core.errors import UsageError
 from attune_cli.core.money import format_usd
-from attune_cli.core.performance import ModelPerformance, wilson_lower_bound
-from attune_cli.core.registry import TIERS, Registry, next_tier, normalise_tier, previous_tier
+from attune_cli.core.performance import ModelPerformance
+from attune_cli.core.registry import TIERS, Provider, Registry, next_tier, previous_tier
+from attune_cli.core.routing.decide import decide, reference_cost_usd, tier_of
 from attune_cli.core.routing.decision import (
-    CHALLENGER_DRAWS,
-    NO_HISTORY,
-    TOO_FEW_CALLS,
-    Candidate,
     RoutingDecision,
     RoutingStats,
     StageStats,
     TierAdvice,
 )
-from attune_cli.core.routing.explain import _reason, _where, _with_changes
-from attune_cli.core.routing.settings import DAY_S, RoutingSettings
+from attune_cli.core.routing.explain import where
+from attune_cli.core.routing.settings import DAY_S, HOUR_S, RoutingSettings
 
 if TYPE_CHECKING:
     from attune_cli.core.telemetry import TelemetryStore
@@ -41,6 +37,8 @@ class AdaptiveModelRouter:
         settings: routing settings; the defaults when omitted.
         clock: returns the current epoch seconds (inject a fake one in tests).
         rng: the random source for exploration (seed it for reproducible runs).
+        configured: the providers this machine can call; only their models are chosen
+            (None: every provider counts as callable).
     """
 
     def __init__(
@@ -51,38 +49,83 @@ class AdaptiveModelRouter:
         *,
         clock: Callable[[], float] = clock_now,
         rng: random.Random | None = None,
+        configured: frozenset[str] | None = None,
     ) -> None:
         self.store = store
+        self.configured = configured
+        self.escalate = False
         self.registry = registry
         self.settings = settings or RoutingSettings()
         self.clock = clock
         self.rng = rng or random.Random()
 
     @classmethod
-    def from_workspace(cls, workspace: Workspace, store: TelemetryStore) -> AdaptiveModelRouter:
-        """A router with the workspace's registry and its ``[routing]`` settings.
+    def from_workspace(
+        cls,
+        workspace: Workspace,
+        store: TelemetryStore,
+        *,
+        environ: Mapping[str, str] | None = None,
+    ) -> AdaptiveModelRouter:
+        """A router with the workspace's registry, ``[routing]`` settings and configured providers.
+
+        Args:
+            workspace: paths, config and registry.
+            store: the telemetry store to read.
+            environ: the environment for keys and base URLs; ``os.environ`` when None.
 
         Raises:
             ConfigError: an invalid ``[routing]``, ``[routing.stages]`` or ``[routing.score]``.
+            PermissionsError: ``credentials.toml`` is readable by others.
         """
         settings = RoutingSettings.from_config(workspace.config, workspace.paths.config_file)
-        return cls(store, workspace.registry, settings)
+        router = cls(
+            store,
+            workspace.registry,
+            settings,
+            configured=configured_providers(workspace, environ),
+        )
+        executor = workspace.config.get("executor")
+        router.escalate = isinstance(executor, dict) and executor.get("escalate") is True
+        return router
+
+    def contradictions(self) -> list[str]:
+        """Settings that contradict each other or the registry, one warning each.
+
+        A cap no model can meet, or ``[executor] escalate = true`` with a cost cap that no
+        dearer tier fits, is obeyed (nothing is called, nothing escalates), but it is almost
+        certainly not what was meant.
+        """
+        cap = self.settings.max_cost_usd
+        if cap is None:
+            return []
+        priced = [
+            (cost, model.id, model.tier)
+            for model in self.registry.models.values()
+            if (cost := reference_cost_usd(self.registry, model.id)) is not None
+        ]
+        if not priced:
+            return []
+        found = []
+        cheapest = min(priced)
+        if all(cost > cap for cost, _, _ in priced):
+            found.append(
+                f"routing.max_cost_usd ({format_usd(cap)}) is below the price of every model "
+                f"(the cheapest, {cheapest[1]}, costs {format_usd(cheapest[0])} a reference "
+                "call): every routed call will be refused"
+            )
+        elif self.escalate and not any(
+            cost <= cap and tier != TIERS[0] for cost, _, tier in priced
+        ):
+            found.append(
+                f"executor.escalate is true, but no model above the {TIERS[0]} tier fits "
+                f"routing.max_cost_usd ({format_usd(cap)}): nothing can escalate"
+            )
+        return found
 
     def default_tier(self, stage: str) -> str:
         """The stage's default tier: ``[routing.stages]``, built-ins, then ``default_tier``."""
         return self.settings.tier_of_stage(stage)
-
-    def default_model(self, stage: str) -> str:
-        """The registry's default model for the stage's tier (the first of that tier)."""
-        tier = self.default_tier(stage)
-        models = self.registry.by_tier(tier)
-        if not models:
-            # A registry with an empty tier still has models in the others; take the nearest.
-            for other in sorted(TIERS, key=lambda t: abs(TIERS.index(t) - TIERS.index(tier))):
-                if self.registry.by_tier(other):
-                    return self.registry.by_tier(other)[0].id
-            raise ConfigError(Path("config.toml"), "the model registry is empty", key="models")
-        return models[0].id
 
     def get_best_model(
         self,
@@ -93,6 +136,9 @@ class AdaptiveModelRouter:
         min_success_rate: float | None = None,
         days: int | None = None,
         explore: bool = False,
+        *,
+        any_provider: bool = False,
+        tier: str | None = None,
     ) -> RoutingDecision:
         """Choose the model for ``stage`` (of ``workflow``, or of every workflow when None).
 
@@ -105,66 +151,28 @@ class AdaptiveModelRouter:
             days: the window in days (default: ``[routing] window_days``).
             explore: sample among the candidates that meet the caps, favouring uncertain
                 ones, for at most ``explore_share`` of such calls.
+            any_provider: rank every model, callable here or not.
+            tier: consider only models of this tier.
 
         Returns:
-            The decision; never raises because every candidate was ruled out.
+            The decision (``attune_cli.core.routing.decide``); ``chosen`` is None when every
+            model is over a cap or not configured.
 
         Raises:
             UsageError: a negative cap, a minimum outside 0..1, or a window under one day.
         """
         settings = self._override(max_cost, max_latency_ms, min_success_rate, days)
-        now = self.clock()
-        tier = self.default_tier(stage)
-        candidates = self._candidates(workflow, stage, tier, settings, now)
-        eligible = [c for c in candidates if c.eligible]
-        best = eligible[0] if eligible else None
-
-        chosen_model: str | None = best.model if best else None
-        explored = False
-        sampled: str | None = None
-        if explore and self.rng.random() < settings.explore_share:
-            sampled = self._thompson(candidates, chosen_model, settings)
-            if sampled is not None and sampled != chosen_model:
-                chosen_model, explored = sampled, True
-
-        fallback = chosen_model is None
-        if chosen_model is None:
-            chosen_model = self.default_model(stage)
-        candidates = _with_changes(candidates, best, settings)
-        chosen = next((c for c in candidates if c.model == chosen_model), None)
-        reason = _reason(
-            _where(workflow, stage),
-            tier,
+        performances = self._performance(workflow, stage, settings, self.clock())
+        return decide(
+            performances,
+            self.registry,
             settings,
-            candidates,
-            chosen_model,
-            best,
-            fallback,
-            explored,
-        )
-        return RoutingDecision(
+            self.rng,
             workflow=workflow,
             stage=stage,
-            chosen=chosen_model,
-            tier=chosen.tier if chosen else self._tier_of(chosen_model, None),
-            provider=chosen.provider if chosen else self.registry.provider_of(chosen_model),
-            reason=reason,
-            fallback=fallback,
-            constraints={
-                "max_cost_usd": settings.max_cost_usd,
-                "max_latency_ms": settings.max_latency_ms,
-                "min_success_rate": settings.min_success_rate,
-                "min_calls": settings.min_calls,
-                "window_days": settings.window_days,
-                "half_life_days": settings.half_life_days,
-                "recent_calls": settings.recent_calls,
-                "explore": explore,
-                "explore_share": settings.explore_share,
-            },
-            candidates=_ordered(candidates, chosen_model),
-            explored=explored,
-            best=best.model if best else None,
-            default_tier=tier,
+            configured=None if any_provider else self.configured,
+            explore=explore,
+            tier=tier,
         )
 
     def recommend_tier_upgrade(self, workflow: str | None, stage: str) -> TierAdvice:
@@ -199,7 +207,7 @@ class AdaptiveModelRouter:
             )
 
         if not recent:
-            return advice("keep", current, f"no calls recorded for {_where(workflow, stage)} yet")
+            return advice("keep", current, f"no calls recorded for {where(workflow, stage)} yet")
         newest = f"{failures} of the newest {len(recent)} calls failed ({failure_rate:.0%})"
         if failure_rate is not None and failure_rate > settings.upgrade_failure_rate:
             if len(recent) < settings.min_calls:
@@ -298,10 +306,13 @@ class AdaptiveModelRouter:
         min_success_rate: float | None,
         days: int | None,
     ) -> RoutingSettings:
-        if max_cost is not None and not max_cost >= 0:
-            raise UsageError(f"--max-cost must be zero or more (got {max_cost})")
-        if max_latency_ms is not None and not max_latency_ms >= 0:
-            raise UsageError(f"--max-latency must be zero or more (got {max_latency_ms})")
+        if max_cost is not None and not 0 <= max_cost < math.inf:
+            raise UsageError(f"--max-cost must be a finite amount, zero or more (got {max_cost})")
+        if max_latency_ms is not None and not 0 <= max_latency_ms < math.inf:
+            raise UsageError(
+                f"--max-latency must be a finite number of milliseconds, zero or more "
+                f"(got {max_latency_ms})"
+            )
         if min_success_rate is not None and not 0 <= min_success_rate <= 1:
             raise UsageError(f"--min-success must be between 0 and 1 (got {min_success_rate})")
         if days is not None and days < 1:
@@ -329,144 +340,13 @@ class AdaptiveModelRouter:
             half_life_s=half_life * DAY_S if half_life else None,
             recent_n=settings.recent_calls,
             now=now,
+            outage_since_ts=now - settings.outage_memory_hours * HOUR_S,
         )
-
-    def _candidates(
-        self, workflow: str | None, stage: str, tier: str, settings: RoutingSettings, now: float
-    ) -> list[Candidate]:
-        rows = [self._judge(p, settings) for p in self._performance(workflow, stage, settings, now)]
-        seen = {c.model for c in rows}
-        for model in self.registry.by_tier(tier):
-            if model.id not in seen:
-                rows.append(
-                    Candidate(
-                        model=model.id,
-                        provider=model.provider,
-                        tier=model.tier,
-                        rejected_because=(NO_HISTORY,),
-                    )
-                )
-        return _ordered(rows, None)
-
-    def _judge(self, perf: ModelPerformance, settings: RoutingSettings) -> Candidate:
-        weighted_calls = (
-            perf.weighted_calls if perf.weighted_calls is not None else float(perf.calls)
-        )
-        weighted_successes = (
-            perf.weighted_successes
-            if perf.weighted_successes is not None
-            else float(perf.successes)
-        )
-        # The rate is recency-weighted, but the confidence counts every call of the window: a
-        # quiet workflow whose calls are all three weeks old has as much evidence as it had
-        # then, and must not drop below the minimum merely by ageing.
-        weighted_rate = weighted_successes / weighted_calls if weighted_calls > 0 else 0.0
-        bound = wilson_lower_bound(weighted_rate * perf.calls, perf.calls)
-        demoted = _is_demoted(perf, weighted_calls, weighted_successes, settings)
-        if demoted:
-            bound = min(
-                bound,
-                wilson_lower_bound(perf.recent_calls - perf.recent_failures, perf.recent_calls),
-            )
-        score = settings.weights.score(bound, perf.avg_cost_usd, perf.p95_latency_ms)
-        reasons: list[str] = []
-        if perf.calls < settings.min_calls:
-            reasons.append(f"{TOO_FEW_CALLS} ({perf.calls} of {settings.min_calls})")
-        # With too few calls the bound says nothing new; a demoted model's newest calls do.
-        if bound < settings.min_success_rate and (perf.calls >= settings.min_calls or demoted):
-            if demoted:
-                reasons.append(
-                    f"success bound {bound:.1%} below the {settings.min_success_rate:.0%} minimum: "
-                    f"{perf.recent_failures} of its newest {perf.recent_calls} calls failed"
-                )
-            else:
-                reasons.append(
-                    f"success bound {bound:.1%} below the {settings.min_success_rate:.0%} minimum"
-                )
-        if (
-            settings.max_latency_ms is not None
-            and perf.p95_latency_ms is not None
-            and perf.p95_latency_ms > settings.max_latency_ms
-        ):
-            reasons.append(
-                f"p95 latency {perf.p95_latency_ms:,.0f} ms over the "
-                f"{settings.max_latency_ms:,.0f} ms cap"
-            )
-        if (
-            settings.max_cost_usd is not None
-            and perf.avg_cost_usd is not None
-            and perf.avg_cost_usd > settings.max_cost_usd
-        ):
-            reasons.append(
-                f"average cost {format_usd(perf.avg_cost_usd)} "
-                f"over the {format_usd(settings.max_cost_usd)} cap"
-            )
-        return Candidate(
-            model=perf.model,
-            provider=perf.provider or self.registry.provider_of(perf.model),
-            tier=self._tier_of(perf.model, perf.tier),
-            calls=perf.calls,
-            success_rate=perf.success_rate,
-            success_lower_bound=bound,
-            p50_latency_ms=perf.p50_latency_ms,
-            p95_latency_ms=perf.p95_latency_ms,
-            avg_cost_usd=perf.avg_cost_usd,
-            quality_score=score,
-            eligible=not reasons,
-            rejected_because=tuple(reasons),
-            recent_calls=perf.recent_calls,
-            recent_failures=perf.recent_failures,
-            demoted=demoted,
-            weighted_calls=weighted_calls,
-            weighted_successes=weighted_successes,
-        )
-
-    def _tier_of(self, model_id: str, recorded: str | None) -> str | None:
-        known = self.registry.model(model_id)
-        if known is not None:
-            return known.tier
-        return normalise_tier(recorded) if recorded else None
-
-    def _thompson(
-        self, candidates: list[Candidate], leader: str | None, settings: RoutingSettings
-    ) -> str | None:
-        """Top-two Thompson sampling: the challenger most likely to beat ``leader``.
-
-        Each draw samples a success rate per candidate from its Beta posterior (recency-weighted
-        counts, so old evidence is uncertain evidence; a demoted model samples from its newest
-        calls) and scores it with the cost and latency terms. The first draw won by a model
-        other than the leader names the challenger; a model whose posterior never beats the
-        leader's (a known poor one) is never tried, and when nobody does the leader stays.
-        Candidates ruled out by a cap take no part.
-        """
-        pool = []
-        for c in candidates:
-            if c.capped:
-                continue
-            if c.demoted:
-                successes = float(c.recent_calls - c.recent_failures)
-                failures = float(c.recent_failures)
-            else:
-                successes = c.weighted_successes
-                failures = max(c.weighted_calls - c.weighted_successes, 0.0)
-            pool.append((c, 1.0 + successes, 1.0 + failures))
-        if not pool:
-            return leader
-        for _ in range(CHALLENGER_DRAWS):
-            winner, best_score = pool[0][0].model, -math.inf
-            for c, alpha, beta in pool:
-                draw = self.rng.betavariate(alpha, beta)
-                score = settings.weights.score(draw, c.avg_cost_usd, c.p95_latency_ms)
-                if score > best_score:
-                    winner, best_score = c.model, score
-            if winner != leader:
-                return winner
-        return leader
 
     def _tier_totals(self, workflow: str | None, stage: str) -> dict[str, _TierTotal]:
         totals: dict[str, _TierTotal] = {}
         for perf in self._performance(workflow, stage, self.settings, self.clock()):
-            tier = self._tier_of(perf.model, perf.tier)
+            tier = tier_of(self.registry, perf.model, perf.tier)
             if tier is None:
                 continue
             total = totals.setdefault(tier, _TierTotal())
@@ -525,36 +405,25 @@ class _TierTotal:
         return self.cost_usd / self.costed_calls if self.costed_calls else None
 
 
-def _is_demoted(
-    perf: ModelPerformance,
-    weighted_calls: float,
-    weighted_successes: float,
-    settings: RoutingSettings,
-) -> bool:
-    """Whether the newest calls fail far more often than the window says.
+def configured_providers(
+    workspace: Workspace, environ: Mapping[str, str] | None = None
+) -> frozenset[str]:
+    """The providers this machine can call: a key, or an explicit base URL (a local server).
 
-    The test is one-sided and conservative: the Wilson lower bound of the recent failure rate
-    must exceed the window's failure rate by ``demote_margin``. A model failing 10 % of its
-    window calls needs 8 failures among its newest 20 (a chance of 1 in 2,500 by luck alone).
+    Raises:
+        ConfigError: an invalid credentials file.
+        PermissionsError: ``credentials.toml`` is readable by others.
     """
-    if perf.recent_calls <= 0 or weighted_calls <= 0:
-        return False
-    window_failure_rate = 1.0 - weighted_successes / weighted_calls
-    recent_bound = wilson_lower_bound(perf.recent_failures, perf.recent_calls)
-    return recent_bound > window_failure_rate + settings.demote_margin
+    import os
 
+    from attune_cli.core.credentials import resolve_key
+    from attune_cli.core.providers import resolve_endpoints
 
-def _ordered(candidates: list[Candidate], chosen: str | None) -> list[Candidate]:
-    """Chosen first, then eligible by score, then the rest by score, then no history."""
+    environment = os.environ if environ is None else environ
 
-    def key(c: Candidate) -> tuple[int, int, int, float, int, str]:
-        return (
-            0 if c.model == chosen else 1,
-            0 if c.eligible else 1,
-            0 if c.has_history else 1,
-            -(c.quality_score if c.quality_score is not None else -math.inf),
-            -c.calls,
-            c.model,
-        )
+    def key_for(provider: Provider) -> str | None:
+        resolved = resolve_key(provider, workspace.paths, environment)
+        return resolved.value if resolved else None
 
-    return sorted(candidates, key=key)
+    endpoints = resolve_endpoints(workspace.registry, workspace.config, environment, key_for)
+    return frozenset(name for name, endpoint in endpoints.items() if endpoint.configured)

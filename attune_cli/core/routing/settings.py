@@ -13,6 +13,7 @@ from attune_cli.core.performance import ScoreWeights
 from attune_cli.core.registry import TIERS, normalise_tier
 
 DAY_S = 86_400.0
+HOUR_S = 3_600.0
 
 BUILTIN_STAGE_TIERS: Mapping[str, str] = {
     "triage": "cheap",
@@ -40,6 +41,9 @@ class RoutingSettings:
         max_cost_usd: cap on the average cost per call (None: no cap).
         max_latency_ms: cap on the p95 latency (None: no cap).
         half_life_days: age at which a call counts half (None or 0: every call counts fully).
+        outage_memory_hours: outage failures (5xx, timeouts, connection errors) older than this
+            no longer count against a model, so a provider that recovered soon regains its
+            standing; quality failures keep the window's long memory.
         recent_calls: how many of each model's newest calls demotion looks at.
         demote_margin: how far the newest calls' failure rate (its lower bound) must exceed the
             window's before the model is demoted.
@@ -60,6 +64,7 @@ class RoutingSettings:
     max_cost_usd: float | None = None
     max_latency_ms: float | None = None
     half_life_days: float | None = 3.0
+    outage_memory_hours: float = 6.0
     recent_calls: int = 20
     demote_margin: float = 0.1
     explore: bool = True
@@ -124,6 +129,7 @@ class RoutingSettings:
             max_cost_usd=number("max_cost_usd"),
             max_latency_ms=number("max_latency_ms"),
             half_life_days=half_life or None,
+            outage_memory_hours=number("outage_memory_hours"),
             recent_calls=number("recent_calls", minimum=1, integer=True),
             demote_margin=number("demote_margin", maximum=1),
             explore=explore,

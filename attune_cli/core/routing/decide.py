@@ -1,0 +1,363 @@
+"""The routing decision as a pure function: figures in, ``RoutingDecision`` out, no I/O.
+
+``decide`` takes the per-model figures of a stage (from any store), the registry, the settings
+and a random source, and returns the decision with every candidate and its verdict::
+
+    candidates = models with history in the window + the registry's models of the stage's tier
+    verdict    = eligible, or the checks it failed (``Reason``), each with its figures
+    choice     = the eligible candidate with the best quality_score; with ``explore``, at most
+                 ``explore_share`` of decisions go to a Thompson-sampled challenger
+    fallback   = nobody eligible: the best model within the caps by the registry (the stage's
+                 tier, then cheaper tiers, then dearer ones); a model may be chosen here with
+                 too few calls or a poor record (preferences), never over a cap or unconfigured
+    nothing    = every model over a cap or unconfigured: ``chosen`` is None, and nobody may be
+                 called
+
+The cap checks live in ``cap_rejections`` alone. A model without recorded costs is held to the
+cost cap by the registry's price of a reference call (``REFERENCE_CALL_TOKENS``); one whose
+price is unknown cannot be shown to be within a cost cap and is ruled out by it. Latency is
+checked where it is known (the model's recorded p95).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterable
+
+from attune_cli.core.performance import ModelPerformance, wilson_lower_bound
+from attune_cli.core.registry import TIERS, Registry, normalise_tier
+from attune_cli.core.routing.decision import (
+    CHALLENGER_DRAWS,
+    Candidate,
+    Reason,
+    Rejection,
+    RoutingDecision,
+)
+from attune_cli.core.routing.explain import decision_reason, where, with_changes
+from attune_cli.core.routing.settings import RoutingSettings
+
+REFERENCE_CALL_TOKENS = (1_000, 500)
+"""(input, output) tokens of the call a registry price is quoted for when there is no history."""
+
+
+def decide(
+    performances: Iterable[ModelPerformance],
+    registry: Registry,
+    settings: RoutingSettings,
+    rng: random.Random,
+    *,
+    workflow: str | None,
+    stage: str,
+    configured: frozenset[str] | None = None,
+    explore: bool = False,
+    tier: str | None = None,
+) -> RoutingDecision:
+    """Choose the model for ``stage`` from its figures; see the module docstring.
+
+    Args:
+        performances: each model's figures for the stage over the window.
+        registry: models, tiers, providers and prices.
+        settings: the caps, minimums and weights to judge by.
+        rng: the random source for exploration.
+        workflow: the workflow the figures are of (None: the stage across all), for words.
+        stage: the stage; its default tier comes from ``settings``.
+        configured: the providers this machine can call (None: any provider counts as
+            callable, as ``--any-provider`` asks).
+        explore: sample a challenger for at most ``settings.explore_share`` of decisions.
+        tier: consider only models of this tier.
+
+    Returns:
+        The decision; ``chosen`` is None when every model is over a cap or not configured.
+    """
+    default_tier = settings.tier_of_stage(stage)
+    pool_tier = tier or default_tier
+    candidates = [
+        judge(perf, registry, settings, configured)
+        for perf in performances
+        if tier is None or tier_of(registry, perf.model, perf.tier) == tier
+    ]
+    seen = {c.model for c in candidates}
+    for model in registry.by_tier(pool_tier):
+        if model.id not in seen:
+            candidates.append(registry_candidate(model.id, registry, settings, configured))
+            seen.add(model.id)
+
+    eligible = sorted((c for c in candidates if c.eligible), key=_by_score)
+    best = eligible[0] if eligible else None
+    chosen = best
+    explored = False
+    if explore and rng.random() < settings.explore_share:
+        sampled = thompson(candidates, best, settings, rng)
+        if sampled is not None and sampled is not best:
+            chosen, explored = sampled, True
+
+    fallback = chosen is None
+    if fallback:
+        # Other tiers are looked at (and shown) only when the stage's own tier has nothing
+        # within the caps.
+        if tier is None and not any(c.callable_within_caps for c in candidates):
+            for model_tier in TIERS:
+                for model in registry.by_tier(model_tier):
+                    if model.id not in seen:
+                        candidates.append(
+                            registry_candidate(model.id, registry, settings, configured)
+                        )
+                        seen.add(model.id)
+        options = [c for c in candidates if c.callable_within_caps]
+        options.sort(key=lambda c: _fallback_key(c, registry, pool_tier))
+        chosen = options[0] if options else None
+
+    candidates = with_changes(candidates, best, settings)
+    chosen_model = chosen.model if chosen is not None else None
+    reason = decision_reason(
+        where(workflow, stage),
+        pool_tier,
+        settings,
+        candidates,
+        chosen_model,
+        best,
+        fallback,
+        explored,
+    )
+    return RoutingDecision(
+        workflow=workflow,
+        stage=stage,
+        chosen=chosen_model,
+        tier=chosen.tier if chosen is not None else None,
+        provider=chosen.provider if chosen is not None else None,
+        reason=reason,
+        fallback=fallback,
+        constraints={
+            "max_cost_usd": settings.max_cost_usd,
+            "max_latency_ms": settings.max_latency_ms,
+            "min_success_rate": settings.min_success_rate,
+            "min_calls": settings.min_calls,
+            "window_days": settings.window_days,
+            "half_life_days": settings.half_life_days,
+            "outage_memory_hours": settings.outage_memory_hours,
+            "recent_calls": settings.recent_calls,
+            "explore": explore,
+            "explore_share": settings.explore_share,
+            "any_provider": configured is None,
+            "tier": tier,
+        },
+        candidates=ordered(candidates, chosen_model),
+        explored=explored,
+        best=best.model if best else None,
+        default_tier=default_tier,
+    )
+
+
+def cap_rejections(
+    cost_usd: float | None, p95_latency_ms: float | None, settings: RoutingSettings
+) -> list[Rejection]:
+    """The caps a model's figures break: the one place caps are checked.
+
+    Args:
+        cost_usd: its cost per call (recorded average, else the registry's reference price);
+            None when unknown.
+        p95_latency_ms: its p95 latency, None when unknown (not checked then).
+        settings: the caps.
+    """
+    found = []
+    latency_cap = settings.max_latency_ms
+    if latency_cap is not None and p95_latency_ms is not None and p95_latency_ms > latency_cap:
+        found.append(Rejection(Reason.OVER_LATENCY_CAP, p95_latency_ms, latency_cap))
+    cap = settings.max_cost_usd
+    if cap is not None:
+        if cost_usd is None:
+            found.append(Rejection(Reason.COST_UNKNOWN, None, cap))
+        elif cost_usd > cap:
+            found.append(Rejection(Reason.OVER_COST_CAP, cost_usd, cap))
+    return found
+
+
+def reference_cost_usd(registry: Registry, model: str) -> float | None:
+    """The registry's price of a reference call to ``model`` (None: not priced)."""
+    return registry.cost_usd(model, *REFERENCE_CALL_TOKENS)
+
+
+def judge(
+    perf: ModelPerformance,
+    registry: Registry,
+    settings: RoutingSettings,
+    configured: frozenset[str] | None,
+) -> Candidate:
+    """A model with history: its figures and every check it fails."""
+    weighted_calls = perf.weighted_calls if perf.weighted_calls is not None else perf.judged_calls
+    weighted_successes = (
+        perf.weighted_successes if perf.weighted_successes is not None else perf.successes
+    )
+    judged = perf.judged_calls
+    # The rate is recency-weighted, but the confidence counts every counted call of the window:
+    # a quiet workflow whose calls are all three weeks old has as much evidence as it had then,
+    # and must not drop below the minimum merely by ageing.
+    weighted_rate = weighted_successes / weighted_calls if weighted_calls > 0 else 0.0
+    bound = wilson_lower_bound(weighted_rate * judged, judged)
+    demoted = is_demoted(perf, weighted_calls, weighted_successes, settings)
+    if demoted:
+        bound = min(
+            bound,
+            wilson_lower_bound(perf.recent_calls - perf.recent_failures, perf.recent_calls),
+        )
+    provider = perf.provider or registry.provider_of(perf.model)
+    rejections = _configured_rejection(provider, configured)
+    estimated = perf.avg_cost_usd is None
+    cap_cost = reference_cost_usd(registry, perf.model) if estimated else perf.avg_cost_usd
+    rejections += cap_rejections(cap_cost, perf.p95_latency_ms, settings)
+    # With too few calls the bound says nothing new; a demoted model's newest calls do.
+    if bound < settings.min_success_rate and (judged >= settings.min_calls or demoted):
+        reason = Reason.DEMOTED if demoted else Reason.SUCCESS_BELOW_MINIMUM
+        rejections.append(Rejection(reason, bound, settings.min_success_rate))
+    if judged < settings.min_calls:
+        rejections.append(Rejection(Reason.TOO_FEW_CALLS, judged, settings.min_calls))
+    return Candidate(
+        model=perf.model,
+        provider=provider,
+        tier=tier_of(registry, perf.model, perf.tier),
+        calls=perf.calls,
+        success_rate=perf.success_rate if judged else None,
+        success_lower_bound=bound,
+        p50_latency_ms=perf.p50_latency_ms,
+        p95_latency_ms=perf.p95_latency_ms,
+        avg_cost_usd=perf.avg_cost_usd,
+        quality_score=settings.weights.score(bound, perf.avg_cost_usd, perf.p95_latency_ms),
+        rejections=tuple(rejections),
+        recent_calls=perf.recent_calls,
+        recent_failures=perf.recent_failures,
+        demoted=demoted,
+        weighted_calls=weighted_calls,
+        weighted_successes=weighted_successes,
+        performance=perf,
+    )
+
+
+def registry_candidate(
+    model_id: str,
+    registry: Registry,
+    settings: RoutingSettings,
+    configured: frozenset[str] | None,
+) -> Candidate:
+    """A registry model without history, priced by the registry."""
+    known = registry.model(model_id)
+    provider = known.provider if known else registry.provider_of(model_id)
+    cost = reference_cost_usd(registry, model_id)
+    rejections = _configured_rejection(provider, configured)
+    rejections += cap_rejections(cost, None, settings)
+    rejections.append(Rejection(Reason.NO_HISTORY))
+    return Candidate(
+        model=model_id,
+        provider=provider,
+        tier=known.tier if known else None,
+        avg_cost_usd=cost,
+        cost_estimated=cost is not None,
+        rejections=tuple(rejections),
+    )
+
+
+def is_demoted(
+    perf: ModelPerformance,
+    weighted_calls: float,
+    weighted_successes: float,
+    settings: RoutingSettings,
+) -> bool:
+    """Whether the newest calls fail far more often than the window says.
+
+    The test is one-sided and conservative: the Wilson lower bound of the recent failure rate
+    must exceed the window's failure rate by ``demote_margin``. A model failing 10 % of its
+    window calls needs 8 failures among its newest 20 (a chance of 1 in 2,500 by luck alone).
+    """
+    if perf.recent_calls <= 0 or weighted_calls <= 0:
+        return False
+    window_failure_rate = 1.0 - weighted_successes / weighted_calls
+    recent_bound = wilson_lower_bound(perf.recent_failures, perf.recent_calls)
+    return recent_bound > window_failure_rate + settings.demote_margin
+
+
+def thompson(
+    candidates: list[Candidate],
+    leader: Candidate | None,
+    settings: RoutingSettings,
+    rng: random.Random,
+) -> Candidate | None:
+    """Top-two Thompson sampling: the challenger most likely to beat ``leader``.
+
+    Each draw samples a success rate per candidate from its Beta posterior (recency-weighted
+    counts, so old evidence is uncertain evidence; a demoted model samples from its newest
+    calls) and scores it with the cost and latency terms. The first draw won by a model other
+    than the leader names the challenger; a model whose posterior never beats the leader's (a
+    known poor one) is never tried, and when nobody does the leader stays. Candidates over a
+    cap or not configured take no part.
+    """
+    pool = []
+    for c in candidates:
+        if not c.callable_within_caps:
+            continue
+        if c.demoted:
+            successes = float(c.recent_calls - c.recent_failures)
+            failures = float(c.recent_failures)
+        else:
+            successes = c.weighted_successes
+            failures = max(c.weighted_calls - c.weighted_successes, 0.0)
+        pool.append((c, 1.0 + successes, 1.0 + failures))
+    if not pool:
+        return leader
+    for _ in range(CHALLENGER_DRAWS):
+        winner, best_score = pool[0][0], -math.inf
+        for c, alpha, beta in pool:
+            draw = rng.betavariate(alpha, beta)
+            score = settings.weights.score(draw, c.avg_cost_usd, c.p95_latency_ms)
+            if score > best_score:
+                winner, best_score = c, score
+        if leader is None or winner.model != leader.model:
+            return winner
+    return leader
+
+
+def ordered(candidates: list[Candidate], chosen: str | None) -> list[Candidate]:
+    """Chosen first, then eligible by score, then the rest by score, then no history."""
+
+    def key(c: Candidate) -> tuple[int, int, int, float, int, str]:
+        return (
+            0 if c.model == chosen else 1,
+            0 if c.eligible else 1,
+            0 if c.has_history else 1,
+            -(c.quality_score if c.quality_score is not None else -math.inf),
+            -c.calls,
+            c.model,
+        )
+
+    return sorted(candidates, key=key)
+
+
+def tier_of(registry: Registry, model_id: str, recorded: str | None) -> str | None:
+    """A model's tier: the registry's, else the one recorded with its calls."""
+    known = registry.model(model_id)
+    if known is not None:
+        return known.tier
+    return normalise_tier(recorded) if recorded else None
+
+
+def _configured_rejection(
+    provider: str | None, configured: frozenset[str] | None
+) -> list[Rejection]:
+    if configured is None or (provider is not None and provider in configured):
+        return []
+    return [Rejection(Reason.NOT_CONFIGURED)]
+
+
+def _by_score(c: Candidate) -> tuple[float, int, str]:
+    return (-(c.quality_score or 0.0), -c.calls, c.model)
+
+
+def _fallback_key(c: Candidate, registry: Registry, tier: str) -> tuple[int, int, int, str]:
+    """Fallback order: the stage's tier, then cheaper tiers, then dearer; a poor record last."""
+    rank = len(TIERS) * 2
+    if c.tier in TIERS and tier in TIERS:
+        cheaper_by = TIERS.index(tier) - TIERS.index(c.tier)
+        rank = cheaper_by if cheaper_by >= 0 else len(TIERS) - cheaper_by
+    poor = c.ruled_out_by(Reason.SUCCESS_BELOW_MINIMUM) or c.ruled_out_by(Reason.DEMOTED)
+    models = list(registry.models)
+    position = models.index(c.model) if c.model in registry.models else len(models)
+    return (rank, 1 if poor else 0, position, c.model)
