@@ -476,7 +476,15 @@ def test_states_json_shape(breaker: CircuitBreaker, clock: FakeClock) -> None:
         ("malformed_response", 200, True),
         ("stream_error", 200, True),
         (None, 408, True),
-        ("something_unheard_of", None, True),
+        (None, 409, True),
+        # A failure no provider kind explains is a quality failure: an availability breaker
+        # ignores it (failures.classify).
+        ("something_unheard_of", None, None),
+        ("something_unheard_of", 200, None),
+        # Status first: an Anthropic 429 whose body says api_error is a rate limit.
+        ("api_error", 429, None),
+        ("overloaded_error", 429, None),
+        ("server_error", 400, None),
         ("bad_request", 400, None),
         ("auth", 401, None),
         ("authentication_error", 401, None),
