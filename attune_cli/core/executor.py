@@ -760,8 +760,10 @@ class ResilientExecutor:
             except CallFailed as failure:
                 latency_ms = (self._clock() - began) * 1000
                 hint_s = retry_after_s(failure.headers, self._wall_clock())
-                self._settle(permit, counts_as_failure(failure.kind, failure.status), hint_s)
-                # The endpoint hears only whether it could be reached.
+                # An endpoint that cannot be reached is its own circuit's failure, not the
+                # model's (no request reached it); the endpoint hears only reachability.
+                verdict = counts_as_failure(failure.kind, failure.status)
+                self._settle(permit, None if failure.unreachable else verdict, hint_s)
                 self._settle(endpoint_permit, failure.unreachable, None)
                 tried.sent += 1
                 tried.last = failure
