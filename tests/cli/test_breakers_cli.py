@@ -218,3 +218,16 @@ def test_a_key_with_markup_is_shown_as_written() -> None:
         breaker.after_call(breaker.before_call(key), failure=True)
     result = runner.invoke(app, ["route", "breakers"])
     assert key in result.stdout
+
+
+def test_tab_completes_an_endpoint_key_across_bash_colon_word_breaks() -> None:
+    from attune_cli.cli import tab
+    from attune_cli.cli.completion_tree import TREE
+
+    with CircuitBreaker(store()) as breaker:
+        breaker.after_call(breaker.before_call(ENDPOINT), failure=True)
+    typed = "endpoint:http://127"
+    items = tab.complete_from_tree(TREE, ["route", "breakers", "reset"], typed)
+    assert [item.value for item in items or []] == [ENDPOINT]
+    # bash keeps what precedes the last ':' of the word; the reply is the rest.
+    assert tab.format_bash(items or [], typed, typed) == "//127.0.0.1:9/v1"
