@@ -22,9 +22,13 @@ def breakers(
         False, "--json", help="Print one JSON list of breakers on stdout."
     ),
 ) -> None:
-    """Show each provider/model circuit breaker: closed, open or half-open, and when to retry.
+    """Show each circuit breaker: closed, open or half-open, and when to retry.
 
-    A breaker opens after repeated failures (5xx, 529, timeouts, dropped connections).
+    A model's breaker (provider/model) opens after repeated failures (5xx, 529, timeouts,
+    dropped connections); rate limits (429) and refused requests never open it.
+
+    An endpoint's breaker (endpoint:BASE_URL) opens on the first connection that cannot be
+    made there, and then every model behind that base URL is skipped.
 
     While open it rejects calls without sending them; after that, one probe call decides.
 
@@ -37,6 +41,8 @@ def breakers(
         attune route breakers --json
 
         attune route breakers reset openai/gpt-4o-mini
+
+        attune route breakers reset endpoint:http://127.0.0.1:11434/v1
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -59,7 +65,7 @@ def breakers(
 def reset(
     key: str | None = typer.Argument(
         None,
-        metavar="[PROVIDER/MODEL]",
+        metavar="[PROVIDER/MODEL|endpoint:BASE_URL]",
         help="The breaker to close (as listed by `attune route breakers`); all when omitted.",
         autocompletion=complete_breaker_keys,
         show_default=False,
@@ -72,6 +78,8 @@ def reset(
     Examples:
 
         attune route breakers reset openai/gpt-4o-mini
+
+        attune route breakers reset endpoint:http://127.0.0.1:11434/v1
 
         attune route breakers reset
     """
@@ -100,14 +108,17 @@ def _render(states: list[BreakerState]) -> None:
 
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     from attune_cli.cli.console import out
+    from attune_cli.core.breaker import BreakerKind
 
     table = Table(
         title="Circuit breakers", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False
     )
     # The key is what `reset` takes: fold it onto a second line rather than cut it short.
     table.add_column("Breaker", overflow="fold")
+    table.add_column("Kind", no_wrap=True)
     table.add_column("State", no_wrap=True)
     table.add_column("Failed/calls", justify="right", no_wrap=True)
     table.add_column("Opened", no_wrap=True)
@@ -129,8 +140,10 @@ def _render(states: list[BreakerState]) -> None:
         else:
             retry = f"{state.retry_after_s:.0f}s"
         table.add_row(
-            state.key,
-            f"[{styles[state.state]}]{state.state.replace('_', '-')}[/]",
+            Text(state.key),
+            # An endpoint stands for every model behind its base URL: make it stand out.
+            Text(str(state.kind), style="bold" if state.kind is BreakerKind.ENDPOINT else ""),
+            Text(state.state.replace("_", "-"), style=styles[state.state]),
             f"{state.failures}/{state.calls}",
             opened,
             retry,

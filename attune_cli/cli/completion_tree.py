@@ -718,8 +718,8 @@ TREE: dict[str, Any] = {'help': 'Pick the right LLM for each workflow...',
                                                            'hidden': False,
                                                            'help': 'Show this message and exit.',
                                                            'values': None}]},
-                                     'breakers': {'help': 'Show each provider/model circuit '
-                                                          'breaker:...',
+                                     'breakers': {'help': 'Show each circuit breaker: closed, open '
+                                                          'or...',
                                                   'hidden': False,
                                                   'plain': True,
                                                   'params': [{'kind': 'option',

@@ -1,4 +1,15 @@
-"""Circuit breakers per provider/model, shared by every attune process on the machine.
+"""Circuit breakers per provider/model and per endpoint, shared by every attune process.
+
+Two kinds of key live side by side:
+
+* ``provider/model`` (``anthropic/claude-sonnet-4-5``): trips on the rules below, on outages
+  only (``counts_as_failure``: status first, error kind second, via ``failures.classify``).
+* ``endpoint:BASE_URL`` (``endpoint:http://127.0.0.1:11434/v1``): one base URL that could not
+  be reached (connection refused, DNS, no connection within the connect timeout). Its first
+  failure opens it, so every model behind a dead server is skipped without a network attempt
+  instead of tripping one model breaker after another. The executor reports only
+  reachability to it: any response, even a 503, is a success; half-open probing is as for
+  models, and a closed endpoint's successes are not written (nothing to count).
 
 The state of each breaker is a row in ``telemetry.db`` (table ``breakers``) plus the recent
 outcomes of its calls (``breaker_events``), so a provider that one process saw failing is
@@ -41,11 +52,13 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from attune_cli.core import db
 from attune_cli.core.errors import AttuneError, BreakerOpenError, ConfigError, OperationError
+from attune_cli.core.failures import FailureClass, classify
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -53,17 +66,32 @@ if TYPE_CHECKING:
     from attune_cli.core.workspace import Workspace
 
 __all__ = [
+    "ENDPOINT_PREFIX",
+    "BreakerKind",
     "BreakerSettings",
     "BreakerState",
     "CircuitBreaker",
     "Permit",
     "breaker_key",
     "counts_as_failure",
+    "endpoint_key",
+    "kind_of_key",
 ]
 
 CLOSED = "closed"
 OPEN = "open"
 HALF_OPEN = "half_open"
+
+ENDPOINT_PREFIX = "endpoint:"
+"""Keys of endpoint breakers start with this; model breakers are ``provider/model``."""
+
+
+class BreakerKind(StrEnum):
+    """What a breaker guards: one model, or every model behind one base URL."""
+
+    MODEL = "model"
+    ENDPOINT = "endpoint"
+
 
 # A server hint beyond this is treated as this: the breaker then probes once an hour, which
 # costs one request, instead of trusting a clock-skewed or absurd header for days.
@@ -198,6 +226,7 @@ class BreakerState:
         open_until: epoch seconds when the open period ends, or None when closed.
         reopen_count: how many times it re-opened since it last closed.
         probe_in_flight: whether a process holds a live probe lease.
+        kind: whether it guards a model or an endpoint (derived from the key).
     """
 
     key: str
@@ -210,6 +239,10 @@ class BreakerState:
     open_until: float | None = None
     reopen_count: int = 0
     probe_in_flight: bool = False
+
+    @property
+    def kind(self) -> BreakerKind:
+        return kind_of_key(self.key)
 
     def as_dict(self) -> dict[str, Any]:
         """The ``route breakers --json`` item (DESIGN's stable keys first, then extras)."""
@@ -224,6 +257,7 @@ class BreakerState:
             "open_until": self.open_until,
             "reopen_count": self.reopen_count,
             "probe_in_flight": self.probe_in_flight,
+            "kind": str(self.kind),
         }
 
 
@@ -232,86 +266,39 @@ def breaker_key(provider: str, model: str) -> str:
     return f"{provider}/{model}"
 
 
-# Error kinds (ProviderError.kind, and the providers' own error types with "_error" removed).
-_NEUTRAL_KINDS = frozenset(
-    {
-        # The caller's fault: the provider is up and said no.
-        "auth",
-        "authentication",
-        "permission",
-        "forbidden",
-        "bad_request",
-        "invalid_request",
-        "not_found",
-        "too_large",
-        "request_too_large",
-        "unprocessable",
-        "validation",
-        "context_length_exceeded",
-        "missing_key",
-        "no_key",
-        # A rate limit is the provider working as designed, not an outage.
-        "rate_limit",
-        "rate_limited",
-        "quota",
-        # We stopped waiting; the provider did nothing wrong.
-        "cancelled",
-        "canceled",
-        "cancellation",
-        "interrupted",
-        "deadline",
-    }
-)
-_FAILURE_KINDS = frozenset(
-    {
-        "server_error",
-        "server",
-        "api",
-        "overloaded",
-        "timeout",
-        "connect_timeout",
-        "read_timeout",
-        "connection",
-        "connect",
-        "network",
-        "protocol",
-        "remote_protocol",
-        "malformed_response",
-        "stream_error",
-        "stream",
-    }
-)
+def endpoint_key(base_url: str) -> str:
+    """The breaker key of an endpoint: ``endpoint:`` and its base URL.
+
+    ``endpoint:http://127.0.0.1:11434/v1`` is what ``attune route breakers`` lists and what
+    ``attune route breakers reset`` takes. The base URL is the one ``attune auth status`` shows.
+    """
+    return ENDPOINT_PREFIX + base_url.rstrip("/")
+
+
+def kind_of_key(key: str) -> BreakerKind:
+    """Whether ``key`` names a model's breaker or an endpoint's."""
+    return BreakerKind.ENDPOINT if key.startswith(ENDPOINT_PREFIX) else BreakerKind.MODEL
 
 
 def counts_as_failure(kind: str | None, status: int | None) -> bool | None:
-    """Classify a call's outcome for the breaker.
+    """The breaker's verdict on a call's outcome, from ``failures.classify``.
 
     Args:
-        kind: the error kind (``ProviderError.kind`` or a provider's error type), None on success.
+        kind: the error kind (``CallFailed.kind`` or a provider's error type), None on success.
         status: the HTTP status when a response arrived.
 
     Returns:
-        True for an outage signal (5xx, 529, 408, timeout, connection error, a malformed or
-        broken response), False for a success (2xx without an error kind), None for a neutral
-        outcome the breaker ignores (400/401/403/404/413/422 caller errors, 429 rate limit,
-        cancellation, other 4xx).
+        True for an outage (5xx, 529, 408, 409, timeouts, connection errors, a malformed or
+        broken answer), False for a success (no error kind), None for an outcome the breaker
+        ignores: a caller error, a rate limit (429 whatever its body says), a cancellation, or a
+        quality failure (an answer arrived; the breaker guards availability, not quality).
     """
-    if kind:
-        normal = kind.strip().lower().replace("-", "_")
-        normal = normal.removesuffix("_error") if normal != "stream_error" else normal
-        if normal in _NEUTRAL_KINDS:
-            return None
-        if normal in _FAILURE_KINDS:
-            return True
-    if status is not None:
-        if 200 <= status < 300:
-            # A 2xx with an unknown error kind attached is still a response that arrived.
-            return False
-        if status >= 500 or status == 408:
-            return True
-        return None
-    # An unknown error and no response at all: the transport failed.
-    return bool(kind)
+    if not kind and (status is None or 200 <= status < 300):
+        return False
+    failure_class = classify(status, kind)
+    if failure_class is FailureClass.OUTAGE:
+        return True
+    return None
 
 
 @dataclass(frozen=True)
@@ -347,7 +334,7 @@ def _read_row(conn: sqlite3.Connection, key: str) -> _Row | None:
 
 
 class CircuitBreaker:
-    """Per provider/model circuit breakers whose state lives in ``telemetry.db``.
+    """Per provider/model and per endpoint circuit breakers whose state lives in ``telemetry.db``.
 
     Usage::
 
@@ -451,6 +438,11 @@ class CircuitBreaker:
         """
         if permit.degraded or (failure is None and not permit.probe):
             return
+        endpoint = kind_of_key(permit.key) is BreakerKind.ENDPOINT
+        if endpoint and failure is False and not permit.probe:
+            # A closed endpoint trips on its first failure whatever came before: a success
+            # there would be a write on every call that changes nothing.
+            return
         try:
             with self._transaction() as conn:
                 self._settle(conn, permit, failure, retry_after_s)
@@ -461,7 +453,9 @@ class CircuitBreaker:
     # Reporting and maintenance
 
     def states(self) -> list[BreakerState]:
-        """Every breaker in the store, sorted by key (empty when there is no store yet).
+        """Every breaker in the store: endpoints, then models, each sorted by key.
+
+        Empty when there is no store yet.
 
         Raises:
             OperationError: the store cannot be opened or read.
@@ -495,7 +489,9 @@ class CircuitBreaker:
                 f"{self.path}: cannot read circuit breakers ({exc})",
                 hint=f"move {self.path} aside to start a new store",
             ) from None
-        return [self._describe(row, counts.get(row.key, (0, 0)), now) for row in rows]
+        described = [self._describe(row, counts.get(row.key, (0, 0)), now) for row in rows]
+        # Endpoints first: one of them open explains every model behind it.
+        return sorted(described, key=lambda state: state.kind is not BreakerKind.ENDPOINT)
 
     def reset(self, key: str | None = None) -> int:
         """Close one breaker (``key``) or all of them, forgetting their recent outcomes.
@@ -641,7 +637,12 @@ class CircuitBreaker:
                 # A small tolerance so 0.3 x 10 calls trips at 3 failures despite float error.
                 and failures / calls >= settings.failure_rate_threshold - 1e-9
             )
-            if rate_trips or consecutive >= settings.consecutive_failures:
+            # A connection that cannot be made fails the same way for every model behind it:
+            # one failure is the whole evidence there is.
+            run_trips = consecutive >= settings.consecutive_failures or (
+                kind_of_key(key) is BreakerKind.ENDPOINT
+            )
+            if rate_trips or run_trips:
                 self._open(conn, key, now, 0, retry_after_s, consecutive)
                 return
         if consecutive != row.consecutive_failures:

@@ -4,14 +4,26 @@ For one prompt the executor plans a chain of models and walks it::
 
     chain    = the model asked for
              + the same tier on the other configured providers
-             + the next tier up (the same provider first), and so on to the top tier
-             (a provider is configured when it has a key or an explicit base URL)
-    per model: circuit breaker → one HTTP attempt → breaker told the outcome → telemetry row
+             + the cheaper tiers, down to the cheapest
+             + the dearer tiers, only with [executor] escalate = true
+             (a provider is configured when it has a key or an explicit base URL; within a
+             tier other providers come first; no model over max_cost_usd's worst case or
+             refused by the caller's ``admissible`` is ever in it, the first one included)
+    per model: endpoint breaker → model breaker → one HTTP attempt → both told the outcome
+             → telemetry row
              → on a transient failure before the first streamed token: wait, try again
-             → when retries are used up, or the breaker is open: the next model of the chain
+             → when retries are used up, or a breaker is open: the next model of the chain
     stop     : a full answer; a caller error (400/401/403/404/413/422 are never retried, and
                another model would refuse the same request); a failure after text was streamed
-               (the reader has seen it: nothing is retried or replaced); the overall deadline.
+               (the reader has seen it: nothing is retried or replaced); the overall deadline;
+               ``[executor] max_attempts`` network attempts (6 by default) in the whole call.
+
+A base URL that cannot be reached (connection refused, DNS, connect timeout) costs one attempt:
+its endpoint circuit opens and every model behind it is skipped, the current model's retries
+included. A rate limit (429, whatever the body says) waits only as long as the server asks,
+when that fits the deadline; otherwise the next model of the chain is tried, since a back-off
+guessed by the client only adds load to a provider asking for less. The breaker's verdict on an
+outcome comes from ``failures.classify``: outages count, caller errors and rate limits do not.
 
 Retries follow the official SDKs: 408, 409, 429, 5xx, 529, timeouts and connection errors are
 retried, an ``x-should-retry: true|false`` header overrides that verdict (except that a caller
@@ -37,7 +49,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
-from attune_cli.core.breaker import breaker_key, counts_as_failure
+from attune_cli.core.breaker import breaker_key, counts_as_failure, endpoint_key
 from attune_cli.core.config import get_number, table
 from attune_cli.core.errors import (
     AttuneError,
@@ -46,6 +58,8 @@ from attune_cli.core.errors import (
     ProviderError,
     UsageError,
 )
+from attune_cli.core.failures import FailureClass, classify
+from attune_cli.core.money import format_usd
 from attune_cli.core.providers import (
     CallFailed,
     ChatRequest,
@@ -55,7 +69,7 @@ from attune_cli.core.providers import (
     resolve_endpoints,
 )
 from attune_cli.core.providers.base import USER_AGENT
-from attune_cli.core.registry import TIERS, Registry, next_tier
+from attune_cli.core.registry import TIERS, Registry, next_tier, previous_tier
 from attune_cli.core.response import BREAKER_OPEN, Attempt, LLMResponse
 from attune_cli.core.telemetry import CallRecord
 
@@ -63,6 +77,7 @@ if TYPE_CHECKING:
     from attune_cli.core.workspace import Workspace
 
 __all__ = [
+    "Plan",
     "ResilientExecutor",
     "RetryPolicy",
     "Target",
@@ -137,6 +152,9 @@ class RetryPolicy:
         max_retry_after_s: the longest server-requested wait honoured as given.
         jitter: the share of a back-off randomly taken off (spreads synchronised clients).
         deadline_s: the whole call, every model and wait included, ends by then.
+        max_attempts: network attempts per call, every model and retry of the chain included.
+        escalate: whether the chain may go on to a dearer tier once its tier and the cheaper
+            ones are exhausted (still within ``max_cost_usd``).
     """
 
     max_retries: int = 2
@@ -145,10 +163,12 @@ class RetryPolicy:
     max_retry_after_s: float = 60.0
     jitter: float = 0.25
     deadline_s: float = 600.0
+    max_attempts: int = 6
+    escalate: bool = False
 
     @classmethod
     def from_config(cls, config: dict[str, Any], path: Path) -> RetryPolicy:
-        """Read ``max_retries`` and ``deadline_s`` from ``[executor]``.
+        """Read ``[executor]``: ``max_retries``, ``deadline_s``, ``max_attempts``, ``escalate``.
 
         Raises:
             ConfigError: a value of the wrong type or out of range, naming ``executor.KEY``.
@@ -171,6 +191,19 @@ class RetryPolicy:
             deadline_s=get_number(
                 section, "deadline_s", defaults.deadline_s, path=path, prefix="executor", minimum=1
             ),
+            max_attempts=int(
+                get_number(
+                    section,
+                    "max_attempts",
+                    defaults.max_attempts,
+                    path=path,
+                    prefix="executor",
+                    minimum=1,
+                    maximum=100,
+                    integer=True,
+                )
+            ),
+            escalate=_get_bool(section, "escalate", defaults.escalate, path=path),
         )
 
     def retryable(self, failure: CallFailed) -> bool:
@@ -269,9 +302,29 @@ class Target:
         return f"{self.model} ({self.provider})"
 
 
+@dataclass(frozen=True)
+class Plan:
+    """The chain ``execute`` walks for one prompt, and what it left out.
+
+    Attributes:
+        chain: the models to try, in order.
+        unconfigured: models of the chain whose provider is not configured.
+        over_caps: models the caps ruled out, each with a few words saying which cap and why.
+    """
+
+    chain: tuple[Target, ...]
+    unconfigured: tuple[Target, ...] = ()
+    over_caps: tuple[tuple[Target, str], ...] = ()
+
+
 @dataclass
 class _Tried:
-    """What happened to one model of the chain, for the closing message."""
+    """What happened to one model of the chain, for the closing message.
+
+    ``cut_short`` says why its tries ended early: ``caller_error``, ``streamed``, ``deadline``,
+    ``attempts`` (the call's attempt budget), ``rate_limit`` (moved on rather than waited) or
+    ``unreachable`` (its endpoint could not be reached).
+    """
 
     target: Target
     sent: int = 0
@@ -279,6 +332,7 @@ class _Tried:
     open_for_s: float | None = None
     server_wait_s: float | None = None
     cut_short: str | None = None
+    endpoint_skipped: bool = False
 
     @property
     def wait_s(self) -> float | None:
@@ -297,13 +351,26 @@ class _Call:
     started: float
     on_text: Callable[[str], None] | None
     notice: Callable[[str], None]
+    max_attempts: int = 6
     streamed: list[str] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
     tried: list[_Tried] = field(default_factory=list)
+    # Base URLs found unreachable in this call (value: when their circuit lets calls through,
+    # when known). Consulted before the breaker, so they hold even without one.
+    down: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def deadline(self) -> float:
         return self.started + self.budget_s
+
+    @property
+    def sent(self) -> int:
+        """Network attempts made so far, every model included."""
+        return sum(t.sent for t in self.tried)
+
+    @property
+    def attempts_left(self) -> bool:
+        return self.sent < self.max_attempts
 
     @property
     def retry_after_s(self) -> float | None:
@@ -459,18 +526,49 @@ class ResilientExecutor:
         fallback: bool = True,
         max_cost_usd: float | None = None,
         worst_case_tokens: tuple[int, int] = (0, 0),
+        admissible: Callable[[str], bool] | None = None,
+        admissible_cap: str = "the routing caps",
     ) -> tuple[list[Target], list[Target]]:
         """The chain of models to try for ``model``, and the ones left out as unconfigured.
 
-        Args:
-            model: the model asked for; always first when its provider is configured.
-            fallback: whether to add the rest of the chain.
-            max_cost_usd: fallbacks whose worst-case price is above this are left out.
-            worst_case_tokens: (input, output) tokens for that worst case.
+        ``chain_for`` says the same and also which models the caps ruled out.
+        """
+        planned = self.chain_for(
+            model,
+            fallback=fallback,
+            max_cost_usd=max_cost_usd,
+            worst_case_tokens=worst_case_tokens,
+            admissible=admissible,
+            admissible_cap=admissible_cap,
+        )
+        return list(planned.chain), list(planned.unconfigured)
 
-        Returns:
-            ``(chain, skipped)``: the models to try in order, and those whose provider is not
-            configured.
+    def chain_for(
+        self,
+        model: str,
+        *,
+        fallback: bool = True,
+        max_cost_usd: float | None = None,
+        worst_case_tokens: tuple[int, int] = (0, 0),
+        admissible: Callable[[str], bool] | None = None,
+        admissible_cap: str = "the routing caps",
+    ) -> Plan:
+        """The chain of models to try for ``model``: the model, then its fallbacks, within the caps.
+
+        Fallbacks: the same tier on the other configured providers, then the cheaper tiers,
+        then (only with ``[executor] escalate = true``) the dearer ones; within a tier, other
+        providers before ``model``'s own (the provider that just failed is the likeliest to
+        fail again). Caps apply to every model, ``model`` included.
+
+        Args:
+            model: the model asked for; first when its provider is configured and it is within
+                the caps.
+            fallback: whether to add the rest of the chain.
+            max_cost_usd: models whose worst-case price is above this are left out.
+            worst_case_tokens: (input, output) tokens for that worst case.
+            admissible: models for which this returns False are left out (e.g. the router's
+                latency cap); None admits every model.
+            admissible_cap: what ``admissible`` enforces, in a few words for messages.
 
         Raises:
             OperationError: ``fallback`` is off and the model's provider is not configured.
@@ -479,16 +577,32 @@ class ResilientExecutor:
         first = self.target(model)
         if not fallback and not first.endpoint.configured:
             raise _not_configured(first)
-        chain = [first]
+        candidates = [first]
         if fallback and first.tier in TIERS:
-            chain += self._fallbacks(first)
-        planned = [t for t in chain if t.endpoint.configured]
-        skipped = [t for t in chain if not t.endpoint.configured]
-        if max_cost_usd is not None:
-            planned = planned[:1] + [
-                t for t in planned[1:] if self._worst_case_usd(t, worst_case_tokens) <= max_cost_usd
-            ]
-        return planned, skipped
+            candidates += self._fallbacks(first, escalate=self.policy.escalate)
+        chain: list[Target] = []
+        over_caps: list[tuple[Target, str]] = []
+        for target in candidates:
+            if not target.endpoint.configured:
+                continue
+            cost_usd = self._worst_case_usd(target, worst_case_tokens)
+            if max_cost_usd is not None and cost_usd > max_cost_usd:
+                over_caps.append(
+                    (
+                        target,
+                        f"could cost {format_usd(cost_usd)}, over the cost cap "
+                        f"{format_usd(max_cost_usd)}",
+                    )
+                )
+            elif admissible is not None and not admissible(target.model):
+                over_caps.append((target, f"ruled out by {admissible_cap}"))
+            else:
+                chain.append(target)
+        return Plan(
+            tuple(chain),
+            tuple(t for t in candidates if not t.endpoint.configured),
+            tuple(over_caps),
+        )
 
     def execute(
         self,
@@ -501,6 +615,8 @@ class ResilientExecutor:
         max_tokens: int = 1024,
         fallback: bool = True,
         max_cost_usd: float | None = None,
+        admissible: Callable[[str], bool] | None = None,
+        admissible_cap: str = "the routing caps",
         stream: bool = True,
         on_text: Callable[[str], None] | None = None,
         on_notice: Callable[[str], None] | None = None,
@@ -516,7 +632,12 @@ class ResilientExecutor:
             system: an optional system prompt.
             max_tokens: the most output tokens.
             fallback: whether other models may answer when this one cannot.
-            max_cost_usd: fallbacks whose worst-case price is above this are not tried.
+            max_cost_usd: no model whose worst-case price (prompt estimate + ``max_tokens``)
+                is above this is called, ``model`` included.
+            admissible: no model for which this returns False is called (the caller builds
+                it from its routing decision, e.g. a latency cap); None admits every model.
+            admissible_cap: what ``admissible`` enforces, for messages
+                (``"--max-latency 800 ms"``).
             stream: stream the answer (``on_text`` gets it piece by piece).
             on_text: called with each piece of text as it arrives.
             on_notice: called with one-line notes for the person (retrying, falling back).
@@ -528,18 +649,34 @@ class ResilientExecutor:
             to raise).
 
         Raises:
-            OperationError: no configured provider can serve the chain.
+            OperationError: no configured provider can serve the chain, or no model is within
+                the caps ("no model within the caps"); nothing was sent.
             UsageError: the provider of an unknown model cannot be told.
         """
         worst_case = (len(prompt + (system or "")) // CHARS_PER_TOKEN + 1, max_tokens)
-        chain, skipped = self.plan(
-            model, fallback=fallback, max_cost_usd=max_cost_usd, worst_case_tokens=worst_case
+        planned = self.chain_for(
+            model,
+            fallback=fallback,
+            max_cost_usd=max_cost_usd,
+            worst_case_tokens=worst_case,
+            admissible=admissible,
+            admissible_cap=admissible_cap,
         )
+        chain, skipped = planned.chain, planned.unconfigured
         notice = on_notice or (lambda _text: None)
+        if not chain and planned.over_caps:
+            ruled_out = "; ".join(f"{t.label} {why}" for t, why in planned.over_caps)
+            raise OperationError(
+                f"no model within the caps: {ruled_out}",
+                hint="raise the cap, lower --max-tokens, or shorten the prompt",
+            )
         if not chain:
             raise _not_configured(skipped[0] if skipped else self.target(model))
         if skipped and skipped[0].model == model:
             notice(f"{skipped[0].label} skipped: {skipped[0].provider} is not configured")
+        for target, why in planned.over_caps:
+            if target.model == model:
+                notice(f"{target.label} skipped: it {why}")
         started = self._clock()
         call = _Call(
             request=ChatRequest(model, prompt, system=system, max_tokens=max_tokens),
@@ -549,22 +686,39 @@ class ResilientExecutor:
             started=started,
             on_text=on_text,
             notice=notice,
+            max_attempts=self.policy.max_attempts,
         )
         for index, target in enumerate(chain):
-            if index and self._clock() >= call.deadline:
+            if index and (self._clock() >= call.deadline or not call.attempts_left):
                 break
-            if index:
-                notice(f"falling back to {target.label}")
             tried = _Tried(target)
             call.tried.append(tried)
-            completion = self._try_model(call, tried, stream)
+            if target.endpoint.base_url in call.down:
+                self._skip_endpoint(call, tried, call.down[target.endpoint.base_url])
+                continue
+            if index:
+                notice(f"falling back to {target.label}")
+            more = any(t.endpoint.base_url not in call.down for t in chain[index + 1 :])
+            completion = self._try_model(call, tried, stream, more_models=more)
             if completion is not None:
-                return self._success(call, target, completion, fallback_used=index > 0)
+                used = index > 0 or target.model != model
+                return self._success(call, target, completion, fallback_used=used)
             if tried.cut_short in ("caller_error", "streamed"):
                 break
         return self._failure(call, chain[0])
 
-    def _try_model(self, call: _Call, tried: _Tried, stream: bool) -> Completion | None:
+    def _try_model(
+        self, call: _Call, tried: _Tried, stream: bool, *, more_models: bool
+    ) -> Completion | None:
+        """Try one model until it answers, fails for good, or the call's budgets run out.
+
+        Args:
+            call: the call's state.
+            tried: this model's record.
+            stream: stream the answer.
+            more_models: whether a later model of the chain could still be tried (a rate
+                limit with no usable wait moves on instead of backing off).
+        """
         target = tried.target
         adapter = self._adapters[target.provider]
         request = ChatRequest(
@@ -574,21 +728,22 @@ class ResilientExecutor:
             max_tokens=call.request.max_tokens,
         )
         key = breaker_key(target.provider, target.model)
+        endpoint = endpoint_key(target.endpoint.base_url)
         retries = 0
         delay_s = 0.0
         while True:
             if call.deadline - self._clock() <= 0:
                 tried.cut_short = "deadline"
                 return None
+            if not call.attempts_left:
+                tried.cut_short = "attempts"
+                return None
             # Ask the breaker before waiting: a failure just recorded may have opened it, and
             # then the wait would only end in a refusal.
-            try:
-                permit = self.breaker.before_call(key) if self.breaker is not None else None
-            except BreakerOpenError as exc:
-                tried.open_for_s = exc.retry_after_s
-                call.attempts.append(Attempt(target.model, target.provider, None, BREAKER_OPEN, 0))
-                call.notice(f"{target.label}: circuit open, retry in {exc.retry_after_s:.0f} s")
+            permits = self._permits(call, tried, key, endpoint)
+            if permits is None:
                 return None
+            permit, endpoint_permit = permits
             began = self._clock()
             try:
                 if delay_s:
@@ -605,12 +760,25 @@ class ResilientExecutor:
             except CallFailed as failure:
                 latency_ms = (self._clock() - began) * 1000
                 hint_s = retry_after_s(failure.headers, self._wall_clock())
-                self._settle(permit, counts_as_failure(failure.kind, failure.status), hint_s)
+                # An endpoint that cannot be reached is its own circuit's failure, not the
+                # model's (no request reached it); the endpoint hears only reachability.
+                verdict = counts_as_failure(failure.kind, failure.status)
+                self._settle(permit, None if failure.unreachable else verdict, hint_s)
+                self._settle(endpoint_permit, failure.unreachable, None)
                 tried.sent += 1
                 tried.last = failure
                 if hint_s is not None and hint_s > 0:
                     tried.server_wait_s = hint_s
                 self._attempted(call, target, failure.status, failure.kind, latency_ms)
+                if failure.unreachable:
+                    # Every model behind this base URL would fail the same way, retries included.
+                    tried.cut_short = "unreachable"
+                    call.down[target.endpoint.base_url] = None
+                    call.notice(
+                        f"{target.endpoint.base_url} cannot be reached: skipping every model "
+                        "behind it"
+                    )
+                    return None
                 if call.streamed:
                     tried.cut_short = "streamed"
                     return None
@@ -618,6 +786,12 @@ class ResilientExecutor:
                     tried.cut_short = "caller_error"
                     return None
                 if not self.policy.retryable(failure) or retries >= self.policy.max_retries:
+                    return None
+                if not call.attempts_left:
+                    tried.cut_short = "attempts"
+                    return None
+                if more_models and self._move_on_from_rate_limit(call, tried, failure, hint_s):
+                    tried.cut_short = "rate_limit"
                     return None
                 delay_s = self.policy.delay_s(retries, hint_s, self._rand())
                 if self._clock() + delay_s >= call.deadline:
@@ -632,12 +806,69 @@ class ResilientExecutor:
             except BaseException:
                 # Cancelled (Ctrl-C): the provider did nothing wrong; hand back a probe lease.
                 self._settle(permit, None, None)
+                self._settle(endpoint_permit, None, None)
                 raise
             latency_ms = (self._clock() - began) * 1000
             self._settle(permit, False, None)
+            self._settle(endpoint_permit, False, None)
             tried.sent += 1
             self._attempted(call, target, completion.status, None, latency_ms, completion)
             return completion
+
+    def _permits(
+        self, call: _Call, tried: _Tried, key: str, endpoint: str
+    ) -> tuple[Any, Any] | None:
+        """Leave from the endpoint's breaker and the model's, or None when either refused."""
+        if self.breaker is None:
+            return None, None
+        target = tried.target
+        try:
+            endpoint_permit = self.breaker.before_call(endpoint)
+        except BreakerOpenError as exc:
+            call.down[target.endpoint.base_url] = exc.retry_after_s
+            call.notice(
+                f"{target.endpoint.base_url}: circuit open, retry in {exc.retry_after_s:.0f} s; "
+                "skipping every model behind it"
+            )
+            self._skip_endpoint(call, tried, exc.retry_after_s)
+            return None
+        try:
+            permit = self.breaker.before_call(key)
+        except BreakerOpenError as exc:
+            self._settle(endpoint_permit, None, None)
+            tried.open_for_s = exc.retry_after_s
+            call.attempts.append(Attempt(target.model, target.provider, None, BREAKER_OPEN, 0))
+            call.notice(f"{target.label}: circuit open, retry in {exc.retry_after_s:.0f} s")
+            return None
+        return permit, endpoint_permit
+
+    def _skip_endpoint(self, call: _Call, tried: _Tried, open_for_s: float | None) -> None:
+        """Record a model skipped because its endpoint cannot be reached; nothing is sent."""
+        tried.endpoint_skipped = True
+        tried.open_for_s = open_for_s
+        target = tried.target
+        call.attempts.append(Attempt(target.model, target.provider, None, BREAKER_OPEN, 0))
+
+    def _move_on_from_rate_limit(
+        self, call: _Call, tried: _Tried, failure: CallFailed, hint_s: float | None
+    ) -> bool:
+        """Whether a rate-limited model should give way to the next one instead of a retry.
+
+        It waits only when the server said how long and the wait fits the policy and the
+        deadline; guessing with a back-off would add load to a provider asking for less.
+        """
+        if classify(failure.status, failure.kind) is not FailureClass.RATE_LIMIT:
+            return False
+        fits = (
+            hint_s is not None
+            and 0 < hint_s <= self.policy.max_retry_after_s
+            and self._clock() + hint_s < call.deadline
+        )
+        if fits:
+            return False
+        wait = f" for {hint_s:.0f} s" if hint_s is not None and hint_s > 0 else ""
+        call.notice(f"{tried.target.label}: rate limited{wait}; trying the next model instead")
+        return True
 
     def _settle(self, permit: Any, failure: bool | None, retry_after_s: float | None) -> None:
         if permit is not None and self.breaker is not None:
@@ -733,6 +964,11 @@ class ResilientExecutor:
     def _exhausted_message(self, call: _Call) -> str:
         parts = []
         for tried in call.tried:
+            url = tried.target.endpoint.base_url
+            if tried.endpoint_skipped:
+                state = "circuit open" if tried.open_for_s is not None else "unreachable"
+                parts.append(f"{tried.target.label}: skipped, {url} {state}")
+                continue
             if tried.sent == 0 and tried.open_for_s is not None:
                 parts.append(f"{tried.target.label}: circuit open")
                 continue
@@ -742,8 +978,15 @@ class ResilientExecutor:
             attempts = "1 attempt" if tried.sent == 1 else f"{tried.sent} attempts"
             last = f", last {_status_text(tried.last)}" if tried.last else ""
             opened = ", then its circuit opened" if tried.open_for_s is not None else ""
+            if tried.cut_short == "rate_limit":
+                opened = ", moved on"
             parts.append(f"{tried.target.label}: {attempts}{last}{opened}")
         message = "no model could answer; tried " + "; ".join(parts)
+        if any(t.cut_short == "attempts" for t in call.tried) or not call.attempts_left:
+            message += (
+                f" (stopped after {call.sent} attempts, [executor] max_attempts = "
+                f"{call.max_attempts})"
+            )
         if any(t.cut_short == "deadline" for t in call.tried) or (
             len(call.tried) and self._clock() >= call.deadline
         ):
@@ -755,27 +998,30 @@ class ResilientExecutor:
             message += ". Retry later"
         return message
 
-    def _fallbacks(self, first: Target) -> list[Target]:
+    def _fallbacks(self, first: Target, *, escalate: bool) -> list[Target]:
         chain: list[Target] = []
         seen = {first.model}
 
-        def add(model_id: str, provider: str, tier: str) -> None:
-            if model_id not in seen and provider in self.endpoints:
-                seen.add(model_id)
-                chain.append(Target(model_id, self.endpoints[provider], tier))
+        def add_tier(tier: str) -> None:
+            # Other providers first: the one that just failed is the likeliest to fail again.
+            for other in sorted(
+                self.registry.by_tier(tier), key=lambda m: m.provider == first.provider
+            ):
+                if other.id not in seen and other.provider in self.endpoints:
+                    seen.add(other.id)
+                    chain.append(Target(other.id, self.endpoints[other.provider], other.tier))
 
         assert first.tier is not None
-        for other in self.registry.by_tier(first.tier):
-            if other.provider != first.provider:
-                add(other.id, other.provider, other.tier)
-        tier = next_tier(first.tier)
+        add_tier(first.tier)
+        tier = previous_tier(first.tier)
         while tier is not None:
-            # The same provider first: its key and network path are already known to work.
-            for other in sorted(
-                self.registry.by_tier(tier), key=lambda m: m.provider != first.provider
-            ):
-                add(other.id, other.provider, other.tier)
-            tier = next_tier(tier)
+            add_tier(tier)
+            tier = previous_tier(tier)
+        if escalate:
+            tier = next_tier(first.tier)
+            while tier is not None:
+                add_tier(tier)
+                tier = next_tier(tier)
         return chain
 
     def _worst_case_usd(self, target: Target, tokens: tuple[int, int]) -> float:
@@ -852,6 +1098,20 @@ def _status_text(failure: CallFailed | None) -> str:
         detail = failure.message.partition(": ")[2] or failure.message
         return f"{failure.kind} ({detail})"
     return failure.kind
+
+
+def _get_bool(section: dict[str, Any], key: str, default: bool, *, path: Path) -> bool:
+    """A true/false setting of ``[executor]``.
+
+    Raises:
+        ConfigError: the value is not a TOML boolean, naming ``executor.KEY``.
+    """
+    from attune_cli.core.errors import ConfigError
+
+    value = section.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(path, "must be true or false", key=f"executor.{key}", value=value)
+    return value
 
 
 def _not_configured(target: Target) -> OperationError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -12,6 +13,13 @@ from attune_cli.cli.app import app
 from attune_cli.emulator import Behaviour, Fail, ProviderEmulator
 
 runner = CliRunner()
+
+
+def write_config(home: Path, text: str) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text(text)
+
+
 ENVELOPE_KEYS = {
     "content",
     "model",
@@ -124,18 +132,55 @@ def test_no_provider_configured_exits_1_saying_how_to_set_one_up() -> None:
     assert result.stdout == ""
 
 
-def test_routed_call_falls_back_along_the_chain(emulator: ProviderEmulator) -> None:
+def test_routed_call_falls_back_to_a_cheaper_tier_not_a_dearer_one(
+    emulator: ProviderEmulator,
+) -> None:
+    emulator.set_behaviour("gpt-5", Behaviour([Fail(503, retry_after_ms=1)] * 3))
+    result = runner.invoke(app, ["ask", "hi", "--tier", "capable", "--json"])
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["fallback_used"] is True
+    # capable gpt-5 (failing; anthropic unconfigured) → cheap gpt-5-mini; never premium.
+    assert [a["model"] for a in document["attempts"]] == ["gpt-5"] * 3 + ["gpt-5-mini"]
+    assert (document["model"], document["tier"]) == ("gpt-5-mini", "cheap")
+    assert "falling back to gpt-5-mini (openai)" in result.stderr
+    assert emulator.requests_for("gpt-5-pro") == 0
+
+
+def test_a_dearer_tier_only_with_escalate(emulator: ProviderEmulator, attune_home: Path) -> None:
+    write_config(attune_home, "[executor]\nescalate = true\nmax_attempts = 10\n")
     emulator.set_behaviour("gpt-5-mini", Behaviour([Fail(503, retry_after_ms=1)] * 3))
     result = runner.invoke(app, ["ask", "hi", "--tier", "cheap", "--json"])
     assert result.exit_code == 0, result.stderr
     document = json.loads(result.stdout)
-    assert document["fallback_used"] is True
     # cheap (anthropic unconfigured) → capable gpt-5 (failing) → premium gpt-5-pro.
     assert [a["model"] for a in document["attempts"]] == ["gpt-5-mini"] * 3 + ["gpt-5"] * 3 + [
         "gpt-5-pro"
     ]
     assert (document["model"], document["tier"]) == ("gpt-5-pro", "premium")
     assert "falling back to gpt-5-pro (openai)" in result.stderr
+
+
+def test_without_escalate_a_failing_cheapest_tier_is_the_end(emulator: ProviderEmulator) -> None:
+    emulator.set_behaviour("gpt-5-mini", Behaviour([Fail(503, retry_after_ms=1)] * 3))
+    result = runner.invoke(app, ["ask", "hi", "--tier", "cheap", "--json"])
+    assert result.exit_code == 1
+    assert emulator.requests_for("gpt-5") == 0 and emulator.requests_for("gpt-5-pro") == 0
+    assert "gpt-5-mini (openai): 3 attempts, last HTTP 503" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "shown"),
+    [("max_attempts = 0", "executor.max_attempts"), ('escalate = "yes"', "executor.escalate")],
+)
+def test_a_bad_executor_setting_exits_2_naming_the_key(
+    emulator: ProviderEmulator, attune_home: Path, setting: str, shown: str
+) -> None:
+    write_config(attune_home, f"[executor]\n{setting}\n")
+    result = runner.invoke(app, ["ask", "hi", "--model", "gpt-5-mini"])
+    assert result.exit_code == 2
+    assert shown in result.stderr
+    assert emulator.requests_for() == 0
 
 
 def test_help_teaches_with_examples() -> None:

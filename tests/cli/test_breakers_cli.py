@@ -82,10 +82,10 @@ def test_the_table_shows_states_and_when_to_retry() -> None:
 
     assert result.exit_code == 0
     rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if "/" in line}
-    assert rows["openai/gpt-4o-mini"][1:3] == ["open", "5/5"]
+    assert rows["openai/gpt-4o-mini"][1:4] == ["model", "open", "5/5"]
     retry = rows["openai/gpt-4o-mini"][-1]
     assert retry.endswith("s") and 20 <= int(retry[:-1]) <= 30
-    assert rows["anthropic/claude-haiku"][1] == "half-open"
+    assert rows["anthropic/claude-haiku"][2] == "half-open"
     assert rows["anthropic/claude-haiku"][-1] == "now"
 
 
@@ -177,3 +177,57 @@ def test_a_tab_press_on_reset_leaves_no_side_files_by_the_store() -> None:
 
     assert [item.value for item in items or []] == ["openai/gpt-4o-mini"]
     assert sorted(p.name for p in folder.iterdir()) == ["telemetry.db"]
+
+
+ENDPOINT = "endpoint:http://127.0.0.1:9/v1"
+
+
+def test_an_endpoint_circuit_is_listed_first_and_marked_as_one() -> None:
+    trip("openai/gpt-4o-mini", at=time.time())
+    with CircuitBreaker(store()) as breaker:
+        # One failure is enough for an endpoint.
+        breaker.after_call(breaker.before_call(ENDPOINT), failure=True)
+
+    result = runner.invoke(app, ["route", "breakers", "--json"])
+    items = json.loads(result.stdout)
+    assert [(i["key"], i["kind"], i["state"]) for i in items] == [
+        (ENDPOINT, "endpoint", "open"),
+        ("openai/gpt-4o-mini", "model", "open"),
+    ]
+    table = runner.invoke(app, ["route", "breakers"])
+    rows = [line.split() for line in table.stdout.splitlines() if "/" in line][1:]
+    assert rows[0][:4] == [ENDPOINT, "endpoint", "open", "1/1"]
+    assert rows[1][:3] == ["openai/gpt-4o-mini", "model", "open"]
+
+
+def test_an_endpoint_circuit_can_be_reset_by_the_key_shown_and_completed() -> None:
+    with CircuitBreaker(store()) as breaker:
+        breaker.after_call(breaker.before_call(ENDPOINT), failure=True)
+    assert complete_breaker_keys("end") == [ENDPOINT]
+
+    result = runner.invoke(app, ["route", "breakers", "reset", ENDPOINT])
+
+    assert result.exit_code == 0, result.stderr
+    assert ENDPOINT in result.stderr
+    assert listed()[ENDPOINT]["state"] == "closed"
+
+
+def test_a_key_with_markup_is_shown_as_written() -> None:
+    key = "endpoint:http://[::1]:8080/[bold]v1"
+    with CircuitBreaker(store()) as breaker:
+        breaker.after_call(breaker.before_call(key), failure=True)
+    result = runner.invoke(app, ["route", "breakers"])
+    assert key in result.stdout
+
+
+def test_tab_completes_an_endpoint_key_across_bash_colon_word_breaks() -> None:
+    from attune_cli.cli import tab
+    from attune_cli.cli.completion_tree import TREE
+
+    with CircuitBreaker(store()) as breaker:
+        breaker.after_call(breaker.before_call(ENDPOINT), failure=True)
+    typed = "endpoint:http://127"
+    items = tab.complete_from_tree(TREE, ["route", "breakers", "reset"], typed)
+    assert [item.value for item in items or []] == [ENDPOINT]
+    # bash keeps what precedes the last ':' of the word; the reply is the rest.
+    assert tab.format_bash(items or [], typed, typed) == "//127.0.0.1:9/v1"

@@ -130,11 +130,15 @@ class ScriptedProvider:
 
 @dataclass
 class FakeBreaker:
-    """Records what the executor tells it; keys in ``open_for`` are refused."""
+    """Records what the executor tells it; keys in ``open_for`` are refused.
+
+    Model outcomes go to ``after``, endpoint (``endpoint:…``) outcomes to ``endpoint_after``.
+    """
 
     open_for: dict[str, float] = field(default_factory=dict)
     before: list[str] = field(default_factory=list)
     after: list[tuple[str, bool | None, float | None]] = field(default_factory=list)
+    endpoint_after: list[tuple[str, bool | None]] = field(default_factory=list)
 
     def before_call(self, key: str) -> str:
         self.before.append(key)
@@ -145,7 +149,10 @@ class FakeBreaker:
     def after_call(
         self, permit: Any, *, failure: bool | None, retry_after_s: float | None = None
     ) -> None:
-        self.after.append((permit, failure, retry_after_s))
+        if permit.startswith("endpoint:"):
+            self.endpoint_after.append((permit, failure))
+        else:
+            self.after.append((permit, failure, retry_after_s))
 
 
 @dataclass

@@ -14,6 +14,7 @@ from attune_cli.core.breaker import (
     Permit,
     breaker_key,
     counts_as_failure,
+    endpoint_key,
 )
 from attune_cli.core.errors import BreakerOpenError
 
@@ -476,7 +477,15 @@ def test_states_json_shape(breaker: CircuitBreaker, clock: FakeClock) -> None:
         ("malformed_response", 200, True),
         ("stream_error", 200, True),
         (None, 408, True),
-        ("something_unheard_of", None, True),
+        (None, 409, True),
+        # A failure no provider kind explains is a quality failure: an availability breaker
+        # ignores it (failures.classify).
+        ("something_unheard_of", None, None),
+        ("something_unheard_of", 200, None),
+        # Status first: an Anthropic 429 whose body says api_error is a rate limit.
+        ("api_error", 429, None),
+        ("overloaded_error", 429, None),
+        ("server_error", 400, None),
         ("bad_request", 400, None),
         ("auth", 401, None),
         ("authentication_error", 401, None),
@@ -495,6 +504,59 @@ def test_states_json_shape(breaker: CircuitBreaker, clock: FakeClock) -> None:
 )
 def test_counts_as_failure(kind: str | None, status: int | None, expected: bool | None) -> None:
     assert counts_as_failure(kind, status) is expected
+
+
+# Endpoints
+
+ENDPOINT = "endpoint:http://127.0.0.1:9/v1"
+
+
+def test_endpoint_key_is_the_base_url_behind_a_prefix() -> None:
+    assert endpoint_key("http://127.0.0.1:9/v1") == ENDPOINT
+    assert endpoint_key("http://127.0.0.1:9/v1/") == ENDPOINT
+
+
+def test_one_failure_opens_an_endpoint_while_a_model_needs_five(
+    breaker: CircuitBreaker, clock: FakeClock
+) -> None:
+    call(breaker, True, ENDPOINT)
+    call(breaker, True, KEY)
+    assert state_of(breaker, ENDPOINT)["state"] == "open"
+    assert state_of(breaker, ENDPOINT)["kind"] == "endpoint"
+    assert state_of(breaker, KEY)["state"] == "closed"
+    assert rejection(breaker, ENDPOINT).retry_after_s == pytest.approx(30)
+
+
+def test_an_endpoint_probe_success_closes_it_and_a_failure_reopens_it_longer(
+    breaker: CircuitBreaker, clock: FakeClock
+) -> None:
+    call(breaker, True, ENDPOINT)
+    clock.advance(31)
+    call(breaker, True, ENDPOINT)  # the probe fails: open again, twice as long
+    assert rejection(breaker, ENDPOINT).retry_after_s == pytest.approx(60)
+    clock.advance(61)
+    probe = call(breaker, False, ENDPOINT)
+    assert probe.probe
+    assert state_of(breaker, ENDPOINT)["state"] == "closed"
+    call(breaker, True, ENDPOINT)
+    assert rejection(breaker, ENDPOINT).retry_after_s == pytest.approx(30)
+
+
+def test_successes_on_a_closed_endpoint_write_nothing(breaker: CircuitBreaker, store: Path) -> None:
+    for _ in range(3):
+        call(breaker, False, ENDPOINT)
+    assert not store.exists()  # no write: nothing to count before its first failure
+
+
+def test_states_list_endpoints_before_models(breaker: CircuitBreaker) -> None:
+    call(breaker, True, "anthropic/claude-haiku-4-5")
+    call(breaker, True, ENDPOINT)
+    call(breaker, True, "zz/last")
+    assert [(s.key, str(s.kind)) for s in breaker.states()] == [
+        (ENDPOINT, "endpoint"),
+        ("anthropic/claude-haiku-4-5", "model"),
+        ("zz/last", "model"),
+    ]
 
 
 def test_breaker_key_is_provider_slash_model() -> None:

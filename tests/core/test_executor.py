@@ -151,7 +151,7 @@ def test_x_should_retry_true_retries_an_unusual_status(clock: FakeClock) -> None
     "raised",
     [
         httpx.ReadTimeout("slow"),
-        httpx.ConnectError("refused"),
+        httpx.ReadError("reset by peer"),
         httpx.RemoteProtocolError("dropped"),
     ],
 )
@@ -210,43 +210,70 @@ def test_deadline_cut_moves_on_to_the_next_model(clock: FakeClock) -> None:
     assert clock.slept == []
 
 
-def test_fallback_chain_same_tier_other_provider_then_next_tier_up(clock: FakeClock) -> None:
-    provider = ScriptedProvider(
-        claude_haiku_4_5=[error(500)], gpt_5_mini=[error(500)], claude_sonnet_4_5=[error(500)]
-    )
+def test_fallback_chain_same_tier_other_provider_then_cheaper_tiers(clock: FakeClock) -> None:
+    provider = ScriptedProvider(claude_sonnet_4_5=[error(500)], gpt_5=[error(500)])
     executor = make_executor(provider, clock, policy=RetryPolicy(max_retries=0))
-    chain, skipped = executor.plan("claude-haiku-4-5")
+    chain, skipped = executor.plan("claude-sonnet-4-5")
+    # Never a dearer tier by default; other providers before the one that just failed.
     assert [t.model for t in chain] == [
-        "claude-haiku-4-5",
-        "gpt-5-mini",
         "claude-sonnet-4-5",
         "gpt-5",
-        "claude-opus-4-5",
-        "gpt-5-pro",
+        "gpt-5-mini",
+        "claude-haiku-4-5",
     ]
     assert skipped == []
     notes: list[str] = []
-    response = executor.execute("hi", model="claude-haiku-4-5", on_notice=notes.append)
+    response = executor.execute("hi", model="claude-sonnet-4-5", on_notice=notes.append)
     assert response.success and response.fallback_used
-    assert (response.model, response.tier) == ("gpt-5", "capable")
-    assert provider.models == ["claude-haiku-4-5", "gpt-5-mini", "claude-sonnet-4-5", "gpt-5"]
-    assert "falling back to gpt-5 (openai)" in notes
+    assert (response.model, response.tier) == ("gpt-5-mini", "cheap")
+    assert provider.models == ["claude-sonnet-4-5", "gpt-5", "gpt-5-mini"]
+    assert "falling back to gpt-5-mini (openai)" in notes
+
+
+def test_the_cheapest_tier_never_escalates_by_default(clock: FakeClock) -> None:
+    provider = ScriptedProvider(claude_haiku_4_5=[error(500)], gpt_5_mini=[error(500)])
+    executor = make_executor(provider, clock, policy=RetryPolicy(max_retries=0))
+    assert [t.model for t in executor.plan("claude-haiku-4-5")[0]] == [
+        "claude-haiku-4-5",
+        "gpt-5-mini",
+    ]
+    response = executor.execute("hi", model="claude-haiku-4-5")
+    assert not response.success
+    assert provider.models == ["claude-haiku-4-5", "gpt-5-mini"]
+
+
+def test_escalate_adds_dearer_tiers_last_and_within_the_cost_cap(clock: FakeClock) -> None:
+    provider = ScriptedProvider(claude_haiku_4_5=[error(500)], gpt_5_mini=[error(500)])
+    policy = RetryPolicy(max_retries=0, escalate=True)
+    executor = make_executor(provider, clock, policy=policy)
+    assert [t.model for t in executor.plan("claude-haiku-4-5")[0]] == [
+        "claude-haiku-4-5",
+        "gpt-5-mini",
+        "gpt-5",
+        "claude-sonnet-4-5",
+        "gpt-5-pro",
+        "claude-opus-4-5",
+    ]
+    # 100 + 1000 tokens: gpt-5 costs up to $0.0101, sonnet $0.0153, the premium tier more.
+    capped = executor.plan("claude-haiku-4-5", max_cost_usd=0.012, worst_case_tokens=(100, 1000))
+    assert [t.model for t in capped[0]] == ["claude-haiku-4-5", "gpt-5-mini", "gpt-5"]
+    response = executor.execute(
+        "x" * 396, model="claude-haiku-4-5", max_tokens=1000, max_cost_usd=0.012
+    )
+    assert response.success and response.model == "gpt-5"
+    assert provider.models == ["claude-haiku-4-5", "gpt-5-mini", "gpt-5"]
 
 
 def test_fallback_skips_unconfigured_providers(clock: FakeClock) -> None:
-    provider = ScriptedProvider(gpt_5_mini=[error(500)])
+    provider = ScriptedProvider(gpt_5=[error(500)])
     executor = make_executor(
         provider, clock, configured=("openai",), policy=RetryPolicy(max_retries=0)
     )
-    chain, skipped = executor.plan("gpt-5-mini")
-    assert [t.model for t in chain] == ["gpt-5-mini", "gpt-5", "gpt-5-pro"]
-    assert [t.model for t in skipped] == [
-        "claude-haiku-4-5",
-        "claude-sonnet-4-5",
-        "claude-opus-4-5",
-    ]
-    response = executor.execute("hi", model="gpt-5-mini")
-    assert response.model == "gpt-5" and response.fallback_used
+    chain, skipped = executor.plan("gpt-5")
+    assert [t.model for t in chain] == ["gpt-5", "gpt-5-mini"]
+    assert [t.model for t in skipped] == ["claude-sonnet-4-5", "claude-haiku-4-5"]
+    response = executor.execute("hi", model="gpt-5")
+    assert response.model == "gpt-5-mini" and response.fallback_used
 
 
 def test_a_forced_model_on_an_unconfigured_provider_says_how_to_configure(clock: FakeClock) -> None:
@@ -290,16 +317,15 @@ def test_open_breaker_sends_nothing_and_falls_back(clock: FakeClock) -> None:
 
 
 def test_every_option_gone_says_what_was_tried_and_when_to_retry(clock: FakeClock) -> None:
-    provider = ScriptedProvider(gpt_5_mini=[error(503, {"retry-after": "12"})])
-    breaker = FakeBreaker(open_for={"openai/gpt-5": 40.0, "openai/gpt-5-pro": 90.0})
+    provider = ScriptedProvider(gpt_5=[error(503, {"retry-after": "12"})])
+    breaker = FakeBreaker(open_for={"openai/gpt-5-mini": 40.0})
     response = make_executor(
         provider, clock, configured=("openai",), breaker=breaker, policy=RetryPolicy(max_retries=1)
-    ).execute("hi", model="gpt-5-mini")
+    ).execute("hi", model="gpt-5")
     assert not response.success
     assert response.error == (
-        "no model could answer; tried gpt-5-mini (openai): 2 attempts, last HTTP 503 "
-        "server_error; gpt-5 (openai): circuit open; gpt-5-pro (openai): circuit open. "
-        "Retry in 12 s"
+        "no model could answer; tried gpt-5 (openai): 2 attempts, last HTTP 503 "
+        "server_error; gpt-5-mini (openai): circuit open. Retry in 12 s"
     )
     assert response.retry_after_s == 12
     raised = failure_error(response)
@@ -308,11 +334,9 @@ def test_every_option_gone_says_what_was_tried_and_when_to_retry(clock: FakeCloc
 
 def test_all_circuits_open_is_a_breaker_open_failure(clock: FakeClock) -> None:
     provider = ScriptedProvider()
-    breaker = FakeBreaker(
-        open_for={"openai/gpt-5-mini": 20.0, "openai/gpt-5": 20.0, "openai/gpt-5-pro": 9.0}
-    )
+    breaker = FakeBreaker(open_for={"openai/gpt-5": 20.0, "openai/gpt-5-mini": 9.0})
     response = make_executor(provider, clock, configured=("openai",), breaker=breaker).execute(
-        "hi", model="gpt-5-mini"
+        "hi", model="gpt-5"
     )
     assert provider.requests == []
     assert response.error_kind == BREAKER_OPEN and response.retry_after_s == 9

@@ -186,11 +186,12 @@ def test_malformed_json_on_a_routed_call_falls_back(
     emulator: ProviderEmulator, attune_home: Path
 ) -> None:
     write_config(attune_home, "[routing]\nexplore = false\n")
-    emulator.set_behaviour("gpt-5-mini", Behaviour(then=Malformed()))
-    result = attune("ask", "hi", "--tier", "cheap", "--json", env=openai_env(emulator))
+    emulator.set_behaviour("gpt-5", Behaviour(then=Malformed()))
+    result = attune("ask", "hi", "--tier", "capable", "--json", env=openai_env(emulator))
     assert result.returncode == 0, result.stderr
     document = envelope(result)
-    assert document["fallback_used"] is True and document["model"] == "gpt-5"
+    # Down to the cheaper tier, never up to a dearer one.
+    assert document["fallback_used"] is True and document["model"] == "gpt-5-mini"
 
 
 def test_error_event_after_text_keeps_the_text_and_fails(emulator: ProviderEmulator) -> None:

@@ -107,6 +107,8 @@ class CallFailed(ProviderError):
         status: the HTTP status, when a response arrived (200 for an error event mid-stream).
         headers: the response's retry hints (``retry-after-ms``, ``retry-after``,
             ``x-should-retry``), lower-case names, when a response arrived.
+        unreachable: no connection could be made to the base URL (refused, DNS, unreachable
+            network, connect timeout): nothing was sent, and no model behind it can answer.
     """
 
     def __init__(
@@ -116,9 +118,11 @@ class CallFailed(ProviderError):
         kind: str,
         status: int | None = None,
         headers: Mapping[str, str] | None = None,
+        unreachable: bool = False,
     ) -> None:
         super().__init__(message, kind=kind, status=status)
         self.headers: dict[str, str] = dict(headers or {})
+        self.unreachable = unreachable
 
     @property
     def caller_error(self) -> bool:
@@ -329,10 +333,11 @@ class ProviderAdapter(ABC):
         kind: str,
         status: int | None = None,
         headers: Mapping[str, str] | None = None,
+        unreachable: bool = False,
     ) -> CallFailed:
         """A ``CallFailed`` naming this provider, with any key scrubbed from the text."""
         text = redact(f"{self.name}: {problem}", [self.endpoint.api_key or ""])
-        return CallFailed(text, kind=kind, status=status, headers=headers)
+        return CallFailed(text, kind=kind, status=status, headers=headers, unreachable=unreachable)
 
     def stream_error(self, data: Any) -> CallFailed:
         """The failure for an error event that arrived after HTTP 200."""
@@ -410,7 +415,12 @@ class ProviderAdapter(ABC):
         # httpx messages name the host and the failure, never headers, so no key can leak.
         what = "timed out" if kind == "timeout" else "connection failed"
         detail = str(exc) or type(exc).__name__
-        return self.failure(f"{what} ({detail}) at {self.endpoint.base_url}", kind=kind)
+        # Only the connect phase says the endpoint is unreachable; a connection that was made
+        # and then dropped or went silent says something about this one request.
+        unreachable = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+        return self.failure(
+            f"{what} ({detail}) at {self.endpoint.base_url}", kind=kind, unreachable=unreachable
+        )
 
 
 def error_text(data: Any) -> tuple[str | None, str]:
