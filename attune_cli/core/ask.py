@@ -97,6 +97,7 @@ def ask(
                     "PROVIDER`, or point OPENAI_BASE_URL at a local OpenAI-compatible server",
                 )
             model = options.model
+            admissible: Callable[[str], bool] | None = None
             if model is None:
                 from attune_cli.core.routing import AdaptiveModelRouter, RoutingSettings
 
@@ -114,6 +115,7 @@ def ask(
                 if decision.chosen is None:
                     raise no_model_within_caps(decision)
                 model = decision.chosen
+                admissible = decision.admissible
                 notice(f"routed to {model}: {decision.reason}")
             return executor.execute(
                 options.prompt,
@@ -124,6 +126,8 @@ def ask(
                 max_tokens=options.max_tokens,
                 fallback=options.model is None,
                 max_cost_usd=options.max_cost_usd,
+                admissible=admissible,
+                admissible_cap="the routing caps and configured providers",
                 stream=options.stream,
                 on_text=on_text,
                 on_notice=notice,
