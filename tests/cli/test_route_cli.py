@@ -143,6 +143,9 @@ def test_unknown_stage_and_workflow_explain_there_is_no_history(attune_home: Pat
         (["--min-success", "-0.2"], "--min-success"),
         (["--days", "0"], "--days"),
         (["--max-cost", "nan"], "--max-cost"),
+        (["--max-cost", "inf"], "--max-cost"),
+        (["--max-latency", "nan"], "--max-latency"),
+        (["--max-latency", "inf"], "--max-latency"),
     ],
 )
 @pytest.mark.parametrize("command", ["explain", "best"])
@@ -223,3 +226,56 @@ def test_explore_flag_is_accepted_and_marks_the_json(history: Path) -> None:
     )
     assert result.exit_code == 0
     assert json.loads(result.stdout)["constraints"]["explore"] is True
+
+
+def test_an_unconfigured_provider_is_listed_but_never_chosen(
+    history: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The history favours gpt-5, but only Anthropic has a key on this machine.
+    monkeypatch.delenv("OPENAI_API_KEY")
+    best = runner.invoke(app, ["route", "best", "analysis", "-w", "code-review"])
+    assert (best.exit_code, best.stdout) == (0, "claude-sonnet-4-5\n")
+    explained = runner.invoke(app, ["route", "explain", "analysis", "-w", "code-review"])
+    assert "gpt-5: not configured (openai has no key or base URL)" in explained.stdout
+    anyway = runner.invoke(
+        app, ["route", "best", "analysis", "-w", "code-review", "--any-provider"]
+    )
+    assert (anyway.exit_code, anyway.stdout) == (0, "gpt-5\n")
+
+
+def test_explain_says_which_failures_do_not_count(attune_home: Path) -> None:
+    seed(attune_home, "gpt-5", 100, latency_ms=900.0, cost_usd=0.004)
+    seed(attune_home, "gpt-5", 12, failures=12, status=429, error_kind="rate_limit")
+    seed(attune_home, "gpt-5", 6, failures=6, status=503, days_ago=2.0)
+    result = runner.invoke(app, ["route", "explain", "analysis", "-w", "code-review"])
+    assert result.exit_code == 0, result.stderr
+    out = " ".join(result.stdout.split())
+    assert "Failures that do not count against a model:" in out
+    assert (
+        "gpt-5: 6 outage failures older than the outage memory and 12 rate limits not counted"
+        in out
+    )
+    doc = json.loads(
+        runner.invoke(app, ["route", "explain", "analysis", "-w", "code-review", "--json"]).stdout
+    )
+    gpt = next(c for c in doc["candidates"] if c["model"] == "gpt-5")
+    assert gpt["calls"] == 118 and gpt["counted_calls"] == 100 and gpt["success_rate"] == 1.0
+
+
+def test_check_warns_about_a_cost_cap_no_model_meets(attune_home: Path) -> None:
+    attune_home.mkdir(parents=True, exist_ok=True)
+    (attune_home / "config.toml").write_text("[routing]\nmax_cost_usd = 0.00001\n")
+    result = runner.invoke(app, ["route", "check"])
+    assert result.exit_code == 0
+    assert "routing.max_cost_usd ($0.00001) is below the price of every model" in result.stderr
+
+
+def test_check_warns_when_escalate_cannot_escalate(attune_home: Path) -> None:
+    attune_home.mkdir(parents=True, exist_ok=True)
+    (attune_home / "config.toml").write_text(
+        "[routing]\nmax_cost_usd = 0.0013\n[executor]\nescalate = true\n"
+    )
+    result = runner.invoke(app, ["route", "check", "--json"])
+    assert result.exit_code == 0
+    assert "executor.escalate is true, but no model above the cheap tier fits" in result.stderr
+    assert json.loads(result.stdout) == []

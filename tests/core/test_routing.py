@@ -476,3 +476,70 @@ def test_from_workspace_reads_routing_settings(tmp_path: Path) -> None:
         # No key at all: nothing is callable, so nothing is chosen.
         keyless = AdaptiveModelRouter.from_workspace(workspace, opened, environ={})
         assert keyless.get_best_model(None, "analysis").chosen is None
+
+
+def test_an_outage_counts_only_while_it_is_recent(store: TelemetryStore) -> None:
+    store.record_many(calls("gpt-5", 200, days_ago=2.0))
+    store.record_many(calls("claude-sonnet-4-5", 200, failures=10, days_ago=2.0))
+    # gpt-5's provider was down an hour ago: 30 refused attempts, all 503s.
+    outage = calls("gpt-5", 30, failures=30, failure_status=503, days_ago=1 / 24, spread_days=0.01)
+    store.record_many(outage)
+    during = router(store).get_best_model("code-review", "analysis")
+    down = during.candidate("gpt-5")
+    assert down is not None and down.demoted
+    assert during.chosen == "claude-sonnet-4-5"
+    assert down.not_counted_text is None  # every outage failure is recent: they all count
+
+    # Seven hours later (past the 6-hour outage memory) the same rows say nothing any more.
+    later = AdaptiveModelRouter(store, REGISTRY, RoutingSettings(), clock=lambda: NOW + 7 * 3600)
+    after = later.get_best_model("code-review", "analysis")
+    recovered = after.candidate("gpt-5")
+    assert recovered is not None and not recovered.demoted
+    assert recovered.calls == 230 and recovered.counted_calls == 200
+    assert recovered.success_rate == 1.0
+    assert after.chosen == "gpt-5"
+    assert recovered.not_counted_text == (
+        "30 outage failures older than the outage memory not counted"
+    )
+    as_json = recovered.as_dict()
+    assert as_json["failures"] == {
+        "quality": 0,
+        "outage": 30,
+        "outage_counted": 0,
+        "rate_limit": 0,
+        "caller_error": 0,
+    }
+
+
+def test_rate_limits_and_refused_requests_never_count_against_a_model(
+    store: TelemetryStore,
+) -> None:
+    store.record_many(calls("gpt-5", 100, failures=40, failure_status=429, days_ago=0.01))
+    store.record_many(calls("gpt-5", 50, failures=25, failure_status=400, days_ago=0.02))
+    row = router(store).get_best_model("code-review", "analysis").candidate("gpt-5")
+    assert row is not None
+    assert row.calls == 150 and row.counted_calls == 85
+    assert row.success_rate == 1.0 and not row.demoted and row.eligible
+    assert row.not_counted_text == "40 rate limits and 25 caller errors not counted"
+
+
+def test_quality_failures_keep_the_long_memory(store: TelemetryStore) -> None:
+    store.record_many(calls("gpt-5", 100, failures=40, days_ago=5.0))
+    row = router(store).get_best_model("code-review", "analysis").candidate("gpt-5")
+    assert row is not None and row.counted_calls == 100 and row.success_rate == 0.6
+
+
+def test_outage_memory_is_a_setting(store: TelemetryStore) -> None:
+    store.record_many(calls("gpt-5", 100, days_ago=3.0))
+    store.record_many(
+        calls("gpt-5", 20, failures=20, failure_status=503, days_ago=0.5, spread_days=0.01)
+    )
+    short = router(store).get_best_model("code-review", "analysis").candidate("gpt-5")
+    long = (
+        router(store, outage_memory_hours=24.0)
+        .get_best_model("code-review", "analysis")
+        .candidate("gpt-5")
+    )
+    assert short is not None and long is not None
+    assert short.counted_calls == 100 and long.counted_calls == 120
+    assert long.demoted and not short.demoted

@@ -1,0 +1,219 @@
+"""``decide``: the routing decision as a pure function of figures, tested without a database."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from attune_cli.core.performance import ModelPerformance
+from attune_cli.core.registry import load_registry
+from attune_cli.core.routing.decide import REFERENCE_CALL_TOKENS, cap_rejections, decide
+from attune_cli.core.routing.decision import Reason, Rejection, RoutingDecision
+from attune_cli.core.routing.settings import RoutingSettings
+
+REGISTRY = load_registry({}, Path("config.toml"))
+BOTH = frozenset({"anthropic", "openai"})
+
+
+def perf(
+    model: str,
+    calls: int = 200,
+    failures: int = 0,
+    *,
+    cost: float | None = 0.002,
+    p95: float | None = 1000.0,
+    tier: str | None = None,
+    rate_limited: int = 0,
+    **fields: object,
+) -> ModelPerformance:
+    """Figures of ``calls`` calls: ``failures`` quality failures, ``rate_limited`` rate limits,
+    the rest successes."""
+    return ModelPerformance(
+        model=model,
+        provider=None,
+        tier=tier,
+        calls=calls,
+        successes=calls - failures - rate_limited,
+        rate_limited=rate_limited,
+        p50_latency_ms=p95,
+        p95_latency_ms=p95,
+        avg_cost_usd=cost,
+        quality_failures=failures,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def run(
+    *performances: ModelPerformance,
+    stage: str = "analysis",
+    configured: frozenset[str] | None = BOTH,
+    seed: int = 0,
+    explore: bool = False,
+    tier: str | None = None,
+    **settings: object,
+) -> RoutingDecision:
+    return decide(
+        performances,
+        REGISTRY,
+        RoutingSettings(**settings),  # type: ignore[arg-type]
+        random.Random(seed),
+        workflow="ci",
+        stage=stage,
+        configured=configured,
+        explore=explore,
+        tier=tier,
+    )
+
+
+def reasons(decision: RoutingDecision, model: str) -> set[Reason]:
+    found = decision.candidate(model)
+    assert found is not None, model
+    return {r.reason for r in found.rejections}
+
+
+def test_the_best_eligible_model_by_score_wins() -> None:
+    decision = run(perf("gpt-5", failures=2), perf("claude-sonnet-4-5", failures=20))
+    assert decision.chosen == "gpt-5" and decision.fallback is False
+    assert decision.within_caps
+
+
+def test_a_cap_is_never_broken_even_by_the_fallback() -> None:
+    # Every model with history is over the latency cap; the fallback may choose only a model
+    # whose latency is not known to break it.
+    decision = run(
+        perf("gpt-5", p95=9000.0), perf("claude-sonnet-4-5", p95=8000.0), max_latency_ms=1.0
+    )
+    assert decision.fallback is True
+    assert decision.chosen not in ("gpt-5", "claude-sonnet-4-5")
+    chosen = decision.candidate(decision.chosen or "")
+    assert chosen is not None and not chosen.has_history and chosen.callable_within_caps
+    over = decision.candidate("gpt-5")
+    assert over is not None
+    assert over.rejections[0] == Rejection(Reason.OVER_LATENCY_CAP, 9000.0, 1.0)
+
+
+def test_a_zero_cost_cap_chooses_nobody_and_names_the_cap_for_every_model() -> None:
+    decision = run(perf("gpt-5"), stage="triage", max_cost_usd=0.0)
+    assert decision.chosen is None and decision.within_caps is False
+    assert decision.reason.startswith("No model within the caps")
+    # Every registry model is listed, each ruled out by the cost cap with its price.
+    assert {c.model for c in decision.candidates} >= set(REGISTRY.models)
+    for c in decision.candidates:
+        assert c.ruled_out_by(Reason.OVER_COST_CAP), c.model
+        assert not decision.admissible(c.model)
+
+
+def test_without_history_the_cost_cap_holds_on_the_registry_price() -> None:
+    haiku = REGISTRY.cost_usd("claude-haiku-4-5", *REFERENCE_CALL_TOKENS)
+    mini = REGISTRY.cost_usd("gpt-5-mini", *REFERENCE_CALL_TOKENS)
+    assert haiku is not None and mini is not None and mini < haiku
+    decision = run(stage="triage", max_cost_usd=(mini + haiku) / 2)
+    assert decision.chosen == "gpt-5-mini"
+    assert reasons(decision, "claude-haiku-4-5") == {Reason.OVER_COST_CAP, Reason.NO_HISTORY}
+
+
+def test_a_model_of_unknown_price_is_not_provably_within_a_cost_cap() -> None:
+    decision = run(perf("llama3.1:8b", cost=None, tier="cheap"), stage="triage", max_cost_usd=1.0)
+    assert reasons(decision, "llama3.1:8b") >= {Reason.COST_UNKNOWN}
+    assert decision.chosen != "llama3.1:8b"
+
+
+def test_the_fallback_tries_the_stages_tier_then_cheaper_then_dearer() -> None:
+    capable = [m.id for m in REGISTRY.by_tier("capable")]
+    cheap = [m.id for m in REGISTRY.by_tier("cheap")]
+    # Every capable model is over a latency cap by its history: the cheap tier's first is next.
+    slow = [perf(model, p95=9000.0) for model in capable]
+    decision = run(*slow, max_latency_ms=5000.0)
+    assert decision.chosen == cheap[0]
+    assert "the nearest cheap-tier model within the caps" in decision.reason
+
+
+def test_only_models_of_configured_providers_are_chosen() -> None:
+    # The best record is Anthropic's, but only OpenAI has a key here.
+    decision = run(
+        perf("claude-sonnet-4-5"), perf("gpt-5", failures=30), configured=frozenset({"openai"})
+    )
+    assert decision.chosen == "gpt-5"
+    assert Reason.NOT_CONFIGURED in reasons(decision, "claude-sonnet-4-5")
+    sonnet = decision.candidate("claude-sonnet-4-5")
+    assert sonnet is not None
+    assert sonnet.rejected_because[0] == "not configured (anthropic has no key or base URL)"
+
+
+def test_any_provider_ranks_regardless_of_configuration() -> None:
+    decision = run(perf("claude-sonnet-4-5"), perf("gpt-5", failures=30), configured=None)
+    assert decision.chosen == "claude-sonnet-4-5"
+    assert decision.constraints["any_provider"] is True
+
+
+def test_nothing_configured_chooses_nobody_and_says_why() -> None:
+    decision = run(perf("gpt-5"), configured=frozenset())
+    assert decision.chosen is None
+    assert "none of their providers is configured" in decision.reason
+
+
+def test_min_success_is_a_preference_the_fallback_explains() -> None:
+    decision = run(perf("gpt-5", failures=100), perf("claude-sonnet-4-5", failures=120))
+    assert decision.fallback is True and decision.chosen is not None
+    assert Reason.SUCCESS_BELOW_MINIMUM in reasons(decision, "gpt-5")
+    assert "success bound" in decision.reason and "below the 70% minimum" in decision.reason
+
+
+def test_too_few_counted_calls_is_judged_on_the_calls_that_count() -> None:
+    # 40 calls, but 35 were rate limits: five calls say something about the model.
+    limited = perf("gpt-5", calls=40, rate_limited=35, counted_calls=5)
+    decision = run(limited)
+    found = decision.candidate("gpt-5")
+    assert found is not None
+    assert Rejection(Reason.TOO_FEW_CALLS, 5, 10) in found.rejections
+    assert found.success_rate == 1.0
+    assert found.not_counted_text == "35 rate limits not counted"
+
+
+def test_tier_restricts_the_choice_to_that_tier() -> None:
+    decision = run(perf("gpt-5"), perf("claude-opus-4-5", failures=40), tier="premium")
+    assert decision.chosen in {m.id for m in REGISTRY.by_tier("premium")}
+    assert decision.candidate("gpt-5") is None
+
+
+def test_exploration_never_draws_a_model_over_a_cap_or_unconfigured() -> None:
+    # gpt-5-mini is uncertain (few calls) but over the cost cap; claude-haiku-4-5 is
+    # uncertain but unconfigured: neither may ever be explored.
+    figures = [
+        perf("gpt-5-nano", calls=300, failures=60, cost=0.0001),
+        perf("gpt-5-mini", calls=3, cost=0.5),
+        perf("claude-haiku-4-5", calls=3, cost=0.0001),
+    ]
+    drawn = set()
+    for seed in range(300):
+        decision = run(
+            *figures,
+            stage="triage",
+            configured=frozenset({"openai"}),
+            explore=True,
+            seed=seed,
+            explore_share=1.0,
+            max_cost_usd=0.01,
+        )
+        drawn.add(decision.chosen)
+    assert "gpt-5-mini" not in drawn and "claude-haiku-4-5" not in drawn
+    assert drawn <= {"gpt-5-nano", None} | {m.id for m in REGISTRY.by_tier("cheap")}
+
+
+@pytest.mark.parametrize(
+    ("cost", "p95", "expected"),
+    [
+        (0.02, 900.0, [Reason.OVER_COST_CAP]),
+        (None, 900.0, [Reason.COST_UNKNOWN]),
+        (0.001, 3000.0, [Reason.OVER_LATENCY_CAP]),
+        (0.001, None, []),
+        (0.01, 2000.0, []),
+    ],
+)
+def test_cap_checks_live_in_one_place(
+    cost: float | None, p95: float | None, expected: list[Reason]
+) -> None:
+    settings = RoutingSettings(max_cost_usd=0.01, max_latency_ms=2000.0)
+    assert [r.reason for r in cap_rejections(cost, p95, settings)] == expected
