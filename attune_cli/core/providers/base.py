@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -27,6 +29,7 @@ import httpx
 
 from attune_cli import __version__
 from attune_cli.core.errors import ProviderError, redact
+from attune_cli.core.providers.deadline import AttemptLimits, Budget, budget_scope
 from attune_cli.core.registry import Provider
 
 USER_AGENT = f"attune/{__version__}"
@@ -37,6 +40,25 @@ CALLER_ERROR_KINDS = frozenset(
     {"bad_request", "auth", "billing", "permission", "not_found", "too_large"}
 )
 RETRY_HEADERS = ("retry-after-ms", "retry-after", "x-should-retry")
+
+AttemptWatcher = Callable[[str, str], None]
+"""Told ``(provider, model)`` as each attempt begins (``watching_attempts``)."""
+
+_WATCHER: ContextVar[AttemptWatcher | None] = ContextVar("attune_attempt_watcher", default=None)
+
+
+@contextmanager
+def watching_attempts(watcher: AttemptWatcher) -> Iterator[None]:
+    """Tell ``watcher(provider, model)`` as each attempt made in this context begins.
+
+    For a display of which model is being waited on (``attune ask``'s spinner): retries and
+    fallbacks happen inside the executor, and each one is an adapter's ``call``.
+    """
+    token = _WATCHER.set(watcher)
+    try:
+        yield
+    finally:
+        _WATCHER.reset(token)
 
 
 @dataclass(frozen=True)
@@ -256,19 +278,21 @@ class ProviderAdapter(ABC):
         *,
         stream: bool = True,
         on_text: Callable[[str], None] | None = None,
-        timeout: httpx.Timeout | None = None,
+        limits: AttemptLimits | None = None,
         expired: Callable[[], bool] | None = None,
     ) -> Completion:
         """Make one attempt.
 
         Args:
-            client: the shared client (keep-alive, pool).
+            client: the shared client (keep-alive, pool); made by ``make_client`` so that
+                ``limits`` hold on every socket read (a plain client gets httpx's timeouts).
             request: what to ask.
             stream: ask for server-sent events so text arrives as it is generated.
             on_text: called with each piece of text as it arrives.
-            timeout: this attempt's timeouts (the executor caps them at its deadline).
+            limits: this attempt's timeouts and the time left to the call's deadline; the
+                client's own timeouts when None.
             expired: polled between streamed events; when it turns true the attempt stops
-                with a ``timeout`` (a server trickling tokens cannot outlive the deadline).
+                with a ``timeout`` (the executor's own clock says the deadline passed).
 
         Returns:
             The full answer.
@@ -276,19 +300,38 @@ class ProviderAdapter(ABC):
         Raises:
             CallFailed: anything that is not a full answer, classified.
         """
+        watcher = _WATCHER.get()
+        if watcher is not None:
+            watcher(self.name, request.model)
         http_request = client.build_request(
             "POST",
             self.url(),
             headers=self.headers(),
             json=self.body(request, stream=stream),
-            timeout=timeout if timeout is not None else client.timeout,
+            timeout=limits.httpx_timeout() if limits is not None else client.timeout,
         )
+        if limits is None:
+            return self._send(client, http_request, stream, on_text, expired, None)
+        with budget_scope(limits.budget()) as budget:
+            return self._send(client, http_request, stream, on_text, expired, budget)
+
+    def _send(
+        self,
+        client: httpx.Client,
+        http_request: httpx.Request,
+        stream: bool,
+        on_text: Callable[[str], None] | None,
+        expired: Callable[[], bool] | None,
+        budget: Budget | None,
+    ) -> Completion:
         try:
             response = client.send(http_request, stream=True)
         except httpx.TimeoutException as exc:
             raise self._transport_failure(exc, "timeout") from None
         except httpx.TransportError as exc:
             raise self._transport_failure(exc, "connection") from None
+        if budget is not None:
+            budget.headers_arrived()
         try:
             if response.status_code != 200:
                 response.read()
