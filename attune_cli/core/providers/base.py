@@ -29,6 +29,17 @@ import httpx
 
 from attune_cli import __version__
 from attune_cli.core.errors import ProviderError, redact
+from attune_cli.core.providers.bodies import (
+    ACCEPT_ENCODING,
+    ERROR_LIMIT_BYTES,
+    JSON_LIMIT_BYTES,
+    BodyRefused,
+    iter_body,
+    iter_lines,
+    read_body,
+    read_prefix,
+    stream_limit_bytes,
+)
 from attune_cli.core.providers.deadline import AttemptLimits, Budget, budget_scope
 from attune_cli.core.registry import Provider
 
@@ -306,14 +317,16 @@ class ProviderAdapter(ABC):
         http_request = client.build_request(
             "POST",
             self.url(),
-            headers=self.headers(),
+            headers={**self.headers(), "accept-encoding": ACCEPT_ENCODING},
             json=self.body(request, stream=stream),
             timeout=limits.httpx_timeout() if limits is not None else client.timeout,
         )
         if limits is None:
-            return self._send(client, http_request, stream, on_text, expired, None)
+            return self._send(client, http_request, stream, on_text, expired, request.max_tokens)
         with budget_scope(limits.budget()) as budget:
-            return self._send(client, http_request, stream, on_text, expired, budget)
+            return self._send(
+                client, http_request, stream, on_text, expired, request.max_tokens, budget
+            )
 
     def _send(
         self,
@@ -322,7 +335,8 @@ class ProviderAdapter(ABC):
         stream: bool,
         on_text: Callable[[str], None] | None,
         expired: Callable[[], bool] | None,
-        budget: Budget | None,
+        max_tokens: int,
+        budget: Budget | None = None,
     ) -> Completion:
         try:
             response = client.send(http_request, stream=True)
@@ -334,15 +348,19 @@ class ProviderAdapter(ABC):
             budget.headers_arrived()
         try:
             if response.status_code != 200:
-                response.read()
                 raise self._http_failure(response)
             content_type = response.headers.get("content-type", "")
             if stream and content_type.startswith("text/event-stream"):
-                return self._consume_stream(response, on_text, expired)
-            completion = self.parse_message(self._json(response.read(), response.status_code))
+                return self._consume_stream(response, on_text, expired, max_tokens)
+            body = read_body(response, JSON_LIMIT_BYTES)
+            completion = self.parse_message(self._json(body, response.status_code))
             if on_text and completion.content:
                 on_text(completion.content)
             return completion
+        except BodyRefused as exc:
+            # Past a limit, or an encoding that was not asked for: a broken answer, whatever
+            # the model was saying (an outage-class failure, retried like one).
+            raise self.failure(f"{exc}", kind="malformed_response", status=200) from None
         except httpx.TimeoutException as exc:
             raise self._transport_failure(exc, "timeout") from None
         except httpx.TransportError as exc:
@@ -355,9 +373,11 @@ class ProviderAdapter(ABC):
         response: httpx.Response,
         on_text: Callable[[str], None] | None,
         expired: Callable[[], bool] | None,
+        max_tokens: int,
     ) -> Completion:
         parser = self.stream_parser()
-        for event, data in iter_sse(response.iter_lines()):
+        lines = iter_lines(iter_body(response, stream_limit_bytes(max_tokens)))
+        for event, data in iter_sse(lines):
             text = parser.feed(event, self._scrub(data))
             if text and on_text:
                 on_text(text)
@@ -433,7 +453,12 @@ class ProviderAdapter(ABC):
     def _http_failure(self, response: httpx.Response) -> CallFailed:
         status = response.status_code
         hints = {name: response.headers[name] for name in RETRY_HEADERS if name in response.headers}
-        content = self._scrub_bytes(response.content)
+        # Only the start of an error body is ever shown: the rest is not even read.
+        try:
+            raw, cut = read_prefix(response, ERROR_LIMIT_BYTES)
+        except BodyRefused:
+            raw, cut = b"", False
+        content = self._scrub_bytes(raw)
         try:
             data: Any = json.loads(content)
         except (ValueError, RecursionError):
@@ -445,6 +470,8 @@ class ProviderAdapter(ABC):
             )
         else:
             kind, text = self.error_kind_and_message(data, status)
+        if cut:
+            text += f" … (only the first {ERROR_LIMIT_BYTES // 2**20} MiB of the body was read)"
         return self.failure(
             f"HTTP {status} {kind}: {text}", kind=kind, status=status, headers=hints
         )
