@@ -46,6 +46,7 @@ from attune_cli.core.errors import (
     ProviderError,
     UsageError,
 )
+from attune_cli.core.failures import clamp_retry_after_s
 from attune_cli.core.providers import (
     CallFailed,
     ChatRequest,
@@ -101,9 +102,14 @@ def retry_after_s(headers: Mapping[str, str], now_s: float) -> float | None:
         now_s: epoch seconds now, to turn an HTTP date into a wait.
 
     Returns:
-        The wait the server asked for (may be 0 or negative for a date in the past), or None
-        when it gave none or nothing readable.
+        The wait the server asked for, clamped to ``[0, 1 h]`` (``clamp_retry_after_s``: a
+        date in the past is 0, ``Retry-After: 1000000000`` is an hour), or None when it gave
+        none or nothing readable.
     """
+    return clamp_retry_after_s(_server_hint_s(headers, now_s))
+
+
+def _server_hint_s(headers: Mapping[str, str], now_s: float) -> float | None:
     millis = headers.get("retry-after-ms")
     if millis:
         try:

@@ -145,9 +145,9 @@ def iter_body(response: httpx.Response, limit_bytes: int) -> Iterator[bytes]:
     """
     if response.is_stream_consumed:
         # Built in memory (httpx.MockTransport reads such a body, and decodes it, at once).
+        yield response.content[:limit_bytes]
         if len(response.content) > limit_bytes:
             raise BodyTooLarge(limit_bytes)
-        yield response.content
         return
     codings = [c.strip().lower() for c in response.headers.get("content-encoding", "").split(",")]
     # Encodings apply in the order listed, so they come off in reverse.
