@@ -103,6 +103,16 @@ def ask(
             show_default=False,
         ),
     ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            metavar="S",
+            help="Give up after S seconds, whatever the server sends "
+            "(default: [executor] deadline_s, 300).",
+            show_default=False,
+        ),
+    ] = None,
     json_: Annotated[
         bool, typer.Option("--json", help="Print the response envelope as one JSON document.")
     ] = False,
@@ -116,8 +126,12 @@ def ask(
     Examples:
       attune ask "Name three risks of this migration plan" -w planning -s analysis
       git diff | attune ask - --model claude-haiku-4-5 --system "You review diffs." --json
+      attune ask "Summarise" --timeout 30     # give up after 30 s, however slow the server
     """
-    from attune_cli.cli.console import message, print_json
+    import math
+
+    from attune_cli.cli.console import err, message, print_json
+    from attune_cli.cli.waiting import WaitingSpinner
     from attune_cli.core.ask import AskOptions
     from attune_cli.core.ask import ask as ask_core
     from attune_cli.core.errors import UsageError
@@ -130,6 +144,8 @@ def ask(
             "--model and --tier cannot be combined: --model names the model, "
             "--tier lets the router choose within a tier"
         )
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise UsageError(f"--timeout must be a number of seconds above 0 (got {timeout:g})")
     text = sys.stdin.read() if prompt == "-" else prompt
     if not text.strip():
         raise UsageError("PROMPT must not be empty (with '-', stdin was empty)")
@@ -142,10 +158,13 @@ def ask(
         system=system,
         max_tokens=max_tokens,
         max_cost_usd=max_cost,
+        timeout_s=timeout,
     )
     streamed: list[str] = []
+    spinner = WaitingSpinner(err(), enabled=_stderr_is_terminal())
 
     def on_text(piece: str) -> None:
+        spinner.stop()
         streamed.append(piece)
         sys.stdout.write(piece)
         sys.stdout.flush()
@@ -154,9 +173,14 @@ def ask(
         message(f"[dim]{_escape(note)}[/dim]")
 
     try:
-        response = ask_core(
-            Workspace.load(), options, on_text=None if json_ else on_text, on_notice=on_notice
-        )
+        with spinner:
+            response = ask_core(
+                Workspace.load(),
+                options,
+                on_text=None if json_ else on_text,
+                on_notice=on_notice,
+                on_attempt=spinner.attempt,
+            )
     except BrokenPipeError:
         # The reader stopped reading (`attune ask ... | head -3`): stop quietly, as Unix tools do.
         import os
@@ -172,6 +196,13 @@ def ask(
         raise failure_error(response)
     if not json_:
         message(f"[dim]{_escape(_footer(response))}[/dim]")
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _footer(response: LLMResponse) -> str:

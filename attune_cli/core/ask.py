@@ -8,6 +8,7 @@ callable model within the caps; when there is none, nobody is called.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -35,6 +36,8 @@ class AskOptions:
         max_tokens: the most output tokens.
         max_cost_usd: cap on the average cost per call when routing, and on fallbacks.
         stream: stream the answer as it arrives.
+        timeout_s: the whole call's deadline (``--timeout``); ``[executor] deadline_s`` when
+            None.
     """
 
     prompt: str
@@ -46,6 +49,7 @@ class AskOptions:
     max_tokens: int = 1024
     max_cost_usd: float | None = None
     stream: bool = True
+    timeout_s: float | None = None
 
 
 def ask(
@@ -56,6 +60,7 @@ def ask(
     on_notice: Callable[[str], None] | None = None,
     environ: Mapping[str, str] | None = None,
     client: httpx.Client | None = None,
+    on_attempt: Callable[[str, str], None] | None = None,
 ) -> LLMResponse:
     """Route (unless a model is given), call with the breaker, retries and fallback, record.
 
@@ -66,6 +71,8 @@ def ask(
         on_notice: called with one-line notes for the person (routing, retries, fallback).
         environ: the environment for keys and base URLs; ``os.environ`` when None.
         client: a shared httpx client (tests); a new one when None.
+        on_attempt: told ``(provider, model)`` as each attempt begins, retries and fallbacks
+            included (what a display of the model being waited on needs).
 
     Returns:
         The envelope, successful or not (``executor.failure_error`` makes the error to raise
@@ -78,6 +85,7 @@ def ask(
     """
     from attune_cli.core.breaker import BreakerSettings, CircuitBreaker
     from attune_cli.core.executor import ResilientExecutor
+    from attune_cli.core.providers.base import watching_attempts
     from attune_cli.core.telemetry import TelemetryStore
 
     notice = on_notice or (lambda _text: None)
@@ -117,21 +125,26 @@ def ask(
                 model = decision.chosen
                 admissible = decision.admissible
                 notice(f"routed to {model}: {decision.reason}")
-            return executor.execute(
-                options.prompt,
-                model=model,
-                workflow=options.workflow,
-                stage=options.stage,
-                system=options.system,
-                max_tokens=options.max_tokens,
-                fallback=options.model is None,
-                max_cost_usd=options.max_cost_usd,
-                admissible=admissible,
-                admissible_cap="the routing caps and configured providers",
-                stream=options.stream,
-                on_text=on_text,
-                on_notice=notice,
+            watching: AbstractContextManager[None] = (
+                watching_attempts(on_attempt) if on_attempt else nullcontext()
             )
+            with watching:
+                return executor.execute(
+                    options.prompt,
+                    model=model,
+                    workflow=options.workflow,
+                    stage=options.stage,
+                    system=options.system,
+                    max_tokens=options.max_tokens,
+                    fallback=options.model is None,
+                    max_cost_usd=options.max_cost_usd,
+                    admissible=admissible,
+                    admissible_cap="the routing caps and configured providers",
+                    stream=options.stream,
+                    on_text=on_text,
+                    on_notice=notice,
+                    deadline_s=options.timeout_s,
+                )
     finally:
         breaker.close()
         store.close()

@@ -44,7 +44,6 @@ avoided by all of them. States::
 
 from __future__ import annotations
 
-import math
 import os
 import sqlite3
 import threading
@@ -58,7 +57,7 @@ from typing import TYPE_CHECKING, Any
 
 from attune_cli.core import db
 from attune_cli.core.errors import AttuneError, BreakerOpenError, ConfigError, OperationError
-from attune_cli.core.failures import FailureClass, classify
+from attune_cli.core.failures import FailureClass, clamp_retry_after_s, classify
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -92,10 +91,6 @@ class BreakerKind(StrEnum):
     MODEL = "model"
     ENDPOINT = "endpoint"
 
-
-# A server hint beyond this is treated as this: the breaker then probes once an hour, which
-# costs one request, instead of trusting a clock-skewed or absurd header for days.
-_RETRY_AFTER_CEILING_S = 3600.0
 
 # The store can fail in these ways; each one means "go ahead without the breaker".
 _STORE_ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error, OSError, AttuneError)
@@ -184,8 +179,9 @@ class BreakerSettings:
         ``Retry-After`` (itself capped at one hour).
         """
         doubled_s = min(self.open_base_s * 2.0 ** min(reopen_count, 32), self.open_max_s)
-        hint_s = retry_after_s if retry_after_s is not None and math.isfinite(retry_after_s) else 0
-        return max(doubled_s, min(max(hint_s, 0.0), _RETRY_AFTER_CEILING_S))
+        # Past the ceiling the breaker probes once an hour, which costs one request, instead
+        # of trusting a clock-skewed or absurd header for days.
+        return max(doubled_s, clamp_retry_after_s(retry_after_s) or 0.0)
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ from attune_cli.core.errors import (
     ProviderError,
     UsageError,
 )
-from attune_cli.core.failures import FailureClass, classify
+from attune_cli.core.failures import FailureClass, clamp_retry_after_s, classify
 from attune_cli.core.money import format_usd
 from attune_cli.core.providers import (
     CallFailed,
@@ -69,6 +69,7 @@ from attune_cli.core.providers import (
     resolve_endpoints,
 )
 from attune_cli.core.providers.base import USER_AGENT
+from attune_cli.core.providers.deadline import AttemptLimits, install
 from attune_cli.core.registry import TIERS, Registry, next_tier, previous_tier
 from attune_cli.core.response import BREAKER_OPEN, Attempt, LLMResponse
 from attune_cli.core.telemetry import CallRecord
@@ -115,9 +116,14 @@ def retry_after_s(headers: Mapping[str, str], now_s: float) -> float | None:
         now_s: epoch seconds now, to turn an HTTP date into a wait.
 
     Returns:
-        The wait the server asked for (may be 0 or negative for a date in the past), or None
-        when it gave none or nothing readable.
+        The wait the server asked for, clamped to ``[0, 1 h]`` (``clamp_retry_after_s``: a
+        date in the past is 0, ``Retry-After: 1000000000`` is an hour), or None when it gave
+        none or nothing readable.
     """
+    return clamp_retry_after_s(_server_hint_s(headers, now_s))
+
+
+def _server_hint_s(headers: Mapping[str, str], now_s: float) -> float | None:
     millis = headers.get("retry-after-ms")
     if millis:
         try:
@@ -162,7 +168,7 @@ class RetryPolicy:
     max_delay_s: float = 8.0
     max_retry_after_s: float = 60.0
     jitter: float = 0.25
-    deadline_s: float = 600.0
+    deadline_s: float = 300.0
     max_attempts: int = 6
     escalate: bool = False
 
@@ -236,53 +242,59 @@ class RetryPolicy:
 class Timeouts:
     """Per-attempt HTTP timeouts (``[executor]`` in config.toml), capped by the deadline.
 
+    Every socket read of an attempt waits at most the phase's limit and never past the
+    overall deadline (``RetryPolicy.deadline_s`` or ``ask --timeout``), however slowly the
+    server sends (``attune_cli.core.providers.deadline``).
+
     Attributes:
         connect_s: to open a connection.
+        first_byte_s: from the request sent to the first bytes of the answer (its headers).
         read_s: between two reads of the answer (for a stream: between two chunks).
         write_s: to send the request.
     """
 
-    connect_s: float = 5.0
-    read_s: float = 600.0
+    connect_s: float = 10.0
+    first_byte_s: float = 60.0
+    read_s: float = 60.0
     write_s: float = 30.0
 
     @classmethod
     def from_config(cls, config: dict[str, Any], path: Path) -> Timeouts:
-        """Read ``connect_timeout_s`` and ``read_timeout_s`` from ``[executor]``.
+        """Read ``connect_timeout_s``, ``first_byte_timeout_s`` and ``read_timeout_s``.
+
+        ``first_byte_timeout_s`` defaults to ``read_timeout_s`` when only that one is set, as
+        it covered the wait for the first byte before the two were told apart.
 
         Raises:
             ConfigError: a value that is not a positive number, naming ``executor.KEY``.
         """
         section = table(config, path, "executor")
         defaults = cls()
+
+        def number(key: str, default: float) -> float:
+            return get_number(section, key, default, path=path, prefix="executor", minimum=0.01)
+
+        read_s = number("read_timeout_s", defaults.read_s)
+        first_byte_default = read_s if "read_timeout_s" in section else defaults.first_byte_s
         return cls(
-            connect_s=get_number(
-                section,
-                "connect_timeout_s",
-                defaults.connect_s,
-                path=path,
-                prefix="executor",
-                minimum=0.01,
-            ),
-            read_s=get_number(
-                section,
-                "read_timeout_s",
-                defaults.read_s,
-                path=path,
-                prefix="executor",
-                minimum=0.01,
-            ),
+            connect_s=number("connect_timeout_s", defaults.connect_s),
+            first_byte_s=number("first_byte_timeout_s", first_byte_default),
+            read_s=read_s,
+        )
+
+    def for_attempt(self, remaining_s: float) -> AttemptLimits:
+        """These timeouts for one attempt with ``remaining_s`` left to the deadline."""
+        return AttemptLimits(
+            connect_s=self.connect_s,
+            first_byte_s=self.first_byte_s,
+            between_reads_s=self.read_s,
+            write_s=self.write_s,
+            total_s=max(remaining_s, 0.001),
         )
 
     def capped(self, remaining_s: float) -> httpx.Timeout:
-        """These timeouts, none longer than ``remaining_s``."""
-        remaining_s = max(remaining_s, 0.001)
-        return httpx.Timeout(
-            connect=min(self.connect_s, remaining_s),
-            read=min(self.read_s, remaining_s),
-            write=min(self.write_s, remaining_s),
-            pool=min(self.connect_s, remaining_s),
-        )
+        """These timeouts as httpx's, none longer than ``remaining_s``."""
+        return self.for_attempt(remaining_s).httpx_timeout()
 
 
 @dataclass(frozen=True)
@@ -754,7 +766,7 @@ class ResilientExecutor:
                     request,
                     stream=stream,
                     on_text=call.emit,
-                    timeout=self.timeouts.capped(call.deadline - began),
+                    limits=self.timeouts.for_attempt(call.deadline - began),
                     expired=lambda: self._clock() >= call.deadline,
                 )
             except CallFailed as failure:
@@ -1037,7 +1049,8 @@ class ResilientExecutor:
 
 
 def make_client(timeouts: Timeouts | None = None, *, trust_env: bool = True) -> httpx.Client:
-    """The shared HTTP client: keep-alive pool, explicit timeouts, no redirects.
+    """The shared HTTP client: keep-alive pool, explicit timeouts, no redirects, and deadlines
+    that hold on every socket read (``attune_cli.core.providers.deadline``).
 
     Args:
         timeouts: defaults for requests that do not bring their own.
@@ -1045,10 +1058,10 @@ def make_client(timeouts: Timeouts | None = None, *, trust_env: bool = True) -> 
     """
     limits = httpx.Limits(max_connections=20, max_keepalive_connections=10, keepalive_expiry=60)
     timeouts = timeouts or Timeouts()
-    return httpx.Client(
+    client = httpx.Client(
         timeout=httpx.Timeout(
             connect=timeouts.connect_s,
-            read=timeouts.read_s,
+            read=max(timeouts.first_byte_s, timeouts.read_s),
             write=timeouts.write_s,
             pool=timeouts.connect_s,
         ),
@@ -1057,6 +1070,7 @@ def make_client(timeouts: Timeouts | None = None, *, trust_env: bool = True) -> 
         follow_redirects=False,
         trust_env=trust_env,
     )
+    return install(client)
 
 
 def failure_error(response: LLMResponse) -> ProviderError:
@@ -1083,7 +1097,8 @@ _HINTS = {
     "bad_request": "the provider refused the request as malformed; see the message above",
     "billing": "check the provider account's credit",
     "connection": "is the server running at that URL? `attune auth status` shows each base URL",
-    "timeout": "the provider was too slow; retry, or raise [executor] read_timeout_s",
+    "timeout": "the provider was too slow; retry, or allow more time with --timeout S "
+    "([executor] deadline_s, read_timeout_s)",
 }
 
 

@@ -20,7 +20,27 @@ whose body says ``api_error`` is a rate limit, not an outage.
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
+
+RETRY_AFTER_CEILING_S = 3600.0
+"""The longest server retry hint attune believes: one hour. A hint beyond it (a clock-skewed
+date, ``Retry-After: 1000000000``) is read as this, everywhere: the executor's messages, the
+envelope's ``retry_after_s`` and the circuit breaker's open period."""
+
+
+def clamp_retry_after_s(seconds: float | None) -> float | None:
+    """A server's retry hint as attune uses it: within ``[0, RETRY_AFTER_CEILING_S]``.
+
+    Args:
+        seconds: the hint (``retry-after-ms`` / ``retry-after``), None when there was none.
+
+    Returns:
+        None for no hint or a non-finite one, else the hint clamped (a date in the past is 0).
+    """
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    return min(max(seconds, 0.0), RETRY_AFTER_CEILING_S)
 
 
 class FailureClass(StrEnum):

@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -27,6 +29,18 @@ import httpx
 
 from attune_cli import __version__
 from attune_cli.core.errors import ProviderError, redact
+from attune_cli.core.providers.bodies import (
+    ACCEPT_ENCODING,
+    ERROR_LIMIT_BYTES,
+    JSON_LIMIT_BYTES,
+    BodyRefused,
+    iter_body,
+    iter_lines,
+    read_body,
+    read_prefix,
+    stream_limit_bytes,
+)
+from attune_cli.core.providers.deadline import AttemptLimits, Budget, budget_scope
 from attune_cli.core.registry import Provider
 
 USER_AGENT = f"attune/{__version__}"
@@ -37,6 +51,25 @@ CALLER_ERROR_KINDS = frozenset(
     {"bad_request", "auth", "billing", "permission", "not_found", "too_large"}
 )
 RETRY_HEADERS = ("retry-after-ms", "retry-after", "x-should-retry")
+
+AttemptWatcher = Callable[[str, str], None]
+"""Told ``(provider, model)`` as each attempt begins (``watching_attempts``)."""
+
+_WATCHER: ContextVar[AttemptWatcher | None] = ContextVar("attune_attempt_watcher", default=None)
+
+
+@contextmanager
+def watching_attempts(watcher: AttemptWatcher) -> Iterator[None]:
+    """Tell ``watcher(provider, model)`` as each attempt made in this context begins.
+
+    For a display of which model is being waited on (``attune ask``'s spinner): retries and
+    fallbacks happen inside the executor, and each one is an adapter's ``call``.
+    """
+    token = _WATCHER.set(watcher)
+    try:
+        yield
+    finally:
+        _WATCHER.reset(token)
 
 
 @dataclass(frozen=True)
@@ -260,19 +293,21 @@ class ProviderAdapter(ABC):
         *,
         stream: bool = True,
         on_text: Callable[[str], None] | None = None,
-        timeout: httpx.Timeout | None = None,
+        limits: AttemptLimits | None = None,
         expired: Callable[[], bool] | None = None,
     ) -> Completion:
         """Make one attempt.
 
         Args:
-            client: the shared client (keep-alive, pool).
+            client: the shared client (keep-alive, pool); made by ``make_client`` so that
+                ``limits`` hold on every socket read (a plain client gets httpx's timeouts).
             request: what to ask.
             stream: ask for server-sent events so text arrives as it is generated.
             on_text: called with each piece of text as it arrives.
-            timeout: this attempt's timeouts (the executor caps them at its deadline).
+            limits: this attempt's timeouts and the time left to the call's deadline; the
+                client's own timeouts when None.
             expired: polled between streamed events; when it turns true the attempt stops
-                with a ``timeout`` (a server trickling tokens cannot outlive the deadline).
+                with a ``timeout`` (the executor's own clock says the deadline passed).
 
         Returns:
             The full answer.
@@ -280,30 +315,56 @@ class ProviderAdapter(ABC):
         Raises:
             CallFailed: anything that is not a full answer, classified.
         """
+        watcher = _WATCHER.get()
+        if watcher is not None:
+            watcher(self.name, request.model)
         http_request = client.build_request(
             "POST",
             self.url(),
-            headers=self.headers(),
+            headers={**self.headers(), "accept-encoding": ACCEPT_ENCODING},
             json=self.body(request, stream=stream),
-            timeout=timeout if timeout is not None else client.timeout,
+            timeout=limits.httpx_timeout() if limits is not None else client.timeout,
         )
+        if limits is None:
+            return self._send(client, http_request, stream, on_text, expired, request.max_tokens)
+        with budget_scope(limits.budget()) as budget:
+            return self._send(
+                client, http_request, stream, on_text, expired, request.max_tokens, budget
+            )
+
+    def _send(
+        self,
+        client: httpx.Client,
+        http_request: httpx.Request,
+        stream: bool,
+        on_text: Callable[[str], None] | None,
+        expired: Callable[[], bool] | None,
+        max_tokens: int,
+        budget: Budget | None = None,
+    ) -> Completion:
         try:
             response = client.send(http_request, stream=True)
         except httpx.TimeoutException as exc:
             raise self._transport_failure(exc, "timeout") from None
         except httpx.TransportError as exc:
             raise self._transport_failure(exc, "connection") from None
+        if budget is not None:
+            budget.headers_arrived()
         try:
             if response.status_code != 200:
-                response.read()
                 raise self._http_failure(response)
             content_type = response.headers.get("content-type", "")
             if stream and content_type.startswith("text/event-stream"):
-                return self._consume_stream(response, on_text, expired)
-            completion = self.parse_message(self._json(response.read(), response.status_code))
+                return self._consume_stream(response, on_text, expired, max_tokens)
+            body = read_body(response, JSON_LIMIT_BYTES)
+            completion = self.parse_message(self._json(body, response.status_code))
             if on_text and completion.content:
                 on_text(completion.content)
             return completion
+        except BodyRefused as exc:
+            # Past a limit, or an encoding that was not asked for: a broken answer, whatever
+            # the model was saying (an outage-class failure, retried like one).
+            raise self.failure(f"{exc}", kind="malformed_response", status=200) from None
         except httpx.TimeoutException as exc:
             raise self._transport_failure(exc, "timeout") from None
         except httpx.TransportError as exc:
@@ -316,9 +377,11 @@ class ProviderAdapter(ABC):
         response: httpx.Response,
         on_text: Callable[[str], None] | None,
         expired: Callable[[], bool] | None,
+        max_tokens: int,
     ) -> Completion:
         parser = self.stream_parser()
-        for event, data in iter_sse(response.iter_lines()):
+        lines = iter_lines(iter_body(response, stream_limit_bytes(max_tokens)))
+        for event, data in iter_sse(lines):
             text = parser.feed(event, self._scrub(data))
             if text and on_text:
                 on_text(text)
@@ -395,7 +458,12 @@ class ProviderAdapter(ABC):
     def _http_failure(self, response: httpx.Response) -> CallFailed:
         status = response.status_code
         hints = {name: response.headers[name] for name in RETRY_HEADERS if name in response.headers}
-        content = self._scrub_bytes(response.content)
+        # Only the start of an error body is ever shown: the rest is not even read.
+        try:
+            raw, cut = read_prefix(response, ERROR_LIMIT_BYTES)
+        except BodyRefused:
+            raw, cut = b"", False
+        content = self._scrub_bytes(raw)
         try:
             data: Any = json.loads(content)
         except (ValueError, RecursionError):
@@ -407,6 +475,8 @@ class ProviderAdapter(ABC):
             )
         else:
             kind, text = self.error_kind_and_message(data, status)
+        if cut:
+            text += f" … (only the first {ERROR_LIMIT_BYTES // 2**20} MiB of the body was read)"
         return self.failure(
             f"HTTP {status} {kind}: {text}", kind=kind, status=status, headers=hints
         )

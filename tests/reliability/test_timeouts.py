@@ -1,0 +1,220 @@
+"""Deadlines end to end: servers that never finish answering, against ``attune ask --timeout 2``.
+
+Each server is a raw socket on 127.0.0.1 (so it can misbehave below HTTP: headers a byte at a
+time, a body that never completes) and stays misbehaving for longer than any test. A real
+``attune`` process must give up at its deadline plus process start-up, exit 1, and say it timed
+out, whatever the server keeps sending.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pexpect
+import pytest
+from reliability_support import FAKE_ANTHROPIC_KEY, FAKE_OPENAI_KEY, assert_clean_failure
+
+pytestmark = pytest.mark.e2e
+
+DEADLINE_S = 2.0
+MARGIN_S = 2.0
+"""Start-up of a Python process (imports, config, SQLite) plus exit; generous for a busy CI."""
+
+Script = Callable[[socket.socket, threading.Event], None]
+
+
+def _trickle(connection: socket.socket, stop: threading.Event, data: bytes, pace_s: float) -> None:
+    for index in range(len(data)):
+        if stop.wait(pace_s):
+            return
+        connection.sendall(data[index : index + 1])
+
+
+def never_answers(connection: socket.socket, stop: threading.Event) -> None:
+    stop.wait(30)
+
+
+def headers_byte_by_byte(connection: socket.socket, stop: threading.Event) -> None:
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n" + b"x-pad: y\r\n" * 200
+    _trickle(connection, stop, head, 0.05)
+
+
+def keep_alive_comments(connection: socket.socket, stop: threading.Event) -> None:
+    connection.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n")
+    while not stop.wait(0.2):
+        connection.sendall(b": keep-alive\n\n")
+
+
+def json_byte_by_byte(connection: socket.socket, stop: threading.Event) -> None:
+    body = b'{"choices": [{"message": {"content": "' + b"x" * 2000 + b'"}}]}'
+    connection.sendall(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+        % len(body)
+    )
+    _trickle(connection, stop, body, 0.05)
+
+
+def slow_500_body(connection: socket.socket, stop: threading.Event) -> None:
+    body = b'{"error": {"type": "server_error", "message": "' + b"x" * 2000 + b'"}}'
+    connection.sendall(
+        b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\n\r\n" % len(body)
+    )
+    _trickle(connection, stop, body, 0.05)
+
+
+class RawServer:
+    """A socket server on 127.0.0.1 that reads each request's head and hands it to a script."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.stop = threading.Event()
+        self.requests = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=self._handle, args=(connection,), daemon=True).start()
+
+    def _handle(self, connection: socket.socket) -> None:
+        with connection:
+            connection.settimeout(10)
+            try:
+                received = b""
+                while b"\r\n\r\n" not in received:
+                    piece = connection.recv(65536)
+                    if not piece:
+                        return
+                    received += piece
+                self.requests += 1
+                self.script(connection, self.stop)
+            except OSError:
+                pass  # attune hung up at its deadline: what the test wants
+
+    def __enter__(self) -> RawServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop.set()
+        self._thread.join(timeout=5)
+        self._listener.close()
+
+
+@contextmanager
+def serving(script: Script) -> Iterator[RawServer]:
+    with RawServer(script) as server:
+        yield server
+
+
+def provider_env(server: RawServer, api: str, home: Path) -> dict[str, str]:
+    if api == "anthropic":
+        env = {"ANTHROPIC_BASE_URL": server.url, "ANTHROPIC_API_KEY": FAKE_ANTHROPIC_KEY}
+    else:
+        env = {"OPENAI_BASE_URL": f"{server.url}/v1", "OPENAI_API_KEY": FAKE_OPENAI_KEY}
+    return {**os.environ, **env, "ATTUNE_HOME": str(home)}
+
+
+CASES = {
+    "accepts and never answers": (never_answers, "openai"),
+    "headers one byte at a time": (headers_byte_by_byte, "anthropic"),
+    "SSE keep-alive comments forever": (keep_alive_comments, "openai"),
+    "JSON body one byte at a time": (json_byte_by_byte, "openai"),
+    "slow 500 body": (slow_500_body, "anthropic"),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_ask_gives_up_at_its_timeout_whatever_the_server_sends(
+    name: str, attune_home: Path
+) -> None:
+    script, api = CASES[name]
+    model = "claude-haiku-4-5" if api == "anthropic" else "gpt-5-mini"
+    with serving(script) as server:
+        began = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", "attune_cli", "ask", "hi", "-m", model, "--timeout", "2"],
+            env=provider_env(server, api, attune_home),
+            capture_output=True,
+            text=True,
+            timeout=15,
+        )
+        took_s = time.monotonic() - began
+        requests = server.requests
+    stderr = assert_clean_failure(result, 1)
+    assert took_s < DEADLINE_S + MARGIN_S, f"{name}: --timeout 2 took {took_s:.1f} s"
+    assert requests >= 1, "the request never reached the server"
+    assert "timed out" in stderr and "2 s deadline" in stderr, stderr
+    assert "--timeout" in stderr  # the hint says how to allow more time
+    assert result.stdout == ""
+    # Not a terminal: no trace of the spinner.
+    assert "waiting for" not in stderr
+    assert FAKE_OPENAI_KEY not in stderr and FAKE_ANTHROPIC_KEY not in stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon"])
+def test_a_timeout_that_is_not_a_positive_number_is_a_usage_error(value: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "attune_cli", "ask", "hi", "-m", "gpt-5-mini", "--timeout", value],
+        env={**os.environ, "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "--timeout" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _spawn_ask(server: RawServer, home: Path, *args: str) -> pexpect.spawn:
+    return pexpect.spawn(
+        sys.executable,
+        ["-m", "attune_cli", "ask", "hi", "-m", "gpt-5-mini", *args],
+        env={**provider_env(server, "openai", home), "TERM": "xterm"},
+        encoding="utf-8",
+        timeout=15,
+        dimensions=(30, 120),
+    )
+
+
+def test_on_a_terminal_a_spinner_names_the_model_and_counts_the_seconds(
+    attune_home: Path,
+) -> None:
+    with serving(never_answers) as server:
+        child = _spawn_ask(server, attune_home, "--timeout", "2.5")
+        child.expect(r"waiting for gpt-5-mini \(openai\) · 0 s")
+        child.expect(r"waiting for gpt-5-mini \(openai\) · 1 s")
+        child.expect("Error:")
+        child.expect(pexpect.EOF)
+        child.close()
+    assert child.exitstatus == 1
+
+
+def test_ctrl_c_while_the_spinner_turns_exits_130(attune_home: Path) -> None:
+    with serving(never_answers) as server:
+        child = _spawn_ask(server, attune_home, "--timeout", "20")
+        child.expect("waiting for gpt-5-mini")
+        child.sendintr()
+        child.expect("Interrupted")
+        child.expect(pexpect.EOF)
+        child.close()
+    assert child.exitstatus == 130
+    assert "Traceback" not in (child.before or "")
