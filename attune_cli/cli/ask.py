@@ -122,6 +122,7 @@ def ask(
     from attune_cli.core.ask import ask as ask_core
     from attune_cli.core.errors import UsageError
     from attune_cli.core.executor import failure_error
+    from attune_cli.core.safe_text import visible
     from attune_cli.core.telemetry import validate_label
     from attune_cli.core.workspace import Workspace
 
@@ -145,8 +146,15 @@ def ask(
     )
     streamed: list[str] = []
 
+    # An answer is data: written exactly as it came to a pipe or a file, but on a terminal
+    # its control characters (ESC sequences, C1, bidi overrides) are shown as escapes, so a
+    # model cannot clear the screen, retitle the window or hide text. Lines and tabs stay.
+    to_terminal = sys.stdout.isatty()
+
     def on_text(piece: str) -> None:
         streamed.append(piece)
+        if to_terminal:
+            piece = visible(piece, keep_newlines=True)
         sys.stdout.write(piece)
         sys.stdout.flush()
 
@@ -194,7 +202,9 @@ def _footer(response: LLMResponse) -> str:
 def _escape(text: str) -> str:
     from rich.markup import escape
 
-    return escape(text)
+    from attune_cli.core.safe_text import visible
+
+    return escape(visible(text))
 
 
 def demo(

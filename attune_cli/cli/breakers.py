@@ -75,6 +75,8 @@ def reset(
 
         attune route breakers reset
     """
+    from rich.markup import escape
+
     from attune_cli.cli.console import message
     from attune_cli.core.breaker import CircuitBreaker
     from attune_cli.core.errors import UsageError
@@ -87,7 +89,7 @@ def reset(
             f"no circuit breaker named {key!r}", hint="`attune route breakers` lists them"
         )
     if key is not None:
-        message(f"Reset the circuit breaker of {key}: calls go through again.")
+        message(f"Reset the circuit breaker of {escape(key)}: calls go through again.")
     elif count == 0:
         message("No circuit breakers to reset.")
     else:
@@ -101,7 +103,7 @@ def _render(states: list[BreakerState]) -> None:
     from rich import box
     from rich.table import Table
 
-    from attune_cli.cli.console import out
+    from attune_cli.cli.console import out, plain
 
     table = Table(
         title="Circuit breakers", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False
@@ -129,7 +131,7 @@ def _render(states: list[BreakerState]) -> None:
         else:
             retry = f"{state.retry_after_s:.0f}s"
         table.add_row(
-            state.key,
+            plain(state.key),
             f"[{styles[state.state]}]{state.state.replace('_', '-')}[/]",
             f"{state.failures}/{state.calls}",
             opened,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
 
 @cache
@@ -30,6 +31,20 @@ def err() -> Console:
     from rich.console import Console
 
     return Console(stderr=True, highlight=False)
+
+
+def plain(value: object, style: str = "") -> Text:
+    """A value from data (a name, a provider's message) as Rich text: never markup.
+
+    Characters a terminal would obey (ESC, C1 controls, bidi overrides) are shown as escapes
+    (``\\x1b``), so a hostile name in a stored row or an imported log cannot clear the screen,
+    retitle the window or break the table it sits in.
+    """
+    from rich.text import Text
+
+    from attune_cli.core.safe_text import visible
+
+    return Text(visible(str(value)), style=style)
 
 
 def print_json(document: Any) -> None:
@@ -88,9 +103,12 @@ def report_failure(exc: BaseException) -> int | None:
     if not isinstance(exc, Exception) or debug_enabled():
         return None
     if isinstance(exc, AttuneError):
-        sys.stderr.write(f"Error: {exc.message}\n")
+        from attune_cli.core.safe_text import visible
+
+        # A message may quote a provider's body or a file's line: shown, never obeyed.
+        sys.stderr.write(f"Error: {visible(exc.message)}\n")
         if exc.hint:
-            sys.stderr.write(f"Hint: {exc.hint}\n")
+            sys.stderr.write(f"Hint: {visible(exc.hint)}\n")
         return exc.exit_code
     sys.stderr.write(
         f"Error: unexpected {type(exc).__name__}; "

@@ -581,9 +581,9 @@ def _window_days(workspace: Workspace) -> int:
 
 def _note(text: str) -> None:
     """A message on stderr, printed as is (names and file lines may hold Rich markup)."""
-    from attune_cli.cli.console import err
+    from attune_cli.cli.console import err, plain
 
-    err().print(text, markup=False, highlight=False)
+    err().print(plain(text), highlight=False)
 
 
 def _plural(count: int, noun: str) -> str:
@@ -641,16 +641,16 @@ class _ProgressBar:
 
 
 def _render_import(result: ImportResult, elapsed_s: float) -> None:
-    from attune_cli.cli.console import out
+    from attune_cli.cli.console import out, plain
 
     if result.rejected:
         return
     verb = "Would import" if result.dry_run else "Imported"
     console = out()
     console.print(
-        f"{verb} {_plural(result.imported, 'new call')} from {result.path} ({result.format}).",
-        markup=False,
-        highlight=False,
+        plain(
+            f"{verb} {_plural(result.imported, 'new call')} from {result.path} ({result.format})."
+        )
     )
     details = [f"{_plural(result.read, 'call')} read in {elapsed_s:.1f} s"]
     if result.duplicates:
@@ -671,7 +671,7 @@ def _render_calls(calls: list[CallRecord]) -> None:
     from rich import box
     from rich.table import Table
 
-    from attune_cli.cli.console import out
+    from attune_cli.cli.console import out, plain
     from attune_cli.core.telemetry import ts_to_iso
 
     console = out()
@@ -702,23 +702,26 @@ def _render_calls(calls: list[CallRecord]) -> None:
             why = " ".join(str(x) for x in (call.error_kind, call.status) if x is not None)
             result = f"failed {why}".strip()
         when = ts_to_iso(call.ts or 0)[:19].replace("T", " ")
+        # Names and error kinds are data: plain text, whatever brackets or escapes they hold.
         cells = [
-            when if wide else when[5:],
-            f"{call.workflow} / {call.stage}",
-            call.model,
+            plain(when if wide else when[5:]),
+            plain(f"{call.workflow} / {call.stage}"),
+            plain(call.model),
         ]
         if wide:
-            cells.append(call.tier or "-")
-        cells += [result, _ms(call.latency_ms)]
+            cells.append(plain(call.tier or "-"))
+        cells += [plain(result), plain(_ms(call.latency_ms))]
         if wide:
             cells.append(
-                "-"
-                if call.input_tokens is None and call.output_tokens is None
-                else f"{_count(call.input_tokens)}/{_count(call.output_tokens)}"
+                plain(
+                    "-"
+                    if call.input_tokens is None and call.output_tokens is None
+                    else f"{_count(call.input_tokens)}/{_count(call.output_tokens)}"
+                )
             )
-        cells.append(_usd(call.cost_usd))
+        cells.append(plain(_usd(call.cost_usd)))
         if wide:
-            cells.append(call.source)
+            cells.append(plain(call.source))
         table.add_row(*cells, style=None if call.success else "red")
     console.print(table)
 
@@ -733,14 +736,14 @@ def _render_models(
     from rich import box
     from rich.table import Table
 
-    from attune_cli.cli.console import out
+    from attune_cli.cli.console import out, plain
 
     console = out()
     wide = console.width >= 110
     with_tier = console.width >= 95
     where = f"{workflow or 'all workflows'} / {stage or 'all stages'}"
     table = Table(
-        title=f"Models · {where} · last {days} days",
+        title=plain(f"Models · {where} · last {days} days"),
         caption=(
             f"★ best.  score = {weights.success_weight:g}·bound"
             f" − {weights.cost_weight:g}·log2(1 + cost/{_usd(weights.cost_unit_usd)})"
@@ -766,18 +769,21 @@ def _render_models(
     table.add_column("Score", justify="right", no_wrap=True)
     for index, perf in enumerate(figures):
         best = index == 0
-        cells = ["★" if best else "", perf.model]
+        cells = [plain("★" if best else ""), plain(perf.model)]
         if wide:
-            cells.append(perf.provider or "-")
+            cells.append(plain(perf.provider or "-"))
         if with_tier:
-            cells.append(perf.tier or "-")
+            cells.append(plain(perf.tier or "-"))
         cells += [
-            f"{perf.calls:,}",
-            f"{perf.success_rate:.1%} ≥ {perf.success_lower_bound:.1%}",
-            _ms(perf.p50_latency_ms),
-            _ms(perf.p95_latency_ms),
-            _usd(perf.avg_cost_usd),
-            f"{perf.quality_score:.1f}",
+            plain(figure)
+            for figure in (
+                f"{perf.calls:,}",
+                f"{perf.success_rate:.1%} ≥ {perf.success_lower_bound:.1%}",
+                _ms(perf.p50_latency_ms),
+                _ms(perf.p95_latency_ms),
+                _usd(perf.avg_cost_usd),
+                f"{perf.quality_score:.1f}",
+            )
         ]
         table.add_row(*cells, style="bold green" if best else None)
     console.print(table)

@@ -44,6 +44,7 @@ from typing import IO, Any
 
 from attune_cli.core.errors import InputFileError, OperationError
 from attune_cli.core.registry import Registry, normalise_tier
+from attune_cli.core.safe_text import quote, unsafe_characters
 from attune_cli.core.telemetry import (
     COLUMNS,
     CallFilter,
@@ -479,11 +480,11 @@ def _number(value: Any, name: str) -> float | None:
     if value is None:
         return None
     if type(value) not in (int, float) or not value >= 0 or value == math.inf:
-        raise _BadLine(f"`{name}` must be a non-negative number (got {value!r})")
+        raise _BadLine(f"`{name}` must be a non-negative number (got {quote(value)})")
     try:
         return float(value)
     except OverflowError:
-        raise _BadLine(f"`{name}` is too large (got {value!r})") from None
+        raise _BadLine(f"`{name}` is too large (got {quote(value)})") from None
 
 
 def _count(value: Any, name: str) -> int | None:
@@ -493,9 +494,9 @@ def _count(value: Any, name: str) -> int | None:
         if type(value) is float and value >= 0 and value.is_integer():
             value = int(value)
         else:
-            raise _BadLine(f"`{name}` must be a non-negative integer (got {value!r})")
+            raise _BadLine(f"`{name}` must be a non-negative integer (got {quote(value)})")
     if value > _MAX_INTEGER:
-        raise _BadLine(f"`{name}` is too large (got {value!r})")
+        raise _BadLine(f"`{name}` is too large (got {quote(value)})")
     return value
 
 
@@ -503,8 +504,23 @@ def _text(value: Any, name: str, default: str | None = None) -> str | None:
     if value is None or value == "":
         return default
     if type(value) is not str:
-        raise _BadLine(f"`{name}` must be a string (got {value!r})")
+        raise _BadLine(f"`{name}` must be a string (got {quote(value)})")
+    return _name(value, name)
+
+
+def _name(value: str, name: str) -> str:
+    """``value``, unless it holds a character a terminal would obey (see ``safe_text``)."""
+    if not value.isprintable() and unsafe_characters(value):
+        raise _BadLine(f"`{name}` holds control or bidirectional characters (got {quote(value)})")
     return value
+
+
+def _intern(names: dict[str, str], value: str, name: str) -> str:
+    """One string object per distinct name, each checked once (the first time it is seen)."""
+    known = names.get(value)
+    if known is None:
+        known = names[value] = _name(value, name)
+    return known
 
 
 def _time(value: Any) -> float:
@@ -515,7 +531,7 @@ def _time(value: Any) -> float:
             pass
     elif value is None:
         raise _BadLine("missing `ts`")
-    raise _BadLine(f"`ts` is not an ISO-8601 time (got {value!r})")
+    raise _BadLine(f"`ts` is not an ISO-8601 time (got {quote(value)})")
 
 
 def _json_lines(
@@ -609,7 +625,7 @@ def _read_attune_jsonl(
             model = obj.get("model")
             if type(model) is not str or not model:
                 raise _BadLine("missing `model`" if model is None else "`model` must be a string")
-            model = aliases.get(model) or model_id(model)
+            model = aliases.get(model) or model_id(_name(model, "model"))
             ts_text = obj.get("ts")
             try:
                 # Only text reaches the parser: it tests a time's length and characters
@@ -620,11 +636,11 @@ def _read_attune_jsonl(
             workflow = obj.get("workflow")
             if type(workflow) is not str or not workflow:
                 workflow = _text(workflow, "workflow", workflow_default)
-            workflow = names.setdefault(workflow, workflow)  # type: ignore[arg-type]
+            workflow = names.get(workflow) or _intern(names, workflow, "workflow")  # type: ignore[arg-type]
             stage = obj.get("stage")
             if type(stage) is not str or not stage:
                 stage = _text(stage, "stage", stage_default)
-            stage = names.setdefault(stage, stage)  # type: ignore[arg-type]
+            stage = names.get(stage) or _intern(names, stage, "stage")  # type: ignore[arg-type]
             provider = obj.get("provider")
             tier = obj.get("tier")
             if type(provider) is not str or not provider or type(tier) is not str or not tier:
@@ -632,11 +648,11 @@ def _read_attune_jsonl(
                 provider = _text(provider, "provider", known_provider)
                 tier = _text(tier, "tier", known_tier)
             if provider is not None:
-                provider = names.setdefault(provider, provider)
+                provider = names.get(provider) or _intern(names, provider, "provider")
             if tier is not None:
                 canonical_tier = tiers.get(tier)
                 if canonical_tier is None:
-                    canonical_tier = tiers[tier] = normalise_tier(tier)
+                    canonical_tier = tiers[tier] = normalise_tier(_name(tier, "tier"))
                 tier = canonical_tier
             tokens = obj.get("tokens")
             if type(tokens) is dict:
@@ -649,10 +665,10 @@ def _read_attune_jsonl(
             elif tokens is None:
                 input_tokens = output_tokens = None
             else:
-                raise _BadLine(f"`tokens` must be an object (got {tokens!r})")
+                raise _BadLine(f"`tokens` must be an object (got {quote(tokens)})")
             success = obj.get("success", True)
             if success is not True and success is not False:
-                raise _BadLine(f"`success` must be true or false (got {success!r})")
+                raise _BadLine(f"`success` must be true or false (got {quote(success)})")
             duration: Any = obj.get("duration_ms")
             if type(duration) not in number_types or not 0 <= duration <= _MAX_INTEGER:
                 duration = _number(duration, "duration_ms")
@@ -685,13 +701,14 @@ def _own_row(values: dict[str, Any], defaults: _Defaults, source_default: str) -
     model = values.get("model")
     if type(model) is not str or not model:
         raise _BadLine("missing `model`" if not model else "`model` must be a string")
+    _name(model, "model")
     ts = _time(values.get("ts"))
     success = values.get("success")
     if type(success) is not bool:
         raise _BadLine(
             "missing `success`"
             if success is None
-            else f"`success` must be true or false (got {success!r})"
+            else f"`success` must be true or false (got {quote(success)})"
         )
     attempt = _count(values.get("attempt"), "attempt")
     row: Row = (
@@ -744,16 +761,16 @@ def _csv_values(record: dict[str, str | None]) -> dict[str, Any]:
             try:
                 values[name] = float(text)
             except ValueError:
-                raise _BadLine(f"`{name}` must be a number (got {text!r})") from None
+                raise _BadLine(f"`{name}` must be a number (got {quote(text)})") from None
         elif name in _CSV_COUNTS:
             try:
                 values[name] = int(text)
             except ValueError:
-                raise _BadLine(f"`{name}` must be an integer (got {text!r})") from None
+                raise _BadLine(f"`{name}` must be an integer (got {quote(text)})") from None
         elif name == "success":
             flag = _CSV_BOOLEANS.get(text.strip().lower())
             if flag is None:
-                raise _BadLine(f"`success` must be true or false (got {text!r})")
+                raise _BadLine(f"`success` must be true or false (got {quote(text)})")
             values[name] = flag
         else:
             values[name] = text
@@ -851,6 +868,7 @@ def _read_llm_db(
                 try:
                     if type(model) is not str or not model:
                         raise _BadLine("missing `model`")
+                    _name(model, "model")
                     ts = _time(when)
                     provider, tier = defaults.provider_tier(model)
                     tokens_in = _count(input_tokens, "input_tokens")
