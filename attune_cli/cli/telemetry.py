@@ -446,8 +446,18 @@ def export(
         int | None,
         typer.Option("--days", min=1, metavar="N", help="Only the last N days."),
     ] = None,
+    raw_csv: Annotated[
+        bool,
+        typer.Option(
+            "--raw-csv",
+            help="CSV cells exactly as stored: no ' before a cell starting with = + - @.",
+        ),
+    ] = False,
 ) -> None:
     """Export calls, oldest first, as JSON lines or CSV; `telemetry import` reads them back.
+
+    In CSV, a name a spreadsheet would run as a formula (starting with = + - @) gets a
+    leading ' (the importer takes it off again); --raw-csv writes it as stored.
 
     Examples:
 
@@ -468,11 +478,13 @@ def export(
     store = _existing_store()
     try:
         if output is not None:
-            written = export_to_path(store, where, format_.value, output.expanduser())
+            written = export_to_path(
+                store, where, format_.value, output.expanduser(), raw_csv=raw_csv
+            )
             _note(f"Exported {_plural(written, 'call')} to {output}.")
             return
         try:
-            export_calls(store, where, format_.value, sys.stdout)
+            export_calls(store, where, format_.value, sys.stdout, raw_csv=raw_csv)
             sys.stdout.flush()
         except BrokenPipeError:
             # The reader stopped reading (`attune telemetry export | head`): stop quietly.

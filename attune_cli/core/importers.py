@@ -773,7 +773,7 @@ def _csv_values(record: dict[str, str | None]) -> dict[str, Any]:
                 raise _BadLine(f"`success` must be true or false (got {quote(text)})")
             values[name] = flag
         else:
-            values[name] = text
+            values[name] = unprotect_cell(text)
     return values
 
 
@@ -962,10 +962,45 @@ def export_record(row: Row) -> dict[str, Any]:
     }
 
 
-def export_calls(store: TelemetryStore | None, where: CallFilter, fmt: str, out: IO[str]) -> int:
+# A spreadsheet reads a cell starting with one of these as a formula (CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@")
+
+
+def _needs_protection(text: str) -> bool:
+    # A leading quote is protected too when what follows it would be: so the importer can
+    # strip exactly one quote from every protected cell and give back the stored value.
+    return text.lstrip("'").startswith(FORMULA_STARTS)
+
+
+def protect_cell(text: str) -> str:
+    """``text`` as a spreadsheet shows it as text: a leading ``'`` before a formula start.
+
+    ``=cmd|' /C calc'!A0`` becomes ``'=cmd|' /C calc'!A0``; ``unprotect_cell`` undoes it.
+    """
+    return "'" + text if _needs_protection(text) else text
+
+
+def unprotect_cell(text: str) -> str:
+    """The value ``protect_cell`` was given (a cell it did not change is returned as is)."""
+    if text.startswith("'") and _needs_protection(text[1:]):
+        return text[1:]
+    return text
+
+
+def export_calls(
+    store: TelemetryStore | None,
+    where: CallFilter,
+    fmt: str,
+    out: IO[str],
+    *,
+    raw_csv: bool = False,
+) -> int:
     """Write the matching calls, oldest first, to ``out`` in ``fmt``; returns how many.
 
     ``store`` None (nothing recorded yet) writes an empty export: nothing, or the CSV header.
+    In CSV, a text cell that a spreadsheet would run as a formula (it starts with ``=``,
+    ``+``, ``-`` or ``@``) gets a leading ``'`` unless ``raw_csv``; the CSV importer takes
+    it off again, so export → import stays exact.
 
     Raises:
         InputFileError: ``fmt`` is not an export format.
@@ -988,7 +1023,13 @@ def export_calls(store: TelemetryStore | None, where: CallFilter, fmt: str, out:
             [
                 ("true" if value else "false")
                 if name == "success"
-                else ("" if value is None else value)
+                else (
+                    ""
+                    if value is None
+                    else protect_cell(value)
+                    if type(value) is str and not raw_csv
+                    else value
+                )
                 for name, value in record.items()
             ]
         )
@@ -996,7 +1037,14 @@ def export_calls(store: TelemetryStore | None, where: CallFilter, fmt: str, out:
     return written
 
 
-def export_to_path(store: TelemetryStore | None, where: CallFilter, fmt: str, path: Path) -> int:
+def export_to_path(
+    store: TelemetryStore | None,
+    where: CallFilter,
+    fmt: str,
+    path: Path,
+    *,
+    raw_csv: bool = False,
+) -> int:
     """``export_calls`` into ``path``, atomically: a reader sees the old file or the new one.
 
     Raises:
@@ -1017,7 +1065,7 @@ def export_to_path(store: TelemetryStore | None, where: CallFilter, fmt: str, pa
             delete=False,
         ) as handle:
             temp_name = handle.name
-            written = export_calls(store, where, fmt, handle)
+            written = export_calls(store, where, fmt, handle, raw_csv=raw_csv)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp_name, path)
