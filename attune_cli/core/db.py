@@ -11,9 +11,13 @@ explicitly (``BEGIN IMMEDIATE`` for a read-decide-write).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sqlite3
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from attune_cli.core.errors import OperationError, StoreVersionError
@@ -167,3 +171,54 @@ def _migrate(conn: sqlite3.Connection) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+# SQLite runs a query in C, where Python never sees Ctrl-C until the query ends: a query that
+# never ends (an llm logs.db whose `responses` is a recursive view, say) would ignore it. A
+# progress handler gives the interpreter a look every _PROGRESS_STEPS virtual-machine steps;
+# the SIGINT handler below marks the interrupt and raises, and the marked query is aborted.
+_PROGRESS_STEPS = 10_000
+_interrupted = threading.Event()
+
+
+def _on_sigint(signum: int, frame: object) -> None:
+    _interrupted.set()
+    raise KeyboardInterrupt
+
+
+def raise_if_interrupted() -> None:
+    """Turn a query error that Ctrl-C caused into the ``KeyboardInterrupt`` it stands for."""
+    if _interrupted.is_set():
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interruptible(*conns: sqlite3.Connection) -> Iterator[None]:
+    """Let Ctrl-C stop any query of ``conns``, however long, as ``KeyboardInterrupt``.
+
+    Only the main thread receives signals; elsewhere this changes nothing.
+
+    Raises:
+        KeyboardInterrupt: Ctrl-C arrived while inside (a query it aborted included).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    outermost = signal.getsignal(signal.SIGINT) is not _on_sigint
+    if outermost:
+        _interrupted.clear()
+        previous = signal.signal(signal.SIGINT, _on_sigint)
+    for conn in conns:
+        conn.set_progress_handler(_interrupted.is_set, _PROGRESS_STEPS)
+    try:
+        yield
+    except sqlite3.OperationalError:
+        if _interrupted.is_set():
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        for conn in conns:
+            with contextlib.suppress(sqlite3.ProgrammingError):
+                conn.set_progress_handler(None, 0)
+        if outermost:
+            signal.signal(signal.SIGINT, previous)

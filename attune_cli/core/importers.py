@@ -42,6 +42,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import IO, Any
 
+from attune_cli.core.db import interruptible, raise_if_interrupted
 from attune_cli.core.errors import InputFileError, OperationError
 from attune_cli.core.registry import Registry, normalise_tier
 from attune_cli.core.safe_text import quote, unsafe_characters
@@ -238,7 +239,7 @@ def import_calls(
     # connection keeps the random-order performance index hot (RSS stays well under 150 MB).
     conn.execute("PRAGMA cache_size = -65536")
     try:
-        with store.transaction():
+        with interruptible(conn), store.transaction():
             statement = _STATEMENTS.get(fmt)
             for batch in source(fmt, path, defaults, options.skip_bad, tally, progress):
                 if statement is None:
@@ -832,11 +833,21 @@ def _read_llm_db(
         source = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error as exc:
         raise InputFileError(f"{path}: cannot open it as an llm logs.db ({exc})") from None
+    stack = contextlib.ExitStack()
     try:
         try:
+            kind = source.execute(
+                "SELECT type FROM sqlite_master WHERE name = 'responses' COLLATE NOCASE"
+            ).fetchone()
             columns = {row[1] for row in source.execute("PRAGMA table_info(responses)")}
         except sqlite3.DatabaseError as exc:
             raise InputFileError(f"{path}: not a SQLite database ({exc})") from None
+        if kind is not None and kind[0] != "table":
+            # Only a table is read: a view runs the file author's query, which may never end.
+            raise InputFileError(
+                f"{path}: `responses` is a {kind[0]}, not a table; llm's logs.db has a table",
+                hint="is this llm's logs.db?",
+            )
         needed = {"id", "model", "datetime_utc"}
         if not needed <= columns:
             raise InputFileError(
@@ -855,6 +866,7 @@ def _read_llm_db(
                 "output_tokens",
             )
         ]
+        stack.enter_context(interruptible(source))
         total = source.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
         cursor = source.execute(f"SELECT {', '.join(picked)} FROM responses ORDER BY rowid")
         number = 0
@@ -901,8 +913,10 @@ def _read_llm_db(
             if progress is not None:
                 progress(number, total)
     except sqlite3.DatabaseError as exc:
+        raise_if_interrupted()
         raise InputFileError(f"{path}: cannot read llm's responses ({exc})") from None
     finally:
+        stack.close()
         source.close()
 
 
