@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from attune_cli.core.response import LLMResponse
+    from attune_cli.core.workspace import Workspace
     from attune_cli.demo import CallEvent, DemoReport
 
 
@@ -161,9 +162,11 @@ def ask(
     def on_notice(note: str) -> None:
         message(f"[dim]{_escape(note)}[/dim]")
 
+    workspace = Workspace.load()
+    _warn_about_keys_sent_in_clear(workspace)
     try:
         response = ask_core(
-            Workspace.load(), options, on_text=None if json_ else on_text, on_notice=on_notice
+            workspace, options, on_text=None if json_ else on_text, on_notice=on_notice
         )
     except BrokenPipeError:
         # The reader stopped reading (`attune ask ... | head -3`): stop quietly, as Unix tools do.
@@ -180,6 +183,27 @@ def ask(
         raise failure_error(response)
     if not json_:
         message(f"[dim]{_escape(_footer(response))}[/dim]")
+
+
+def _warn_about_keys_sent_in_clear(workspace: Workspace) -> None:
+    """Warn, once per provider, when a key would go over plain http:// to another machine."""
+    import os
+
+    from attune_cli.cli.auth import warn_if_sent_in_clear
+    from attune_cli.core.credentials import resolve_key, sends_key_in_clear
+    from attune_cli.core.errors import AttuneError
+
+    for provider in workspace.registry.providers.values():
+        override = os.environ.get(provider.base_url_env or "", "").strip()
+        base_url = override or provider.base_url
+        if not sends_key_in_clear(base_url):
+            continue
+        try:
+            has_key = resolve_key(provider, workspace.paths) is not None
+        except AttuneError:
+            continue  # the call itself reports a bad credentials file
+        if has_key:
+            warn_if_sent_in_clear(provider.name, base_url)
 
 
 def _footer(response: LLMResponse) -> str:

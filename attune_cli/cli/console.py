@@ -53,14 +53,22 @@ def print_json(document: Any) -> None:
     sys.stdout.flush()
 
 
-def message(text: str) -> None:
-    """A one-line message for the person, on stderr (Rich markup allowed)."""
-    err().print(text)
+def message(text: str, *, markup: bool = True) -> None:
+    """A one-line message for the person, on stderr (Rich markup allowed unless ``markup``
+    is False: pass False whenever ``text`` holds a path, a name or anything from data)."""
+    if markup:
+        err().print(text)
+    else:
+        err().print(plain(text))
 
 
-def warn(text: str) -> None:
-    """A warning on stderr."""
-    err().print(f"[yellow]Warning:[/yellow] {text}")
+def warn(text: str, *, markup: bool = True) -> None:
+    """A warning on stderr (``markup`` as for ``message``)."""
+    from rich.text import Text
+
+    body = err().render_str(text) if markup else plain(text)
+    # One line, however narrow the terminal: a warning is something to grep for in logs.
+    err().print(Text.assemble(("Warning:", "yellow"), " ", body), soft_wrap=True)
 
 
 def stdin_is_terminal() -> bool:

@@ -275,6 +275,9 @@ def record(
 
         attune telemetry record -w ci -s triage -m gpt-5-mini --failure --error-kind timeout
     """
+    import sqlite3
+
+    from attune_cli.core.db import write_failure
     from attune_cli.core.errors import UsageError
     from attune_cli.core.telemetry import (
         CallRecord,
@@ -286,6 +289,8 @@ def record(
 
     if success is None:
         raise UsageError("say how the call went: pass --success or --failure")
+    if error_kind is not None and error_kind.strip():
+        error_kind = validate_label("error-kind", error_kind)
     call = CallRecord(
         workflow=validate_label("workflow", workflow),
         stage=validate_label("stage", stage),
@@ -302,8 +307,15 @@ def record(
     )
     workspace = Workspace.load()
     call = with_registry_defaults(call, workspace.registry)
-    with TelemetryStore.open(workspace) as store:
-        store.record(call)
+    try:
+        with TelemetryStore.open(workspace) as store:
+            store.record(call)
+    except sqlite3.Error as exc:
+        # A full disk or a read-only file system: say so, as for any file attune writes.
+        refused = write_failure(workspace.paths.telemetry_db, exc)
+        if refused is None:
+            raise
+        raise refused from None
     if sys.stderr.isatty():
         outcome = "success" if success else "failure"
         _note(f"Recorded {call.workflow}/{call.stage} {call.model} ({outcome}).")
@@ -566,9 +578,12 @@ def _paths() -> Paths:
 
 def _existing_store(workspace: Workspace | None = None) -> TelemetryStore | None:
     """The store, or None when nothing was ever recorded (reading never creates it)."""
+    from attune_cli.core.paths import tighten_existing_dirs
     from attune_cli.core.telemetry import TelemetryStore
 
-    path = workspace.paths.telemetry_db if workspace is not None else _paths().telemetry_db
+    paths = workspace.paths if workspace is not None else _paths()
+    tighten_existing_dirs(paths)
+    path = paths.telemetry_db
     if not path.exists():
         return None
     return TelemetryStore(path, create=False)

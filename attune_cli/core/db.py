@@ -12,6 +12,7 @@ explicitly (``BEGIN IMMEDIATE`` for a read-decide-write).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import sqlite3
@@ -109,11 +110,8 @@ def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
         FileNotFoundError: ``create`` is False and the file does not exist.
     """
     # ":memory:" is an empty store that lives as long as the connection (no file at all).
-    if str(path) != MEMORY and not path.exists():
-        if not create:
-            raise FileNotFoundError(path)
-        ensure_private_dir(path.parent)
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    if str(path) != MEMORY:
+        _open_no_follow(path, create=create)
     try:
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -130,11 +128,57 @@ def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
         if version < SCHEMA_VERSION:
             _migrate(conn)
     except sqlite3.DatabaseError as exc:
+        refused = write_failure(path, exc)
+        if refused is not None:
+            raise refused from None
         raise OperationError(
             f"{path}: cannot open the telemetry store ({exc})",
             hint=f"move {path} aside to start a new one",
         ) from None
     return conn
+
+
+def write_failure(path: Path, exc: sqlite3.Error) -> OperationError | None:
+    """``cannot write FILE: No space left on device`` for a write SQLite could not make.
+
+    Returns None when ``exc`` is not about the disk (the caller re-raises it).
+    """
+    text = str(exc).lower()
+    if "disk is full" in text:
+        reason = os.strerror(errno.ENOSPC)
+    elif "readonly" in text or "read-only" in text:
+        reason = os.strerror(errno.EACCES)
+        with contextlib.suppress(OSError):
+            if os.statvfs(path.parent).f_flag & os.ST_RDONLY:
+                reason = os.strerror(errno.EROFS)
+    elif "disk i/o error" in text:
+        reason = os.strerror(errno.EIO)
+    else:
+        return None
+    return OperationError(f"cannot write {path}: {reason}")
+
+
+def _open_no_follow(path: Path, *, create: bool) -> None:
+    """Check ``path`` is a regular file, not a link (creating it 0600 in a 0700 folder).
+
+    SQLite follows links; a link planted where the store lives must not make attune write
+    someone else's file.
+    """
+    from attune_cli.core.files import symlink_refused, write_error
+
+    if path.is_symlink():
+        raise symlink_refused(path)
+    if path.exists():
+        return
+    if not create:
+        raise FileNotFoundError(path)
+    ensure_private_dir(path.parent)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise symlink_refused(path) from None
+        raise write_error(path, exc) from None
 
 
 def _enable_wal(conn: sqlite3.Connection) -> None:

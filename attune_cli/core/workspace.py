@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from attune_cli.core.config import read_toml
-from attune_cli.core.paths import Paths, resolve_paths
+from attune_cli.core.paths import Paths, resolve_paths, tighten_existing_dirs
 from attune_cli.core.registry import Registry, load_registry
 
 
@@ -30,6 +30,7 @@ class Workspace:
             ConfigError: ``config.toml`` exists but cannot be parsed.
         """
         resolved = paths or resolve_paths()
+        tighten_existing_dirs(resolved)
         config = read_toml(resolved.config_file)
         _check_names(config, resolved.config_file)
         return cls(paths=resolved, config=config)
