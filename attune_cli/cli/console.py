@@ -105,7 +105,7 @@ def report_failure(exc: BaseException) -> int | None:
     """
     from attune_cli.core.errors import EXIT_FAILURE, EXIT_INTERRUPTED, AttuneError
 
-    if isinstance(exc, KeyboardInterrupt):
+    if isinstance(exc, KeyboardInterrupt) or _stopped_by_ctrl_c(exc):
         sys.stderr.write("\nInterrupted; nothing was saved.\n")
         return EXIT_INTERRUPTED
     if not isinstance(exc, Exception) or debug_enabled():
@@ -123,3 +123,10 @@ def report_failure(exc: BaseException) -> int | None:
         "run again with ATTUNE_DEBUG=1 for the traceback and report it\n"
     )
     return EXIT_FAILURE
+
+
+def _stopped_by_ctrl_c(exc: BaseException) -> bool:
+    """Whether ``exc`` is a SQLite query that Ctrl-C aborted (see ``core.interrupts``)."""
+    from attune_cli.core import interrupts
+
+    return type(exc).__module__ == "sqlite3" and interrupts.requested()

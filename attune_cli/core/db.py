@@ -21,10 +21,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from attune_cli.core import interrupts
 from attune_cli.core.errors import OperationError, StoreVersionError
 from attune_cli.core.paths import ensure_private_dir
 
 BUSY_TIMEOUT_MS = 10_000
+# SQLite virtual-machine steps between two looks at Ctrl-C (a few microseconds of work).
+PROGRESS_STEPS = 10_000
 MEMORY = ":memory:"
 
 _CALLS_SCHEMA = """
@@ -114,6 +117,8 @@ def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
         _open_no_follow(path, create=create)
     try:
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        # Ctrl-C can stop even a query that runs for ever (see ``attune_cli.core.interrupts``).
+        conn.set_progress_handler(interrupts.requested, PROGRESS_STEPS)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
@@ -217,22 +222,9 @@ def _migrate(conn: sqlite3.Connection) -> None:
         raise
 
 
-# SQLite runs a query in C, where Python never sees Ctrl-C until the query ends: a query that
-# never ends (an llm logs.db whose `responses` is a recursive view, say) would ignore it. A
-# progress handler gives the interpreter a look every _PROGRESS_STEPS virtual-machine steps;
-# the SIGINT handler below marks the interrupt and raises, and the marked query is aborted.
-_PROGRESS_STEPS = 10_000
-_interrupted = threading.Event()
-
-
-def _on_sigint(signum: int, frame: object) -> None:
-    _interrupted.set()
-    raise KeyboardInterrupt
-
-
 def raise_if_interrupted() -> None:
     """Turn a query error that Ctrl-C caused into the ``KeyboardInterrupt`` it stands for."""
-    if _interrupted.is_set():
+    if interrupts.requested():
         raise KeyboardInterrupt
 
 
@@ -240,7 +232,10 @@ def raise_if_interrupted() -> None:
 def interruptible(*conns: sqlite3.Connection) -> Iterator[None]:
     """Let Ctrl-C stop any query of ``conns``, however long, as ``KeyboardInterrupt``.
 
-    Only the main thread receives signals; elsewhere this changes nothing.
+    Connections from ``connect`` already stop on Ctrl-C when the process runs the attune
+    CLI (which installs ``interrupts.on_sigint``); this also covers any other connection (an
+    imported file) and a caller that did not install the handler. Only the main thread
+    receives signals; elsewhere this changes nothing.
 
     Raises:
         KeyboardInterrupt: Ctrl-C arrived while inside (a query it aborted included).
@@ -248,21 +243,18 @@ def interruptible(*conns: sqlite3.Connection) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    outermost = signal.getsignal(signal.SIGINT) is not _on_sigint
-    if outermost:
-        _interrupted.clear()
-        previous = signal.signal(signal.SIGINT, _on_sigint)
+    previous = signal.getsignal(signal.SIGINT)
+    installed = previous is not interrupts.on_sigint
+    if installed:
+        interrupts.reset()
+        signal.signal(signal.SIGINT, interrupts.on_sigint)
     for conn in conns:
-        conn.set_progress_handler(_interrupted.is_set, _PROGRESS_STEPS)
+        conn.set_progress_handler(interrupts.requested, PROGRESS_STEPS)
     try:
         yield
     except sqlite3.OperationalError:
-        if _interrupted.is_set():
-            raise KeyboardInterrupt from None
+        raise_if_interrupted()
         raise
     finally:
-        for conn in conns:
-            with contextlib.suppress(sqlite3.ProgrammingError):
-                conn.set_progress_handler(None, 0)
-        if outermost:
+        if installed:
             signal.signal(signal.SIGINT, previous)

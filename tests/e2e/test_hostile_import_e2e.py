@@ -93,3 +93,50 @@ def test_ctrl_c_stops_a_sqlite_query_that_never_ends() -> None:
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+ENDLESS_CALLS = """
+CREATE VIEW calls AS
+WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c)
+SELECT n AS id, 0.0 AS ts, 'w' AS workflow, 's' AS stage, NULL AS provider, 'm' AS model,
+       NULL AS tier, 1 AS success, NULL AS error_kind, NULL AS status, NULL AS latency_ms,
+       NULL AS input_tokens, NULL AS output_tokens, NULL AS cost_usd, 1 AS attempt,
+       'x' AS source, NULL AS import_key
+FROM c;
+CREATE TABLE labels (kind TEXT, value TEXT);
+PRAGMA user_version = 1;
+"""
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_ctrl_c_stops_a_report_stuck_in_an_endless_store_query(attune_home: Path) -> None:
+    attune_home.mkdir(parents=True)
+    conn = sqlite3.connect(attune_home / "telemetry.db")
+    conn.executescript(ENDLESS_CALLS)
+    conn.close()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "attune_cli", "route", "stats"],
+        env=env(attune_home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # Busy for a whole CPU second: past start-up, inside the query that never ends.
+        deadline = time.monotonic() + 60
+        while cpu_seconds(child.pid) < 1.0 and child.poll() is None:
+            assert time.monotonic() < deadline, "the report never got busy"
+            time.sleep(0.05)
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=15)
+        assert child.returncode == 130, stderr
+        assert "Interrupted" in stderr and "Traceback" not in stderr
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
