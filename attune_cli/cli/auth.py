@@ -102,7 +102,7 @@ def cmd_auth_setup(
         try:
             legacy = load_legacy(paths)
         except ConfigError as exc:
-            warn(f"not offering to import the older tool's settings: {exc.message}")
+            warn(f"not offering to import the older tool's settings: {exc.message}", markup=False)
 
     result = wizard.run_setup(
         wizard.SetupAnswers(tier, mode, provider, with_key_stdin, yes),
@@ -120,12 +120,17 @@ def cmd_auth_setup(
         raise typer.Exit(1)
     save_setup(paths, result.strategy, result.provider, result.key)
     strategy = result.strategy
+    from rich.markup import escape
+
     message(
         f"Saved: tier [bold]{strategy.subscription_tier.value}[/bold], "
-        f"mode [bold]{strategy.default_mode.value}[/bold] in {paths.config_file}"
+        f"mode [bold]{strategy.default_mode.value}[/bold] in {escape(str(paths.config_file))}"
     )
     if result.key:
-        message(f"Stored the {result.provider} key in {paths.credentials_file} (mode 600).")
+        message(
+            f"Stored the {result.provider} key in {paths.credentials_file} (mode 600).",
+            markup=False,
+        )
 
 
 @app.command("status")
@@ -165,7 +170,7 @@ def cmd_auth_reset(
 
     config_file = resolve_paths().config_file
     if not read_toml(config_file).get(AUTH_TABLE):
-        message(f"Nothing to reset: {config_file} holds no auth strategy.")
+        message(f"Nothing to reset: {config_file} holds no auth strategy.", markup=False)
         return
     if not yes:
         if not stdin_is_terminal():
@@ -176,7 +181,10 @@ def cmd_auth_reset(
             message("Nothing changed.")
             raise typer.Exit(1)
     reset_strategy(config_file)
-    message(f"Reset: removed the auth settings from {config_file}. Run `attune auth setup` again.")
+    message(
+        f"Reset: removed the auth settings from {config_file}. Run `attune auth setup` again.",
+        markup=False,
+    )
 
 
 @app.command("recommend")
@@ -336,7 +344,9 @@ def cmd_auth_logout(
             markup=False,
         )
     if known is not None and known.key_env and os.environ.get(known.key_env, "").strip():
-        message(f"${known.key_env} is still set in your environment and will be used.")
+        message(
+            f"${known.key_env} is still set in your environment and will be used.", markup=False
+        )
 
 
 def warn_if_sent_in_clear(provider: str, base_url: str) -> None:

@@ -182,3 +182,19 @@ def test_an_error_quotes_at_most_80_characters_of_a_huge_value(
     assert result.returncode == 2
     assert len(result.stderr) < 1_000, len(result.stderr)
     assert "(5,000,011 characters)" in result.stderr
+
+
+def test_paths_holding_markup_are_shown_as_typed_by_auth_commands(tmp_path: Path) -> None:
+    home = tmp_path / "[red]home"
+    source = tmp_path / "[bold]module.py"
+    source.write_text("x = 1\n" * 30)
+    for args in (
+        ("auth", "setup", "--tier", "pro", "--mode", "api", "--yes"),
+        ("auth", "status"),
+        ("auth", "recommend", str(source)),
+        ("auth", "reset", "--yes"),
+    ):
+        result = run(home, *args)
+        assert result.returncode == 0, (args, result.stderr)
+        shown = (result.stdout + result.stderr).replace("\n", "").replace("│", "")
+        assert "[red]home" in shown or "[bold]module.py" in shown, (args, shown)
