@@ -124,4 +124,8 @@ def main() -> None:
     # A Tab press renders no help, and must not even look as if it loaded Rich.
     if not os.environ.get(COMPLETE_VAR):
         _defer_unused_rich_modules()
+    from attune_cli.core import interrupts
+
+    # Ctrl-C must stop even a SQLite query that never ends (exit 130, like any interrupt).
+    interrupts.install()
     app()

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from attune_cli.core.response import LLMResponse
+    from attune_cli.core.workspace import Workspace
     from attune_cli.demo import CallEvent, DemoReport
 
 
@@ -136,6 +137,7 @@ def ask(
     from attune_cli.core.ask import ask as ask_core
     from attune_cli.core.errors import UsageError
     from attune_cli.core.executor import failure_error
+    from attune_cli.core.safe_text import visible
     from attune_cli.core.telemetry import validate_label
     from attune_cli.core.workspace import Workspace
 
@@ -163,19 +165,28 @@ def ask(
     streamed: list[str] = []
     spinner = WaitingSpinner(err(), enabled=_stderr_is_terminal())
 
+    # An answer is data: written exactly as it came to a pipe or a file, but on a terminal
+    # its control characters (ESC sequences, C1, bidi overrides) are shown as escapes, so a
+    # model cannot clear the screen, retitle the window or hide text. Lines and tabs stay.
+    to_terminal = sys.stdout.isatty()
+
     def on_text(piece: str) -> None:
         spinner.stop()
         streamed.append(piece)
+        if to_terminal:
+            piece = visible(piece, keep_newlines=True)
         sys.stdout.write(piece)
         sys.stdout.flush()
 
     def on_notice(note: str) -> None:
         message(f"[dim]{_escape(note)}[/dim]")
 
+    workspace = Workspace.load()
+    _warn_about_keys_sent_in_clear(workspace)
     try:
         with spinner:
             response = ask_core(
-                Workspace.load(),
+                workspace,
                 options,
                 on_text=None if json_ else on_text,
                 on_notice=on_notice,
@@ -205,6 +216,27 @@ def _stderr_is_terminal() -> bool:
         return False
 
 
+def _warn_about_keys_sent_in_clear(workspace: Workspace) -> None:
+    """Warn, once per provider, when a key would go over plain http:// to another machine."""
+    import os
+
+    from attune_cli.cli.auth import warn_if_sent_in_clear
+    from attune_cli.core.credentials import resolve_key, sends_key_in_clear
+    from attune_cli.core.errors import AttuneError
+
+    for provider in workspace.registry.providers.values():
+        override = os.environ.get(provider.base_url_env or "", "").strip()
+        base_url = override or provider.base_url
+        if not sends_key_in_clear(base_url):
+            continue
+        try:
+            has_key = resolve_key(provider, workspace.paths) is not None
+        except AttuneError:
+            continue  # the call itself reports a bad credentials file
+        if has_key:
+            warn_if_sent_in_clear(provider.name, base_url)
+
+
 def _footer(response: LLMResponse) -> str:
     parts = [
         f"{response.model} ({response.provider}{', ' + response.tier if response.tier else ''})"
@@ -225,7 +257,9 @@ def _footer(response: LLMResponse) -> str:
 def _escape(text: str) -> str:
     from rich.markup import escape
 
-    return escape(text)
+    from attune_cli.core.safe_text import visible
+
+    return escape(visible(text))
 
 
 def demo(

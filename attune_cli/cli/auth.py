@@ -102,7 +102,7 @@ def cmd_auth_setup(
         try:
             legacy = load_legacy(paths)
         except ConfigError as exc:
-            warn(f"not offering to import the older tool's settings: {exc.message}")
+            warn(f"not offering to import the older tool's settings: {exc.message}", markup=False)
 
     result = wizard.run_setup(
         wizard.SetupAnswers(tier, mode, provider, with_key_stdin, yes),
@@ -120,12 +120,17 @@ def cmd_auth_setup(
         raise typer.Exit(1)
     save_setup(paths, result.strategy, result.provider, result.key)
     strategy = result.strategy
+    from rich.markup import escape
+
     message(
         f"Saved: tier [bold]{strategy.subscription_tier.value}[/bold], "
-        f"mode [bold]{strategy.default_mode.value}[/bold] in {paths.config_file}"
+        f"mode [bold]{strategy.default_mode.value}[/bold] in {escape(str(paths.config_file))}"
     )
     if result.key:
-        message(f"Stored the {result.provider} key in {paths.credentials_file} (mode 600).")
+        message(
+            f"Stored the {result.provider} key in {paths.credentials_file} (mode 600).",
+            markup=False,
+        )
 
 
 @app.command("status")
@@ -165,7 +170,7 @@ def cmd_auth_reset(
 
     config_file = resolve_paths().config_file
     if not read_toml(config_file).get(AUTH_TABLE):
-        message(f"Nothing to reset: {config_file} holds no auth strategy.")
+        message(f"Nothing to reset: {config_file} holds no auth strategy.", markup=False)
         return
     if not yes:
         if not stdin_is_terminal():
@@ -176,7 +181,10 @@ def cmd_auth_reset(
             message("Nothing changed.")
             raise typer.Exit(1)
     reset_strategy(config_file)
-    message(f"Reset: removed the auth settings from {config_file}. Run `attune auth setup` again.")
+    message(
+        f"Reset: removed the auth settings from {config_file}. Run `attune auth setup` again.",
+        markup=False,
+    )
 
 
 @app.command("recommend")
@@ -277,8 +285,11 @@ def cmd_auth_login(
     store_key(workspace.paths, provider, key)
     message(
         f"Stored the {provider} key {key_hint(key)} in {workspace.paths.credentials_file} "
-        "(mode 600)."
+        "(mode 600).",
+        markup=False,
     )
+    base_url = os.environ.get(known.base_url_env or "", "").strip() or known.base_url
+    warn_if_sent_in_clear(provider, base_url)
 
 
 @app.command("logout")
@@ -301,7 +312,11 @@ def cmd_auth_logout(
 
         attune auth logout openai
     """
-    from attune_cli.core.credentials import remove_key, stored_providers
+    from attune_cli.core.credentials import (
+        remove_key,
+        remove_leftover_temp_files,
+        stored_providers,
+    )
     from attune_cli.core.workspace import Workspace
 
     workspace = Workspace.load()
@@ -311,9 +326,37 @@ def cmd_auth_logout(
             f"unknown provider {provider!r}; known: {', '.join(workspace.registry.providers)}",
             param_hint="'PROVIDER'",
         )
-    if remove_key(workspace.paths, provider):
-        message(f"Removed the stored {provider} key from {workspace.paths.credentials_file}.")
-    else:
-        message(f"No stored {provider} key; nothing removed.")
+    removed = remove_key(workspace.paths, provider)
+    # A login killed mid-write leaves a temp file holding the key: logout is when it must go.
+    leftovers = remove_leftover_temp_files(workspace.paths)
+    if removed:
+        message(
+            f"Removed the stored {provider} key from {workspace.paths.credentials_file}.",
+            markup=False,
+        )
+    elif not leftovers:
+        message(f"No stored {provider} key; nothing removed.", markup=False)
+    if leftovers:
+        plural = "file" if leftovers == 1 else "files"
+        message(
+            f"Removed {leftovers} leftover temp {plural} of an interrupted credentials write "
+            f"from {workspace.paths.config_dir} (they may have held keys).",
+            markup=False,
+        )
     if known is not None and known.key_env and os.environ.get(known.key_env, "").strip():
-        message(f"${known.key_env} is still set in your environment and will be used.")
+        message(
+            f"${known.key_env} is still set in your environment and will be used.", markup=False
+        )
+
+
+def warn_if_sent_in_clear(provider: str, base_url: str) -> None:
+    """One warning line when ``provider``'s key would travel over plain http to another host."""
+    from attune_cli.cli.console import warn
+    from attune_cli.core.credentials import sends_key_in_clear
+
+    if sends_key_in_clear(base_url):
+        warn(
+            f"the {provider} key is sent over plain http:// to {base_url}, which is not this "
+            "machine: anyone on the way can read it (use https://)",
+            markup=False,
+        )

@@ -10,8 +10,13 @@ and typos, goes through the typer app, whose ``cmd_auth_status`` calls the same 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from attune_cli.cli.console import print_json, report_failure
+
+if TYPE_CHECKING:
+    from attune_cli.core.auth import AuthStatus
+    from attune_cli.core.workspace import Workspace
 
 _FAST_ARGV = (("auth", "status"), ("auth", "status", "--json"))
 
@@ -31,11 +36,38 @@ def show_status(*, json_output: bool) -> None:
     status = auth_status(strategy, workspace.registry, workspace.paths)
     if json_output:
         print_json(status.to_json())
-        return
-    from attune_cli.cli.auth_views import status_view
-    from attune_cli.cli.console import out
+    else:
+        from attune_cli.cli.auth_views import status_view
+        from attune_cli.cli.console import out
 
-    out().print(status_view(status))
+        out().print(status_view(status))
+    _warn_about_exposed_keys(workspace, status)
+
+
+def _warn_about_exposed_keys(workspace: Workspace, status: AuthStatus) -> None:
+    """Warnings on stderr: leftover temp files of a killed write, keys sent in clear."""
+    from attune_cli.core.credentials import leftover_temp_files, sends_key_in_clear
+
+    leftovers = leftover_temp_files(workspace.paths)
+    warnings = []
+    if leftovers:
+        names = ", ".join(path.name for path in leftovers[:3])
+        warnings.append(
+            f"{len(leftovers)} leftover temp file(s) of an interrupted credentials write in "
+            f"{workspace.paths.config_dir} ({names}) may hold keys; the next `attune auth "
+            "login` or `attune auth logout` removes them"
+        )
+    for provider in status.providers:
+        if provider.key_source and provider.base_url and sends_key_in_clear(provider.base_url):
+            warnings.append(
+                f"the {provider.name} key is sent over plain http:// to {provider.base_url}, "
+                "which is not this machine: anyone on the way can read it (use https://)"
+            )
+    if warnings:
+        from attune_cli.cli.console import warn
+
+        for text in warnings:
+            warn(text, markup=False)
 
 
 def run_without_typer(argv: Sequence[str]) -> int | None:

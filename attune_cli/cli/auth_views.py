@@ -51,8 +51,8 @@ def status_view(status: AuthStatus) -> RenderableType:
     settings.add_row(
         Text("Token estimate"), Text(f"{strategy.loc_to_tokens_multiplier:g} tokens per line")
     )
-    settings.add_row(Text("Config"), Text(str(status.config_file)))
-    settings.add_row(Text("Credentials"), Text(str(status.credentials_file)))
+    settings.add_row(Text("Config"), _path_text(status.config_file))
+    settings.add_row(Text("Credentials"), _path_text(status.credentials_file))
 
     providers = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for header in ("Provider", "Key", "From", "Base URL"):
@@ -72,7 +72,7 @@ def status_view(status: AuthStatus) -> RenderableType:
             Text(provider.name),
             Text(provider.key_hint or "-"),
             source,
-            Text(provider.base_url or "-"),
+            _path_text(provider.base_url or "-"),
         )
 
     parts: list[RenderableType] = [settings, Text(""), providers]
@@ -81,6 +81,13 @@ def status_view(status: AuthStatus) -> RenderableType:
         env_hint = f" or set ${key_env}" if key_env else ""
         parts.append(Text(f"Add a key: `attune auth login {name}`{env_hint}.", "dim"))
     return Panel(Group(*parts), title=Text("attune auth"), title_align="left", expand=False)
+
+
+def _path_text(path: object) -> Text:
+    """A path or URL from the environment as plain text, any control character escaped."""
+    from attune_cli.core.safe_text import visible
+
+    return Text(visible(str(path)))
 
 
 def _with_note(value: str, note: str) -> Text:
@@ -100,7 +107,7 @@ def recommendation_view(result: Recommendation) -> RenderableType:
         measured += f" in {count.files:,} source files"
         if count.skipped:
             measured += f" ({count.skipped} unreadable or binary files skipped)"
-    grid.add_row("Measured", measured)
+    grid.add_row("Measured", Text(measured))
     grid.add_row("Size", result.size_category.value)
     grid.add_row(
         "Recommended mode",
@@ -117,7 +124,7 @@ def recommendation_view(result: Recommendation) -> RenderableType:
     if estimate.fits_in_context is not None:
         fits = "yes" if estimate.fits_in_context else "[red]no[/red]: split it into smaller modules"
         grid.add_row("Fits in context", f"{fits} ({estimate.context_window:,}-token window)")
-    return Panel(grid, title=str(count.path), title_align="left", expand=False)
+    return Panel(grid, title=_path_text(count.path), title_align="left", expand=False)
 
 
 def cost_text(estimate: CostEstimate) -> str:
@@ -170,8 +177,8 @@ def summary_view(
     for route in strategy.size_routes():
         grid.add_row(f"  {route.size.value} ({route.lines})", f"→ {route.mode.value}")
     if provider:
-        grid.add_row("API key", f"{provider}: {key_text}")
+        grid.add_row("API key", Text(f"{provider}: {key_text}"))
     if imported_from:
-        grid.add_row("Imported from", str(imported_from))
-    grid.add_row("Saved to", str(config_file))
+        grid.add_row("Imported from", _path_text(imported_from))
+    grid.add_row("Saved to", _path_text(config_file))
     return Panel(grid, title="Summary", title_align="left", expand=False)

@@ -83,6 +83,8 @@ def reset(
 
         attune route breakers reset
     """
+    from rich.markup import escape
+
     from attune_cli.cli.console import message
     from attune_cli.core.breaker import CircuitBreaker
     from attune_cli.core.errors import UsageError
@@ -95,7 +97,7 @@ def reset(
             f"no circuit breaker named {key!r}", hint="`attune route breakers` lists them"
         )
     if key is not None:
-        message(f"Reset the circuit breaker of {key}: calls go through again.")
+        message(f"Reset the circuit breaker of {escape(key)}: calls go through again.")
     elif count == 0:
         message("No circuit breakers to reset.")
     else:
@@ -110,7 +112,7 @@ def _render(states: list[BreakerState]) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from attune_cli.cli.console import out
+    from attune_cli.cli.console import out, plain
     from attune_cli.core.breaker import BreakerKind
 
     table = Table(
@@ -140,7 +142,7 @@ def _render(states: list[BreakerState]) -> None:
         else:
             retry = f"{state.retry_after_s:.0f}s"
         table.add_row(
-            Text(state.key),
+            plain(state.key),
             # An endpoint stands for every model behind its base URL: make it stand out.
             Text(str(state.kind), style="bold" if state.kind is BreakerKind.ENDPOINT else ""),
             Text(state.state.replace("_", "-"), style=styles[state.state]),

@@ -1215,6 +1215,18 @@ TREE: dict[str, Any] = {'help': 'Pick the right LLM for each workflow...',
                                                                 'help': 'Only the last N days.',
                                                                 'values': None},
                                                                {'kind': 'option',
+                                                                'opts': ['--raw-csv'],
+                                                                'names': ['--raw-csv'],
+                                                                'takes_value': False,
+                                                                'nargs': 1,
+                                                                'multiple': False,
+                                                                'hidden': False,
+                                                                'help': 'CSV cells exactly as '
+                                                                        "stored: no ' before a "
+                                                                        'cell starting with = + - '
+                                                                        '@.',
+                                                                'values': None},
+                                                               {'kind': 'option',
                                                                 'opts': ['-h', '--help'],
                                                                 'names': ['-h', '--help'],
                                                                 'takes_value': False,

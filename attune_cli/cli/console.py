@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
 
 @cache
@@ -32,20 +33,42 @@ def err() -> Console:
     return Console(stderr=True, highlight=False)
 
 
+def plain(value: object, style: str = "") -> Text:
+    """A value from data (a name, a provider's message) as Rich text: never markup.
+
+    Characters a terminal would obey (ESC, C1 controls, bidi overrides) are shown as escapes
+    (``\\x1b``), so a hostile name in a stored row or an imported log cannot clear the screen,
+    retitle the window or break the table it sits in.
+    """
+    from rich.text import Text
+
+    from attune_cli.core.safe_text import visible
+
+    return Text(visible(str(value)), style=style)
+
+
 def print_json(document: Any) -> None:
     """Write one JSON document to stdout and nothing else."""
     sys.stdout.write(json.dumps(document, indent=2, default=str, ensure_ascii=False) + "\n")
     sys.stdout.flush()
 
 
-def message(text: str) -> None:
-    """A one-line message for the person, on stderr (Rich markup allowed)."""
-    err().print(text)
+def message(text: str, *, markup: bool = True) -> None:
+    """A one-line message for the person, on stderr (Rich markup allowed unless ``markup``
+    is False: pass False whenever ``text`` holds a path, a name or anything from data)."""
+    if markup:
+        err().print(text)
+    else:
+        err().print(plain(text))
 
 
-def warn(text: str) -> None:
-    """A warning on stderr."""
-    err().print(f"[yellow]Warning:[/yellow] {text}")
+def warn(text: str, *, markup: bool = True) -> None:
+    """A warning on stderr (``markup`` as for ``message``)."""
+    from rich.text import Text
+
+    body = err().render_str(text) if markup else plain(text)
+    # One line, however narrow the terminal: a warning is something to grep for in logs.
+    err().print(Text.assemble(("Warning:", "yellow"), " ", body), soft_wrap=True)
 
 
 def stdin_is_terminal() -> bool:
@@ -82,18 +105,28 @@ def report_failure(exc: BaseException) -> int | None:
     """
     from attune_cli.core.errors import EXIT_FAILURE, EXIT_INTERRUPTED, AttuneError
 
-    if isinstance(exc, KeyboardInterrupt):
+    if isinstance(exc, KeyboardInterrupt) or _stopped_by_ctrl_c(exc):
         sys.stderr.write("\nInterrupted; nothing was saved.\n")
         return EXIT_INTERRUPTED
     if not isinstance(exc, Exception) or debug_enabled():
         return None
     if isinstance(exc, AttuneError):
-        sys.stderr.write(f"Error: {exc.message}\n")
+        from attune_cli.core.safe_text import visible
+
+        # A message may quote a provider's body or a file's line: shown, never obeyed.
+        sys.stderr.write(f"Error: {visible(exc.message)}\n")
         if exc.hint:
-            sys.stderr.write(f"Hint: {exc.hint}\n")
+            sys.stderr.write(f"Hint: {visible(exc.hint)}\n")
         return exc.exit_code
     sys.stderr.write(
         f"Error: unexpected {type(exc).__name__}; "
         "run again with ATTUNE_DEBUG=1 for the traceback and report it\n"
     )
     return EXIT_FAILURE
+
+
+def _stopped_by_ctrl_c(exc: BaseException) -> bool:
+    """Whether ``exc`` is a SQLite query that Ctrl-C aborted (see ``core.interrupts``)."""
+    from attune_cli.core import interrupts
+
+    return type(exc).__module__ == "sqlite3" and interrupts.requested()

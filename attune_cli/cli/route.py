@@ -294,7 +294,7 @@ def _render_decision(decision: RoutingDecision) -> None:
     from rich import box
     from rich.table import Table
 
-    from attune_cli.cli.console import out
+    from attune_cli.cli.console import out, plain
 
     where = f"{decision.stage} · {decision.workflow or 'all workflows'}"
     constraints = decision.constraints
@@ -309,7 +309,7 @@ def _render_decision(decision: RoutingDecision) -> None:
     # way, so that every figure left stays whole; the JSON always has them all.
     wide = console.width >= 110
     table = Table(
-        title=f"Routing {where}",
+        title=plain(f"Routing {where}"),
         caption=f"default tier {decision.default_tier} · " + " · ".join(caps),
         title_justify="left",
         caption_justify="left",
@@ -353,7 +353,7 @@ def _render_decision(decision: RoutingDecision) -> None:
             "-" if c.quality_score is None else f"{c.quality_score:.1f}",
             verdict,
         ]
-        table.add_row(*row, style="bold green" if chosen else None)
+        table.add_row(*map(plain, row), style="bold green" if chosen else None)
         if c.not_counted_text:
             not_counted.append(f"{c.model}: {c.not_counted_text}")
     console.print(table)
@@ -365,7 +365,7 @@ def _render_decision(decision: RoutingDecision) -> None:
     if not_counted:
         console.print("[bold]Failures that do not count against a model:[/bold]")
         console.print(_bullets(not_counted))
-    console.print(f"\n[bold]Why:[/bold] {decision.reason}")
+    console.print("\n[bold]Why:[/bold]", plain(decision.reason))
     changes = decision.what_would_change
     if changes:
         console.print("\n[bold]What would change it:[/bold]")
@@ -374,14 +374,15 @@ def _render_decision(decision: RoutingDecision) -> None:
 
 def _bullets(lines: Iterable[str]) -> Any:
     from rich.table import Table
-    from rich.text import Text
+
+    from attune_cli.cli.console import plain
 
     # A borderless grid keeps wrapped lines indented under their bullet.
     grid = Table.grid(padding=(0, 1))
     grid.add_column(width=3, justify="right")
     grid.add_column()
     for line in lines:
-        grid.add_row("•", Text(line))
+        grid.add_row("•", plain(line))
     return grid
 
 
@@ -403,7 +404,7 @@ def _table(title: str, caption: str | None = None) -> Any:
 
 
 def _render_stats(result: RoutingStats) -> None:
-    from attune_cli.cli.console import message, out
+    from attune_cli.cli.console import message, out, plain
 
     if not result.stages:
         message(f"No calls recorded in the last {result.days} days.")
@@ -421,13 +422,18 @@ def _render_stats(result: RoutingStats) -> None:
         table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for s in result.stages:
         table.add_row(
-            s.workflow or "(all)",
-            s.stage,
-            f"{s.calls:,}",
-            _pct(s.success_rate if s.calls else None),
-            _usd(s.total_cost_usd),
-            s.default_tier,
-            s.best or "none within caps",
+            *map(
+                plain,
+                (
+                    s.workflow or "(all)",
+                    s.stage,
+                    f"{s.calls:,}",
+                    _pct(s.success_rate if s.calls else None),
+                    _usd(s.total_cost_usd),
+                    s.default_tier,
+                    s.best or "none within caps",
+                ),
+            )
         )
     console = out()
     console.print(table)
@@ -437,19 +443,24 @@ def _render_stats(result: RoutingStats) -> None:
             models.add_column(name, justify="left" if name == "Model" else "right", no_wrap=True)
         for m in result.stages[0].models:
             models.add_row(
-                m.model,
-                f"{m.calls:,}",
-                _pct(m.success_rate),
-                _pct(m.success_lower_bound),
-                _num(m.p95_latency_ms),
-                _usd(m.avg_cost_usd),
-                f"{m.quality_score:.1f}",
+                *map(
+                    plain,
+                    (
+                        m.model,
+                        f"{m.calls:,}",
+                        _pct(m.success_rate),
+                        _pct(m.success_lower_bound),
+                        _num(m.p95_latency_ms),
+                        _usd(m.avg_cost_usd),
+                        f"{m.quality_score:.1f}",
+                    ),
+                )
             )
         console.print(models)
 
 
 def _render_check(advice: list[TierAdvice]) -> None:
-    from attune_cli.cli.console import message, out
+    from attune_cli.cli.console import message, out, plain
 
     if not advice:
         message("No calls recorded in the routing window; nothing to advise.")
@@ -467,13 +478,18 @@ def _render_check(advice: list[TierAdvice]) -> None:
             verdict = f"{a.recommendation} → {a.suggested_tier}"
             reasons.append(f"{a.workflow or '(all)'} / {a.stage}: {a.reason}")
         table.add_row(
-            a.workflow or "(all)",
-            a.stage,
-            a.current_tier,
-            verdict,
-            str(a.recent_calls),
-            _pct(a.recent_failure_rate),
-            _usd(a.savings_per_1k_calls_usd),
+            *map(
+                plain,
+                (
+                    a.workflow or "(all)",
+                    a.stage,
+                    a.current_tier,
+                    verdict,
+                    str(a.recent_calls),
+                    _pct(a.recent_failure_rate),
+                    _usd(a.savings_per_1k_calls_usd),
+                ),
+            ),
             style="bold" if a.recommendation != "keep" else None,
         )
     console = out()

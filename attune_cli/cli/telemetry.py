@@ -275,6 +275,9 @@ def record(
 
         attune telemetry record -w ci -s triage -m gpt-5-mini --failure --error-kind timeout
     """
+    import sqlite3
+
+    from attune_cli.core.db import write_failure
     from attune_cli.core.errors import UsageError
     from attune_cli.core.telemetry import (
         CallRecord,
@@ -286,6 +289,8 @@ def record(
 
     if success is None:
         raise UsageError("say how the call went: pass --success or --failure")
+    if error_kind is not None and error_kind.strip():
+        error_kind = validate_label("error-kind", error_kind)
     call = CallRecord(
         workflow=validate_label("workflow", workflow),
         stage=validate_label("stage", stage),
@@ -302,8 +307,15 @@ def record(
     )
     workspace = Workspace.load()
     call = with_registry_defaults(call, workspace.registry)
-    with TelemetryStore.open(workspace) as store:
-        store.record(call)
+    try:
+        with TelemetryStore.open(workspace) as store:
+            store.record(call)
+    except sqlite3.Error as exc:
+        # A full disk or a read-only file system: say so, as for any file attune writes.
+        refused = write_failure(workspace.paths.telemetry_db, exc)
+        if refused is None:
+            raise
+        raise refused from None
     if sys.stderr.isatty():
         outcome = "success" if success else "failure"
         _note(f"Recorded {call.workflow}/{call.stage} {call.model} ({outcome}).")
@@ -446,8 +458,18 @@ def export(
         int | None,
         typer.Option("--days", min=1, metavar="N", help="Only the last N days."),
     ] = None,
+    raw_csv: Annotated[
+        bool,
+        typer.Option(
+            "--raw-csv",
+            help="CSV cells exactly as stored: no ' before a cell starting with = + - @.",
+        ),
+    ] = False,
 ) -> None:
     """Export calls, oldest first, as JSON lines or CSV; `telemetry import` reads them back.
+
+    In CSV, a name a spreadsheet would run as a formula (starting with = + - @) gets a
+    leading ' (the importer takes it off again); --raw-csv writes it as stored.
 
     Examples:
 
@@ -468,11 +490,13 @@ def export(
     store = _existing_store()
     try:
         if output is not None:
-            written = export_to_path(store, where, format_.value, output.expanduser())
+            written = export_to_path(
+                store, where, format_.value, output.expanduser(), raw_csv=raw_csv
+            )
             _note(f"Exported {_plural(written, 'call')} to {output}.")
             return
         try:
-            export_calls(store, where, format_.value, sys.stdout)
+            export_calls(store, where, format_.value, sys.stdout, raw_csv=raw_csv)
             sys.stdout.flush()
         except BrokenPipeError:
             # The reader stopped reading (`attune telemetry export | head`): stop quietly.
@@ -554,9 +578,12 @@ def _paths() -> Paths:
 
 def _existing_store(workspace: Workspace | None = None) -> TelemetryStore | None:
     """The store, or None when nothing was ever recorded (reading never creates it)."""
+    from attune_cli.core.paths import tighten_existing_dirs
     from attune_cli.core.telemetry import TelemetryStore
 
-    path = workspace.paths.telemetry_db if workspace is not None else _paths().telemetry_db
+    paths = workspace.paths if workspace is not None else _paths()
+    tighten_existing_dirs(paths)
+    path = paths.telemetry_db
     if not path.exists():
         return None
     return TelemetryStore(path, create=False)
@@ -581,9 +608,9 @@ def _window_days(workspace: Workspace) -> int:
 
 def _note(text: str) -> None:
     """A message on stderr, printed as is (names and file lines may hold Rich markup)."""
-    from attune_cli.cli.console import err
+    from attune_cli.cli.console import err, plain
 
-    err().print(text, markup=False, highlight=False)
+    err().print(plain(text), highlight=False)
 
 
 def _plural(count: int, noun: str) -> str:
@@ -641,16 +668,16 @@ class _ProgressBar:
 
 
 def _render_import(result: ImportResult, elapsed_s: float) -> None:
-    from attune_cli.cli.console import out
+    from attune_cli.cli.console import out, plain
 
     if result.rejected:
         return
     verb = "Would import" if result.dry_run else "Imported"
     console = out()
     console.print(
-        f"{verb} {_plural(result.imported, 'new call')} from {result.path} ({result.format}).",
-        markup=False,
-        highlight=False,
+        plain(
+            f"{verb} {_plural(result.imported, 'new call')} from {result.path} ({result.format})."
+        )
     )
     details = [f"{_plural(result.read, 'call')} read in {elapsed_s:.1f} s"]
     if result.duplicates:
@@ -671,7 +698,7 @@ def _render_calls(calls: list[CallRecord]) -> None:
     from rich import box
     from rich.table import Table
 
-    from attune_cli.cli.console import out
+    from attune_cli.cli.console import out, plain
     from attune_cli.core.telemetry import ts_to_iso
 
     console = out()
@@ -702,23 +729,26 @@ def _render_calls(calls: list[CallRecord]) -> None:
             why = " ".join(str(x) for x in (call.error_kind, call.status) if x is not None)
             result = f"failed {why}".strip()
         when = ts_to_iso(call.ts or 0)[:19].replace("T", " ")
+        # Names and error kinds are data: plain text, whatever brackets or escapes they hold.
         cells = [
-            when if wide else when[5:],
-            f"{call.workflow} / {call.stage}",
-            call.model,
+            plain(when if wide else when[5:]),
+            plain(f"{call.workflow} / {call.stage}"),
+            plain(call.model),
         ]
         if wide:
-            cells.append(call.tier or "-")
-        cells += [result, _ms(call.latency_ms)]
+            cells.append(plain(call.tier or "-"))
+        cells += [plain(result), plain(_ms(call.latency_ms))]
         if wide:
             cells.append(
-                "-"
-                if call.input_tokens is None and call.output_tokens is None
-                else f"{_count(call.input_tokens)}/{_count(call.output_tokens)}"
+                plain(
+                    "-"
+                    if call.input_tokens is None and call.output_tokens is None
+                    else f"{_count(call.input_tokens)}/{_count(call.output_tokens)}"
+                )
             )
-        cells.append(_usd(call.cost_usd))
+        cells.append(plain(_usd(call.cost_usd)))
         if wide:
-            cells.append(call.source)
+            cells.append(plain(call.source))
         table.add_row(*cells, style=None if call.success else "red")
     console.print(table)
 
@@ -733,14 +763,14 @@ def _render_models(
     from rich import box
     from rich.table import Table
 
-    from attune_cli.cli.console import out
+    from attune_cli.cli.console import out, plain
 
     console = out()
     wide = console.width >= 110
     with_tier = console.width >= 95
     where = f"{workflow or 'all workflows'} / {stage or 'all stages'}"
     table = Table(
-        title=f"Models · {where} · last {days} days",
+        title=plain(f"Models · {where} · last {days} days"),
         caption=(
             f"★ best.  score = {weights.success_weight:g}·bound"
             f" − {weights.cost_weight:g}·log2(1 + cost/{_usd(weights.cost_unit_usd)})"
@@ -766,18 +796,21 @@ def _render_models(
     table.add_column("Score", justify="right", no_wrap=True)
     for index, perf in enumerate(figures):
         best = index == 0
-        cells = ["★" if best else "", perf.model]
+        cells = [plain("★" if best else ""), plain(perf.model)]
         if wide:
-            cells.append(perf.provider or "-")
+            cells.append(plain(perf.provider or "-"))
         if with_tier:
-            cells.append(perf.tier or "-")
+            cells.append(plain(perf.tier or "-"))
         cells += [
-            f"{perf.calls:,}",
-            f"{perf.success_rate:.1%} ≥ {perf.success_lower_bound:.1%}",
-            _ms(perf.p50_latency_ms),
-            _ms(perf.p95_latency_ms),
-            _usd(perf.avg_cost_usd),
-            f"{perf.quality_score:.1f}",
+            plain(figure)
+            for figure in (
+                f"{perf.calls:,}",
+                f"{perf.success_rate:.1%} ≥ {perf.success_lower_bound:.1%}",
+                _ms(perf.p50_latency_ms),
+                _ms(perf.p95_latency_ms),
+                _usd(perf.avg_cost_usd),
+                f"{perf.quality_score:.1f}",
+            )
         ]
         table.add_row(*cells, style="bold green" if best else None)
     console.print(table)

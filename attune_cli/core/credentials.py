@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from attune_cli.core.errors import ConfigError, PermissionsError, UsageError
+from attune_cli.core.files import remove_stale_temp_files, stale_temp_files
 
 if TYPE_CHECKING:
     from attune_cli.core.paths import Paths
@@ -35,6 +36,10 @@ _PROVIDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _KEY_PREFIX = re.compile(r"^([A-Za-z]{1,4}[-_])")
 # Below this length the last four characters are too large a share of the key to show.
 _MIN_LENGTH_FOR_TAIL = 12
+# A name in credentials.toml is shown in a message only when it looks like a provider's name:
+# short, and not shaped like a key (a key pasted as `[sk-ant-…]` must not be quoted back).
+_SHOWABLE_NAME = re.compile(r"^(?![A-Za-z]{1,4}[-_])[A-Za-z0-9][A-Za-z0-9_.-]{0,23}$")
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
 
 
 @dataclass(frozen=True)
@@ -91,9 +96,39 @@ def resolve_key(
     if provider.key_env:
         from_env = environment.get(provider.key_env, "").strip()
         if from_env:
+            if not from_env.isascii():
+                raise UsageError(
+                    f"${provider.key_env} holds non-ASCII characters, so it cannot be an API key",
+                    hint="a smart quote or a look-alike letter was pasted with it; set it again",
+                )
             return ResolvedKey(from_env, "env")
+    if paths.credentials_file.is_dir():
+        # No key can be stored there; `auth status` says so. Keys in the environment work.
+        return None
     stored = _read_stored(paths.credentials_file).get(provider.name)
+    if stored and not stored.isascii():
+        raise ConfigError(
+            paths.credentials_file,
+            "holds non-ASCII characters, so it cannot be an API key",
+            key=f"{provider.name}.{KEY_FIELD}",
+            hint=f"store it again: attune auth login {provider.name}",
+        )
     return ResolvedKey(stored, "stored") if stored else None
+
+
+def sends_key_in_clear(base_url: str) -> bool:
+    """Whether a key sent to ``base_url`` would cross the network unencrypted.
+
+    Plain ``http://`` to this machine (Ollama, a local proxy) is fine; to any other host, the
+    key can be read on the way.
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    if parts.scheme.lower() != "http":
+        return False
+    host = (parts.hostname or "").lower()
+    return not (host in _LOOPBACK_HOSTS or host.startswith("127.") or host.endswith(".localhost"))
 
 
 def store_key(paths: Paths, provider_name: str, key: str) -> None:
@@ -127,8 +162,23 @@ def store_key(paths: Paths, provider_name: str, key: str) -> None:
     update_toml(path, change, mode=PRIVATE_FILE_MODE)
 
 
+def leftover_temp_files(paths: Paths) -> list[Path]:
+    """Temp files a killed write of ``credentials.toml`` left behind (each may hold keys)."""
+    return stale_temp_files(paths.config_dir, paths.credentials_file.name)
+
+
+def remove_leftover_temp_files(paths: Paths) -> int:
+    """Delete the temp files of interrupted credential writes; returns how many went."""
+    from attune_cli.core.files import locked
+
+    if not paths.config_dir.is_dir():
+        return 0
+    with locked(paths.credentials_file):
+        return remove_stale_temp_files(paths.config_dir, paths.credentials_file.name)
+
+
 def remove_key(paths: Paths, provider_name: str) -> bool:
-    """Delete the stored key of ``provider_name``.
+    """Delete the stored key of ``provider_name``, and any leftover temp file of a write.
 
     Returns:
         Whether a key was stored (and is now gone).
@@ -174,6 +224,15 @@ def _read_stored(path: Path) -> dict[str, str]:
     keys: dict[str, str] = {}
     for name, entry in document.items():
         value = entry.get(KEY_FIELD) if isinstance(entry, dict) else None
+        if not _SHOWABLE_NAME.match(name):
+            # Never echo the name either: a key pasted as `[sk-…]` or `sk-… = …` is one.
+            raise ConfigError(
+                path,
+                f"line {_line_of(path, name)}: a table or key that is not a provider name (not "
+                "shown: it may be an API key pasted in the wrong place)",
+                hint=f'keep only [PROVIDER] tables holding {KEY_FIELD} = "…"; if a key was '
+                "pasted there, consider rotating it",
+            )
         if not isinstance(value, str):
             # Never echo the value: it may be a key written in the wrong place.
             raise ConfigError(
@@ -183,11 +242,30 @@ def _read_stored(path: Path) -> dict[str, str]:
     return keys
 
 
+def _line_of(path: Path, name: str) -> str:
+    """The line number where ``name`` appears in ``path`` (``?`` when it cannot be told)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return "?"
+    for number, line in enumerate(lines, 1):
+        if name in line:
+            return str(number)
+    return "?"
+
+
 def _check_private(path: Path) -> None:
     try:
-        mode = stat.S_IMODE(path.stat().st_mode)
+        info = path.stat()
     except FileNotFoundError:
         return
+    if stat.S_ISDIR(info.st_mode):
+        raise ConfigError(
+            path,
+            "is a folder, not a file; no key can be stored or read there",
+            hint=f"move it aside (mv {path} {path}.old); a key in the environment still works",
+        )
+    mode = stat.S_IMODE(info.st_mode)
     if mode & 0o077:
         raise PermissionsError(
             f"{path} can be read by other users (mode {mode:04o}); refusing to use it. "
@@ -211,5 +289,12 @@ def _check_key(key: str) -> str:
         raise UsageError(
             "the key holds spaces, line breaks or control characters; nothing was stored",
             hint="paste the key alone, on one line",
+        )
+    if not clean.isascii():
+        # An HTTP header cannot carry it: every call with it would fail.
+        raise UsageError(
+            "the key holds non-ASCII characters (a smart quote or a look-alike letter?); "
+            "nothing was stored",
+            hint="copy the key again from the provider's console",
         )
     return clean

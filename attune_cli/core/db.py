@@ -11,15 +11,23 @@ explicitly (``BEGIN IMMEDIATE`` for a read-decide-write).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import signal
 import sqlite3
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+from attune_cli.core import interrupts
 from attune_cli.core.errors import OperationError, StoreVersionError
 from attune_cli.core.paths import ensure_private_dir
 
 BUSY_TIMEOUT_MS = 10_000
+# SQLite virtual-machine steps between two looks at Ctrl-C (a few microseconds of work).
+PROGRESS_STEPS = 10_000
 MEMORY = ":memory:"
 
 _CALLS_SCHEMA = """
@@ -118,13 +126,12 @@ def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
         FileNotFoundError: ``create`` is False and the file does not exist.
     """
     # ":memory:" is an empty store that lives as long as the connection (no file at all).
-    if str(path) != MEMORY and not path.exists():
-        if not create:
-            raise FileNotFoundError(path)
-        ensure_private_dir(path.parent)
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    if str(path) != MEMORY:
+        _open_no_follow(path, create=create)
     try:
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        # Ctrl-C can stop even a query that runs for ever (see ``attune_cli.core.interrupts``).
+        conn.set_progress_handler(interrupts.requested, PROGRESS_STEPS)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
@@ -139,11 +146,57 @@ def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
         if version < SCHEMA_VERSION:
             _migrate(conn)
     except sqlite3.DatabaseError as exc:
+        refused = write_failure(path, exc)
+        if refused is not None:
+            raise refused from None
         raise OperationError(
             f"{path}: cannot open the telemetry store ({exc})",
             hint=f"move {path} aside to start a new one",
         ) from None
     return conn
+
+
+def write_failure(path: Path, exc: sqlite3.Error) -> OperationError | None:
+    """``cannot write FILE: No space left on device`` for a write SQLite could not make.
+
+    Returns None when ``exc`` is not about the disk (the caller re-raises it).
+    """
+    text = str(exc).lower()
+    if "disk is full" in text:
+        reason = os.strerror(errno.ENOSPC)
+    elif "readonly" in text or "read-only" in text:
+        reason = os.strerror(errno.EACCES)
+        with contextlib.suppress(OSError):
+            if os.statvfs(path.parent).f_flag & os.ST_RDONLY:
+                reason = os.strerror(errno.EROFS)
+    elif "disk i/o error" in text:
+        reason = os.strerror(errno.EIO)
+    else:
+        return None
+    return OperationError(f"cannot write {path}: {reason}")
+
+
+def _open_no_follow(path: Path, *, create: bool) -> None:
+    """Check ``path`` is a regular file, not a link (creating it 0600 in a 0700 folder).
+
+    SQLite follows links; a link planted where the store lives must not make attune write
+    someone else's file.
+    """
+    from attune_cli.core.files import symlink_refused, write_error
+
+    if path.is_symlink():
+        raise symlink_refused(path)
+    if path.exists():
+        return
+    if not create:
+        raise FileNotFoundError(path)
+    ensure_private_dir(path.parent)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise symlink_refused(path) from None
+        raise write_error(path, exc) from None
 
 
 def _enable_wal(conn: sqlite3.Connection) -> None:
@@ -180,3 +233,41 @@ def _migrate(conn: sqlite3.Connection) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def raise_if_interrupted() -> None:
+    """Turn a query error that Ctrl-C caused into the ``KeyboardInterrupt`` it stands for."""
+    if interrupts.requested():
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interruptible(*conns: sqlite3.Connection) -> Iterator[None]:
+    """Let Ctrl-C stop any query of ``conns``, however long, as ``KeyboardInterrupt``.
+
+    Connections from ``connect`` already stop on Ctrl-C when the process runs the attune
+    CLI (which installs ``interrupts.on_sigint``); this also covers any other connection (an
+    imported file) and a caller that did not install the handler. Only the main thread
+    receives signals; elsewhere this changes nothing.
+
+    Raises:
+        KeyboardInterrupt: Ctrl-C arrived while inside (a query it aborted included).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    installed = previous is not interrupts.on_sigint
+    if installed:
+        interrupts.reset()
+        signal.signal(signal.SIGINT, interrupts.on_sigint)
+    for conn in conns:
+        conn.set_progress_handler(interrupts.requested, PROGRESS_STEPS)
+    try:
+        yield
+    except sqlite3.OperationalError:
+        raise_if_interrupted()
+        raise
+    finally:
+        if installed:
+            signal.signal(signal.SIGINT, previous)

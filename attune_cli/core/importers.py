@@ -42,8 +42,10 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import IO, Any
 
+from attune_cli.core.db import interruptible, raise_if_interrupted
 from attune_cli.core.errors import InputFileError, OperationError
 from attune_cli.core.registry import Registry, normalise_tier
+from attune_cli.core.safe_text import quote, unsafe_characters
 from attune_cli.core.telemetry import (
     COLUMNS,
     CallFilter,
@@ -237,7 +239,7 @@ def import_calls(
     # connection keeps the random-order performance index hot (RSS stays well under 150 MB).
     conn.execute("PRAGMA cache_size = -65536")
     try:
-        with store.transaction():
+        with interruptible(conn), store.transaction():
             statement = _STATEMENTS.get(fmt)
             for batch in source(fmt, path, defaults, options.skip_bad, tally, progress):
                 if statement is None:
@@ -479,11 +481,11 @@ def _number(value: Any, name: str) -> float | None:
     if value is None:
         return None
     if type(value) not in (int, float) or not value >= 0 or value == math.inf:
-        raise _BadLine(f"`{name}` must be a non-negative number (got {value!r})")
+        raise _BadLine(f"`{name}` must be a non-negative number (got {quote(value)})")
     try:
         return float(value)
     except OverflowError:
-        raise _BadLine(f"`{name}` is too large (got {value!r})") from None
+        raise _BadLine(f"`{name}` is too large (got {quote(value)})") from None
 
 
 def _count(value: Any, name: str) -> int | None:
@@ -493,9 +495,9 @@ def _count(value: Any, name: str) -> int | None:
         if type(value) is float and value >= 0 and value.is_integer():
             value = int(value)
         else:
-            raise _BadLine(f"`{name}` must be a non-negative integer (got {value!r})")
+            raise _BadLine(f"`{name}` must be a non-negative integer (got {quote(value)})")
     if value > _MAX_INTEGER:
-        raise _BadLine(f"`{name}` is too large (got {value!r})")
+        raise _BadLine(f"`{name}` is too large (got {quote(value)})")
     return value
 
 
@@ -503,8 +505,23 @@ def _text(value: Any, name: str, default: str | None = None) -> str | None:
     if value is None or value == "":
         return default
     if type(value) is not str:
-        raise _BadLine(f"`{name}` must be a string (got {value!r})")
+        raise _BadLine(f"`{name}` must be a string (got {quote(value)})")
+    return _name(value, name)
+
+
+def _name(value: str, name: str) -> str:
+    """``value``, unless it holds a character a terminal would obey (see ``safe_text``)."""
+    if not value.isprintable() and unsafe_characters(value):
+        raise _BadLine(f"`{name}` holds control or bidirectional characters (got {quote(value)})")
     return value
+
+
+def _intern(names: dict[str, str], value: str, name: str) -> str:
+    """One string object per distinct name, each checked once (the first time it is seen)."""
+    known = names.get(value)
+    if known is None:
+        known = names[value] = _name(value, name)
+    return known
 
 
 def _time(value: Any) -> float:
@@ -515,7 +532,7 @@ def _time(value: Any) -> float:
             pass
     elif value is None:
         raise _BadLine("missing `ts`")
-    raise _BadLine(f"`ts` is not an ISO-8601 time (got {value!r})")
+    raise _BadLine(f"`ts` is not an ISO-8601 time (got {quote(value)})")
 
 
 def _json_lines(
@@ -609,7 +626,7 @@ def _read_attune_jsonl(
             model = obj.get("model")
             if type(model) is not str or not model:
                 raise _BadLine("missing `model`" if model is None else "`model` must be a string")
-            model = aliases.get(model) or model_id(model)
+            model = aliases.get(model) or model_id(_name(model, "model"))
             ts_text = obj.get("ts")
             try:
                 # Only text reaches the parser: it tests a time's length and characters
@@ -620,11 +637,11 @@ def _read_attune_jsonl(
             workflow = obj.get("workflow")
             if type(workflow) is not str or not workflow:
                 workflow = _text(workflow, "workflow", workflow_default)
-            workflow = names.setdefault(workflow, workflow)  # type: ignore[arg-type]
+            workflow = names.get(workflow) or _intern(names, workflow, "workflow")  # type: ignore[arg-type]
             stage = obj.get("stage")
             if type(stage) is not str or not stage:
                 stage = _text(stage, "stage", stage_default)
-            stage = names.setdefault(stage, stage)  # type: ignore[arg-type]
+            stage = names.get(stage) or _intern(names, stage, "stage")  # type: ignore[arg-type]
             provider = obj.get("provider")
             tier = obj.get("tier")
             if type(provider) is not str or not provider or type(tier) is not str or not tier:
@@ -632,11 +649,11 @@ def _read_attune_jsonl(
                 provider = _text(provider, "provider", known_provider)
                 tier = _text(tier, "tier", known_tier)
             if provider is not None:
-                provider = names.setdefault(provider, provider)
+                provider = names.get(provider) or _intern(names, provider, "provider")
             if tier is not None:
                 canonical_tier = tiers.get(tier)
                 if canonical_tier is None:
-                    canonical_tier = tiers[tier] = normalise_tier(tier)
+                    canonical_tier = tiers[tier] = normalise_tier(_name(tier, "tier"))
                 tier = canonical_tier
             tokens = obj.get("tokens")
             if type(tokens) is dict:
@@ -649,10 +666,10 @@ def _read_attune_jsonl(
             elif tokens is None:
                 input_tokens = output_tokens = None
             else:
-                raise _BadLine(f"`tokens` must be an object (got {tokens!r})")
+                raise _BadLine(f"`tokens` must be an object (got {quote(tokens)})")
             success = obj.get("success", True)
             if success is not True and success is not False:
-                raise _BadLine(f"`success` must be true or false (got {success!r})")
+                raise _BadLine(f"`success` must be true or false (got {quote(success)})")
             duration: Any = obj.get("duration_ms")
             if type(duration) not in number_types or not 0 <= duration <= _MAX_INTEGER:
                 duration = _number(duration, "duration_ms")
@@ -685,13 +702,14 @@ def _own_row(values: dict[str, Any], defaults: _Defaults, source_default: str) -
     model = values.get("model")
     if type(model) is not str or not model:
         raise _BadLine("missing `model`" if not model else "`model` must be a string")
+    _name(model, "model")
     ts = _time(values.get("ts"))
     success = values.get("success")
     if type(success) is not bool:
         raise _BadLine(
             "missing `success`"
             if success is None
-            else f"`success` must be true or false (got {success!r})"
+            else f"`success` must be true or false (got {quote(success)})"
         )
     attempt = _count(values.get("attempt"), "attempt")
     row: Row = (
@@ -744,19 +762,19 @@ def _csv_values(record: dict[str, str | None]) -> dict[str, Any]:
             try:
                 values[name] = float(text)
             except ValueError:
-                raise _BadLine(f"`{name}` must be a number (got {text!r})") from None
+                raise _BadLine(f"`{name}` must be a number (got {quote(text)})") from None
         elif name in _CSV_COUNTS:
             try:
                 values[name] = int(text)
             except ValueError:
-                raise _BadLine(f"`{name}` must be an integer (got {text!r})") from None
+                raise _BadLine(f"`{name}` must be an integer (got {quote(text)})") from None
         elif name == "success":
             flag = _CSV_BOOLEANS.get(text.strip().lower())
             if flag is None:
-                raise _BadLine(f"`success` must be true or false (got {text!r})")
+                raise _BadLine(f"`success` must be true or false (got {quote(text)})")
             values[name] = flag
         else:
-            values[name] = text
+            values[name] = unprotect_cell(text)
     return values
 
 
@@ -815,11 +833,21 @@ def _read_llm_db(
         source = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error as exc:
         raise InputFileError(f"{path}: cannot open it as an llm logs.db ({exc})") from None
+    stack = contextlib.ExitStack()
     try:
         try:
+            kind = source.execute(
+                "SELECT type FROM sqlite_master WHERE name = 'responses' COLLATE NOCASE"
+            ).fetchone()
             columns = {row[1] for row in source.execute("PRAGMA table_info(responses)")}
         except sqlite3.DatabaseError as exc:
             raise InputFileError(f"{path}: not a SQLite database ({exc})") from None
+        if kind is not None and kind[0] != "table":
+            # Only a table is read: a view runs the file author's query, which may never end.
+            raise InputFileError(
+                f"{path}: `responses` is a {kind[0]}, not a table; llm's logs.db has a table",
+                hint="is this llm's logs.db?",
+            )
         needed = {"id", "model", "datetime_utc"}
         if not needed <= columns:
             raise InputFileError(
@@ -838,6 +866,7 @@ def _read_llm_db(
                 "output_tokens",
             )
         ]
+        stack.enter_context(interruptible(source))
         total = source.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
         cursor = source.execute(f"SELECT {', '.join(picked)} FROM responses ORDER BY rowid")
         number = 0
@@ -851,6 +880,7 @@ def _read_llm_db(
                 try:
                     if type(model) is not str or not model:
                         raise _BadLine("missing `model`")
+                    _name(model, "model")
                     ts = _time(when)
                     provider, tier = defaults.provider_tier(model)
                     tokens_in = _count(input_tokens, "input_tokens")
@@ -883,8 +913,10 @@ def _read_llm_db(
             if progress is not None:
                 progress(number, total)
     except sqlite3.DatabaseError as exc:
+        raise_if_interrupted()
         raise InputFileError(f"{path}: cannot read llm's responses ({exc})") from None
     finally:
+        stack.close()
         source.close()
 
 
@@ -944,10 +976,45 @@ def export_record(row: Row) -> dict[str, Any]:
     }
 
 
-def export_calls(store: TelemetryStore | None, where: CallFilter, fmt: str, out: IO[str]) -> int:
+# A spreadsheet reads a cell starting with one of these as a formula (CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@")
+
+
+def _needs_protection(text: str) -> bool:
+    # A leading quote is protected too when what follows it would be: so the importer can
+    # strip exactly one quote from every protected cell and give back the stored value.
+    return text.lstrip("'").startswith(FORMULA_STARTS)
+
+
+def protect_cell(text: str) -> str:
+    """``text`` as a spreadsheet shows it as text: a leading ``'`` before a formula start.
+
+    ``=cmd|' /C calc'!A0`` becomes ``'=cmd|' /C calc'!A0``; ``unprotect_cell`` undoes it.
+    """
+    return "'" + text if _needs_protection(text) else text
+
+
+def unprotect_cell(text: str) -> str:
+    """The value ``protect_cell`` was given (a cell it did not change is returned as is)."""
+    if text.startswith("'") and _needs_protection(text[1:]):
+        return text[1:]
+    return text
+
+
+def export_calls(
+    store: TelemetryStore | None,
+    where: CallFilter,
+    fmt: str,
+    out: IO[str],
+    *,
+    raw_csv: bool = False,
+) -> int:
     """Write the matching calls, oldest first, to ``out`` in ``fmt``; returns how many.
 
     ``store`` None (nothing recorded yet) writes an empty export: nothing, or the CSV header.
+    In CSV, a text cell that a spreadsheet would run as a formula (it starts with ``=``,
+    ``+``, ``-`` or ``@``) gets a leading ``'`` unless ``raw_csv``; the CSV importer takes
+    it off again, so export → import stays exact.
 
     Raises:
         InputFileError: ``fmt`` is not an export format.
@@ -970,7 +1037,13 @@ def export_calls(store: TelemetryStore | None, where: CallFilter, fmt: str, out:
             [
                 ("true" if value else "false")
                 if name == "success"
-                else ("" if value is None else value)
+                else (
+                    ""
+                    if value is None
+                    else protect_cell(value)
+                    if type(value) is str and not raw_csv
+                    else value
+                )
                 for name, value in record.items()
             ]
         )
@@ -978,7 +1051,14 @@ def export_calls(store: TelemetryStore | None, where: CallFilter, fmt: str, out:
     return written
 
 
-def export_to_path(store: TelemetryStore | None, where: CallFilter, fmt: str, path: Path) -> int:
+def export_to_path(
+    store: TelemetryStore | None,
+    where: CallFilter,
+    fmt: str,
+    path: Path,
+    *,
+    raw_csv: bool = False,
+) -> int:
     """``export_calls`` into ``path``, atomically: a reader sees the old file or the new one.
 
     Raises:
@@ -999,7 +1079,7 @@ def export_to_path(store: TelemetryStore | None, where: CallFilter, fmt: str, pa
             delete=False,
         ) as handle:
             temp_name = handle.name
-            written = export_calls(store, where, fmt, handle)
+            written = export_calls(store, where, fmt, handle, raw_csv=raw_csv)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp_name, path)

@@ -72,7 +72,54 @@ def resolve_paths(env: Mapping[str, str] | None = None) -> Paths:
     )
 
 
+def tighten_existing_dirs(paths: Paths) -> None:
+    """Make attune's existing folders private (0700); create nothing.
+
+    Raises:
+        PermissionsError: a folder is open to others and attune may not tighten it.
+    """
+    for folder in {paths.config_dir, paths.data_dir}:
+        try:
+            if os.stat(folder).st_mode & 0o077 == 0:
+                continue
+        except OSError:
+            continue  # missing (made private when first written) or unreadable (said then)
+        ensure_private_dir(folder)
+
+
 def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) with mode 0700 if missing; return it."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """Create ``path`` (and parents) with mode 0700 if missing, else make it private; return it.
+
+    An existing folder that the group or others can read or write (keys and call history live
+    there) is tightened to 0700. One that cannot be (not ours, or a shared sticky folder such
+    as ``/tmp``) is refused with the fix.
+
+    Raises:
+        PermissionsError: the folder is open to others and attune may not tighten it.
+        OperationError: the folder cannot be created (read-only file system, full disk …).
+    """
+    import stat
+
+    from attune_cli.core.errors import PermissionsError
+    from attune_cli.core.files import write_error
+
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = path.stat()
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    mode = stat.S_IMODE(info.st_mode)
+    if not mode & 0o077:
+        return path
+    refusal = PermissionsError(
+        f"{path} can be read or written by other users (mode {mode:04o}); attune keeps keys "
+        f"and call history there. Run: chmod 700 {path}",
+        hint="or point ATTUNE_HOME at a folder of your own",
+    )
+    if mode & stat.S_ISVTX or info.st_uid != os.geteuid():
+        raise refusal
+    try:
+        os.chmod(path, 0o700)
+    except OSError:
+        raise refusal from None
     return path

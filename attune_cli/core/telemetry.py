@@ -970,11 +970,11 @@ def validate_label(kind: str, value: str) -> str:
     """Check a workflow/stage/model name given by a person; return it stripped.
 
     Raises:
-        UsageError: empty, or holding control characters.
+        UsageError: empty, or holding control or bidirectional characters.
     """
     stripped = value.strip()
     if not stripped:
         raise UsageError(f"--{kind} must not be empty")
-    if any(ord(ch) < 32 for ch in stripped):
-        raise UsageError(f"--{kind} must not contain control characters (got {value!r})")
-    return stripped
+    from attune_cli.core.safe_text import check_name
+
+    return check_name(kind, stripped)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from attune_cli.core.config import read_toml
-from attune_cli.core.paths import Paths, resolve_paths
+from attune_cli.core.paths import Paths, resolve_paths, tighten_existing_dirs
 from attune_cli.core.registry import Registry, load_registry
 
 
@@ -29,9 +30,43 @@ class Workspace:
             ConfigError: ``config.toml`` exists but cannot be parsed.
         """
         resolved = paths or resolve_paths()
-        return cls(paths=resolved, config=read_toml(resolved.config_file))
+        tighten_existing_dirs(resolved)
+        config = read_toml(resolved.config_file)
+        _check_names(config, resolved.config_file)
+        return cls(paths=resolved, config=config)
 
     @cached_property
     def registry(self) -> Registry:
         """The model registry: built-ins merged with ``[models]`` and ``[providers]``."""
         return load_registry(self.config, self.paths.config_file)
+
+
+def _check_names(config: dict[str, Any], path: Path) -> None:
+    """Refuse provider, model and stage names in ``config.toml`` that a terminal would obey.
+
+    Raises:
+        ConfigError: a name holds a control, separator or bidirectional character (the key
+            is shown escaped).
+    """
+    routing = config.get("routing")
+    tables = {
+        "providers": config.get("providers"),
+        "models": config.get("models"),
+        "routing.stages": routing.get("stages") if isinstance(routing, dict) else None,
+    }
+    for prefix, entries in tables.items():
+        if not isinstance(entries, dict):
+            continue
+        for name in entries:
+            if str(name).isprintable():
+                continue
+            from attune_cli.core.errors import ConfigError
+            from attune_cli.core.safe_text import unsafe_characters, visible
+
+            if unsafe_characters(str(name)):
+                raise ConfigError(
+                    path,
+                    "names must not contain control or bidirectional characters",
+                    key=visible(f'{prefix}."{name}"'),
+                    hint="rename it in the file",
+                )

@@ -335,8 +335,8 @@ def varied_calls() -> list[CallRecord]:
                    tier="cheap", status=200),
         CallRecord("wf", "st", "gpt-5", False, ts=T0 + 1, error_kind="rate_limit", status=429,
                    attempt=3, latency_ms=None, cost_usd=0.1 + 0.2),
-        CallRecord("w, with \"quotes\"", "stage\nline", "local", True, ts=T0 + 2,
-                   source="attune-jsonl"),
+        CallRecord("w, with \"quotes\"", "=stage [/] -1", "@local", True, ts=T0 + 2,
+                   source="attune-jsonl", provider="+proxy", error_kind="-x"),
     ]  # fmt: skip
 
 
