@@ -225,7 +225,7 @@ def best(
 
     Example:  MODEL=$(attune route best analysis -w code-review --max-cost 0.01)
     """
-    from attune_cli.core.ask import no_model_within_caps
+    from attune_cli.core.routing.explain import no_model_within_caps
 
     decision = _decide(
         stage, workflow, max_cost, max_latency, min_success, days, explore, any_provider

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     import httpx
 
     from attune_cli.core.response import LLMResponse
-    from attune_cli.core.routing import RoutingDecision
     from attune_cli.core.workspace import Workspace
 
 
@@ -108,6 +107,7 @@ def ask(
             admissible: Callable[[str], bool] | None = None
             if model is None:
                 from attune_cli.core.routing import AdaptiveModelRouter, RoutingSettings
+                from attune_cli.core.routing.explain import no_model_within_caps
 
                 settings = RoutingSettings.from_config(workspace.config, path)
                 router = AdaptiveModelRouter(
@@ -148,18 +148,3 @@ def ask(
     finally:
         breaker.close()
         store.close()
-
-
-def no_model_within_caps(decision: RoutingDecision) -> OperationError:
-    """The error for a decision that leaves nobody to call (exit 1), naming what ruled out what."""
-    ruled_out = "; ".join(
-        f"{c.model}: {', '.join(c.rejected_because)}"
-        for c in decision.candidates
-        if not c.callable_within_caps
-    )
-    where = f"-w {decision.workflow} " if decision.workflow else ""
-    return OperationError(
-        f"no model within the caps: {ruled_out}" if ruled_out else decision.reason,
-        hint=f"raise the caps, configure a provider (`attune auth status`), or see "
-        f"`attune route explain {decision.stage} {where}--any-provider`",
-    )

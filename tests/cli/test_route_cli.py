@@ -117,7 +117,10 @@ def test_a_cap_no_model_meets_chooses_nobody(history: Path) -> None:
     assert best.exit_code == 1
     assert best.stdout == ""
     assert "no model within the caps" in best.stderr
-    assert "gpt-5: average cost $0.004 over the $0.001 cap" in best.stderr
+    assert "no model within the caps for analysis: 6 models over the $0.001 cost cap" in (
+        best.stderr
+    )
+    assert "(the cheapest, gpt-5-mini, costs $0.00125)" in best.stderr
 
     as_json = runner.invoke(app, ["route", "best", *args, "--json"])
     assert as_json.exit_code == 1

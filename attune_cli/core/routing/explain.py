@@ -5,9 +5,16 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+from attune_cli.core.errors import OperationError
 from attune_cli.core.money import format_usd
 from attune_cli.core.performance import ScoreWeights
-from attune_cli.core.routing.decision import Candidate, ChangeNeeded, Reason, Rejection
+from attune_cli.core.routing.decision import (
+    Candidate,
+    ChangeNeeded,
+    Reason,
+    Rejection,
+    RoutingDecision,
+)
 from attune_cli.core.routing.settings import RoutingSettings
 
 
@@ -38,6 +45,42 @@ def rejection_text(rejection: Rejection, candidate: Candidate) -> str:
     if reason is Reason.TOO_FEW_CALLS:
         return f"too few calls ({value:.0f} of {limit:.0f})"
     return "no history"
+
+
+def caps_summary(candidates: list[Candidate]) -> str:
+    """How many models each hard check ruled out, with the nearest miss of each cap.
+
+    ``7 over the $0 cost cap (the cheapest, gpt-5-mini, costs $0.0000188); 2 not configured``.
+    """
+    parts = []
+    for reason in (Reason.OVER_COST_CAP, Reason.OVER_LATENCY_CAP, Reason.COST_UNKNOWN):
+        hits: list[tuple[float, str, float | None]] = [
+            (r.value if r.value is not None else 0.0, c.model, r.limit)
+            for c in candidates
+            for r in c.rejections
+            if r.reason is reason
+        ]
+        if not hits:
+            continue
+        limit = hits[0][2]
+        if reason is Reason.OVER_COST_CAP:
+            value, model, _ = min(hits)
+            parts.append(
+                f"{_count(len(hits), 'model')} over the {_usd(limit)} cost cap (the cheapest, "
+                f"{model}, costs {_usd(value)})"
+            )
+        elif reason is Reason.OVER_LATENCY_CAP:
+            value, model, _ = min(hits)
+            parts.append(
+                f"{_count(len(hits), 'model')} over the {limit or 0:,.0f} ms latency cap (the "
+                f"fastest, {model}, has a p95 of {value:,.0f} ms)"
+            )
+        else:
+            parts.append(f"{_count(len(hits), 'model')} of unknown price")
+    unconfigured = sum(1 for c in candidates if c.ruled_out_by(Reason.NOT_CONFIGURED))
+    if unconfigured:
+        parts.append(f"{unconfigured} not configured")
+    return "; ".join(parts) or "no model left"
 
 
 def not_counted_text(candidate: Candidate) -> str | None:
@@ -207,6 +250,8 @@ def _to_win(c: Candidate, best: Candidate | None, settings: RoutingSettings) -> 
     elif c.counted_calls < settings.min_calls:
         more_calls = settings.min_calls - c.counted_calls
     parts: list[str] = []
+    if c.ruled_out_by(Reason.NOT_CONFIGURED):
+        parts.append(f"{c.provider or 'its provider'} must be configured (a key or a base URL)")
     if more_calls is not None:
         parts.append(f"needs {more_calls} more call{'s' if more_calls != 1 else ''} to be judged")
     if c.demoted:
@@ -343,4 +388,24 @@ def where(workflow: str | None, stage: str) -> str:
         f"stage '{stage}' of workflow '{workflow}'"
         if workflow
         else f"stage '{stage}' (all workflows)"
+    )
+
+
+def no_model_within_caps(decision: RoutingDecision) -> OperationError:
+    """The error for a decision that leaves nobody to call (exit 1), in one readable line.
+
+    It counts the models each hard check ruled out and names the nearest miss (the cheapest
+    over a cost cap, the fastest over a latency cap); ``route explain`` has every model.
+    """
+    where = f" -w {decision.workflow}" if decision.workflow else ""
+    explain = f"`attune route explain {decision.stage}{where}` says why each model was ruled out"
+    if all(c.ruled_out_by(Reason.NOT_CONFIGURED) for c in decision.candidates):
+        return OperationError(
+            f"no model can be called for {decision.stage}: no provider is configured",
+            hint="run `attune auth login PROVIDER`, set ANTHROPIC_API_KEY or OPENAI_API_KEY, or "
+            "point OPENAI_BASE_URL at a local server; --any-provider ranks the models anyway",
+        )
+    return OperationError(
+        f"no model within the caps for {decision.stage}: {caps_summary(decision.candidates)}",
+        hint=f"raise the caps or configure another provider; {explain}",
     )
