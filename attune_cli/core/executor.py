@@ -531,30 +531,6 @@ class ResilientExecutor:
             )
         return Target(model, self.endpoints[provider], known.tier if known else None)
 
-    def plan(
-        self,
-        model: str,
-        *,
-        fallback: bool = True,
-        max_cost_usd: float | None = None,
-        worst_case_tokens: tuple[int, int] = (0, 0),
-        admissible: Callable[[str], bool] | None = None,
-        admissible_cap: str = "the routing caps",
-    ) -> tuple[list[Target], list[Target]]:
-        """The chain of models to try for ``model``, and the ones left out as unconfigured.
-
-        ``chain_for`` says the same and also which models the caps ruled out.
-        """
-        planned = self.chain_for(
-            model,
-            fallback=fallback,
-            max_cost_usd=max_cost_usd,
-            worst_case_tokens=worst_case_tokens,
-            admissible=admissible,
-            admissible_cap=admissible_cap,
-        )
-        return list(planned.chain), list(planned.unconfigured)
-
     def chain_for(
         self,
         model: str,

@@ -213,7 +213,8 @@ def test_deadline_cut_moves_on_to_the_next_model(clock: FakeClock) -> None:
 def test_fallback_chain_same_tier_other_provider_then_cheaper_tiers(clock: FakeClock) -> None:
     provider = ScriptedProvider(claude_sonnet_4_5=[error(500)], gpt_5=[error(500)])
     executor = make_executor(provider, clock, policy=RetryPolicy(max_retries=0))
-    chain, skipped = executor.plan("claude-sonnet-4-5")
+    planned = executor.chain_for("claude-sonnet-4-5")
+    chain, skipped = list(planned.chain), list(planned.unconfigured)
     # Never a dearer tier by default; other providers before the one that just failed.
     assert [t.model for t in chain] == [
         "claude-sonnet-4-5",
@@ -233,7 +234,7 @@ def test_fallback_chain_same_tier_other_provider_then_cheaper_tiers(clock: FakeC
 def test_the_cheapest_tier_never_escalates_by_default(clock: FakeClock) -> None:
     provider = ScriptedProvider(claude_haiku_4_5=[error(500)], gpt_5_mini=[error(500)])
     executor = make_executor(provider, clock, policy=RetryPolicy(max_retries=0))
-    assert [t.model for t in executor.plan("claude-haiku-4-5")[0]] == [
+    assert [t.model for t in executor.chain_for("claude-haiku-4-5").chain] == [
         "claude-haiku-4-5",
         "gpt-5-mini",
     ]
@@ -246,7 +247,7 @@ def test_escalate_adds_dearer_tiers_last_and_within_the_cost_cap(clock: FakeCloc
     provider = ScriptedProvider(claude_haiku_4_5=[error(500)], gpt_5_mini=[error(500)])
     policy = RetryPolicy(max_retries=0, escalate=True)
     executor = make_executor(provider, clock, policy=policy)
-    assert [t.model for t in executor.plan("claude-haiku-4-5")[0]] == [
+    assert [t.model for t in executor.chain_for("claude-haiku-4-5").chain] == [
         "claude-haiku-4-5",
         "gpt-5-mini",
         "gpt-5",
@@ -255,8 +256,10 @@ def test_escalate_adds_dearer_tiers_last_and_within_the_cost_cap(clock: FakeCloc
         "claude-opus-4-5",
     ]
     # 100 + 1000 tokens: gpt-5 costs up to $0.0101, sonnet $0.0153, the premium tier more.
-    capped = executor.plan("claude-haiku-4-5", max_cost_usd=0.012, worst_case_tokens=(100, 1000))
-    assert [t.model for t in capped[0]] == ["claude-haiku-4-5", "gpt-5-mini", "gpt-5"]
+    capped = executor.chain_for(
+        "claude-haiku-4-5", max_cost_usd=0.012, worst_case_tokens=(100, 1000)
+    )
+    assert [t.model for t in capped.chain] == ["claude-haiku-4-5", "gpt-5-mini", "gpt-5"]
     response = executor.execute(
         "x" * 396, model="claude-haiku-4-5", max_tokens=1000, max_cost_usd=0.012
     )
@@ -269,7 +272,8 @@ def test_fallback_skips_unconfigured_providers(clock: FakeClock) -> None:
     executor = make_executor(
         provider, clock, configured=("openai",), policy=RetryPolicy(max_retries=0)
     )
-    chain, skipped = executor.plan("gpt-5")
+    planned = executor.chain_for("gpt-5")
+    chain, skipped = list(planned.chain), list(planned.unconfigured)
     assert [t.model for t in chain] == ["gpt-5", "gpt-5-mini"]
     assert [t.model for t in skipped] == ["claude-sonnet-4-5", "claude-haiku-4-5"]
     response = executor.execute("hi", model="gpt-5")
@@ -296,7 +300,9 @@ def test_an_unknown_model_goes_to_the_only_configured_provider(clock: FakeClock)
 
 def test_max_cost_keeps_dear_fallbacks_out(clock: FakeClock) -> None:
     executor = make_executor(ScriptedProvider(), clock)
-    chain, _ = executor.plan("claude-haiku-4-5", max_cost_usd=0.002, worst_case_tokens=(100, 100))
+    chain = executor.chain_for(
+        "claude-haiku-4-5", max_cost_usd=0.002, worst_case_tokens=(100, 100)
+    ).chain
     # gpt-5-pro at $15/$120 per Mtok would cost $0.0135 for 100 + 100 tokens.
     assert "gpt-5-pro" not in [t.model for t in chain]
     assert "gpt-5-mini" in [t.model for t in chain]
