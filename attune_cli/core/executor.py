@@ -1088,15 +1088,23 @@ class ResilientExecutor:
         return self.registry.cost_usd(model, input_tokens, output_tokens)
 
 
-def make_client(timeouts: Timeouts | None = None, *, trust_env: bool = True) -> httpx.Client:
+def make_client(
+    timeouts: Timeouts | None = None, *, trust_env: bool = True, max_connections: int = 20
+) -> httpx.Client:
     """The shared HTTP client: keep-alive pool, explicit timeouts, no redirects, and deadlines
     that hold on every socket read (``attune_cli.core.providers.deadline``).
 
     Args:
         timeouts: defaults for requests that do not bring their own.
         trust_env: whether proxy settings and certificates come from the environment.
+        max_connections: connections open at once (a gateway serving many callers needs
+            one per call in flight; more wait for a free one).
     """
-    limits = httpx.Limits(max_connections=20, max_keepalive_connections=10, keepalive_expiry=60)
+    limits = httpx.Limits(
+        max_connections=max_connections,
+        max_keepalive_connections=max(10, max_connections // 2),
+        keepalive_expiry=60,
+    )
     timeouts = timeouts or Timeouts()
     client = httpx.Client(
         timeout=httpx.Timeout(
