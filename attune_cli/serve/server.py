@@ -91,17 +91,14 @@ def serve(workspace: Workspace, options: ServeOptions, *, on_ready: Callable[[st
     }
     if options.workers > 1:
         os.environ["ATTUNE_SERVE_REQUIRE_TOKEN"] = "1" if options.require_token else "0"
-        config = uvicorn.Config(
+        # uvicorn.run binds the workers to the socket already listening (its fd).
+        uvicorn.run(
             "attune_cli.serve.app:app_from_environment",
             factory=True,
             workers=options.workers,
             fd=sock.fileno(),
             **common,  # type: ignore[arg-type]
         )
-        from uvicorn.supervisors import Multiprocess
-
-        server = uvicorn.Server(config)
-        Multiprocess(config, target=server.run, sockets=[sock]).run()
         return
     app = create_app(workspace, access=AccessPolicy(token))
     config = uvicorn.Config(app, **common)  # type: ignore[arg-type]
