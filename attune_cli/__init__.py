@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdaptiveModelRouter",
+    "Attune",
     "AuthMode",
     "AuthStrategy",
     "CircuitBreaker",
@@ -24,6 +25,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "Attune": "attune_cli.api",
     "AuthMode": "attune_cli.core.auth",
     "AuthStrategy": "attune_cli.core.auth",
     "SubscriptionTier": "attune_cli.core.auth",

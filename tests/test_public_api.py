@@ -6,6 +6,7 @@ import attune_cli
 
 EXPECTED = {
     "AdaptiveModelRouter",
+    "Attune",
     "AuthMode",
     "AuthStrategy",
     "CircuitBreaker",

@@ -7,7 +7,7 @@ callable model within the caps; when there is none, nobody is called.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -17,7 +17,10 @@ from attune_cli.core.errors import OperationError
 if TYPE_CHECKING:
     import httpx
 
+    from attune_cli.core.executor import ResilientExecutor
+    from attune_cli.core.providers.base import Message
     from attune_cli.core.response import LLMResponse
+    from attune_cli.core.telemetry import TelemetryStore
     from attune_cli.core.workspace import Workspace
 
 
@@ -84,67 +87,123 @@ def ask(
     """
     from attune_cli.core.breaker import BreakerSettings, CircuitBreaker
     from attune_cli.core.executor import ResilientExecutor
-    from attune_cli.core.providers.base import watching_attempts
     from attune_cli.core.telemetry import TelemetryStore
 
-    notice = on_notice or (lambda _text: None)
-    path = workspace.paths.config_file
-    breaker_settings = BreakerSettings.from_config(workspace.config, path)
+    breaker_settings = BreakerSettings.from_config(workspace.config, workspace.paths.config_file)
     store = TelemetryStore.open(workspace)
-    breaker = CircuitBreaker(workspace.paths.telemetry_db, breaker_settings, on_warning=notice)
+    breaker = CircuitBreaker(
+        workspace.paths.telemetry_db, breaker_settings, on_warning=on_notice or _silent
+    )
     try:
         with ResilientExecutor.from_workspace(
             workspace, breaker=breaker, store=store, environ=environ, client=client
         ) as executor:
-            configured = set(executor.configured_providers)
-            if not configured:
-                raise OperationError(
-                    "no provider is configured",
-                    hint="set ANTHROPIC_API_KEY or OPENAI_API_KEY, run `attune auth login "
-                    "PROVIDER`, or point OPENAI_BASE_URL at a local OpenAI-compatible server",
-                )
-            model = options.model
-            admissible: Callable[[str], bool] | None = None
-            if model is None:
-                from attune_cli.core.routing import AdaptiveModelRouter, RoutingSettings
-                from attune_cli.core.routing.explain import no_model_within_caps
-
-                settings = RoutingSettings.from_config(workspace.config, path)
-                router = AdaptiveModelRouter(
-                    store, workspace.registry, settings, configured=frozenset(configured)
-                )
-                decision = router.get_best_model(
-                    options.workflow,
-                    options.stage,
-                    max_cost=options.max_cost_usd,
-                    explore=settings.explore,
-                    tier=options.tier,
-                )
-                if decision.chosen is None:
-                    raise no_model_within_caps(decision)
-                model = decision.chosen
-                admissible = decision.admissible
-                notice(f"routed to {model}: {decision.reason}")
-            watching: AbstractContextManager[None] = (
-                watching_attempts(on_attempt) if on_attempt else nullcontext()
+            return route_and_call(
+                workspace,
+                executor,
+                store,
+                options,
+                on_text=on_text,
+                on_notice=on_notice,
+                on_attempt=on_attempt,
             )
-            with watching:
-                return executor.execute(
-                    options.prompt,
-                    model=model,
-                    workflow=options.workflow,
-                    stage=options.stage,
-                    system=options.system,
-                    max_tokens=options.max_tokens,
-                    fallback=options.model is None,
-                    max_cost_usd=options.max_cost_usd,
-                    admissible=admissible,
-                    admissible_cap="the routing caps and configured providers",
-                    stream=options.stream,
-                    on_text=on_text,
-                    on_notice=notice,
-                    deadline_s=options.timeout_s,
-                )
     finally:
         breaker.close()
         store.close()
+
+
+def route_and_call(
+    workspace: Workspace,
+    executor: ResilientExecutor,
+    store: TelemetryStore,
+    options: AskOptions,
+    *,
+    on_text: Callable[[str], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
+    on_attempt: Callable[[str, str], None] | None = None,
+    messages: Sequence[Message] = (),
+    cancelled: Callable[[], bool] | None = None,
+) -> LLMResponse:
+    """``ask`` over an executor and a store the caller keeps open (the gateway, ``Attune``).
+
+    Routes unless ``options.model`` is given (then that model alone is called, no fallback),
+    and calls through ``executor``, which records every attempt into its store.
+
+    Args:
+        workspace: paths, config and registry.
+        executor: the executor to call through (its breaker and store are used).
+        store: the telemetry store routing reads history from.
+        options: the prompt and what ``attune ask`` was asked to do.
+        on_text: called with each piece of the answer as it arrives.
+        on_notice: called with one-line notes (routing, retries, fallback).
+        on_attempt: told ``(provider, model)`` as each attempt begins.
+        messages: a whole conversation instead of one user turn holding ``options.prompt``.
+        cancelled: polled during the call; True abandons it (``CallCancelled``).
+
+    Returns:
+        The envelope, successful or not.
+
+    Raises:
+        ConfigError: invalid ``[routing]`` settings.
+        OperationError: no provider is configured, or no model is within the caps.
+        UsageError: an unknown ``--model`` whose provider cannot be told.
+        CallCancelled: ``cancelled`` turned True mid-call.
+    """
+    from attune_cli.core.providers.base import watching_attempts
+
+    notice = on_notice or _silent
+    configured = set(executor.configured_providers)
+    if not configured:
+        raise OperationError(
+            "no provider is configured",
+            hint="set ANTHROPIC_API_KEY or OPENAI_API_KEY, run `attune auth login "
+            "PROVIDER`, or point OPENAI_BASE_URL at a local OpenAI-compatible server",
+        )
+    model = options.model
+    admissible: Callable[[str], bool] | None = None
+    if model is None:
+        from attune_cli.core.routing import AdaptiveModelRouter, RoutingSettings
+        from attune_cli.core.routing.explain import no_model_within_caps
+
+        settings = RoutingSettings.from_config(workspace.config, workspace.paths.config_file)
+        router = AdaptiveModelRouter(
+            store, workspace.registry, settings, configured=frozenset(configured)
+        )
+        decision = router.get_best_model(
+            options.workflow,
+            options.stage,
+            max_cost=options.max_cost_usd,
+            explore=settings.explore,
+            tier=options.tier,
+        )
+        if decision.chosen is None:
+            raise no_model_within_caps(decision)
+        model = decision.chosen
+        admissible = decision.admissible
+        notice(f"routed to {model}: {decision.reason}")
+    watching: AbstractContextManager[None] = (
+        watching_attempts(on_attempt) if on_attempt else nullcontext()
+    )
+    with watching:
+        return executor.execute(
+            options.prompt,
+            model=model,
+            workflow=options.workflow,
+            stage=options.stage,
+            system=options.system,
+            max_tokens=options.max_tokens,
+            fallback=options.model is None,
+            max_cost_usd=options.max_cost_usd,
+            admissible=admissible,
+            admissible_cap="the routing caps and configured providers",
+            stream=options.stream,
+            on_text=on_text,
+            on_notice=notice,
+            deadline_s=options.timeout_s,
+            messages=messages,
+            cancelled=cancelled,
+        )
+
+
+def _silent(_text: str) -> None:
+    """A notice nobody reads."""

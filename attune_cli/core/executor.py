@@ -42,7 +42,7 @@ import math
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -61,10 +61,12 @@ from attune_cli.core.errors import (
 from attune_cli.core.failures import FailureClass, clamp_retry_after_s, classify
 from attune_cli.core.money import format_usd
 from attune_cli.core.providers import (
+    CallCancelled,
     CallFailed,
     ChatRequest,
     Completion,
     Endpoint,
+    Message,
     adapter_for,
     resolve_endpoints,
 )
@@ -87,6 +89,9 @@ __all__ = [
     "make_client",
     "retry_after_s",
 ]
+
+CANCELLED = "cancelled"
+"""The ``error_kind`` of an attempt abandoned because the caller stopped waiting."""
 
 CHARS_PER_TOKEN = 4
 """A rough prompt-size estimate, used only to keep fallbacks under ``max_cost_usd``."""
@@ -364,6 +369,7 @@ class _Call:
     on_text: Callable[[str], None] | None
     notice: Callable[[str], None]
     max_attempts: int = 6
+    cancelled: Callable[[], bool] | None = None
     streamed: list[str] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
     tried: list[_Tried] = field(default_factory=list)
@@ -394,6 +400,12 @@ class _Call:
         self.streamed.append(text)
         if self.on_text:
             self.on_text(text)
+        self.check_cancelled()
+
+    def check_cancelled(self) -> None:
+        """Raise ``CallCancelled`` once the caller has stopped waiting."""
+        if self.cancelled is not None and self.cancelled():
+            raise CallCancelled("the caller stopped waiting")
 
 
 class ResilientExecutor:
@@ -609,6 +621,8 @@ class ResilientExecutor:
         on_text: Callable[[str], None] | None = None,
         on_notice: Callable[[str], None] | None = None,
         deadline_s: float | None = None,
+        messages: Sequence[Message] = (),
+        cancelled: Callable[[], bool] | None = None,
     ) -> LLMResponse:
         """Ask ``model`` (then its fallbacks) for an answer to ``prompt``.
 
@@ -630,6 +644,12 @@ class ResilientExecutor:
             on_text: called with each piece of text as it arrives.
             on_notice: called with one-line notes for the person (retrying, falling back).
             deadline_s: the whole call's budget; ``policy.deadline_s`` when None.
+            messages: a whole conversation to send instead of one user turn holding
+                ``prompt`` (the gateway's clients send these); ``prompt`` then only sizes
+                the worst-case cost.
+            cancelled: polled before each attempt and after each streamed piece; once it
+                returns True the attempt in flight is abandoned (its connection closed),
+                recorded with the error kind ``cancelled`` and ``CallCancelled`` raised.
 
         Returns:
             The envelope; ``success`` is False when no model could answer, and ``error`` then
@@ -640,6 +660,7 @@ class ResilientExecutor:
             OperationError: no configured provider can serve the chain, or no model is within
                 the caps ("no model within the caps"); nothing was sent.
             UsageError: the provider of an unknown model cannot be told.
+            CallCancelled: ``cancelled`` turned True; the attempt in flight was recorded.
         """
         worst_case = (len(prompt + (system or "")) // CHARS_PER_TOKEN + 1, max_tokens)
         planned = self.chain_for(
@@ -667,7 +688,9 @@ class ResilientExecutor:
                 notice(f"{target.label} skipped: it {why}")
         started = self._clock()
         call = _Call(
-            request=ChatRequest(model, prompt, system=system, max_tokens=max_tokens),
+            request=ChatRequest(
+                model, prompt, system=system, max_tokens=max_tokens, messages=tuple(messages)
+            ),
             workflow=workflow,
             stage=stage,
             budget_s=deadline_s if deadline_s is not None else self.policy.deadline_s,
@@ -675,6 +698,7 @@ class ResilientExecutor:
             on_text=on_text,
             notice=notice,
             max_attempts=self.policy.max_attempts,
+            cancelled=cancelled,
         )
         for index, target in enumerate(chain):
             if index and (self._clock() >= call.deadline or not call.attempts_left):
@@ -714,12 +738,14 @@ class ResilientExecutor:
             call.request.prompt,
             system=call.request.system,
             max_tokens=call.request.max_tokens,
+            messages=call.request.messages,
         )
         key = breaker_key(target.provider, target.model)
         endpoint = endpoint_key(target.endpoint.base_url)
         retries = 0
         delay_s = 0.0
         while True:
+            call.check_cancelled()
             if call.deadline - self._clock() <= 0:
                 tried.cut_short = "deadline"
                 return None
@@ -743,7 +769,7 @@ class ResilientExecutor:
                     stream=stream,
                     on_text=call.emit,
                     limits=self.timeouts.for_attempt(call.deadline - began),
-                    expired=lambda: self._clock() >= call.deadline,
+                    expired=lambda: self._expired(call),
                 )
             except CallFailed as failure:
                 latency_ms = (self._clock() - began) * 1000
@@ -791,6 +817,15 @@ class ResilientExecutor:
                     f"(retry {retries} of {self.policy.max_retries})"
                 )
                 continue
+            except CallCancelled:
+                # The caller went away: the provider did nothing wrong. The attempt is a row
+                # (kind ``cancelled``, counted against no model) and the probe lease goes back.
+                self._settle(permit, None, None)
+                self._settle(endpoint_permit, None, None)
+                tried.sent += 1
+                latency_ms = (self._clock() - began) * 1000
+                self._attempted(call, target, None, CANCELLED, latency_ms)
+                raise
             except BaseException:
                 # Cancelled (Ctrl-C): the provider did nothing wrong; hand back a probe lease.
                 self._settle(permit, None, None)
@@ -802,6 +837,11 @@ class ResilientExecutor:
             tried.sent += 1
             self._attempted(call, target, completion.status, None, latency_ms, completion)
             return completion
+
+    def _expired(self, call: _Call) -> bool:
+        """Polled between streamed events: the deadline passed (raises once cancelled)."""
+        call.check_cancelled()
+        return self._clock() >= call.deadline
 
     def _permits(
         self, call: _Call, tried: _Tried, key: str, endpoint: str
@@ -1024,15 +1064,23 @@ class ResilientExecutor:
         return self.registry.cost_usd(model, input_tokens, output_tokens)
 
 
-def make_client(timeouts: Timeouts | None = None, *, trust_env: bool = True) -> httpx.Client:
+def make_client(
+    timeouts: Timeouts | None = None, *, trust_env: bool = True, max_connections: int = 20
+) -> httpx.Client:
     """The shared HTTP client: keep-alive pool, explicit timeouts, no redirects, and deadlines
     that hold on every socket read (``attune_cli.core.providers.deadline``).
 
     Args:
         timeouts: defaults for requests that do not bring their own.
         trust_env: whether proxy settings and certificates come from the environment.
+        max_connections: connections open at once (a gateway serving many callers needs
+            one per call in flight; more wait for a free one).
     """
-    limits = httpx.Limits(max_connections=20, max_keepalive_connections=10, keepalive_expiry=60)
+    limits = httpx.Limits(
+        max_connections=max_connections,
+        max_keepalive_connections=max(10, max_connections // 2),
+        keepalive_expiry=60,
+    )
     timeouts = timeouts or Timeouts()
     client = httpx.Client(
         timeout=httpx.Timeout(

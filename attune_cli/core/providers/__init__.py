@@ -12,10 +12,12 @@ from typing import Any
 
 from attune_cli.core.providers.anthropic import AnthropicAdapter
 from attune_cli.core.providers.base import (
+    CallCancelled,
     CallFailed,
     ChatRequest,
     Completion,
     Endpoint,
+    Message,
     ProviderAdapter,
 )
 from attune_cli.core.providers.openai import OpenAIAdapter
@@ -23,10 +25,12 @@ from attune_cli.core.registry import Provider, Registry
 
 __all__ = [
     "AnthropicAdapter",
+    "CallCancelled",
     "CallFailed",
     "ChatRequest",
     "Completion",
     "Endpoint",
+    "Message",
     "OpenAIAdapter",
     "ProviderAdapter",
     "adapter_for",

@@ -61,7 +61,7 @@ class AnthropicAdapter(ProviderAdapter):
         body: dict[str, Any] = {
             "model": request.model,
             "max_tokens": request.max_tokens,
-            "messages": [{"role": "user", "content": request.prompt}],
+            "messages": request.turns(),
         }
         if request.system:
             body["system"] = request.system

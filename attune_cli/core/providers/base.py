@@ -97,20 +97,50 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class Message:
+    """One turn of a conversation.
+
+    Attributes:
+        role: ``user`` or ``assistant``.
+        content: its text.
+    """
+
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
 class ChatRequest:
-    """One prompt for one model.
+    """One prompt (or one conversation) for one model.
 
     Attributes:
         model: the model id as the provider knows it.
-        prompt: the user message.
+        prompt: the user message (ignored when ``messages`` is given).
         system: an optional system prompt.
         max_tokens: the most output tokens the model may produce.
+        messages: the whole conversation, oldest first, ending with the user's turn; empty
+            means one user turn holding ``prompt`` (what ``attune ask`` sends).
     """
 
     model: str
     prompt: str
     system: str | None = None
     max_tokens: int = 1024
+    messages: tuple[Message, ...] = ()
+
+    def turns(self) -> list[dict[str, str]]:
+        """The conversation as the APIs' ``messages`` list (system prompt excluded)."""
+        if self.messages:
+            return [{"role": m.role, "content": m.content} for m in self.messages]
+        return [{"role": "user", "content": self.prompt}]
+
+
+class CallCancelled(Exception):
+    """The caller stopped waiting (a gateway client that went away): the attempt is abandoned.
+
+    Raised out of ``ResilientExecutor.execute`` once the attempt in flight was recorded with
+    the error kind ``cancelled``, which counts against no model and no circuit.
+    """
 
 
 @dataclass(frozen=True)

@@ -63,10 +63,10 @@ class OpenAIAdapter(ProviderAdapter):
         return headers
 
     def body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
-        messages = []
+        messages: list[dict[str, str]] = []
         if request.system:
             messages.append({"role": "system", "content": request.system})
-        messages.append({"role": "user", "content": request.prompt})
+        messages += request.turns()
         body: dict[str, Any] = {"model": request.model, "messages": messages}
         if request.model.startswith(_COMPLETION_TOKENS_PREFIXES):
             body["max_completion_tokens"] = request.max_tokens

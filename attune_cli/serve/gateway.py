@@ -1,0 +1,248 @@
+"""The gateway's bridge from asyncio to attune's synchronous core.
+
+The executor is synchronous (httpx.Client, SQLite), so each call runs on a worker thread and
+talks back to the event loop through an ``asyncio.Queue``::
+
+    event loop (Starlette)                    worker thread (core)
+    ──────────────────────                    ────────────────────
+    Gateway.start(call) ──────────────────▶   route_and_call(...)   routing, breaker,
+                                              │                     retries, telemetry rows
+    queue.get() ◀── call_soon_threadsafe ──── on_text(piece)        each piece as it arrives
+    queue.get() ◀── future done ──────────── returns the LLMResponse (or raises)
+    client gone: handle.cancel() ─────────▶   cancelled() is True at the next piece: the
+                                              upstream response is closed, the attempt is
+                                              recorded as ``cancelled``, CallCancelled raised
+
+Every worker thread keeps its own telemetry store, circuit breaker and executor (SQLite
+connections belong to one thread); they share one keep-alive HTTP client. Nothing here
+decides anything: routing, fallback, retries and recording are ``core.ask.route_and_call``'s.
+
+A call that has not produced text yet notices a cancellation only when text arrives or the
+attempt ends (a silent upstream is abandoned at the executor's own deadline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import httpx
+
+    from attune_cli.core.breaker import CircuitBreaker
+    from attune_cli.core.executor import ResilientExecutor
+    from attune_cli.core.response import LLMResponse
+    from attune_cli.core.telemetry import TelemetryStore
+    from attune_cli.core.workspace import Workspace
+    from attune_cli.serve.shapes import GatewayRequest
+
+
+@dataclass(frozen=True)
+class CallIntent:
+    """What a call is about to do, for hooks that may refuse it (budgets, issue 15).
+
+    Attributes:
+        workflow: the workflow it is tagged with.
+        stage: the stage it is tagged with.
+        model: the model asked for, None when routing will choose.
+        max_tokens: the most output tokens it may produce.
+    """
+
+    workflow: str
+    stage: str
+    model: str | None
+    max_tokens: int
+
+
+BeforeCall = Callable[[CallIntent], None]
+"""Called before every call; raising ``CallRefused`` answers the client without calling anyone.
+Budgets (issue 15) plug in here."""
+
+
+class CallRefused(Exception):
+    """A ``BeforeCall`` hook's refusal of a call.
+
+    Attributes:
+        status: the HTTP status for the client (429 for a budget spent, say).
+        message: why, for the client.
+        retry_after_s: when the call may be allowed, when known.
+    """
+
+    def __init__(self, message: str, *, status: int = 429, retry_after_s: float | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+
+@dataclass
+class CallHandle:
+    """One call running on a worker thread.
+
+    ``events`` yields ``("text", str)`` for each piece as it arrives and then exactly one
+    ``("end", outcome)``: the ``LLMResponse``, or the exception the call raised.
+
+    Attributes:
+        events: the queue the loop reads.
+        first_model: the first model an attempt was made on, once known.
+        current_model: the model of the attempt in flight (or the last one).
+    """
+
+    events: asyncio.Queue[tuple[str, Any]]
+    first_model: str | None = None
+    current_model: str | None = None
+    _cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def cancel(self) -> None:
+        """The client went away: abandon the call at its next piece of text."""
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def attempt(self, _provider: str, model: str) -> None:
+        if self.first_model is None:
+            self.first_model = model
+        self.current_model = model
+
+    @property
+    def fallback(self) -> bool:
+        """Whether the model answering now is not the first one tried."""
+        return self.first_model is not None and self.current_model != self.first_model
+
+
+class _Resources(threading.local):
+    executor: ResilientExecutor | None = None
+    store: TelemetryStore | None = None
+    breaker: CircuitBreaker | None = None
+
+
+class Gateway:
+    """Runs calls through attune's core on worker threads; one per server process.
+
+    Args:
+        workspace: paths, config and registry.
+        environ: the environment for keys and base URLs.
+        before_call: a hook that may refuse a call before anything is routed or sent.
+        threads: the most calls in flight at once; more wait for a free thread.
+    """
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        environ: Mapping[str, str],
+        *,
+        before_call: BeforeCall | None = None,
+        threads: int = 64,
+    ) -> None:
+        self.workspace = workspace
+        self.environ = dict(environ)
+        self.before_call = before_call
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="attune-call")
+        self._local = _Resources()
+        self._opened: list[Any] = []
+        self._lock = threading.Lock()
+        self._client: httpx.Client | None = None
+        self.threads = threads
+
+    def _http_client(self) -> httpx.Client:
+        with self._lock:
+            if self._client is None:
+                from attune_cli.core.executor import Timeouts, make_client
+
+                timeouts = Timeouts.from_config(
+                    self.workspace.config, self.workspace.paths.config_file
+                )
+                self._client = make_client(timeouts, max_connections=self.threads)
+            return self._client
+
+    def _executor(self) -> tuple[ResilientExecutor, TelemetryStore]:
+        local = self._local
+        if local.executor is None or local.store is None:
+            from attune_cli.core.breaker import BreakerSettings, CircuitBreaker
+            from attune_cli.core.executor import ResilientExecutor
+            from attune_cli.core.telemetry import TelemetryStore
+
+            workspace = self.workspace
+            settings = BreakerSettings.from_config(workspace.config, workspace.paths.config_file)
+            local.store = TelemetryStore.open(workspace)
+            local.breaker = CircuitBreaker(workspace.paths.telemetry_db, settings)
+            local.executor = ResilientExecutor.from_workspace(
+                workspace,
+                breaker=local.breaker,
+                store=local.store,
+                environ=self.environ,
+                client=self._http_client(),
+            )
+            with self._lock:
+                self._opened += [local.breaker, local.store]
+        return local.executor, local.store
+
+    def start(
+        self, request: GatewayRequest, *, workflow: str, stage: str, model: str | None
+    ) -> CallHandle:
+        """Start one call on a worker thread; read its events from the handle.
+
+        Must be called from the event loop's thread.
+        """
+        loop = asyncio.get_running_loop()
+        handle = CallHandle(events=asyncio.Queue())
+
+        def on_text(text: str) -> None:
+            loop.call_soon_threadsafe(handle.events.put_nowait, ("text", text))
+
+        def work() -> LLMResponse:
+            from attune_cli.core.ask import AskOptions, route_and_call
+
+            if self.before_call is not None:
+                self.before_call(CallIntent(workflow, stage, model, request.max_tokens))
+            executor, store = self._executor()
+            options = AskOptions(
+                prompt=request.prompt,
+                workflow=workflow,
+                stage=stage,
+                model=model,
+                system=request.system,
+                max_tokens=request.max_tokens,
+                stream=request.stream,
+            )
+            return route_and_call(
+                self.workspace,
+                executor,
+                store,
+                options,
+                on_text=on_text if request.stream else None,
+                on_attempt=handle.attempt,
+                messages=request.messages,
+                cancelled=lambda: handle.cancelled,
+            )
+
+        future = loop.run_in_executor(self._pool, work)
+
+        def finished(done: asyncio.Future[LLMResponse]) -> None:
+            error = done.exception()
+            handle.events.put_nowait(("end", error if error is not None else done.result()))
+
+        # Runs on the loop after every on_text callback the thread scheduled before returning.
+        future.add_done_callback(finished)
+        return handle
+
+    def close(self) -> None:
+        """Wait for calls in flight (their rows get written), then close every resource."""
+        self._pool.shutdown(wait=True)
+        with self._lock:
+            for resource in self._opened:
+                # SQLite refuses a close from another thread than the opener's; every row
+                # was committed by then, and the process is ending.
+                with contextlib.suppress(Exception):
+                    resource.close()
+            self._opened.clear()
+            if self._client is not None:
+                self._client.close()
+                self._client = None

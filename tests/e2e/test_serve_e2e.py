@@ -1,0 +1,387 @@
+"""`attune serve` as a real process, driven by the official openai and anthropic SDKs.
+
+The gateway runs on 127.0.0.1 (``--port 0``) in front of the provider emulator; telemetry is
+read back with ``attune telemetry show --json``, as a user would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from attune_cli.emulator import Behaviour, Drop, Fail, ProviderEmulator, Reply
+
+pytestmark = pytest.mark.e2e
+
+UPSTREAM_OPENAI_KEY = "sk-upstream-openai-0123456789"
+UPSTREAM_ANTHROPIC_KEY = "sk-ant-upstream-0123456789"
+CLIENT_KEY = "sk-client-never-stored-0123456789"
+
+
+@dataclass
+class Gateway:
+    url: str
+    process: subprocess.Popen[str]
+    emulator: ProviderEmulator
+    env: dict[str, str]
+    home: Path
+
+    def openai(self, **kw: object) -> openai.OpenAI:
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=CLIENT_KEY, **kw)  # type: ignore[arg-type]
+
+    def anthropic(self, **kw: object) -> anthropic.Anthropic:
+        return anthropic.Anthropic(base_url=self.url, api_key=CLIENT_KEY, **kw)  # type: ignore[arg-type]
+
+    def rows(self) -> list[dict[str, object]]:
+        result = subprocess.run(
+            [sys.executable, "-m", "attune_cli", "telemetry", "show", "--json", "--limit", "1000"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return list(reversed(json.loads(result.stdout)))
+
+    def stop(self) -> str:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            _, stderr = self.process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            _, stderr = self.process.communicate()
+        return stderr
+
+
+def start_gateway(home: Path, emulator: ProviderEmulator, config: str = "", *args: str) -> Gateway:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text(config, encoding="utf-8")
+    env = {
+        **os.environ,
+        "ATTUNE_HOME": str(home),
+        "OPENAI_BASE_URL": emulator.openai_base_url,
+        "OPENAI_API_KEY": UPSTREAM_OPENAI_KEY,
+        "ANTHROPIC_BASE_URL": emulator.anthropic_base_url,
+        "ANTHROPIC_API_KEY": UPSTREAM_ANTHROPIC_KEY,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "attune_cli", "serve", "--port", "0", "--grace", "20", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    line = process.stderr.readline()
+    assert "listening on " in line, line + process.stderr.read()
+    url = line.split("listening on ", 1)[1].strip()
+    return Gateway(url, process, emulator, env, home)
+
+
+@pytest.fixture
+def emulator() -> Iterator[ProviderEmulator]:
+    with ProviderEmulator() as running:
+        yield running
+
+
+@pytest.fixture
+def gateway(attune_home: Path, emulator: ProviderEmulator) -> Iterator[Gateway]:
+    running = start_gateway(attune_home, emulator, "[executor]\nmax_retries = 0\n")
+    yield running
+    running.stop()
+
+
+def test_openai_sdk_gets_answers_streamed_and_not_from_the_model_that_answered(
+    gateway: Gateway,
+) -> None:
+    client = gateway.openai()
+    raw = client.chat.completions.with_raw_response.create(
+        model="attune/ci/triage",
+        messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
+    )
+    completion = raw.parse()
+    chosen = completion.model
+    assert chosen != "attune/ci/triage" and chosen in completion.choices[0].message.content
+    assert raw.headers["x-attune-model"] == chosen
+    assert raw.headers["x-attune-fallback"] == "false"
+
+    stream = client.chat.completions.create(
+        model="gpt-5-mini",
+        messages=[{"role": "user", "content": "hi"}],
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_headers={"X-Attune-Workflow": "docs", "X-Attune-Stage": "draft"},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Hello from gpt-5-mini on the attune emulator."
+    assert all(c.model == "gpt-5-mini" for c in chunks)
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+
+    rows = gateway.rows()
+    assert [(r["workflow"], r["stage"], r["model"], r["success"]) for r in rows] == [
+        ("ci", "triage", chosen, True),
+        ("docs", "draft", "gpt-5-mini", True),
+    ]
+    upstream = gateway.emulator.requests
+    assert upstream[1].body["messages"] == [{"role": "user", "content": "hi"}]
+    assert {"role": "system", "content": "be brief"} in upstream[0].body.get("messages", []) or (
+        upstream[0].body.get("system") == "be brief"
+    )
+
+
+def test_anthropic_sdk_gets_answers_streamed_and_not(gateway: Gateway) -> None:
+    client = gateway.anthropic()
+    message = client.messages.create(
+        model="claude-haiku-4-5",
+        max_tokens=64,
+        system="be brief",
+        messages=[
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "hello"},
+            {"role": "user", "content": [{"type": "text", "text": "again"}]},
+        ],
+    )
+    assert message.model == "claude-haiku-4-5"
+    assert message.content[0].text == "Hello from claude-haiku-4-5 on the attune emulator."
+    sent = gateway.emulator.requests[0].body
+    assert sent["system"] == "be brief" and len(sent["messages"]) == 3
+
+    with client.messages.stream(
+        model="attune/review/analysis", max_tokens=64, messages=[{"role": "user", "content": "x"}]
+    ) as stream:
+        pieces = list(stream.text_stream)
+        final = stream.get_final_message()
+    assert len(pieces) > 3 and "".join(pieces) == final.content[0].text
+    assert final.model != "attune/review/analysis"
+    assert [r["workflow"] for r in gateway.rows()] == ["gateway", "review"]
+
+
+def test_sdk_retry_on_429_honours_the_gateways_retry_after(gateway: Gateway) -> None:
+    gateway.emulator.set_behaviour(
+        "gpt-5-mini", Behaviour.script(Fail(429, retry_after="1"), then=Reply("ok now"))
+    )
+    client = gateway.openai(max_retries=2)
+    began = time.monotonic()
+    completion = client.chat.completions.create(
+        model="gpt-5-mini", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert completion.choices[0].message.content == "ok now"
+    assert time.monotonic() - began >= 0.9  # the SDK waited as the gateway said
+    assert gateway.emulator.requests_for("gpt-5-mini") == 2
+    rows = gateway.rows()
+    assert [(r["status"], r["failure_class"]) for r in rows] == [(429, "rate_limit"), (200, None)]
+
+    gateway.emulator.set_behaviour("claude-haiku-4-5", Behaviour.failing(429, retry_after="7"))
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        gateway.anthropic(max_retries=0).messages.create(
+            model="claude-haiku-4-5", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+        )
+    assert caught.value.status_code == 429
+    assert caught.value.response.headers["retry-after"] == "7"
+    assert caught.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+
+
+def test_upstream_500s_and_an_open_circuit_reach_the_sdk_as_its_own_errors(
+    attune_home: Path, emulator: ProviderEmulator
+) -> None:
+    config = "[executor]\nmax_retries = 0\n[breaker]\nconsecutive_failures = 2\nmin_calls = 2\n"
+    gateway = start_gateway(attune_home, emulator, config)
+    try:
+        emulator.set_behaviour("gpt-5-mini", Behaviour.failing(500))
+        client = gateway.openai(max_retries=0)
+        for _ in range(2):
+            with pytest.raises(openai.InternalServerError) as caught:
+                client.chat.completions.create(
+                    model="gpt-5-mini", messages=[{"role": "user", "content": "hi"}]
+                )
+            assert caught.value.status_code == 500
+        with pytest.raises(openai.APIStatusError) as opened:
+            client.chat.completions.create(
+                model="gpt-5-mini", messages=[{"role": "user", "content": "hi"}]
+            )
+        assert opened.value.status_code == 503
+        assert int(opened.value.response.headers["retry-after"]) >= 1
+        assert "circuit open" in opened.value.message
+        assert emulator.requests_for("gpt-5-mini") == 2  # the open circuit sent nothing
+    finally:
+        gateway.stop()
+
+
+def test_a_connection_dropped_mid_stream_is_a_clean_sdk_error_and_its_row_says_so(
+    gateway: Gateway,
+) -> None:
+    gateway.emulator.set_behaviour("gpt-5-mini", Behaviour.script(Drop(after_chunks=2)))
+    stream = gateway.openai(max_retries=0).chat.completions.create(
+        model="gpt-5-mini", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    received = []
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in stream:
+            if chunk.choices:
+                received.append(chunk.choices[0].delta.content or "")
+    assert "".join(received) == "Hello from "
+    assert "broke off" in str(caught.value)
+    [row] = gateway.rows()
+    assert (row["success"], row["error_kind"], row["failure_class"]) == (
+        False,
+        "connection",
+        "outage",
+    )
+
+
+def test_a_client_that_leaves_mid_stream_cancels_the_upstream_call_recorded_as_cancelled(
+    gateway: Gateway,
+) -> None:
+    slow = Reply(" ".join(["word"] * 40), chunk_delay_s=0.25)  # ~10 s to the end
+    gateway.emulator.set_behaviour("gpt-5-mini", Behaviour(then=slow))
+    body = {"model": "gpt-5-mini", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    with (
+        httpx.Client(timeout=30) as client,
+        client.stream("POST", f"{gateway.url}/v1/chat/completions", json=body) as response,
+    ):
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if "word" in line:
+                break
+    deadline = time.monotonic() + 20
+    rows: list[dict[str, object]] = []
+    while time.monotonic() < deadline and not rows:
+        time.sleep(0.2)
+        rows = gateway.rows()
+    [row] = rows
+    assert (row["error_kind"], row["failure_class"], row["success"]) == (
+        "cancelled",
+        "cancelled",
+        False,
+    )
+    assert float(row["latency_ms"]) < 7000  # type: ignore[arg-type]  # abandoned, not read out
+    breakers = subprocess.run(
+        [sys.executable, "-m", "attune_cli", "route", "breakers", "--json"],
+        env=gateway.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert all(b["failures"] == 0 for b in json.loads(breakers.stdout))
+
+
+def test_bodies_that_are_not_json_or_too_large_get_an_error_in_the_callers_shape(
+    gateway: Gateway,
+) -> None:
+    with httpx.Client(timeout=30) as client:
+        openai_bad = client.post(
+            f"{gateway.url}/v1/chat/completions",
+            content=b"{not json",
+            headers={"content-type": "application/json"},
+        )
+        anthropic_bad = client.post(f"{gateway.url}/v1/messages", content=b"[1, 2]")
+        huge = b'{"model": "gpt-5-mini", "messages": [], "pad": "' + b"x" * (5 * 2**20) + b'"}'
+        too_large = client.post(f"{gateway.url}/v1/messages", content=huge)
+        no_messages = client.post(
+            f"{gateway.url}/v1/chat/completions", json={"model": "gpt-5-mini"}
+        )
+    assert openai_bad.status_code == 400
+    assert openai_bad.json()["error"]["type"] == "invalid_request_error"
+    assert anthropic_bad.status_code == 400
+    assert anthropic_bad.json()["type"] == "error"
+    assert anthropic_bad.json()["error"]["type"] == "invalid_request_error"
+    assert too_large.status_code == 413
+    assert too_large.json()["error"]["type"] == "request_too_large"
+    assert no_messages.status_code == 400 and "messages" in no_messages.json()["error"]["message"]
+    assert gateway.emulator.requests_for() == 0
+    assert gateway.rows() == []
+
+
+def test_the_clients_key_reaches_neither_the_provider_nor_telemetry_nor_the_log(
+    gateway: Gateway,
+) -> None:
+    gateway.openai().chat.completions.create(
+        model="gpt-5-mini", messages=[{"role": "user", "content": "hi"}]
+    )
+    gateway.anthropic().messages.create(
+        model="claude-haiku-4-5", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+    )
+    forwarded = [json.dumps(dict(r.headers)) for r in gateway.emulator.requests]
+    assert all(CLIENT_KEY not in h for h in forwarded)
+    assert UPSTREAM_OPENAI_KEY in forwarded[0] and UPSTREAM_ANTHROPIC_KEY in forwarded[1]
+    assert len(gateway.rows()) == 2
+    log = gateway.stop()
+    for path in gateway.home.rglob("*"):
+        if path.is_file():
+            assert CLIENT_KEY.encode() not in path.read_bytes(), path
+    assert CLIENT_KEY not in log
+
+
+def test_sigterm_lets_a_call_in_flight_finish_and_record_its_row(
+    attune_home: Path, emulator: ProviderEmulator
+) -> None:
+    emulator.set_behaviour("gpt-5-mini", Behaviour.slow(1.5, "made it"))
+    gateway = start_gateway(attune_home, emulator)
+    outcome: dict[str, object] = {}
+
+    def call() -> None:
+        try:
+            completion = gateway.openai(max_retries=0).chat.completions.create(
+                model="gpt-5-mini", messages=[{"role": "user", "content": "hi"}]
+            )
+            outcome["text"] = completion.choices[0].message.content
+        except Exception as exc:  # reported by the assertion below
+            outcome["error"] = exc
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    deadline = time.monotonic() + 20
+    while emulator.requests_for("gpt-5-mini") == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    gateway.process.send_signal(signal.SIGTERM)
+    caller.join(timeout=30)
+    gateway.process.wait(timeout=30)
+    assert outcome == {"text": "made it"}
+    [row] = gateway.rows()
+    assert (row["model"], row["success"]) == ("gpt-5-mini", True)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{gateway.url}/v1/models", timeout=5)
+
+
+def test_models_lists_the_registry_and_the_routing_aliases_of_recorded_stages(
+    gateway: Gateway,
+) -> None:
+    gateway.openai().chat.completions.create(
+        model="attune/ci/triage", messages=[{"role": "user", "content": "hi"}]
+    )
+    ids = [m.id for m in gateway.openai().models.list()]
+    assert "gpt-5-mini" in ids and "claude-haiku-4-5" in ids
+    assert "attune/ci/triage" in ids
+
+
+def test_serve_token_is_stored_private_and_printed_the_same_each_time(attune_home: Path) -> None:
+    def token() -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "attune_cli", "serve", "token"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    first = token()
+    assert first.startswith("attune-") and len(first) > 30
+    assert token() == first
+    assert (attune_home / "serve-token").stat().st_mode & 0o777 == 0o600
