@@ -106,11 +106,12 @@ def root(
 
 
 def _register() -> None:
-    from attune_cli.cli import ask, auth, route, telemetry
+    from attune_cli.cli import ask, auth, route, store, telemetry
 
     app.add_typer(auth.app, name="auth")
     app.add_typer(route.app, name="route")
     app.add_typer(telemetry.app, name="telemetry")
+    app.add_typer(store.app, name="store")
     ask.register(app)
 
 
