@@ -106,12 +106,13 @@ def root(
 
 
 def _register() -> None:
-    from attune_cli.cli import ask, auth, route, serve, telemetry
+    from attune_cli.cli import ask, auth, route, serve, store, telemetry
 
     app.add_typer(auth.app, name="auth")
     app.add_typer(route.app, name="route")
     app.add_typer(telemetry.app, name="telemetry")
     app.add_typer(serve.app, name="serve")
+    app.add_typer(store.app, name="store")
     ask.register(app)
 
 

@@ -714,14 +714,8 @@ class CircuitBreaker:
         """One ``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any error."""
         conn = self._connection(create=True)
         assert conn is not None
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with db.write_transaction(conn):
             yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            with suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
 
     def _forget_connection(self) -> None:
         """Drop this thread's connection so the next use reopens the (maybe repaired) file."""

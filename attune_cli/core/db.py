@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from attune_cli.core import interrupts
+from attune_cli.core import interrupts, rollups
 from attune_cli.core.errors import OperationError, StoreVersionError
 from attune_cli.core.paths import ensure_private_dir
 
@@ -106,7 +106,26 @@ CREATE INDEX calls_workflow_stage_ts
     ON calls(workflow, stage, ts, model, success, status, error_kind);
 """
 
-MIGRATIONS: tuple[str, ...] = (_CALLS_SCHEMA + _BREAKER_SCHEMA, _FAILURE_CLASS)
+# Version 3: hourly rollups (``attune_cli.core.rollups``) built from the existing rows; window
+# figures read them, so the index led by latency goes, and the time index of a stage also
+# carries latency and cost: the exact hours at a window's edges read that index alone.
+_ROLLUPS = (
+    rollups.SCHEMA
+    + f"""
+INSERT INTO rollups ({", ".join(rollups.ROLLUP_COLUMNS)}) {rollups.aggregate_sql("calls")[0]};
+INSERT INTO rollup_latency (workflow, stage, model, hour, provider, bucket, calls, latency_ms)
+    {rollups.aggregate_sql("calls")[1]};
+DROP INDEX calls_performance;
+DROP INDEX calls_workflow_stage_ts;
+CREATE INDEX calls_workflow_stage_ts
+    ON calls(workflow, stage, ts, model, success, status, error_kind, latency_ms, cost_usd);
+-- A model's newest calls in a stage (demotion): a short range walked backwards.
+CREATE INDEX calls_model_ts
+    ON calls(workflow, stage, model, ts, success, status, error_kind, provider, tier);
+"""
+)
+
+MIGRATIONS: tuple[str, ...] = (_CALLS_SCHEMA + _BREAKER_SCHEMA, _FAILURE_CLASS, _ROLLUPS)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -133,6 +152,7 @@ def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
         # Ctrl-C can stop even a query that runs for ever (see ``attune_cli.core.interrupts``).
         conn.set_progress_handler(interrupts.requested, PROGRESS_STEPS)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.create_function("attune_bucket", 1, rollups.bucket_of, deterministic=True)
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             conn.close()
@@ -232,6 +252,24 @@ def _migrate(conn: sqlite3.Connection) -> None:
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
+        raise
+
+
+@contextlib.contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One ``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back when the block raises.
+
+    Raises:
+        sqlite3.OperationalError: the write lock stayed taken past the busy timeout.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
         raise
 
 

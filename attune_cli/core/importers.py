@@ -234,12 +234,8 @@ def import_calls(
     tally = _Tally()
     source = _forked_batches if parallel else _batches
     imported = 0
-    conn = store.conn
-    # A bulk insert dirties a few hundred MB of index pages; a bigger page cache for this
-    # connection keeps the random-order performance index hot (RSS stays well under 150 MB).
-    conn.execute("PRAGMA cache_size = -65536")
     try:
-        with interruptible(conn), store.transaction():
+        with store.bulk_transaction():
             statement = _STATEMENTS.get(fmt)
             for batch in source(fmt, path, defaults, options.skip_bad, tally, progress):
                 if statement is None:
@@ -251,8 +247,6 @@ def import_calls(
             store.add_labels(tally.names)
     except _Rollback:
         pass
-    finally:
-        conn.execute("PRAGMA cache_size = -2000")
     rejected = bool(tally.bad) and not options.skip_bad
     good = tally.read - tally.bad - tally.cache_hits
     return ImportResult(

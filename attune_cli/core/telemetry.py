@@ -5,9 +5,11 @@ for the schema): when, which workflow and stage, which provider/model/tier, whet
 HTTP status, latency, tokens, cost, attempt number and where the row came from. Never a
 prompt, a response or a key.
 
-Reads are SQL over indexes, never Python loops over the history: ``model_performance``
-aggregates a whole window of calls from the covering index ``calls_performance`` alone, and a
-percentile is the k-th entry of an index range, so nothing is sorted or loaded into Python.
+Reads are SQL over indexes, never Python loops over the history: per-model figures over a
+window add up hourly rollups (``attune_cli.core.rollups``), kept in the same transaction as
+the rows, and read rows only at the window's edges (the current hour, the hour the window's
+start cuts, the hour outage memory cuts); "the newest N calls" is a short range of an index
+walked backwards.
 
 Times are epoch seconds (UTC) rounded to the millisecond, so that a call written out as
 ISO-8601 text and read back in is the same call to the bit (export → import round-trips).
@@ -25,13 +27,13 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from attune_cli.core import db
+from attune_cli.core import db, rollups
 from attune_cli.core.clock import now as clock_now
 from attune_cli.core.errors import OperationError, UsageError
 from attune_cli.core.failures import FailureClass, failure_class_of, sql_failure_class
@@ -357,18 +359,27 @@ class TelemetryStore:
                 another process), or SQLite could not write (disk full, read-only file).
         """
         try:
-            self.conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
+            with db.write_transaction(self.conn):
+                yield self.conn
+        except sqlite3.Error as exc:
             raise _write_error(self.path, exc) from None
+
+    @contextmanager
+    def bulk_transaction(self) -> Iterator[None]:
+        """One write transaction for a bulk import that Ctrl-C can stop at any query.
+
+        Raises:
+            KeyboardInterrupt: Ctrl-C arrived (the transaction was rolled back).
+            OperationError: as ``transaction``.
+        """
+        # A bulk insert dirties a few hundred MB of index pages; a bigger page cache for this
+        # connection keeps the indexes hot (RSS stays well under 150 MB).
+        self.conn.execute("PRAGMA cache_size = -65536")
         try:
-            yield self.conn
-            self.conn.execute("COMMIT")
-        except BaseException as exc:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise _write_error(self.path, exc) from None
-            raise
+            with db.interruptible(self.conn), self.transaction():
+                yield
+        finally:
+            self.conn.execute("PRAGMA cache_size = -2000")
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -400,7 +411,9 @@ class TelemetryStore:
         row = self.row_of(call)
         labels = self._new_labels(((call.workflow, call.stage, call.model),))
         with self.transaction() as conn:
-            conn.execute(_INSERT, row)
+            cursor = conn.execute(_INSERT, row)
+            if cursor.rowcount == 1:
+                self._add_rollups(cursor.lastrowid - 1 if cursor.lastrowid else 0)
             if labels:
                 conn.executemany("INSERT OR IGNORE INTO labels (kind, value) VALUES (?, ?)", labels)
         self._known_labels.update(labels)
@@ -436,18 +449,34 @@ class TelemetryStore:
             statement: an ``insert_statement``; the default takes every column.
         """
         before = self.conn.total_changes
+        newest_id = self._newest_id()
         if isinstance(rows, list) and len(rows) <= batch:
             self._insert_batch(rows, statement)
-            return self.conn.total_changes - before
-        pending: list[Row] = []
-        for row in rows:
-            pending.append(row)
-            if len(pending) >= batch:
+        else:
+            pending: list[Row] = []
+            for row in rows:
+                pending.append(row)
+                if len(pending) >= batch:
+                    self._insert_batch(pending, statement)
+                    pending = []
+            if pending:
                 self._insert_batch(pending, statement)
-                pending = []
-        if pending:
-            self._insert_batch(pending, statement)
-        return self.conn.total_changes - before
+        inserted = self.conn.total_changes - before
+        if inserted:
+            self._add_rollups(newest_id)
+        return inserted
+
+    def _newest_id(self) -> int:
+        return int(self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM calls").fetchone()[0])
+
+    def _add_rollups(self, after_id: int) -> None:
+        """Add the rows with an id above ``after_id`` (this transaction's) to the rollups.
+
+        A new row always gets an id above every existing one, so these are exactly the rows
+        this transaction inserted, whatever ``INSERT OR IGNORE`` skipped.
+        """
+        for statement in rollups.upsert_sql("(SELECT * FROM calls WHERE id > :after)"):
+            self.conn.execute(statement, {"after": after_id})
 
     def _insert_batch(self, rows: list[Row], statement: str) -> None:
         # Rows go in _ROWS_PER_INSERT at a time as one multi-row INSERT: per row, that is a
@@ -489,6 +518,7 @@ class TelemetryStore:
         with self.transaction() as conn:
             deleted = conn.execute("DELETE FROM calls WHERE ts < ?", (before_ts,)).rowcount
             if deleted:
+                self._prune_rollups(before_ts)
                 conn.execute("DELETE FROM labels")
                 for workflow, stage in self.pairs(None, None):
                     conn.execute(
@@ -502,13 +532,24 @@ class TelemetryStore:
         self._known_labels.clear()
         return max(deleted, 0)
 
+    def _prune_rollups(self, before_ts: float) -> None:
+        """Drop the rollups of the hours pruned away; recount the hour ``before_ts`` cuts."""
+        cut = rollups.hour_of(before_ts)
+        for table in ("rollups", "rollup_latency"):
+            self.conn.execute(f"DELETE FROM {table} WHERE hour < ?", (cut,))
+        if cut < before_ts:
+            for table in ("rollups", "rollup_latency"):
+                self.conn.execute(f"DELETE FROM {table} WHERE hour = ?", (cut,))
+            for statement in rollups.upsert_sql(
+                "(SELECT * FROM calls WHERE ts >= :start AND ts < :end)"
+            ):
+                self.conn.execute(statement, {"start": cut, "end": cut + rollups.HOUR_S})
+
     # --- reading ---------------------------------------------------------------------------
 
     def count_before(self, before_ts: float) -> int:
         """How many calls are older than ``before_ts`` (what ``prune`` would delete)."""
-        row = self.conn.execute(
-            "SELECT COUNT(*) FROM calls INDEXED BY calls_identity WHERE ts < ?", (before_ts,)
-        ).fetchone()
+        row = self.conn.execute("SELECT COUNT(*) FROM calls WHERE ts < ?", (before_ts,)).fetchone()
         return int(row[0])
 
     def count(self, where: CallFilter | None = None) -> int:
@@ -559,7 +600,7 @@ class TelemetryStore:
         extra, extra_params = condition
         if pairs is not None and len(pairs) <= _MAX_MERGED_PAIRS:
             arm = (
-                f"SELECT {columns} FROM calls INDEXED BY calls_workflow_stage_ts "
+                f"SELECT {columns} FROM calls "
                 f"WHERE workflow = ? AND stage = ?{model_clause}{since_clause}{extra}"
             )
             params: list[Any] = []
@@ -575,10 +616,7 @@ class TelemetryStore:
             # No filter, or more stages than a compound SELECT may merge: walk the time index.
             allowed = set(pairs) if pairs is not None else None
             clause, found = _where(CallFilter(model=model, since_ts=since))
-            sql = (
-                f"SELECT {columns}, workflow, stage FROM calls INDEXED BY calls_identity"
-                f"{clause}{extra}"
-            )
+            sql = f"SELECT {columns}, workflow, stage FROM calls{clause}{extra}"
             cursor = self.conn.execute(f"{sql} ORDER BY ts DESC", (*found, *extra_params))
             rows: list[tuple[Any, ...]] = []
             for row in cursor:
@@ -593,9 +631,7 @@ class TelemetryStore:
     def iter_calls(self, where: CallFilter | None = None, *, batch: int = 10_000) -> Iterator[Row]:
         """Every matching row (``COLUMNS`` order), oldest first, streamed in batches."""
         clause, params = _where(where or CallFilter())
-        cursor = self.conn.execute(
-            f"{_SELECT} INDEXED BY calls_identity{clause} ORDER BY ts, import_key", params
-        )
+        cursor = self.conn.execute(f"{_SELECT}{clause} ORDER BY ts, import_key", params)
         while True:
             rows = cursor.fetchmany(batch)
             if not rows:
@@ -656,11 +692,16 @@ class TelemetryStore:
         since = -math.inf if since_ts is None else since_ts
         outage_since = -math.inf if outage_since_ts is None else outage_since_ts
         reference = self._clock() if now is None else now
-        totals = self._window_totals(pairs, since, reference, half_life_s, outage_since)
+        plan = rollups.WindowPlan.of(since, reference, outage_since)
+        totals = self._window_totals(pairs, plan, reference, half_life_s, outage_since)
         result: list[ModelPerformance] = []
         for model, total in totals.items():
-            p50 = self._latency_percentile(model, pairs, since, total.latencies, 50)
-            p95 = self._latency_percentile(model, pairs, since, total.latencies, 95)
+            p50 = rollups.percentile(
+                total.exact_latencies, total.buckets.values(), total.latencies, 50
+            )
+            p95 = rollups.percentile(
+                total.exact_latencies, total.buckets.values(), total.latencies, 95
+            )
             recent_calls, recent_failures, provider, tier = self._recent_of(
                 model, pairs, since, recent_n, outage_since
             )
@@ -696,123 +737,128 @@ class TelemetryStore:
     def _window_totals(
         self,
         pairs: list[tuple[str, str]],
-        since: float,
+        plan: rollups.WindowPlan,
         now: float,
         half_life_s: float | None,
         outage_since: float,
     ) -> dict[str, _Totals]:
-        """Counts and sums per model, one index-ordered GROUP BY per (workflow, stage)."""
-        decay_per_s = math.log(2) / half_life_s if half_life_s else 0.0
-        weight = "exp(min(ts - :now, 0) * :decay)"
-        weighted = (
-            f"TOTAL(counted * {weight}), TOTAL(success * {weight})" if half_life_s else "0, 0"
-        )
-        # The class is derived from columns the index carries, so this reads the index alone;
-        # GROUP BY model follows the index order, so SQLite aggregates as it scans: no sort.
-        sql = (
-            "SELECT model, COUNT(*), SUM(success), TOTAL(fc = 'quality'), TOTAL(fc = 'outage'), "
-            "TOTAL(fc = 'outage' AND ts >= :outage_since), TOTAL(fc = 'rate_limit'), "
-            "TOTAL(fc = 'caller_error'), MAX(CASE WHEN fc = 'outage' THEN ts END), "
-            f"TOTAL(cost_usd), COUNT(cost_usd), COUNT(latency_ms), {weighted} "
-            "FROM (SELECT model, ts, success, cost_usd, latency_ms, fc, "
-            "success OR fc = 'quality' OR (fc = 'outage' AND ts >= :outage_since) AS counted "
-            f"FROM (SELECT model, ts, success, cost_usd, latency_ms, ({FAILURE_CLASS_SQL}) AS fc "
-            "FROM calls INDEXED BY calls_performance "
-            "WHERE workflow = :workflow AND stage = :stage AND ts >= :since)) GROUP BY model"
-        )
+        """Counts, sums and latencies per model: rollups for whole hours, rows at the edges."""
         totals: dict[str, _Totals] = {}
-        for pair_workflow, pair_stage in pairs:
-            params = {
-                "workflow": pair_workflow,
-                "stage": pair_stage,
-                "since": since,
-                "now": now,
-                "decay": decay_per_s,
-                "outage_since": outage_since,
-            }
-            for (
-                model,
-                calls,
-                successes,
-                quality,
-                outage,
-                outage_counted,
-                rate_limited,
-                caller_errors,
-                newest_outage,
-                cost,
-                costs,
-                latencies,
-                w_calls,
-                w_succ,
-            ) in self.conn.execute(sql, params):
-                total = totals.setdefault(model, _Totals())
-                total.calls += calls
-                total.successes += successes
-                total.quality_failures += int(quality)
-                total.outage_failures += int(outage)
-                total.outage_failures_counted += int(outage_counted)
-                total.rate_limited += int(rate_limited)
-                total.caller_errors += int(caller_errors)
-                if newest_outage is not None:
-                    total.newest_outage_ts = max(
-                        total.newest_outage_ts or newest_outage, newest_outage
-                    )
-                total.cost_usd += cost
-                total.costs += costs
-                total.latencies += latencies
-                total.weighted_calls += w_calls
-                total.weighted_successes += w_succ
+        decay_per_s = math.log(2) / half_life_s if half_life_s else 0.0
+        for pair in pairs:
+            for first, last in plan.rollup_ranges:
+                self._add_rollup_range(totals, pair, first, last, now, decay_per_s, outage_since)
+            for start, end in plan.row_ranges:
+                self._add_row_range(totals, pair, start, end, now, decay_per_s, outage_since)
         return totals
 
-    def _latency_percentile(
+    def _add_rollup_range(
         self,
-        model: str,
-        pairs: list[tuple[str, str]],
-        since: float,
-        count: int,
-        percent: int,
-    ) -> float | None:
-        """Nearest-rank percentile: the latency at rank ceil(percent/100 · count).
-
-        Each (workflow, stage, model) range of ``calls_performance`` is already sorted by
-        latency, so this reads index entries up to the rank and sorts nothing; several pairs
-        (a stage across workflows) are merged by a UNION ALL that SQLite streams in order.
-        The high percentiles walk down from the top, which is the shorter way.
-        """
-        if count <= 0:
-            return None
-        rank = (count * percent + 99) // 100
-        descending = rank > count // 2
-        offset = count - rank if descending else rank - 1
-        arm = (
-            "SELECT latency_ms FROM calls INDEXED BY calls_performance "
-            "WHERE workflow = ? AND stage = ? AND model = ? AND latency_ms IS NOT NULL "
-            "AND ts >= ?"
+        totals: dict[str, _Totals],
+        pair: tuple[str, str],
+        first: int,
+        last: int,
+        now: float,
+        decay_per_s: float,
+        outage_since: float,
+    ) -> None:
+        """Add the rollups of hours [first, last); each hour weighed by its middle."""
+        middle = rollups.HOUR_S / 2
+        weight = f"exp(min(hour + {middle} - :now, 0) * :decay)"
+        # An hour read from rollups lies wholly before or wholly after ``outage_since``.
+        counted = "successes + quality_failures + (hour >= :outage_since) * outage_failures"
+        sql = (
+            "SELECT model, SUM(calls), SUM(successes), SUM(quality_failures), "
+            "SUM(outage_failures), SUM((hour >= :outage_since) * outage_failures), "
+            "SUM(rate_limited), SUM(caller_errors), MAX(newest_outage_ts), TOTAL(cost_usd), "
+            f"SUM(costs), SUM(latencies), TOTAL(({counted}) * {weight}), "
+            f"TOTAL(successes * {weight}) "
+            "FROM rollups WHERE workflow = :workflow AND stage = :stage "
+            "AND hour >= :first AND hour < :last GROUP BY model"
         )
-        params: list[Any] = []
-        if len(pairs) <= _MAX_MERGED_PAIRS:
-            sql = " UNION ALL ".join(arm for _ in pairs)
-            for pair_workflow, pair_stage in pairs:
-                params.extend((pair_workflow, pair_stage, model, since))
-        else:
-            # Past SQLite's compound-select limit: one sorted scan of the model's window.
-            workflows = {w for w, _ in pairs}
-            stages = {s for _, s in pairs}
-            where = CallFilter(
-                workflow=next(iter(workflows)) if len(workflows) == 1 else None,
-                stage=next(iter(stages)) if len(stages) == 1 else None,
-                model=model,
-                since_ts=since,
-            )
-            clause, found = _where(where)
-            sql = f"SELECT latency_ms FROM calls{clause} AND latency_ms IS NOT NULL"
-            params = list(found)
-        order = "DESC" if descending else "ASC"
-        row = self.conn.execute(
-            f"{sql} ORDER BY 1 {order} LIMIT 1 OFFSET ?", (*params, offset)
-        ).fetchone()
-        return None if row is None else float(row[0])
+        params = {
+            "workflow": pair[0],
+            "stage": pair[1],
+            "first": first,
+            "last": last,
+            "now": now,
+            "decay": decay_per_s,
+            "outage_since": outage_since,
+        }
+        for row in self.conn.execute(sql, params).fetchall():
+            model = row[0]
+            total = totals.setdefault(model, _Totals())
+            total.calls += row[1]
+            total.successes += row[2]
+            total.quality_failures += row[3]
+            total.outage_failures += row[4]
+            total.outage_failures_counted += row[5]
+            total.rate_limited += row[6]
+            total.caller_errors += row[7]
+            total.note_outage(row[8])
+            total.cost_usd += row[9]
+            total.costs += row[10]
+            total.latencies += row[11]
+            total.weighted_calls += row[12]
+            total.weighted_successes += row[13]
+            if row[11]:
+                for bucket, calls, latency_ms in self.conn.execute(
+                    "SELECT bucket, SUM(calls), TOTAL(latency_ms) FROM rollup_latency "
+                    "WHERE workflow = ? AND stage = ? AND model = ? AND hour >= ? AND hour < ? "
+                    "GROUP BY bucket",
+                    (pair[0], pair[1], model, first, last),
+                ):
+                    found = total.buckets.get(bucket, (0, 0.0))
+                    total.buckets[bucket] = (found[0] + calls, found[1] + latency_ms)
+
+    def _add_row_range(
+        self,
+        totals: dict[str, _Totals],
+        pair: tuple[str, str],
+        start: float,
+        end: float,
+        now: float,
+        decay_per_s: float,
+        outage_since: float,
+    ) -> None:
+        """Add the rows of [start, end) one by one (an edge hour: exact times and latencies)."""
+        sql = (
+            f"SELECT model, ts, success, ({FAILURE_CLASS_SQL}), cost_usd, latency_ms FROM calls "
+            "WHERE workflow = ? AND stage = ? AND ts >= ?"
+        )
+        params: tuple[Any, ...] = (pair[0], pair[1], start)
+        if end != math.inf:
+            sql += " AND ts < ?"
+            params = (*params, end)
+        for model, ts, success, fc, cost_usd, latency_ms in self.conn.execute(sql, params):
+            total = totals.setdefault(model, _Totals())
+            total.calls += 1
+            counted = bool(success)
+            if success:
+                total.successes += 1
+            elif fc == FailureClass.QUALITY:
+                total.quality_failures += 1
+                counted = True
+            elif fc == FailureClass.OUTAGE:
+                total.outage_failures += 1
+                total.note_outage(ts)
+                if ts >= outage_since:
+                    total.outage_failures_counted += 1
+                    counted = True
+            elif fc == FailureClass.RATE_LIMIT:
+                total.rate_limited += 1
+            elif fc == FailureClass.CALLER_ERROR:
+                total.caller_errors += 1
+            if cost_usd is not None:
+                total.cost_usd += cost_usd
+                total.costs += 1
+            if latency_ms is not None:
+                total.latencies += 1
+                total.exact_latencies.append(latency_ms)
+            if decay_per_s:
+                weight = math.exp(min(ts - now, 0) * decay_per_s)
+                total.weighted_calls += weight if counted else 0.0
+                total.weighted_successes += weight if success else 0.0
 
     def _recent_of(
         self,
@@ -844,41 +890,147 @@ class TelemetryStore:
         taken = rows[: max(recent_n, 0)]
         return len(taken), sum(1 for r in taken if not r[1]), provider, tier
 
-    def pairs(self, workflow: str | None, stage: str | None) -> list[tuple[str, str]]:
+    def pairs(
+        self, workflow: str | None, stage: str | None, *, since_ts: float | None = None
+    ) -> list[tuple[str, str]]:
         """The (workflow, stage) pairs with calls that match the filters, sorted.
 
-        A loose index scan (one seek per distinct value) rather than ``SELECT DISTINCT``,
-        which would read the whole index.
+        A loose scan of the rollups' key (one seek per distinct value) rather than
+        ``SELECT DISTINCT``; with ``since_ts``, only pairs with a call at or after it (one
+        index seek each).
         """
         workflows = [workflow] if workflow is not None else self._next_values("workflow", ())
         pairs: list[tuple[str, str]] = []
         for name in workflows:
             if stage is not None:
                 hit = self.conn.execute(
-                    "SELECT 1 FROM calls INDEXED BY calls_performance "
-                    "WHERE workflow = ? AND stage = ? LIMIT 1",
+                    "SELECT 1 FROM rollups WHERE workflow = ? AND stage = ? LIMIT 1",
                     (name, stage),
                 ).fetchone()
                 if hit:
                     pairs.append((name, stage))
             else:
                 pairs.extend((name, found) for found in self._next_values("stage", (name,)))
-        return pairs
+        if since_ts is None:
+            return pairs
+        return [
+            pair
+            for pair in pairs
+            if self.conn.execute(
+                "SELECT 1 FROM calls WHERE workflow = ? AND stage = ? AND ts >= ? LIMIT 1",
+                (*pair, since_ts),
+            ).fetchone()
+        ]
 
     def _next_values(self, column: str, fixed: tuple[str, ...]) -> list[str]:
-        """Distinct values of a leading column of ``calls_performance``, one seek each.
+        """Distinct values of a leading column of the rollups' key, one seek each.
 
         ``column`` is ``workflow`` (``fixed`` empty), ``stage`` (``fixed`` = (workflow,)) or
         ``model`` (``fixed`` = (workflow, stage)).
         """
         prefix = "".join(f"{name} = ? AND " for name in ("workflow", "stage")[: len(fixed)])
-        first = f"SELECT MIN({column}) FROM calls INDEXED BY calls_performance WHERE {prefix}"
+        first = f"SELECT MIN({column}) FROM rollups WHERE {prefix}"
         found: list[str] = []
         value = self.conn.execute(f"{first}{column} >= ''", fixed).fetchone()[0]
         while value is not None:
             found.append(value)
             value = self.conn.execute(f"{first}{column} > ?", (*fixed, value)).fetchone()[0]
         return found
+
+    # --- upkeep ----------------------------------------------------------------------------
+
+    def verify(self, *, limit: int = 20) -> rollups.VerifyReport:
+        """Recompute the rollups from the rows and compare them with the stored ones.
+
+        Counts must be equal; sums of costs and latencies equal within a relative 1e-9 (they
+        were added up in another order).
+
+        Args:
+            limit: how many differences to list (all are counted).
+        """
+        aggregate, histogram = rollups.aggregate_sql("calls")
+        key = ("workflow", "stage", "model", "hour", "provider")
+        checks = (
+            ("rollups", aggregate, key, rollups.ROLLUP_COLUMNS[len(key) :]),
+            ("rollup_latency", histogram, (*key, "bucket"), ("calls", "latency_ms")),
+        )
+        differences: list[rollups.RollupDifference] = []
+        total = 0
+        checked = 0
+        with db.interruptible(self.conn):
+            self.conn.execute("BEGIN")
+            try:
+                for table, select, columns, values in checks:
+                    found, listed, count = self._compare(table, select, columns, values, limit)
+                    total += found
+                    checked += count if table == "rollups" else 0
+                    differences.extend(listed[: max(limit - len(differences), 0)])
+            finally:
+                self.conn.execute("ROLLBACK")
+        return rollups.VerifyReport(checked, tuple(differences), total)
+
+    def _compare(
+        self,
+        table: str,
+        select: str,
+        key: tuple[str, ...],
+        values: tuple[str, ...],
+        limit: int,
+    ) -> tuple[int, list[rollups.RollupDifference], int]:
+        expected = f"expected_{table}"
+        self.conn.execute(f"DROP TABLE IF EXISTS temp.{expected}")
+        self.conn.execute(
+            f"CREATE TEMP TABLE {expected} ({', '.join((*key, *values))}, "
+            f"PRIMARY KEY ({', '.join(key)}))"
+        )
+        self.conn.execute(f"INSERT INTO temp.{expected} {select}")
+        joined = " AND ".join(f"a.{c} IS b.{c}" for c in key)
+
+        def differs(column: str) -> str:
+            if column in ("cost_usd", "latency_ms"):
+                return f"abs(a.{column} - b.{column}) > 1e-9 * max(1.0, abs(b.{column}))"
+            return f"a.{column} IS NOT b.{column}"
+
+        unequal = " OR ".join(differs(c) for c in values)
+        stored_cols = ", ".join(f"a.{c}" for c in (*key, *values))
+        expected_cols = ", ".join(f"b.{c}" for c in values)
+        sql = (
+            f"SELECT {stored_cols}, {expected_cols}, 1 FROM {table} AS a "
+            f"LEFT JOIN temp.{expected} AS b ON {joined} WHERE b.{key[0]} IS NULL OR {unequal} "
+            f"UNION ALL SELECT {', '.join(f'b.{c}' for c in key)}, "
+            f"{', '.join('NULL' for _ in values)}, {expected_cols}, 0 FROM temp.{expected} AS b "
+            f"LEFT JOIN {table} AS a ON {joined} WHERE a.{key[0]} IS NULL"
+        )
+        listed: list[rollups.RollupDifference] = []
+        found = 0
+        width = len(key) + len(values)
+        for row in self.conn.execute(sql):
+            found += 1
+            if len(listed) < limit:
+                stored = tuple(row[len(key) : width]) if row[-1] else None
+                missing = row[width] is None and row[-1]
+                expected_values = None if missing else tuple(row[width:-1])
+                listed.append(
+                    rollups.RollupDifference(table, tuple(row[: len(key)]), stored, expected_values)
+                )
+        count = int(self.conn.execute(f"SELECT COUNT(*) FROM temp.{expected}").fetchone()[0])
+        self.conn.execute(f"DROP TABLE temp.{expected}")
+        return found, listed, count
+
+    def rollup_hours(self) -> int:
+        """How many distinct hours the rollups cover."""
+        row = self.conn.execute("SELECT COUNT(DISTINCT hour) FROM rollups").fetchone()
+        return int(row[0])
+
+    def schema_version(self) -> int:
+        """The store's schema version."""
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def round_trip_ms(self) -> float:
+        """How long one trivial query takes, in milliseconds."""
+        started = time.perf_counter()
+        self.conn.execute("SELECT 1").fetchone()
+        return (time.perf_counter() - started) * 1000
 
     def _distinct_models(self) -> list[str]:
         """Every model with calls: a loose scan of each (workflow, stage) range."""
@@ -908,6 +1060,12 @@ class _Totals:
     rate_limited: int = 0
     caller_errors: int = 0
     newest_outage_ts: float | None = None
+    exact_latencies: list[float] = field(default_factory=list)
+    buckets: dict[int, tuple[int, float]] = field(default_factory=dict)
+
+    def note_outage(self, ts: float | None) -> None:
+        if ts is not None and (self.newest_outage_ts is None or ts > self.newest_outage_ts):
+            self.newest_outage_ts = ts
 
 
 def _write_error(path: Path, exc: sqlite3.Error) -> OperationError:

@@ -105,6 +105,14 @@ SELECT n AS id, 0.0 AS ts, 'w' AS workflow, 's' AS stage, NULL AS provider, 'm' 
        NULL AS input_tokens, NULL AS output_tokens, NULL AS cost_usd, 1 AS attempt,
        'x' AS source, NULL AS import_key
 FROM c;
+CREATE VIEW rollups AS
+WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c)
+SELECT 'w' || n AS workflow, 's' AS stage, 'm' AS model, 0 AS hour, '' AS provider, 1 AS calls,
+       1 AS successes, 0 AS quality_failures, 0 AS outage_failures, 0 AS rate_limited,
+       0 AS caller_errors, 0 AS cancelled, 0.0 AS cost_usd, 0 AS costs, 0 AS input_tokens,
+       0 AS output_tokens, 0 AS latencies, NULL AS newest_outage_ts
+FROM c;
+CREATE TABLE rollup_latency (workflow, stage, model, hour, provider, bucket, calls, latency_ms);
 CREATE TABLE labels (kind TEXT, value TEXT);
 PRAGMA user_version = {db.SCHEMA_VERSION};
 """

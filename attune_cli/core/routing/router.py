@@ -358,35 +358,8 @@ class AdaptiveModelRouter:
         return totals
 
     def _pairs(self, workflow: str | None, since_ts: float) -> list[tuple[str, str]]:
-        """The (workflow, stage) pairs with calls since ``since_ts``, sorted.
-
-        A loose index scan over ``calls_workflow_stage_ts`` (one seek per distinct name, then
-        one per pair for the window) instead of ``SELECT DISTINCT``, which would read every
-        row of a million-call store.
-        """
-        conn = self.store.conn
-
-        def distinct(column: str, fixed: tuple[str, ...]) -> list[str]:
-            where = "workflow = ? AND " if fixed else ""
-            sql = f"SELECT MIN({column}) FROM calls WHERE {where}{column}"
-            found: list[str] = []
-            value = conn.execute(f"{sql} >= ''", fixed).fetchone()[0]
-            while value is not None:
-                found.append(value)
-                value = conn.execute(f"{sql} > ?", (*fixed, value)).fetchone()[0]
-            return found
-
-        workflows = [workflow] if workflow is not None else distinct("workflow", ())
-        pairs = []
-        for name in workflows:
-            for stage in distinct("stage", (name,)):
-                recent = conn.execute(
-                    "SELECT 1 FROM calls WHERE workflow = ? AND stage = ? AND ts >= ? LIMIT 1",
-                    (name, stage, since_ts),
-                ).fetchone()
-                if recent:
-                    pairs.append((name, stage))
-        return pairs
+        """The (workflow, stage) pairs with calls since ``since_ts``, sorted."""
+        return self.store.pairs(workflow, None, since_ts=since_ts)
 
 
 @dataclass

@@ -1,0 +1,282 @@
+"""Hourly rollups: the figures of each (hour, workflow, stage, provider, model), kept with rows.
+
+A read over a window of history adds up a few hundred rollup rows per model instead of
+reading every call, so routing costs the same with a thousand calls or a hundred million.
+
+Each rollup counts calls, successes, failures by class (``attune_cli.core.failures``), cost
+and token sums, and the newest outage. Latencies go into a histogram with logarithmic buckets
+(each ``BUCKET_RATIO`` wide) that also keeps each bucket's latency total: a percentile is
+read as the mean of the bucket it falls in, so it is within ``BUCKET_RATIO - 1`` (4 %) of the
+exact nearest-rank value, and exact whenever the bucket holds one distinct latency.
+
+Rollups are written in the same transaction as the rows they count (record, ``ask``, import,
+prune), so they cannot disagree with them; ``attune store verify`` recomputes them from the
+rows to prove it.
+
+Which hours come from where (see ``WindowPlan``): a window's whole hours come from the
+rollups; its first hour (cut by the window's start), the hour cut by outage memory, and the
+current hour come from the rows, exactly. So the outage-memory boundary is exact, recent calls
+are weighed by their own age, and older whole hours are weighed by the middle of their hour
+(half an hour off at most, which a half-life of days does not notice).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from attune_cli.core.failures import FailureClass, sql_failure_class
+
+HOUR_S = 3600
+BUCKET_RATIO = 1.04
+# Latencies of zero (or below) share one bucket under every real one.
+ZERO_BUCKET = -1000
+_LOG_RATIO = math.log(BUCKET_RATIO)
+
+FAILURE_COLUMNS: dict[FailureClass, str] = {
+    FailureClass.QUALITY: "quality_failures",
+    FailureClass.OUTAGE: "outage_failures",
+    FailureClass.RATE_LIMIT: "rate_limited",
+    FailureClass.CALLER_ERROR: "caller_errors",
+    FailureClass.CANCELLED: "cancelled",
+}
+
+# The rollup tables (schema version 3 of the SQLite store). Primary keys lead with workflow,
+# stage and model, then the hour: a model's window is one short range of each.
+SCHEMA = """
+CREATE TABLE rollups (
+    workflow         TEXT    NOT NULL,
+    stage            TEXT    NOT NULL,
+    model            TEXT    NOT NULL,
+    hour             INTEGER NOT NULL,   -- epoch seconds of the hour's start, UTC
+    provider         TEXT    NOT NULL,   -- '' when the rows carry none
+    calls            INTEGER NOT NULL,
+    successes        INTEGER NOT NULL,
+    quality_failures INTEGER NOT NULL,
+    outage_failures  INTEGER NOT NULL,
+    rate_limited     INTEGER NOT NULL,
+    caller_errors    INTEGER NOT NULL,
+    cancelled        INTEGER NOT NULL,
+    cost_usd         REAL    NOT NULL,
+    costs            INTEGER NOT NULL,   -- calls with a cost
+    input_tokens     INTEGER NOT NULL,
+    output_tokens    INTEGER NOT NULL,
+    latencies        INTEGER NOT NULL,   -- calls with a latency
+    newest_outage_ts REAL,
+    PRIMARY KEY (workflow, stage, model, hour, provider)
+) WITHOUT ROWID;
+CREATE TABLE rollup_latency (
+    workflow   TEXT    NOT NULL,
+    stage      TEXT    NOT NULL,
+    model      TEXT    NOT NULL,
+    hour       INTEGER NOT NULL,
+    provider   TEXT    NOT NULL,
+    bucket     INTEGER NOT NULL,        -- floor(ln(latency_ms) / ln(BUCKET_RATIO))
+    calls      INTEGER NOT NULL,
+    latency_ms REAL    NOT NULL,        -- the bucket's latency total
+    PRIMARY KEY (workflow, stage, model, hour, provider, bucket)
+) WITHOUT ROWID;
+"""
+
+_COUNTS = (
+    "calls",
+    "successes",
+    "quality_failures",
+    "outage_failures",
+    "rate_limited",
+    "caller_errors",
+    "cancelled",
+    "cost_usd",
+    "costs",
+    "input_tokens",
+    "output_tokens",
+    "latencies",
+)
+ROLLUP_COLUMNS: tuple[str, ...] = (
+    "workflow",
+    "stage",
+    "model",
+    "hour",
+    "provider",
+    *_COUNTS,
+    "newest_outage_ts",
+)
+_KEY = "workflow, stage, model, hour, provider"
+
+
+def hour_of(ts: float) -> int:
+    """The start of the hour holding ``ts`` (epoch seconds)."""
+    return math.floor(ts / HOUR_S) * HOUR_S
+
+
+def bucket_of(latency_ms: float | None) -> int | None:
+    """The histogram bucket of a latency (``ZERO_BUCKET`` for zero or less; None for none)."""
+    if latency_ms is None:
+        return None
+    if latency_ms <= 0:
+        return ZERO_BUCKET
+    return max(math.floor(math.log(latency_ms) / _LOG_RATIO), ZERO_BUCKET + 1)
+
+
+def hour_sql(ts: str = "ts") -> str:
+    """``hour_of`` as SQL (floor division that also holds for negative times)."""
+    whole = f"CAST({ts} / {HOUR_S} AS INTEGER)"
+    return f"(({whole} - ({ts} < {whole} * {HOUR_S})) * {HOUR_S})"
+
+
+def aggregate_sql(source: str, *, bucket_function: str = "attune_bucket") -> tuple[str, str]:
+    """SELECTs that roll up the rows of ``source`` (a table or sub-query of calls).
+
+    Returns:
+        (rollups, latency histogram) SELECTs whose columns are ``ROLLUP_COLUMNS`` and
+        (key…, bucket, calls, latency_ms).
+    """
+    fc = sql_failure_class()
+
+    def failed(kind: FailureClass) -> str:
+        return f"COALESCE(SUM(fc = '{kind}'), 0)"
+
+    rollups = (
+        f"SELECT workflow, stage, model, {hour_sql()} AS hour, COALESCE(provider, '') AS provider, "
+        "COUNT(*), SUM(success), "
+        + ", ".join(failed(kind) for kind in FAILURE_COLUMNS)
+        + ", TOTAL(cost_usd), COUNT(cost_usd), COALESCE(SUM(input_tokens), 0), "
+        "COALESCE(SUM(output_tokens), 0), COUNT(latency_ms), "
+        f"MAX(CASE WHEN fc = '{FailureClass.OUTAGE}' THEN ts END) "
+        f"FROM (SELECT *, ({fc}) AS fc FROM {source}) AS r WHERE true GROUP BY 1, 2, 3, 4, 5"
+    )
+    histogram = (
+        f"SELECT workflow, stage, model, {hour_sql()} AS hour, COALESCE(provider, '') AS provider, "
+        f"{bucket_function}(latency_ms) AS bucket, COUNT(*), TOTAL(latency_ms) "
+        f"FROM {source} AS r WHERE latency_ms IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6"
+    )
+    return rollups, histogram
+
+
+def upsert_sql(source: str, *, bucket_function: str = "attune_bucket") -> tuple[str, str]:
+    """Statements that add the rollups of ``source``'s rows to the rollup tables."""
+    rollups, histogram = aggregate_sql(source, bucket_function=bucket_function)
+    added = ", ".join(f"{c} = {c} + excluded.{c}" for c in _COUNTS)
+    newest = (
+        "newest_outage_ts = CASE WHEN excluded.newest_outage_ts IS NULL THEN newest_outage_ts "
+        "WHEN newest_outage_ts IS NULL OR excluded.newest_outage_ts > newest_outage_ts "
+        "THEN excluded.newest_outage_ts ELSE newest_outage_ts END"
+    )
+    return (
+        f"INSERT INTO rollups ({', '.join(ROLLUP_COLUMNS)}) {rollups} "
+        f"ON CONFLICT ({_KEY}) DO UPDATE SET {added}, {newest}",
+        f"INSERT INTO rollup_latency ({_KEY}, bucket, calls, latency_ms) {histogram} "
+        f"ON CONFLICT ({_KEY}, bucket) DO UPDATE SET calls = calls + excluded.calls, "
+        "latency_ms = latency_ms + excluded.latency_ms",
+    )
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Which part of a window ``[since, ∞)`` is read from rollups and which from rows.
+
+    Attributes:
+        rollup_ranges: [first, last) hour ranges read from rollups.
+        row_ranges: [start, end) time ranges read from rows, exactly.
+    """
+
+    rollup_ranges: tuple[tuple[int, int], ...]
+    row_ranges: tuple[tuple[float, float], ...]
+
+    @classmethod
+    def of(cls, since: float, now: float, outage_since: float) -> WindowPlan:
+        """Plan a window: exact rows at its edges, rollups for the whole hours between.
+
+        The rows cover the first hour (when ``since`` cuts it), the hour ``outage_since`` cuts,
+        and everything from the current hour on.
+        """
+        current = hour_of(now)
+        if since >= current:
+            return cls((), ((since, math.inf),))
+        first = UNBOUNDED_HOUR if since == -math.inf else hour_of(since)
+        row_hours = {current}
+        if since > first:
+            row_hours.add(first)
+        if outage_since != -math.inf and hour_of(outage_since) != outage_since:
+            row_hours.add(hour_of(outage_since))
+        ordered = sorted(hour for hour in row_hours if first <= hour <= current)
+        rows = tuple(
+            (max(float(hour), since), math.inf if hour == current else float(hour + HOUR_S))
+            for hour in ordered
+        )
+        ranges: list[tuple[int, int]] = []
+        start = first
+        for hour in ordered:
+            if hour > start:
+                ranges.append((start, hour))
+            start = hour + HOUR_S
+        return cls(tuple(ranges), rows)
+
+
+UNBOUNDED_HOUR = -(2**62)
+
+
+def percentile(
+    exact: list[float], buckets: Iterable[tuple[int, float]], count: int, percent: int
+) -> float | None:
+    """Nearest-rank percentile over exact latencies and (calls, latency total) buckets.
+
+    A bucket stands for ``calls`` latencies at its mean; the result is exact for the exact
+    values and within one bucket's width (``BUCKET_RATIO``) for the rest.
+
+    Args:
+        exact: latencies read from rows.
+        buckets: (calls, latency total) of histogram buckets read from rollups.
+        count: how many latencies there are in all.
+        percent: 50 for the median, 95 for p95.
+    """
+    if count <= 0:
+        return None
+    points = [(value, 1) for value in exact]
+    points.extend((total / calls, calls) for calls, total in buckets if calls)
+    points.sort()
+    rank = (count * percent + 99) // 100
+    seen = 0
+    for value, weight in points:
+        seen += weight
+        if seen >= rank:
+            return value
+    return points[-1][0] if points else None
+
+
+@dataclass(frozen=True)
+class RollupDifference:
+    """One rollup that differs from what its rows add up to.
+
+    Attributes:
+        table: ``rollups`` or ``rollup_latency``.
+        key: (workflow, stage, model, hour, provider[, bucket]).
+        stored: the stored figures (None: missing).
+        expected: the figures recomputed from the rows (None: there should be none).
+    """
+
+    table: str
+    key: tuple[object, ...]
+    stored: tuple[object, ...] | None
+    expected: tuple[object, ...] | None
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What ``store verify`` found.
+
+    Attributes:
+        rollups: rollup rows checked (recomputed from the rows).
+        differences: every difference found (at most ``limit`` of them listed).
+        total_differences: how many there were in all.
+    """
+
+    rollups: int
+    differences: tuple[RollupDifference, ...]
+    total_differences: int
+
+    @property
+    def ok(self) -> bool:
+        """Whether the rollups equal their recomputation."""
+        return self.total_differences == 0

@@ -1,0 +1,205 @@
+"""Hourly rollups: kept with the rows, equal to a recomputation, and the figures routing reads."""
+
+from __future__ import annotations
+
+import math
+import random
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from attune_cli.core import db, rollups
+from attune_cli.core.performance import ScoreWeights
+from attune_cli.core.store import Backend, mask_url, store_location
+from attune_cli.core.telemetry import CallRecord, TelemetryStore
+
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z, an hour's start
+HOUR = 3600.0
+DAY = 86_400.0
+WEIGHTS = ScoreWeights()
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(T0 + 40 * DAY)
+
+
+@pytest.fixture
+def store(tmp_path: Path, clock: Clock) -> TelemetryStore:
+    with TelemetryStore(tmp_path / "telemetry.db", clock=clock) as opened:
+        yield opened
+
+
+def call(ts: float, model: str = "m", *, success: bool = True, **fields: object) -> CallRecord:
+    values: dict[str, object] = {"workflow": "wf", "stage": "st"}
+    values.update(fields)
+    return CallRecord(model=model, success=success, ts=ts, **values)  # type: ignore[arg-type]
+
+
+def figures(store: TelemetryStore, **kwargs: object) -> dict[str, object]:
+    options: dict[str, object] = {"workflow": "wf", "stage": "st", "since_ts": None}
+    options.update(kwargs)
+    return {p.model: p for p in store.model_performance(weights=WEIGHTS, **options)}  # type: ignore[arg-type]
+
+
+def exact_rank(values: list[float], percent: int) -> float:
+    ordered = sorted(values)
+    return ordered[math.ceil(len(ordered) * percent / 100) - 1]
+
+
+def test_percentiles_read_from_rollups_are_within_five_percent_of_exact(
+    store: TelemetryStore,
+) -> None:
+    rng = random.Random(11)
+    latencies = [rng.lognormvariate(6.5, 0.8) for _ in range(5000)]
+    # Spread over 30 days that lie wholly in the past: every hour is read from rollups.
+    store.record_many(
+        call(T0 + i * (30 * DAY / 5000), latency_ms=v) for i, v in enumerate(latencies)
+    )
+    got = figures(store)["m"]
+    for percent, value in ((50, got.p50_latency_ms), (95, got.p95_latency_ms)):
+        exact = exact_rank(latencies, percent)
+        assert value is not None
+        assert abs(value - exact) / exact < 0.05, (percent, value, exact)
+
+
+def test_counts_from_rollups_equal_a_plain_count_with_a_window_cut_mid_hour(
+    store: TelemetryStore, clock: Clock
+) -> None:
+    rng = random.Random(5)
+    calls = [
+        call(
+            T0 + rng.uniform(0, 35 * DAY),
+            rng.choice(["a", "b"]),
+            success=rng.random() < 0.7,
+            status=rng.choice([None, 500, 429, 400]),
+            cost_usd=rng.choice([None, 0.01, 0.02]),
+            latency_ms=rng.uniform(10, 2000),
+        )
+        for _ in range(3000)
+    ]
+    store.record_many(calls)
+    since = clock.now - 20 * DAY - 1234.5  # cuts an hour: its rows are read exactly
+    outage_since = clock.now - 3 * DAY - 77.0
+    got = figures(store, since_ts=since, outage_since_ts=outage_since)
+    for model in ("a", "b"):
+        mine = [c for c in calls if c.model == model and (c.ts or 0) >= since]
+        outages = [
+            c
+            for c in mine
+            if not c.success and c.failure_class is not None and c.failure_class.value == "outage"
+        ]
+        assert got[model].calls == len(mine)
+        assert got[model].successes == sum(c.success for c in mine)
+        assert got[model].outage_failures == len(outages)
+        assert got[model].outage_failures_counted == sum(
+            1 for c in outages if (c.ts or 0) >= outage_since
+        )
+        costs = [c.cost_usd for c in mine if c.cost_usd is not None]
+        assert got[model].avg_cost_usd == pytest.approx(sum(costs) / len(costs))
+        assert got[model].newest_outage_ts == pytest.approx(max(c.ts or 0 for c in outages))
+
+
+def test_recency_weights_of_old_hours_are_taken_at_the_middle_of_the_hour(
+    store: TelemetryStore, clock: Clock
+) -> None:
+    old = T0 + 10 * DAY + 600  # ten minutes into an hour long past
+    store.record(call(old))
+    got = figures(store, half_life_s=DAY)["m"]
+    middle = rollups.hour_of(old) + HOUR / 2
+    assert got.weighted_calls == pytest.approx(0.5 ** ((clock.now - middle) / DAY))
+    exact = 0.5 ** ((clock.now - old) / DAY)
+    assert got.weighted_calls == pytest.approx(exact, rel=0.02)
+
+
+def test_rollups_equal_their_recomputation_after_record_import_duplicates_and_prune(
+    store: TelemetryStore, clock: Clock
+) -> None:
+    batch = [
+        call(
+            T0 + i * 97.0,
+            "m" if i % 3 else "n",
+            success=i % 7 != 0,
+            latency_ms=float(i % 900),
+            key=f"k{i}",
+        )
+        for i in range(2000)
+    ]
+    assert store.record_many(batch) == 2000
+    assert store.record_many(batch[:500]) == 0  # duplicates add nothing, to rows or rollups
+    store.record(call(T0 + 5.0, status=503, success=False))
+    report = store.verify()
+    assert report.ok and report.rollups > 40
+    store.prune(T0 + 30 * HOUR + 1800.0)  # mid-hour: that hour is recounted from its rows
+    assert store.verify().ok
+    assert figures(store)["m"].calls == store.count(None) - figures(store)["n"].calls
+
+
+def test_verify_finds_a_deliberately_corrupted_rollup(store: TelemetryStore) -> None:
+    store.record_many(call(T0 + i * 600.0, latency_ms=100.0) for i in range(30))
+    assert store.verify().ok
+    store.conn.execute("UPDATE rollups SET calls = calls + 1 WHERE hour = ?", (T0 + 2 * HOUR,))
+    store.conn.execute("DELETE FROM rollup_latency WHERE hour = ?", (T0 + 3 * HOUR,))
+    report = store.verify()
+    assert not report.ok
+    assert report.total_differences == 2
+    by_table = {d.table: d for d in report.differences}
+    assert by_table["rollups"].key[3] == T0 + 2 * HOUR
+    assert by_table["rollups"].stored[0] == by_table["rollups"].expected[0] + 1
+    assert by_table["rollup_latency"].stored is None
+
+
+def test_a_store_from_before_rollups_gets_them_built_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "telemetry.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for number in range(2):
+        for statement in db.MIGRATIONS[number].split(";"):
+            if statement.strip():
+                conn.execute(statement)
+    conn.executemany(
+        "INSERT INTO calls (ts, workflow, stage, model, success, latency_ms, import_key) "
+        "VALUES (?, 'wf', 'st', 'm', ?, ?, ?)",
+        [(T0 + i * 60.0, i % 4 != 0, 100.0 + i, f"k{i}") for i in range(500)],
+    )
+    conn.execute("PRAGMA user_version = 2")
+    conn.close()
+    with TelemetryStore(path, clock=Clock(T0 + 40 * DAY)) as store:
+        assert store.schema_version() == db.SCHEMA_VERSION
+        assert store.verify().ok
+        got = figures(store)["m"]
+        assert (got.calls, got.successes) == (500, 375)
+
+
+def test_a_window_reads_rollups_for_whole_hours_and_rows_only_at_its_edges() -> None:
+    now = T0 + 10 * HOUR + 100
+    plan = rollups.WindowPlan.of(T0 + 1800, now, T0 + 5 * HOUR + 60)
+    assert plan.row_ranges == (
+        (T0 + 1800, T0 + HOUR),
+        (T0 + 5 * HOUR, T0 + 6 * HOUR),
+        (T0 + 10 * HOUR, math.inf),
+    )
+    assert plan.rollup_ranges == ((T0 + HOUR, T0 + 5 * HOUR), (T0 + 6 * HOUR, T0 + 10 * HOUR))
+
+
+def test_store_urls_never_show_a_password(tmp_path: Path) -> None:
+    assert mask_url("postgresql://team:s3cr%40t@db:5432/attune") == (
+        "postgresql://team:***@db:5432/attune"
+    )
+    assert mask_url("postgresql://db/attune?user=a&password=hunter2") == (
+        "postgresql://db/attune?user=a&password=***"
+    )
+    from attune_cli.core.workspace import Workspace
+
+    workspace = Workspace.load()
+    chosen = store_location(workspace, {"ATTUNE_STORE_URL": "postgresql://u:pw@h/db"})
+    assert chosen.backend is Backend.POSTGRES and "pw" not in chosen.shown
+    assert store_location(workspace, {}).backend is Backend.SQLITE
