@@ -46,9 +46,9 @@ Targets (issue 10), per seed: attune's regret ≤ the best reference's in every 
 (exploring never costs more than it finds). A scenario meets its target when every seed does;
 the acceptance run needs at least 4 seeds. The exit status is 1 when a target is missed.
 
-Outcome draws, the seeded week and the reference policies are seeded; attune's own exploration
-is not (``route best --explore`` draws from an unseeded generator), so attune's figures vary a
-little from run to run of the same seed. The spread printed covers both.
+Everything is seeded: outcome draws, the seeded week, the reference policies, and attune's own
+exploration (``ATTUNE_SEED`` is set per hour for each ``route best --explore``), so a run of
+the same seed replays exactly.
 
 Usage::
 
@@ -483,7 +483,8 @@ def run_attune(world: World, home: Path) -> Trace:
     route = [*cli, "route", "best", STAGE, "-w", WORKFLOW, "--explore", "--json"]
     for hour in range(world.hours):
         hour_ts = START + hour * HOUR_S
-        decision = json.loads(_run(route, env, hour_ts))
+        seeded = {**env, "ATTUNE_SEED": f"{world.scenario.name}-{world.seed}-{hour}"}
+        decision = json.loads(_run(route, seeded, hour_ts))
         model = decision["chosen"]
         trace.explored_hours += bool(decision.get("explored"))
         trace.add(world, hour, model)

@@ -124,6 +124,8 @@ class ModelPerformance:
         recent_calls: how many of the model's newest counted calls ``recent_failures`` looked
             at (calls that count: successes, quality failures, outages within their memory).
         recent_failures: failures among those newest calls.
+        recent_outage_run: how many of those newest calls, newest first, are outage failures in
+            a row (the provider looks down right now).
         counted_calls: the calls that judge the model: successes, quality failures, and outage
             failures younger than the outage memory (None: every call counts, as before failure
             classes were known).
@@ -148,6 +150,7 @@ class ModelPerformance:
     weighted_successes: float | None = None
     recent_calls: int = 0
     recent_failures: int = 0
+    recent_outage_run: int = 0
     counted_calls: int | None = None
     quality_failures: int = 0
     outage_failures: int = 0

@@ -656,14 +656,12 @@ class TelemetryStore:
             p95 = rollups.percentile(
                 total.exact_latencies, total.buckets.values(), total.latencies, 95
             )
-            recent_calls, recent_failures, provider, tier = self._recent_of(
-                model, pairs, since, recent_n, outage_since
-            )
+            recent = self._recent_of(model, pairs, since, recent_n, outage_since)
             result.append(
                 ModelPerformance(
                     model=model,
-                    provider=provider,
-                    tier=tier,
+                    provider=recent.provider,
+                    tier=recent.tier,
                     calls=total.calls,
                     successes=total.successes,
                     p50_latency_ms=p50,
@@ -671,8 +669,9 @@ class TelemetryStore:
                     avg_cost_usd=total.cost_usd / total.costs if total.costs else None,
                     weighted_calls=total.weighted_calls if half_life_s else None,
                     weighted_successes=total.weighted_successes if half_life_s else None,
-                    recent_calls=recent_calls,
-                    recent_failures=recent_failures,
+                    recent_calls=recent.calls,
+                    recent_failures=recent.failures,
+                    recent_outage_run=recent.outage_run,
                     counted_calls=total.successes
                     + total.quality_failures
                     + total.outage_failures_counted,
@@ -821,8 +820,9 @@ class TelemetryStore:
         since: float,
         recent_n: int,
         outage_since: float = -math.inf,
-    ) -> tuple[int, int, str | None, str | None]:
-        """Failures among the model's newest ``recent_n`` counted calls, its provider and tier.
+    ) -> _Recent:
+        """The model's newest ``recent_n`` counted calls: failures, the run of outages they
+        start with, and the model's provider and tier.
 
         Counted as in ``model_performance``: rate limits, caller errors, cancellations and
         outages older than ``outage_since`` are passed over.
@@ -832,17 +832,24 @@ class TelemetryStore:
             f"OR (({FAILURE_CLASS_SQL}) = '{FailureClass.OUTAGE}' AND ts >= ?))"
         )
         rows = self._newest(
-            "ts, success, provider, tier",
+            f"ts, success, provider, tier, ({FAILURE_CLASS_SQL})",
             pairs,
             model,
             since,
             max(recent_n, 1),
             (counted, (outage_since,)),
         )
-        provider = next((r[2] for r in rows if r[2] is not None), None)
-        tier = next((r[3] for r in rows if r[3] is not None), None)
         taken = rows[: max(recent_n, 0)]
-        return len(taken), sum(1 for r in taken if not r[1]), provider, tier
+        outage_run = next(
+            (i for i, r in enumerate(taken) if r[4] != FailureClass.OUTAGE), len(taken)
+        )
+        return _Recent(
+            calls=len(taken),
+            failures=sum(1 for r in taken if not r[1]),
+            outage_run=outage_run,
+            provider=next((r[2] for r in rows if r[2] is not None), None),
+            tier=next((r[3] for r in rows if r[3] is not None), None),
+        )
 
     def pairs(
         self, workflow: str | None, stage: str | None, *, since_ts: float | None = None
@@ -1020,6 +1027,17 @@ class _Totals:
     def note_outage(self, ts: float | None) -> None:
         if ts is not None and (self.newest_outage_ts is None or ts > self.newest_outage_ts):
             self.newest_outage_ts = ts
+
+
+@dataclass(frozen=True)
+class _Recent:
+    """A model's newest counted calls, as ``TelemetryStore._recent_of`` reads them."""
+
+    calls: int
+    failures: int
+    outage_run: int
+    provider: str | None
+    tier: str | None
 
 
 def _write_error(path: Path, exc: sqlite3.Error) -> OperationError:

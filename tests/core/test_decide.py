@@ -217,3 +217,24 @@ def test_cap_checks_live_in_one_place(
 ) -> None:
     settings = RoutingSettings(max_cost_usd=0.01, max_latency_ms=2000.0)
     assert [r.reason for r in cap_rejections(cost, p95, settings)] == expected
+
+
+def test_a_model_whose_newest_calls_are_outages_is_down_and_not_explored() -> None:
+    down = perf("gpt-5", calls=300, failures=0, recent_calls=20, recent_outage_run=3)
+    decision = run(down, perf("claude-sonnet-4-5", failures=20))
+    assert decision.chosen == "claude-sonnet-4-5"
+    found = decision.candidate("gpt-5")
+    assert found is not None and Rejection(Reason.DOWN, 3, 3) in found.rejections
+    assert found.rejected_because[0].startswith("down: its newest 3 calls were outage failures")
+    for seed in range(100):
+        explored = run(
+            down,
+            perf("claude-sonnet-4-5", failures=20),
+            explore=True,
+            seed=seed,
+            explore_share=1.0,
+        )
+        assert explored.chosen != "gpt-5"
+    # Two outages in a row are not yet "down"; the setting moves the line.
+    assert run(perf("gpt-5", recent_outage_run=2)).chosen == "gpt-5"
+    assert run(perf("gpt-5", recent_outage_run=2), down_after_outages=2).chosen != "gpt-5"

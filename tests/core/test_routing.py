@@ -12,6 +12,7 @@ from attune_cli.core.errors import ConfigError, UsageError
 from attune_cli.core.performance import ScoreWeights
 from attune_cli.core.registry import load_registry
 from attune_cli.core.routing import AdaptiveModelRouter, RoutingSettings
+from attune_cli.core.routing.decision import Reason
 from attune_cli.core.telemetry import CallRecord, TelemetryStore
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -487,6 +488,7 @@ def test_an_outage_counts_only_while_it_is_recent(store: TelemetryStore) -> None
     during = router(store).get_best_model("code-review", "analysis")
     down = during.candidate("gpt-5")
     assert down is not None and down.demoted
+    assert down.ruled_out_by(Reason.DOWN)  # its newest calls are outages in a row
     assert during.chosen == "claude-sonnet-4-5"
     assert down.not_counted_text is None  # every outage failure is recent: they all count
 

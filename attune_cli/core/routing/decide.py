@@ -206,6 +206,9 @@ def judge(
     estimated = perf.avg_cost_usd is None
     cap_cost = reference_cost_usd(registry, perf.model) if estimated else perf.avg_cost_usd
     rejections += cap_rejections(cap_cost, perf.p95_latency_ms, settings)
+    down_after = settings.down_after_outages
+    if down_after and perf.recent_outage_run >= down_after:
+        rejections.append(Rejection(Reason.DOWN, perf.recent_outage_run, down_after))
     # With too few calls the bound says nothing new; a demoted model's newest calls do.
     if bound < settings.min_success_rate and (judged >= settings.min_calls or demoted):
         reason = Reason.DEMOTED if demoted else Reason.SUCCESS_BELOW_MINIMUM
@@ -288,11 +291,11 @@ def thompson(
     calls) and scores it with the cost and latency terms. The first draw won by a model other
     than the leader names the challenger; a model whose posterior never beats the leader's (a
     known poor one) is never tried, and when nobody does the leader stays. Candidates over a
-    cap or not configured take no part.
+    cap, not configured or down take no part.
     """
     pool = []
     for c in candidates:
-        if not c.callable_within_caps:
+        if not c.callable_within_caps or c.ruled_out_by(Reason.DOWN):
             continue
         if c.demoted:
             successes = float(c.recent_calls - c.recent_failures)
@@ -357,7 +360,10 @@ def _fallback_key(c: Candidate, registry: Registry, tier: str) -> tuple[int, int
     if c.tier in TIERS and tier in TIERS:
         cheaper_by = TIERS.index(tier) - TIERS.index(c.tier)
         rank = cheaper_by if cheaper_by >= 0 else len(TIERS) - cheaper_by
-    poor = c.ruled_out_by(Reason.SUCCESS_BELOW_MINIMUM) or c.ruled_out_by(Reason.DEMOTED)
+    poor = any(
+        c.ruled_out_by(reason)
+        for reason in (Reason.DOWN, Reason.SUCCESS_BELOW_MINIMUM, Reason.DEMOTED)
+    )
     models = list(registry.models)
     position = models.index(c.model) if c.model in registry.models else len(models)
     return (rank, 1 if poor else 0, position, c.model)

@@ -21,6 +21,7 @@ class Reason(StrEnum):
     OVER_COST_CAP = "over_cost_cap"
     COST_UNKNOWN = "cost_unknown"
     OVER_LATENCY_CAP = "over_latency_cap"
+    DOWN = "down"
     DEMOTED = "demoted"
     SUCCESS_BELOW_MINIMUM = "success_below_minimum"
     TOO_FEW_CALLS = "too_few_calls"

@@ -35,6 +35,11 @@ def rejection_text(rejection: Rejection, candidate: Candidate) -> str:
         return f"cost unknown, so not provably within the {_usd(limit)} cap"
     if reason is Reason.OVER_LATENCY_CAP:
         return f"p95 latency {value:,.0f} ms over the {limit:,.0f} ms cap"
+    if reason is Reason.DOWN:
+        return (
+            f"down: its newest {value:.0f} calls were outage failures; it is tried again once "
+            "they are older than the outage memory"
+        )
     if reason is Reason.DEMOTED:
         return (
             f"success bound {value:.1%} below the {limit:.0%} minimum: "
@@ -252,6 +257,8 @@ def _to_win(c: Candidate, best: Candidate | None, settings: RoutingSettings) -> 
     parts: list[str] = []
     if c.ruled_out_by(Reason.NOT_CONFIGURED):
         parts.append(f"{c.provider or 'its provider'} must be configured (a key or a base URL)")
+    if c.ruled_out_by(Reason.DOWN):
+        parts.append("its outage failures must pass the outage memory (or a call must succeed)")
     if more_calls is not None:
         parts.append(f"needs {more_calls} more call{'s' if more_calls != 1 else ''} to be judged")
     if c.demoted:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from attune_cli.core.clock import now as clock_now
+from attune_cli.core.clock import random_source
 from attune_cli.core.errors import UsageError
 from attune_cli.core.money import format_usd
 from attune_cli.core.performance import ModelPerformance
@@ -57,7 +58,7 @@ class AdaptiveModelRouter:
         self.registry = registry
         self.settings = settings or RoutingSettings()
         self.clock = clock
-        self.rng = rng or random.Random()
+        self.rng = rng or random_source()
 
     @classmethod
     def from_workspace(

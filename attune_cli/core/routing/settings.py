@@ -44,6 +44,9 @@ class RoutingSettings:
         outage_memory_hours: outage failures (5xx, timeouts, connection errors) older than this
             no longer count against a model, so a provider that recovered soon regains its
             standing; quality failures keep the window's long memory.
+        down_after_outages: a model whose newest counted calls are this many outage failures in
+            a row is "down" and not chosen on its record until they pass the outage memory
+            (0: never).
         recent_calls: how many of each model's newest calls demotion looks at.
         demote_margin: how far the newest calls' failure rate (its lower bound) must exceed the
             window's before the model is demoted.
@@ -65,6 +68,7 @@ class RoutingSettings:
     max_latency_ms: float | None = None
     half_life_days: float | None = 3.0
     outage_memory_hours: float = 6.0
+    down_after_outages: int = 3
     recent_calls: int = 20
     demote_margin: float = 0.1
     explore: bool = True
@@ -130,6 +134,7 @@ class RoutingSettings:
             max_latency_ms=number("max_latency_ms"),
             half_life_days=half_life or None,
             outage_memory_hours=number("outage_memory_hours"),
+            down_after_outages=number("down_after_outages", integer=True),
             recent_calls=number("recent_calls", minimum=1, integer=True),
             demote_margin=number("demote_margin", maximum=1),
             explore=explore,
