@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from attune_cli.cli.complete import complete_models, complete_stages, complete_workflows
+from attune_cli.core.formats import format_ms
 from attune_cli.core.money import format_usd
 
 if TYPE_CHECKING:
@@ -110,7 +111,7 @@ def ask(
             "--timeout",
             metavar="S",
             help="Give up after S seconds, whatever the server sends "
-            "(default: [executor] deadline_s, 300).",
+            "(default: \\[executor] deadline_s, 300).",
             show_default=False,
         ),
     ] = None,
@@ -125,9 +126,12 @@ def ask(
     no model could answer.
 
     Examples:
-      attune ask "Name three risks of this migration plan" -w planning -s analysis
-      git diff | attune ask - --model claude-haiku-4-5 --system "You review diffs." --json
-      attune ask "Summarise" --timeout 30     # give up after 30 s, however slow the server
+
+        attune ask "Name three risks of this plan" -w planning -s analysis
+
+        git diff | attune ask - -m claude-haiku-4-5 --system "Review it." --json
+
+        attune ask "Summarise" --timeout 30    # give up after 30 s
     """
     import math
 
@@ -241,9 +245,9 @@ def _footer(response: LLMResponse) -> str:
     parts = [
         f"{response.model} ({response.provider}{', ' + response.tier if response.tier else ''})"
     ]
-    parts.append(f"{response.latency_ms:.0f} ms")
+    parts.append(f"{format_ms(response.latency_ms)} ms")
     if response.input_tokens is not None and response.output_tokens is not None:
-        parts.append(f"{response.input_tokens} → {response.output_tokens} tokens")
+        parts.append(f"{response.input_tokens:,} → {response.output_tokens:,} tokens")
     if response.cost_usd is not None:
         parts.append(format_usd(response.cost_usd))
     sent = sum(1 for a in response.attempts if a.sent)
@@ -341,38 +345,44 @@ def _call_summary(event: CallEvent) -> str:
         return f"[red]{event.asked}: no answer[/red]"
     if response.fallback_used:
         return f"[yellow]{event.asked} → fell back to {response.model}[/yellow]"
-    return f"{response.model} answered in {response.latency_ms:.0f} ms"
+    return f"{response.model} answered in {format_ms(response.latency_ms)} ms"
 
 
 def _render_demo_tallies(report: DemoReport) -> None:
-    from rich.table import Table
+    from rich.text import Text
 
     from attune_cli.cli.console import out
+    from attune_cli.cli.render import Column, print_table
     from attune_cli.demo import demo_models
 
     roles = {m.model: m.role for m in demo_models()}
-    table = Table(
-        title=f"{report.calls} calls in {report.elapsed_s:.1f} s",
-        title_justify="left",
-        caption="failed: attempts that failed · refused: attempts the open circuit refused",
-        caption_justify="left",
-    )
-    table.add_column("model", no_wrap=True)
-    table.add_column("behaviour")
-    for column in ("asked", "answered", "fell back", "failed", "refused"):
-        table.add_column(column, justify="right", no_wrap=True)
-    for model, tally in report.tallies.items():
-        table.add_row(
-            model,
-            roles.get(model, "(fallback)"),
-            str(tally.asked),
-            str(tally.answered),
-            str(tally.fell_back),
-            str(tally.failed_attempts),
-            str(tally.rejected),
-        )
+    columns = [Column("model"), Column("behaviour", drop_order=1, wrap=True)]
+    columns += [
+        Column(name, "right") for name in ("asked", "answered", "fell back", "failed", "refused")
+    ]
+    rows = [
+        [Text(model), Text(roles.get(model, "(fallback)"))]
+        + [
+            Text(f"{count:,}")
+            for count in (
+                tally.asked,
+                tally.answered,
+                tally.fell_back,
+                tally.failed_attempts,
+                tally.rejected,
+            )
+        ]
+        for model, tally in report.tallies.items()
+    ]
     out().print()
-    out().print(table)
+    print_table(
+        out(),
+        columns,
+        rows,
+        title=f"{report.calls:,} calls in {report.elapsed_s:.1f} s",
+        caption="failed: attempts that failed · refused: attempts the open circuit refused",
+        json_hint=False,
+    )
 
 
 def _show_command(home: Path, args: list[str]) -> None:

@@ -40,7 +40,7 @@ def show_status(*, json_output: bool) -> None:
         from attune_cli.cli.auth_views import status_view
         from attune_cli.cli.console import out
 
-        out().print(status_view(status))
+        out().print(status_view(status, out().width), crop=False)
     _warn_about_exposed_keys(workspace, status)
 
 
