@@ -118,6 +118,23 @@ def ask(
     json_: Annotated[
         bool, typer.Option("--json", help="Print the response envelope as one JSON document.")
     ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="Only the answer (and errors): no routing line, retry notes or footer. "
+            "The default when stderr is not a terminal.",
+        ),
+    ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            help="Why the router chose the model, in full, and the notes even when stderr "
+            "is not a terminal.",
+        ),
+    ] = False,
 ) -> None:
     """Ask a model, picked by the router from your history; the answer streams as it arrives.
 
@@ -150,9 +167,12 @@ def ask(
             "--model and --tier cannot be combined: --model names the model, "
             "--tier lets the router choose within a tier"
         )
+    if quiet and verbose:
+        raise UsageError("--quiet and --verbose cannot be combined")
+    notes = verbose or (not quiet and _stderr_is_terminal())
     if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
         raise UsageError(f"--timeout must be a number of seconds above 0 (got {timeout:g})")
-    text = sys.stdin.read() if prompt == "-" else prompt
+    text = _read_stdin() if prompt == "-" else prompt
     if not text.strip():
         raise UsageError("PROMPT must not be empty (with '-', stdin was empty)")
     options = AskOptions(
@@ -183,6 +203,10 @@ def ask(
         sys.stdout.flush()
 
     def on_notice(note: str) -> None:
+        if not notes:
+            return
+        if not verbose:
+            note = _one_line(note)
         message(f"[dim]{_escape(note)}[/dim]")
 
     workspace = Workspace.load()
@@ -197,11 +221,10 @@ def ask(
                 on_attempt=spinner.attempt,
             )
     except BrokenPipeError:
-        # The reader stopped reading (`attune ask ... | head -3`): stop quietly, as Unix tools do.
-        import os
+        # The reader stopped reading (`attune ask ... | head -3`): stop quietly, exit 0.
+        from attune_cli.cli.console import report_failure
 
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise typer.Exit(1) from None
+        raise typer.Exit(report_failure(BrokenPipeError()) or 0) from None
     if json_:
         print_json(response.to_dict())
     elif streamed and not streamed[-1].endswith("\n"):
@@ -209,8 +232,32 @@ def ask(
         sys.stdout.flush()
     if not response.success:
         raise failure_error(response)
-    if not json_:
+    if not json_ and notes:
         message(f"[dim]{_escape(_footer(response))}[/dim]")
+
+
+def _one_line(note: str) -> str:
+    """A note cut to its first sentence: the routing line is one line unless ``--verbose``."""
+    head, sep, rest = note.partition(". ")
+    if not sep or not rest.strip():
+        return note
+    return f"{head}. (--verbose says why)" if note.startswith("routed to") else f"{head}."
+
+
+def _read_stdin() -> str:
+    """The prompt from stdin, which must be UTF-8 text."""
+    from attune_cli.core.errors import UsageError
+
+    raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read()
+    if isinstance(raw, str):
+        return raw
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"stdin is not UTF-8 text (byte {exc.start + 1} is not valid UTF-8)",
+            hint="convert it first, e.g. `iconv -f latin1 -t utf-8 file | attune ask -`",
+        ) from None
 
 
 def _stderr_is_terminal() -> bool:
