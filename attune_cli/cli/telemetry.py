@@ -220,13 +220,13 @@ def record(
         ),
     ],
     success: Annotated[
-        bool | None,
-        typer.Option(
-            "--success/--failure",
-            help="Whether the call worked (one of the two is required).",
-            show_default=False,
-        ),
-    ] = None,
+        bool,
+        typer.Option("--success", help="The call worked (this or --failure is required)."),
+    ] = False,
+    failure: Annotated[
+        bool,
+        typer.Option("--failure", help="The call failed."),
+    ] = False,
     latency_ms: Annotated[
         float | None,
         typer.Option("--latency-ms", min=0, metavar="MS", help="Wall time of the call."),
@@ -287,13 +287,23 @@ def record(
     from attune_cli.core.telemetry import (
         CallRecord,
         TelemetryStore,
+        outcome_conflict,
+        validate_amount,
+        validate_count,
         validate_label,
         with_registry_defaults,
     )
     from attune_cli.core.workspace import Workspace
 
-    if success is None:
+    conflict = outcome_conflict(success, failure, status, (error_kind or "").strip() or None)
+    if conflict is not None:
+        raise UsageError(conflict)
+    if not success and not failure:
         raise UsageError("say how the call went: pass --success or --failure")
+    latency_ms = validate_amount("--latency-ms", latency_ms)
+    cost = validate_amount("--cost", cost)
+    input_tokens = validate_count("--input-tokens", input_tokens)
+    output_tokens = validate_count("--output-tokens", output_tokens)
     if error_kind is not None and error_kind.strip():
         error_kind = validate_label("error-kind", error_kind)
     call = CallRecord(

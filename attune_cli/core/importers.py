@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -42,6 +43,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import IO, Any
 
+from attune_cli.core.clock import now
 from attune_cli.core.db import interruptible, raise_if_interrupted
 from attune_cli.core.errors import InputFileError, OperationError
 from attune_cli.core.registry import Registry, normalise_tier
@@ -220,6 +222,10 @@ def import_calls(
         raise InputFileError(f"unknown import format {fmt!r}; expected one of {FORMATS}")
     if path.is_dir() and fmt != "attune-jsonl":
         raise InputFileError(f"{path}: a folder; only --format attune-jsonl reads folders")
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputFileError(f"{path}: the file is empty; there is nothing to import")
+    global _latest_ts
+    _latest_ts = now() + FUTURE_SLACK_S
     defaults = _Defaults(
         workflow=options.workflow or UNKNOWN,
         stage=options.stage or UNKNOWN,
@@ -254,6 +260,8 @@ def import_calls(
     finally:
         conn.execute("PRAGMA cache_size = -2000")
     rejected = bool(tally.bad) and not options.skip_bad
+    if tally.read == 0:
+        raise InputFileError(f"{path}: holds no calls ({fmt}); there is nothing to import")
     good = tally.read - tally.bad - tally.cache_hits
     return ImportResult(
         path=path,
@@ -476,6 +484,21 @@ def _key(data: bytes) -> str:
 # SQLite stores integers in 64 bits; a larger Python int cannot be bound to a statement.
 _MAX_INTEGER = 2**63 - 1
 
+# A call's time must be a time a call could have happened: none is older than 2000, and one
+# dated in the future would sit in every window forever. A day of slack covers skewed clocks.
+EARLIEST_TS = 946_684_800.0  # 2000-01-01T00:00:00Z
+FUTURE_SLACK_S = 86_400.0
+_latest_ts = math.inf  # set by import_calls, once per import, to the clock's now + the slack
+
+
+def _bounded(ts: float) -> float:
+    if EARLIEST_TS <= ts <= _latest_ts:
+        return ts
+    when = ts_to_iso(ts) if -62_135_596_800 <= ts <= 253_402_300_799 else repr(ts)
+    if ts < EARLIEST_TS:
+        raise _BadLine(f"`ts` {when} is before 2000: no LLM call is that old")
+    raise _BadLine(f"`ts` {when} is in the future")
+
 
 def _number(value: Any, name: str) -> float | None:
     if value is None:
@@ -527,9 +550,11 @@ def _intern(names: dict[str, str], value: str, name: str) -> str:
 def _time(value: Any) -> float:
     if type(value) is str:
         try:
-            return iso_to_ts(value)
+            ts = iso_to_ts(value)
         except ValueError:
             pass
+        else:
+            return _bounded(ts)
     elif value is None:
         raise _BadLine("missing `ts`")
     raise _BadLine(f"`ts` is not an ISO-8601 time (got {quote(value)})")
@@ -634,6 +659,8 @@ def _read_attune_jsonl(
                 ts = iso_to_ts(ts_text) if type(ts_text) is str else _time(ts_text)
             except ValueError:
                 ts = _time(ts_text)
+            if not EARLIEST_TS <= ts <= _latest_ts:
+                _bounded(ts)
             workflow = obj.get("workflow")
             if type(workflow) is not str or not workflow:
                 workflow = _text(workflow, "workflow", workflow_default)
@@ -966,14 +993,20 @@ def export_record(row: Row) -> dict[str, Any]:
         "success": bool(success),
         "error_kind": error_kind,
         "status": status,
-        "latency_ms": latency_ms,
+        # A non-finite figure (stored before attune refused them) is exported as unknown: the
+        # export must stay standard JSON that `telemetry import` reads back.
+        "latency_ms": _finite(latency_ms),
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
-        "cost_usd": cost_usd,
+        "cost_usd": _finite(cost_usd),
         "attempt": attempt,
         "source": source,
         "key": str(key),
     }
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is None or math.isfinite(value) else None
 
 
 # A spreadsheet reads a cell starting with one of these as a formula (CSV injection).
@@ -1024,7 +1057,7 @@ def export_calls(
     rows = store.iter_calls(where) if store is not None else iter(())
     written = 0
     if fmt == "jsonl":
-        dumps = json.dumps
+        dumps = functools.partial(json.dumps, allow_nan=False)
         for row in rows:
             out.write(dumps(export_record(row)) + "\n")
             written += 1
