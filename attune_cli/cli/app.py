@@ -137,6 +137,10 @@ def main() -> None:
 
     # Ctrl-C must stop even a SQLite query that never ends (exit 130, like any interrupt).
     interrupts.install()
+    if not os.environ.get(COMPLETE_VAR):
+        from attune_cli.cli.console import install_config_warnings
+
+        install_config_warnings()
     was_devnull = _stdout_is_devnull()
     try:
         app()

@@ -78,8 +78,10 @@ def run_without_typer(argv: Sequence[str]) -> int | None:
     """
     if tuple(argv) not in _FAST_ARGV:
         return None
+    from attune_cli.cli.console import install_config_warnings
     from attune_cli.core.errors import EXIT_OK
 
+    install_config_warnings()
     try:
         show_status(json_output="--json" in argv)
     except (Exception, KeyboardInterrupt) as exc:

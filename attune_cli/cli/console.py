@@ -83,6 +83,13 @@ def warn(text: str, *, markup: bool = True) -> None:
     err().print(Text.assemble(("Warning:", "yellow"), " ", body), soft_wrap=True)
 
 
+def install_config_warnings() -> None:
+    """Show each unknown ``config.toml`` key as a warning on stderr (``core.config_keys``)."""
+    from attune_cli.core.config_keys import set_warning_sink
+
+    set_warning_sink(lambda text: warn(text, markup=False))
+
+
 def stdin_is_terminal() -> bool:
     """Whether a person can answer prompts: stdin and stdout are both terminals."""
     try:
