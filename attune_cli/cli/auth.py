@@ -242,6 +242,12 @@ def cmd_auth_login(
         bool,
         typer.Option("--with-key-stdin", help="Read the key from stdin, not a hidden prompt."),
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Replace a stored key without asking (needed without a terminal)."
+        ),
+    ] = False,
 ) -> None:
     """Store an API key for a provider in credentials.toml (mode 600).
 
@@ -252,9 +258,9 @@ def cmd_auth_login(
 
         attune auth login anthropic
 
-        printf '%s' "$OPENAI_KEY" | attune auth login openai --with-key-stdin
+        printf '%s' "$OPENAI_KEY" | attune auth login openai --with-key-stdin --force
     """
-    from attune_cli.core.credentials import key_hint, store_key
+    from attune_cli.core.credentials import key_hint, store_key, stored_providers
     from attune_cli.core.workspace import Workspace
 
     workspace = Workspace.load()
@@ -269,6 +275,17 @@ def cmd_auth_login(
             "no terminal for a hidden prompt: pipe the key in with --with-key-stdin",
             hint=f"printf '%s' \"$KEY\" | attune auth login {provider} --with-key-stdin",
         )
+    if not force and provider in stored_providers(workspace.paths):
+        # A second login must not silently throw away a working key.
+        if with_key_stdin or not stdin_is_terminal():
+            raise UsageError(
+                f"a {provider} key is already stored in {workspace.paths.credentials_file}: "
+                "pass --force to replace it",
+                hint=f"attune auth logout {provider} removes it",
+            )
+        if not confirm(f"A {provider} key is already stored. Replace it?"):
+            message("Nothing changed: the stored key is kept.", markup=False)
+            raise typer.Exit(1)
     env_wins = bool(known.key_env and os.environ.get(known.key_env, "").strip())
     if env_wins:
         message(

@@ -23,6 +23,13 @@ if TYPE_CHECKING:
     from attune_cli.core.estimate import CostEstimate, ModeOption, Recommendation
 
 
+# What the mode does today, said where a person checks it (README "Auth modes" says the same).
+MODE_EFFECT = (
+    "the advice of `attune auth recommend` only; `attune ask` always calls the provider's "
+    "API with its key (billed per token), whatever the mode"
+)
+
+
 def status_view(status: AuthStatus, width: int = 100) -> RenderableType:
     """The ``auth status`` panel: strategy, what each size gets, providers, files.
 
@@ -40,6 +47,7 @@ def status_view(status: AuthStatus, width: int = 100) -> RenderableType:
     settings.add_column(overflow="fold")
     settings.add_row(Text("Subscription tier"), _with_note(tier.value, tier.description))
     settings.add_row(Text("Default mode"), _with_note(mode.value, mode.description))
+    settings.add_row(Text("Mode changes"), Text(MODE_EFFECT))
     if strategy.setup_completed:
         settings.add_row(Text("Set up"), Text("yes"))
     else:
