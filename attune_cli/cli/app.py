@@ -115,12 +115,13 @@ def root(
 
 
 def _register() -> None:
-    from attune_cli.cli import ask, auth, route, telemetry
+    from attune_cli.cli import ask, auth, doctor, route, telemetry
 
     app.add_typer(auth.app, name="auth")
     app.add_typer(route.app, name="route")
     app.add_typer(telemetry.app, name="telemetry")
     ask.register(app)
+    doctor.register(app)
 
 
 _register()

@@ -258,7 +258,7 @@ def cmd_auth_login(
 
         attune auth login anthropic
 
-        printf '%s' "$OPENAI_KEY" | attune auth login openai --with-key-stdin --force
+        printf "%s" "$KEY" | attune auth login openai --with-key-stdin --force
     """
     from attune_cli.core.credentials import key_hint, store_key, stored_providers
     from attune_cli.core.workspace import Workspace
@@ -307,6 +307,49 @@ def cmd_auth_login(
     )
     base_url = os.environ.get(known.base_url_env or "", "").strip() or known.base_url
     warn_if_sent_in_clear(provider, base_url)
+
+
+@app.command("test")
+def cmd_auth_test(
+    provider: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[PROVIDER]",
+            autocompletion=complete_providers,
+            help="The provider to check; every configured one when omitted.",
+            show_default=False,
+        ),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help=_JSON_HELP)] = False,
+) -> None:
+    """Check each configured provider with one real, minimal request (no tokens spent).
+
+    Asks the provider for its model list and reports whether it is reachable, whether the key
+    is accepted and which of the registry's models it lists. Exit 1 when a check fails.
+
+    Examples:
+
+        attune auth test
+
+        attune auth test anthropic --json
+    """
+    from attune_cli.core.auth_check import check_providers
+    from attune_cli.core.errors import OperationError
+    from attune_cli.core.workspace import Workspace
+
+    checks = check_providers(Workspace.load(), [provider] if provider else None)
+    if json_output:
+        print_json([check.as_dict() for check in checks])
+    else:
+        from attune_cli.cli.checks_view import provider_checks_view
+        from attune_cli.cli.console import out
+
+        out().print(provider_checks_view(checks), highlight=False)
+    failed = [check.provider for check in checks if not check.ok]
+    if failed:
+        raise OperationError(f"auth test failed for {', '.join(failed)}")
+    if all(check.reachable.value == "skipped" for check in checks):
+        message("No provider is configured: `attune auth login PROVIDER` stores a key.")
 
 
 @app.command("logout")
