@@ -162,27 +162,43 @@ def cost_text(estimate: CostEstimate) -> str:
 
 
 def comparison_view(
-    options: dict[AuthMode, ModeOption], module_lines: int, recommended: AuthMode
+    options: dict[AuthMode, ModeOption],
+    module_lines: int,
+    recommended: AuthMode,
+    width: int = 100,
 ) -> RenderableType:
-    """The wizard's subscription / api / auto comparison for a sample module size."""
-    table = Table(
-        title=f"Subscription, API or Auto: a {module_lines:,}-line module",
-        title_justify="left",
-        show_lines=True,
-    )
-    table.add_column("Mode", style="bold", no_wrap=True)
-    table.add_column("Cost")
-    table.add_column("Pros")
-    table.add_column("Cons")
+    """The wizard's subscription / api / auto comparison for a sample module size.
+
+    The one "(recommended)" sits under the mode the wizard's list recommends too.
+    """
+    from attune_cli.cli.render import Column, fit_table
+
+    columns = [
+        Column("Mode"),
+        Column("Cost", wrap=True),
+        Column("Pros", wrap=True),
+        Column("Cons", wrap=True),
+    ]
+    rows = []
     for mode, option in options.items():
-        name = option.name + ("\n[green](recommended)[/green]" if mode is recommended else "")
-        table.add_row(
-            name,
-            option.cost,
-            "\n".join(f"+ {pro}" for pro in option.pros),
-            "\n".join(f"- {con}" for con in option.cons),
+        name = Text(option.name, "bold")
+        if mode is recommended:
+            name.append("\n(recommended)", "green")
+        rows.append(
+            [
+                name,
+                Text(option.cost),
+                Text("\n".join(f"+ {pro}" for pro in option.pros)),
+                Text("\n".join(f"- {con}" for con in option.cons)),
+            ]
         )
-    return table
+    return fit_table(
+        columns,
+        rows,
+        width=width,
+        title=f"Subscription, API or Auto: a {module_lines:,}-line module",
+        lines=True,
+    ).renderable
 
 
 def summary_view(

@@ -54,6 +54,7 @@ def fit_table(
     title: str | Text | None = None,
     caption: str | Text | None = None,
     row_styles: Sequence[str | None] | None = None,
+    lines: bool = False,
 ) -> Fitted:
     """Lay ``rows`` out within ``width`` columns without cutting any cell.
 
@@ -64,6 +65,7 @@ def fit_table(
         title: the table's title.
         caption: a line under the table.
         row_styles: a style per row (or None).
+        lines: a rule between rows (for rows of several lines of prose).
 
     Returns:
         The table (or record blocks) and the headers left out to make it fit.
@@ -75,8 +77,11 @@ def fit_table(
         key=lambda i: (-columns[i].drop_order, -i),
     )
     while True:
-        table = _table(columns, rows, kept, title, caption, styles)
+        table = _table(columns, rows, kept, title, caption, styles, lines)
         if _needed_width(table) <= width:
+            widths = _prose_widths(table, width)
+            if widths is not None:
+                table = _table(columns, rows, kept, title, caption, styles, lines, widths)
             dropped = tuple(columns[i].header for i in range(len(columns)) if i not in kept)
             return Fitted(table, dropped, records=False)
         if not droppable:
@@ -122,6 +127,8 @@ def _table(
     title: str | Text | None,
     caption: str | Text | None,
     styles: Sequence[str | None],
+    lines: bool = False,
+    widths: Sequence[int | None] | None = None,
 ) -> RenderableType:
     from rich import box
     from rich.table import Table
@@ -135,15 +142,16 @@ def _table(
         show_edge=False,
         pad_edge=False,
         collapse_padding=True,
+        show_lines=lines,
     )
-    for i in kept:
+    for position, i in enumerate(kept):
         column = columns[i]
         table.add_column(
             column.header,
             justify=column.justify,
             no_wrap=not column.wrap,
             overflow="fold" if column.wrap else "ignore",
-            min_width=12 if column.wrap else None,
+            width=widths[position] if widths is not None else None,
         )
     for row, style in zip(rows, styles, strict=True):
         table.add_row(*(row[i] for i in kept), style=style)
@@ -151,32 +159,52 @@ def _table(
 
 
 def _needed_width(table: RenderableType) -> int:
-    """The columns ``table`` needs to show every unwrappable cell whole."""
+    """The columns ``table`` needs to show every cell without cutting a word.
+
+    A figure column (no wrap) counts at its widest; a prose column at its longest word, so
+    prose wraps between words and never folds one (a model id in a sentence stays whole).
+    """
+    spans, gutters = _spans(table)
+    return gutters + sum(high if no_wrap else low for low, high, no_wrap in spans)
+
+
+def _spans(table: RenderableType) -> tuple[list[tuple[int, int, bool]], int]:
+    """Each column's (longest word, widest cell, no_wrap), and the width of the gutters."""
     from rich.console import Console
     from rich.measure import Measurement
     from rich.table import Table
 
     assert isinstance(table, Table)
     probe = Console(width=10_000, color_system=None, file=_Discard())
-    wrappable = [c for c in table.columns if not c.no_wrap]
-    measured = Measurement.get(probe, probe.options, table)
-    if not wrappable:
-        return measured.maximum
-    # Prose columns may wrap: count them at their minimum, every other column at its widest.
-    return max(measured.minimum, measured.maximum - sum(_slack(probe, table, c) for c in wrappable))
+    spans = []
+    for column in table.columns:
+        measured = [
+            Measurement.get(probe, probe.options, cell) for cell in (column.header, *column.cells)
+        ]
+        spans.append(
+            (max(m.minimum for m in measured), max(m.maximum for m in measured), column.no_wrap)
+        )
+    whole = Measurement.get(probe, probe.options, table)
+    return spans, whole.maximum - sum(high for _, high, _ in spans)
 
 
-def _slack(probe: Console, table: object, column: object) -> int:
-    from rich.measure import Measurement
-    from rich.table import Column as RichColumn
-    from rich.table import Table
+def _prose_widths(table: RenderableType, width: int) -> list[int | None] | None:
+    """Widths that give each prose column at least its longest word, or None when all fit.
 
-    assert isinstance(table, Table) and isinstance(column, RichColumn)
-    widest = max(
-        (Measurement.get(probe, probe.options, cell).maximum for cell in column.cells),
-        default=0,
-    )
-    return max(0, widest - (column.min_width or 0))
+    Rich narrows the widest prose columns first and may fold a word doing so; here each prose
+    column gets its longest word, and the room left is shared by how much each would use.
+    """
+    spans, gutters = _spans(table)
+    if gutters + sum(high for _, high, _ in spans) <= width or all(n for _, _, n in spans):
+        return None
+    widths = [high if no_wrap else low for low, high, no_wrap in spans]
+    room = width - gutters - sum(widths)
+    wants = [0 if no_wrap else high - low for low, high, no_wrap in spans]
+    total = sum(wants)
+    for index, want in enumerate(wants):
+        if want and total:
+            widths[index] += min(want, room * want // total)
+    return [None if no_wrap else w for w, (_, _, no_wrap) in zip(widths, spans, strict=True)]
 
 
 def _records(
@@ -187,6 +215,7 @@ def _records(
     styles: Sequence[str | None],
 ) -> RenderableType:
     from rich.console import Group
+    from rich.table import Table
     from rich.text import Text
 
     parts: list[RenderableType] = []
@@ -198,7 +227,16 @@ def _records(
         for column, cell in zip(columns, row, strict=True):
             if not column.header and not cell.plain:
                 continue
-            line = Text(f"{column.header or '':<{label_width}}  ", style="bold")
+            label = Text(f"{column.header or '':<{label_width}}", style="bold")
+            if column.wrap:
+                # Prose wraps under its label, between words.
+                grid = Table.grid(padding=(0, 2))
+                grid.add_column(no_wrap=True)
+                grid.add_column()
+                grid.add_row(label, cell)
+                parts.append(grid)
+                continue
+            line = label + Text("  ")
             line.append_text(cell)
             if style:
                 line.stylize(style)

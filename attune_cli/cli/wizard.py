@@ -295,7 +295,7 @@ def _ask_mode(
     tier = strategy.subscription_tier
     # A mode that contradicts the tier is not offered (the table says why).
     offered = [mode for mode in AuthMode if contradiction(tier, mode) is None]
-    console.print(comparison_view(options, SAMPLE_MODULE_LINES, recommended))
+    console.print(comparison_view(options, SAMPLE_MODULE_LINES, recommended, console.width))
     choices = [
         (mode.description + (" (recommended)" if mode is recommended else ""), mode.value)
         for mode in offered

@@ -216,3 +216,25 @@ def test_below_the_essential_columns_each_row_becomes_a_block(
     output = in_process(["route", "breakers"], 60, monkeypatch)
     assert re.search(r"^Breaker\s+anthropic/claude-haiku-4-5$", output, re.M)
     assert re.search(r"^State\s+open$", output, re.M)
+
+
+@pytest.mark.parametrize("width", (50, *WIDTHS))
+def test_the_wizards_comparison_keeps_every_figure_whole(width: int) -> None:
+    import io
+
+    from rich.console import Console
+
+    from attune_cli.cli.auth_views import comparison_view
+    from attune_cli.core.auth import AuthStrategy
+    from attune_cli.core.plans import AuthMode
+    from attune_cli.core.registry import load_registry
+
+    strategy = AuthStrategy(subscription_tier="max")
+    options = strategy.get_pros_cons(1000, load_registry({}, Path("config.toml")))
+    console = Console(file=io.StringIO(), width=width, color_system=None)
+
+    console.print(comparison_view(options, 1000, AuthMode.AUTO, width))
+
+    output = console.file.getvalue()  # type: ignore[attr-defined]
+    check(output, width, {"": ["claude-sonnet-4-5", "$0.027", "1,000-line", "(recommended)"]})
+    assert output.count("(recommended)") == 1
