@@ -300,6 +300,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path.rstrip("/").endswith("/models"):
             state = self.server.state
+            api = "anthropic" if "x-api-key" in self.headers else "openai"
+            if state.api_key and not self._authorised(api, state.api_key):
+                self._error(
+                    api, Fail(401), "invalid x-api-key" if api == "anthropic" else "bad key"
+                )
+                return
             models = sorted(state.behaviours) or ["emulated"]
             self._json(
                 200, {"object": "list", "data": [{"id": m, "object": "model"} for m in models]}

@@ -60,6 +60,15 @@ class AttuneGroup(TyperGroup):
                 raise
             raise typer.Exit(code) from None
 
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            from attune_cli.cli.help_text import reflow_tree
+
+            # Help that re-flows at any width, examples kept whole (cli/help_text.py).
+            reflow_tree(command)
+        return command
+
     def _main_shell_completion(
         self, ctx_args: Any, prog_name: str, complete_var: str | None = None
     ) -> None:
@@ -106,7 +115,7 @@ def root(
 
 
 def _register() -> None:
-    from attune_cli.cli import ask, auth, route, serve, store, telemetry
+    from attune_cli.cli import ask, auth, doctor, route, serve, store, telemetry
 
     app.add_typer(auth.app, name="auth")
     app.add_typer(route.app, name="route")
@@ -114,6 +123,7 @@ def _register() -> None:
     app.add_typer(serve.app, name="serve")
     app.add_typer(store.app, name="store")
     ask.register(app)
+    doctor.register(app)
 
 
 _register()
@@ -130,4 +140,27 @@ def main() -> None:
 
     # Ctrl-C must stop even a SQLite query that never ends (exit 130, like any interrupt).
     interrupts.install()
-    app()
+    if not os.environ.get(COMPLETE_VAR):
+        from attune_cli.cli.console import install_config_warnings
+
+        install_config_warnings()
+    was_devnull = _stdout_is_devnull()
+    try:
+        app()
+    except SystemExit as stop:
+        # typer and Rich end a closed pipe (`attune ask --help | head -2`) with exit 1, after
+        # wrapping stdout or pointing it at /dev/null; the reader going away is not a failure.
+        closed_pipe = type(sys.stdout).__name__ == "PacifyFlushWrapper" or (
+            not was_devnull and _stdout_is_devnull()
+        )
+        if stop.code == 1 and closed_pipe:
+            raise SystemExit(0) from None
+        raise
+
+
+def _stdout_is_devnull() -> bool:
+    try:
+        here, devnull = os.fstat(1), os.stat(os.devnull)
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (devnull.st_dev, devnull.st_ino)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from attune_cli.cli.complete import complete_models, complete_stages, complete_workflows
+from attune_cli.core.formats import format_ms
 from attune_cli.core.money import format_usd
 
 if TYPE_CHECKING:
@@ -110,12 +111,29 @@ def ask(
             "--timeout",
             metavar="S",
             help="Give up after S seconds, whatever the server sends "
-            "(default: [executor] deadline_s, 300).",
+            "(default: \\[executor] deadline_s, 300).",
             show_default=False,
         ),
     ] = None,
     json_: Annotated[
         bool, typer.Option("--json", help="Print the response envelope as one JSON document.")
+    ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="Only the answer (and errors): no routing line, retry notes or footer. "
+            "The default when stderr is not a terminal.",
+        ),
+    ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            help="Why the router chose the model, in full, and the notes even when stderr "
+            "is not a terminal.",
+        ),
     ] = False,
 ) -> None:
     """Ask a model, picked by the router from your history; the answer streams as it arrives.
@@ -125,9 +143,12 @@ def ask(
     no model could answer.
 
     Examples:
-      attune ask "Name three risks of this migration plan" -w planning -s analysis
-      git diff | attune ask - --model claude-haiku-4-5 --system "You review diffs." --json
-      attune ask "Summarise" --timeout 30     # give up after 30 s, however slow the server
+
+        attune ask "Name three risks of this plan" -w planning -s analysis
+
+        git diff | attune ask - -m claude-haiku-4-5 --system "Review it." --json
+
+        attune ask "Summarise" --timeout 30    # give up after 30 s
     """
     import math
 
@@ -146,9 +167,12 @@ def ask(
             "--model and --tier cannot be combined: --model names the model, "
             "--tier lets the router choose within a tier"
         )
+    if quiet and verbose:
+        raise UsageError("--quiet and --verbose cannot be combined")
+    notes = verbose or (not quiet and _stderr_is_terminal())
     if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
         raise UsageError(f"--timeout must be a number of seconds above 0 (got {timeout:g})")
-    text = sys.stdin.read() if prompt == "-" else prompt
+    text = _read_stdin() if prompt == "-" else prompt
     if not text.strip():
         raise UsageError("PROMPT must not be empty (with '-', stdin was empty)")
     options = AskOptions(
@@ -179,6 +203,10 @@ def ask(
         sys.stdout.flush()
 
     def on_notice(note: str) -> None:
+        if not notes:
+            return
+        if not verbose:
+            note = _one_line(note)
         message(f"[dim]{_escape(note)}[/dim]")
 
     workspace = Workspace.load()
@@ -193,11 +221,10 @@ def ask(
                 on_attempt=spinner.attempt,
             )
     except BrokenPipeError:
-        # The reader stopped reading (`attune ask ... | head -3`): stop quietly, as Unix tools do.
-        import os
+        # The reader stopped reading (`attune ask ... | head -3`): stop quietly, exit 0.
+        from attune_cli.cli.console import report_failure
 
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise typer.Exit(1) from None
+        raise typer.Exit(report_failure(BrokenPipeError()) or 0) from None
     if json_:
         print_json(response.to_dict())
     elif streamed and not streamed[-1].endswith("\n"):
@@ -205,8 +232,32 @@ def ask(
         sys.stdout.flush()
     if not response.success:
         raise failure_error(response)
-    if not json_:
+    if not json_ and notes:
         message(f"[dim]{_escape(_footer(response))}[/dim]")
+
+
+def _one_line(note: str) -> str:
+    """A note cut to its first sentence: the routing line is one line unless ``--verbose``."""
+    head, sep, rest = note.partition(". ")
+    if not sep or not rest.strip():
+        return note
+    return f"{head}. (--verbose says why)" if note.startswith("routed to") else f"{head}."
+
+
+def _read_stdin() -> str:
+    """The prompt from stdin, which must be UTF-8 text."""
+    from attune_cli.core.errors import UsageError
+
+    raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read()
+    if isinstance(raw, str):
+        return raw
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"stdin is not UTF-8 text (byte {exc.start + 1} is not valid UTF-8)",
+            hint="convert it first, e.g. `iconv -f latin1 -t utf-8 file | attune ask -`",
+        ) from None
 
 
 def _stderr_is_terminal() -> bool:
@@ -241,9 +292,9 @@ def _footer(response: LLMResponse) -> str:
     parts = [
         f"{response.model} ({response.provider}{', ' + response.tier if response.tier else ''})"
     ]
-    parts.append(f"{response.latency_ms:.0f} ms")
+    parts.append(f"{format_ms(response.latency_ms)} ms")
     if response.input_tokens is not None and response.output_tokens is not None:
-        parts.append(f"{response.input_tokens} → {response.output_tokens} tokens")
+        parts.append(f"{response.input_tokens:,} → {response.output_tokens:,} tokens")
     if response.cost_usd is not None:
         parts.append(format_usd(response.cost_usd))
     sent = sum(1 for a in response.attempts if a.sent)
@@ -341,38 +392,44 @@ def _call_summary(event: CallEvent) -> str:
         return f"[red]{event.asked}: no answer[/red]"
     if response.fallback_used:
         return f"[yellow]{event.asked} → fell back to {response.model}[/yellow]"
-    return f"{response.model} answered in {response.latency_ms:.0f} ms"
+    return f"{response.model} answered in {format_ms(response.latency_ms)} ms"
 
 
 def _render_demo_tallies(report: DemoReport) -> None:
-    from rich.table import Table
+    from rich.text import Text
 
     from attune_cli.cli.console import out
+    from attune_cli.cli.render import Column, print_table
     from attune_cli.demo import demo_models
 
     roles = {m.model: m.role for m in demo_models()}
-    table = Table(
-        title=f"{report.calls} calls in {report.elapsed_s:.1f} s",
-        title_justify="left",
-        caption="failed: attempts that failed · refused: attempts the open circuit refused",
-        caption_justify="left",
-    )
-    table.add_column("model", no_wrap=True)
-    table.add_column("behaviour")
-    for column in ("asked", "answered", "fell back", "failed", "refused"):
-        table.add_column(column, justify="right", no_wrap=True)
-    for model, tally in report.tallies.items():
-        table.add_row(
-            model,
-            roles.get(model, "(fallback)"),
-            str(tally.asked),
-            str(tally.answered),
-            str(tally.fell_back),
-            str(tally.failed_attempts),
-            str(tally.rejected),
-        )
+    columns = [Column("model"), Column("behaviour", drop_order=1, wrap=True)]
+    columns += [
+        Column(name, "right") for name in ("asked", "answered", "fell back", "failed", "refused")
+    ]
+    rows = [
+        [Text(model), Text(roles.get(model, "(fallback)"))]
+        + [
+            Text(f"{count:,}")
+            for count in (
+                tally.asked,
+                tally.answered,
+                tally.fell_back,
+                tally.failed_attempts,
+                tally.rejected,
+            )
+        ]
+        for model, tally in report.tallies.items()
+    ]
     out().print()
-    out().print(table)
+    print_table(
+        out(),
+        columns,
+        rows,
+        title=f"{report.calls:,} calls in {report.elapsed_s:.1f} s",
+        caption="failed: attempts that failed · refused: attempts the open circuit refused",
+        json_hint=False,
+    )
 
 
 def _show_command(home: Path, args: list[str]) -> None:

@@ -242,6 +242,12 @@ def cmd_auth_login(
         bool,
         typer.Option("--with-key-stdin", help="Read the key from stdin, not a hidden prompt."),
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Replace a stored key without asking (needed without a terminal)."
+        ),
+    ] = False,
 ) -> None:
     """Store an API key for a provider in credentials.toml (mode 600).
 
@@ -252,9 +258,9 @@ def cmd_auth_login(
 
         attune auth login anthropic
 
-        printf '%s' "$OPENAI_KEY" | attune auth login openai --with-key-stdin
+        printf "%s" "$KEY" | attune auth login openai --with-key-stdin --force
     """
-    from attune_cli.core.credentials import key_hint, store_key
+    from attune_cli.core.credentials import key_hint, store_key, stored_providers
     from attune_cli.core.workspace import Workspace
 
     workspace = Workspace.load()
@@ -269,6 +275,17 @@ def cmd_auth_login(
             "no terminal for a hidden prompt: pipe the key in with --with-key-stdin",
             hint=f"printf '%s' \"$KEY\" | attune auth login {provider} --with-key-stdin",
         )
+    if not force and provider in stored_providers(workspace.paths):
+        # A second login must not silently throw away a working key.
+        if with_key_stdin or not stdin_is_terminal():
+            raise UsageError(
+                f"a {provider} key is already stored in {workspace.paths.credentials_file}: "
+                "pass --force to replace it",
+                hint=f"attune auth logout {provider} removes it",
+            )
+        if not confirm(f"A {provider} key is already stored. Replace it?"):
+            message("Nothing changed: the stored key is kept.", markup=False)
+            raise typer.Exit(1)
     env_wins = bool(known.key_env and os.environ.get(known.key_env, "").strip())
     if env_wins:
         message(
@@ -290,6 +307,49 @@ def cmd_auth_login(
     )
     base_url = os.environ.get(known.base_url_env or "", "").strip() or known.base_url
     warn_if_sent_in_clear(provider, base_url)
+
+
+@app.command("test")
+def cmd_auth_test(
+    provider: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[PROVIDER]",
+            autocompletion=complete_providers,
+            help="The provider to check; every configured one when omitted.",
+            show_default=False,
+        ),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help=_JSON_HELP)] = False,
+) -> None:
+    """Check each configured provider with one real, minimal request (no tokens spent).
+
+    Asks the provider for its model list and reports whether it is reachable, whether the key
+    is accepted and which of the registry's models it lists. Exit 1 when a check fails.
+
+    Examples:
+
+        attune auth test
+
+        attune auth test anthropic --json
+    """
+    from attune_cli.core.auth_check import check_providers
+    from attune_cli.core.errors import OperationError
+    from attune_cli.core.workspace import Workspace
+
+    checks = check_providers(Workspace.load(), [provider] if provider else None)
+    if json_output:
+        print_json([check.as_dict() for check in checks])
+    else:
+        from attune_cli.cli.checks_view import provider_checks_view
+        from attune_cli.cli.console import out
+
+        out().print(provider_checks_view(checks), highlight=False)
+    failed = [check.provider for check in checks if not check.ok]
+    if failed:
+        raise OperationError(f"auth test failed for {', '.join(failed)}")
+    if all(check.reachable.value == "skipped" for check in checks):
+        message("No provider is configured: `attune auth login PROVIDER` stores a key.")
 
 
 @app.command("logout")

@@ -40,7 +40,7 @@ def show_status(*, json_output: bool) -> None:
         from attune_cli.cli.auth_views import status_view
         from attune_cli.cli.console import out
 
-        out().print(status_view(status))
+        out().print(status_view(status, out().width), crop=False)
     _warn_about_exposed_keys(workspace, status)
 
 
@@ -78,8 +78,10 @@ def run_without_typer(argv: Sequence[str]) -> int | None:
     """
     if tuple(argv) not in _FAST_ARGV:
         return None
+    from attune_cli.cli.console import install_config_warnings
     from attune_cli.core.errors import EXIT_OK
 
+    install_config_warnings()
     try:
         show_status(json_output="--json" in argv)
     except (Exception, KeyboardInterrupt) as exc:

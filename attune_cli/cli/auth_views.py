@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich import box
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
@@ -24,19 +23,31 @@ if TYPE_CHECKING:
     from attune_cli.core.estimate import CostEstimate, ModeOption, Recommendation
 
 
-def status_view(status: AuthStatus) -> RenderableType:
+# What the mode does today, said where a person checks it (README "Auth modes" says the same).
+MODE_EFFECT = (
+    "the advice of `attune auth recommend` only; `attune ask` always calls the provider's "
+    "API with its key (billed per token), whatever the mode"
+)
+
+
+def status_view(status: AuthStatus, width: int = 100) -> RenderableType:
     """The ``auth status`` panel: strategy, what each size gets, providers, files.
 
     Built from ``Text`` rather than markup strings: this view is on the startup budget, and
     markup parsing (with its emoji table) costs a few milliseconds that buy nothing here.
+
+    Args:
+        status: what ``auth status`` found.
+        width: the terminal's width, so that no base URL or key hint is cut.
     """
     strategy = status.strategy
     tier, mode = strategy.subscription_tier, strategy.default_mode
     settings = Table.grid(padding=(0, 2))
-    settings.add_column(style="bold")
-    settings.add_column()
+    settings.add_column(style="bold", no_wrap=True)
+    settings.add_column(overflow="fold")
     settings.add_row(Text("Subscription tier"), _with_note(tier.value, tier.description))
     settings.add_row(Text("Default mode"), _with_note(mode.value, mode.description))
+    settings.add_row(Text("Mode changes"), Text(MODE_EFFECT))
     if strategy.setup_completed:
         settings.add_row(Text("Set up"), Text("yes"))
     else:
@@ -54,9 +65,10 @@ def status_view(status: AuthStatus) -> RenderableType:
     settings.add_row(Text("Config"), _path_text(status.config_file))
     settings.add_row(Text("Credentials"), _path_text(status.credentials_file))
 
-    providers = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    for header in ("Provider", "Key", "From", "Base URL"):
-        providers.add_column(Text(header))
+    from attune_cli.cli.render import Column, fit_table
+
+    columns = [Column("Provider"), Column("Key"), Column("From", drop_order=1), Column("Base URL")]
+    rows: list[list[Text]] = []
     keyless: list[tuple[str, str | None]] = []
     for provider in status.providers:
         if provider.key_source == "env":
@@ -68,11 +80,20 @@ def status_view(status: AuthStatus) -> RenderableType:
         else:
             source = Text("no key", "dim")
             keyless.append((provider.name, provider.key_env))
-        providers.add_row(
-            Text(provider.name),
-            Text(provider.key_hint or "-"),
-            source,
-            _path_text(provider.base_url or "-"),
+        rows.append(
+            [
+                Text(provider.name),
+                Text(provider.key_hint or "-"),
+                source,
+                _path_text(provider.base_url or "-"),
+            ]
+        )
+    # The panel's border and padding take four columns.
+    fitted = fit_table(columns, rows, width=max(20, width - 4))
+    providers: RenderableType = fitted.renderable
+    if fitted.dropped:
+        providers = Group(
+            providers, Text(f"Left out to fit: {', '.join(fitted.dropped)} (--json has it).", "dim")
         )
 
     parts: list[RenderableType] = [settings, Text(""), providers]
@@ -80,6 +101,9 @@ def status_view(status: AuthStatus) -> RenderableType:
         name, key_env = keyless[0]
         env_hint = f" or set ${key_env}" if key_env else ""
         parts.append(Text(f"Add a key: `attune auth login {name}`{env_hint}.", "dim"))
+    if fitted.records:
+        # Too narrow for a panel around the table: no border to cut a base URL short.
+        return Group(Text("attune auth", "bold"), *parts)
     return Panel(Group(*parts), title=Text("attune auth"), title_align="left", expand=False)
 
 
@@ -138,27 +162,43 @@ def cost_text(estimate: CostEstimate) -> str:
 
 
 def comparison_view(
-    options: dict[AuthMode, ModeOption], module_lines: int, recommended: AuthMode
+    options: dict[AuthMode, ModeOption],
+    module_lines: int,
+    recommended: AuthMode,
+    width: int = 100,
 ) -> RenderableType:
-    """The wizard's subscription / api / auto comparison for a sample module size."""
-    table = Table(
-        title=f"Subscription, API or Auto: a {module_lines:,}-line module",
-        title_justify="left",
-        show_lines=True,
-    )
-    table.add_column("Mode", style="bold", no_wrap=True)
-    table.add_column("Cost")
-    table.add_column("Pros")
-    table.add_column("Cons")
+    """The wizard's subscription / api / auto comparison for a sample module size.
+
+    The one "(recommended)" sits under the mode the wizard's list recommends too.
+    """
+    from attune_cli.cli.render import Column, fit_table
+
+    columns = [
+        Column("Mode"),
+        Column("Cost", wrap=True),
+        Column("Pros", wrap=True),
+        Column("Cons", wrap=True),
+    ]
+    rows = []
     for mode, option in options.items():
-        name = option.name + ("\n[green](recommended)[/green]" if mode is recommended else "")
-        table.add_row(
-            name,
-            option.cost,
-            "\n".join(f"+ {pro}" for pro in option.pros),
-            "\n".join(f"- {con}" for con in option.cons),
+        name = Text(option.name, "bold")
+        if mode is recommended:
+            name.append("\n(recommended)", "green")
+        rows.append(
+            [
+                name,
+                Text(option.cost),
+                Text("\n".join(f"+ {pro}" for pro in option.pros)),
+                Text("\n".join(f"- {con}" for con in option.cons)),
+            ]
         )
-    return table
+    return fit_table(
+        columns,
+        rows,
+        width=width,
+        title=f"Subscription, API or Auto: a {module_lines:,}-line module",
+        lines=True,
+    ).renderable
 
 
 def summary_view(

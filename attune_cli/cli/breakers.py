@@ -108,25 +108,25 @@ def reset(
 def _render(states: list[BreakerState]) -> None:
     import time
 
-    from rich import box
-    from rich.table import Table
     from rich.text import Text
 
     from attune_cli.cli.console import out, plain
+    from attune_cli.cli.render import Column, print_table
     from attune_cli.core.breaker import BreakerKind
 
-    table = Table(
-        title="Circuit breakers", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False
-    )
-    # The key is what `reset` takes: fold it onto a second line rather than cut it short.
-    table.add_column("Breaker", overflow="fold")
-    table.add_column("Kind", no_wrap=True)
-    table.add_column("State", no_wrap=True)
-    table.add_column("Failed/calls", justify="right", no_wrap=True)
-    table.add_column("Opened", no_wrap=True)
-    table.add_column("Retry in", justify="right", no_wrap=True)
+    # The key is what `reset` takes: it is never cut or folded; a narrow terminal gets one
+    # block per breaker instead.
+    columns = [
+        Column("Breaker"),
+        Column("Kind", drop_order=2),
+        Column("State"),
+        Column("Failed/calls", "right", drop_order=1),
+        Column("Opened", drop_order=3),
+        Column("Retry in", "right"),
+    ]
     styles = {"closed": "green", "open": "red", "half_open": "yellow"}
     today = time.strftime("%Y-%m-%d")
+    rows = []
     for state in states:
         opened = "—"
         if state.opened_at is not None:
@@ -138,16 +138,18 @@ def _render(states: list[BreakerState]) -> None:
         elif state.retry_after_s <= 0:
             retry = "now"
         elif state.probe_in_flight:
-            retry = f"{state.retry_after_s:.0f}s (probing)"
+            retry = f"{state.retry_after_s:,.0f}s (probing)"
         else:
-            retry = f"{state.retry_after_s:.0f}s"
-        table.add_row(
-            plain(state.key),
-            # An endpoint stands for every model behind its base URL: make it stand out.
-            Text(str(state.kind), style="bold" if state.kind is BreakerKind.ENDPOINT else ""),
-            Text(state.state.replace("_", "-"), style=styles[state.state]),
-            f"{state.failures}/{state.calls}",
-            opened,
-            retry,
+            retry = f"{state.retry_after_s:,.0f}s"
+        rows.append(
+            [
+                plain(state.key),
+                # An endpoint stands for every model behind its base URL: make it stand out.
+                Text(str(state.kind), style="bold" if state.kind is BreakerKind.ENDPOINT else ""),
+                Text(state.state.replace("_", "-"), style=styles[state.state]),
+                Text(f"{state.failures:,}/{state.calls:,}"),
+                Text(opened),
+                Text(retry),
+            ]
         )
-    out().print(table)
+    print_table(out(), columns, rows, title="Circuit breakers")

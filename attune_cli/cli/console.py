@@ -22,7 +22,10 @@ def out() -> Console:
     """The Rich console for data on stdout."""
     from rich.console import Console
 
-    return Console(highlight=False)
+    console = Console(highlight=False)
+    # Rich ends a closed pipe with exit 1; the reader going away (`| head`) is not a failure.
+    console.on_broken_pipe = _closed_pipe  # type: ignore[method-assign]
+    return console
 
 
 @cache
@@ -48,8 +51,17 @@ def plain(value: object, style: str = "") -> Text:
 
 
 def print_json(document: Any) -> None:
-    """Write one JSON document to stdout and nothing else."""
-    sys.stdout.write(json.dumps(document, indent=2, default=str, ensure_ascii=False) + "\n")
+    """Write one JSON document to stdout and nothing else.
+
+    Floats are rounded here, once (``core.formats.json_ready``), and a non-finite number is
+    written as null: the document is always standard JSON.
+    """
+    from attune_cli.core.formats import json_ready
+
+    text = json.dumps(
+        json_ready(document), indent=2, default=str, ensure_ascii=False, allow_nan=False
+    )
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
 
 
@@ -69,6 +81,13 @@ def warn(text: str, *, markup: bool = True) -> None:
     body = err().render_str(text) if markup else plain(text)
     # One line, however narrow the terminal: a warning is something to grep for in logs.
     err().print(Text.assemble(("Warning:", "yellow"), " ", body), soft_wrap=True)
+
+
+def install_config_warnings() -> None:
+    """Show each unknown ``config.toml`` key as a warning on stderr (``core.config_keys``)."""
+    from attune_cli.core.config_keys import set_warning_sink
+
+    set_warning_sink(lambda text: warn(text, markup=False))
 
 
 def stdin_is_terminal() -> bool:
@@ -105,6 +124,11 @@ def report_failure(exc: BaseException) -> int | None:
     """
     from attune_cli.core.errors import EXIT_FAILURE, EXIT_INTERRUPTED, AttuneError
 
+    if isinstance(exc, BrokenPipeError):
+        # The reader went away (`attune telemetry export | head -1`): not a failure. Whatever
+        # is still buffered goes nowhere, so Python's exit does not complain either.
+        _silence_stdout()
+        return 0
     if isinstance(exc, KeyboardInterrupt) or _stopped_by_ctrl_c(exc):
         sys.stderr.write("\nInterrupted; nothing was saved.\n")
         return EXIT_INTERRUPTED
@@ -123,6 +147,20 @@ def report_failure(exc: BaseException) -> int | None:
         "run again with ATTUNE_DEBUG=1 for the traceback and report it\n"
     )
     return EXIT_FAILURE
+
+
+def _closed_pipe() -> None:
+    _silence_stdout()
+    raise SystemExit(0)
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass  # not a real file (a test's capture): nothing will be flushed to a closed pipe
 
 
 def _stopped_by_ctrl_c(exc: BaseException) -> bool:

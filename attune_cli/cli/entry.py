@@ -22,6 +22,11 @@ def main() -> None:
         status = answer()
         if status is not None:
             sys.exit(status)
+    if len(sys.argv) == 3 and sys.argv[1] == "--show-completion":
+        # typer's flag ignores a named shell and prints the detected one's script.
+        sys.exit(_show_completion(sys.argv[2]))
+    if len(sys.argv) == 2 and sys.argv[1].startswith("--show-completion="):
+        sys.exit(_show_completion(sys.argv[1].partition("=")[2]))
     if sys.argv[1:] == ["--version"]:
         # Scripts and bug reports ask this often; it needs nothing but the version string.
         from attune_cli import __version__
@@ -37,3 +42,17 @@ def main() -> None:
     from attune_cli.cli.app import main as app_main
 
     app_main()
+
+
+def _show_completion(shell: str) -> int:
+    """Print ``shell``'s completion script (exit 0), or say which shells exist (exit 2)."""
+    from attune_cli.cli.tab import SHELLS, completion_script
+
+    if shell not in SHELLS:
+        sys.stderr.write(
+            f"Error: no completion for {shell!r}; --show-completion takes one of "
+            f"{', '.join(SHELLS)}\n"
+        )
+        return 2
+    sys.stdout.write(completion_script(shell))
+    return 0

@@ -245,8 +245,15 @@ def stats(
     workflow: WorkflowOpt = None,
     stage: StageOpt = None,
     days: Annotated[
-        int, typer.Option("--days", min=1, metavar="N", help="Window of history in days.")
-    ] = 7,
+        int | None,
+        typer.Option(
+            "--days",
+            min=1,
+            metavar="N",
+            help="Window of history in days (default: routing.window_days, 30).",
+            show_default=False,
+        ),
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Calls, success and cost per workflow stage, and the model each would use now.
@@ -291,43 +298,40 @@ def check(
 
 
 def _render_decision(decision: RoutingDecision) -> None:
-    from rich import box
-    from rich.table import Table
-
     from attune_cli.cli.console import out, plain
+    from attune_cli.cli.render import Column, print_table
+    from attune_cli.core.formats import plural
 
     where = f"{decision.stage} · {decision.workflow or 'all workflows'}"
     constraints = decision.constraints
-    caps = [f"window {constraints['window_days']} d", f"min calls {constraints['min_calls']}"]
+    caps = [
+        f"window {plural(constraints['window_days'], 'day')}",
+        f"min calls {constraints['min_calls']}",
+    ]
     caps.append(f"min success {constraints['min_success_rate']:.0%}")
     if constraints["max_cost_usd"] is not None:
         caps.append(f"max cost {_usd(constraints['max_cost_usd'])}")
     if constraints["max_latency_ms"] is not None:
-        caps.append(f"max p95 {constraints['max_latency_ms']:,.0f} ms")
+        caps.append(f"max p95 {_num(constraints['max_latency_ms'])} ms")
     console = out()
-    # Under ~110 columns (an 80-column terminal, a pipe) the provider, tier and p50 columns give
-    # way, so that every figure left stays whole; the JSON always has them all.
-    wide = console.width >= 110
-    table = Table(
-        title=plain(f"Routing {where}"),
-        caption=f"default tier {decision.default_tier} · " + " · ".join(caps),
-        title_justify="left",
-        caption_justify="left",
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        pad_edge=False,
-        collapse_padding=True,
-    )
-    table.add_column("", no_wrap=True)
-    table.add_column("Model", no_wrap=True)
-    if wide:
-        table.add_column("Provider")
-        table.add_column("Tier")
-    for name in ("Calls", "Success", "Bound") + (("p50 ms",) if wide else ()):
-        table.add_column(name, justify="right", no_wrap=True)
-    for name in ("p95 ms", "Cost/call", "Score"):
-        table.add_column(name, justify="right", no_wrap=True)
-    table.add_column("Verdict", overflow="fold")
+    # The JSON always has every column; a narrow terminal leaves out provider, tier and p50
+    # first, so that every figure left stays whole.
+    columns = [
+        Column(""),
+        Column("Model"),
+        Column("Provider", drop_order=3),
+        Column("Tier", drop_order=2),
+        Column("Calls", "right"),
+        Column("Success", "right"),
+        Column("Bound", "right", drop_order=4),
+        Column("p50 ms", "right", drop_order=1),
+        Column("p95 ms", "right"),
+        Column("Cost/call", "right"),
+        Column("Score", "right"),
+        Column("Verdict"),
+    ]
+    rows = []
+    styles: list[str | None] = []
     ruled_out: list[tuple[str, str]] = []
     not_counted: list[str] = []
     for c in decision.candidates:
@@ -341,22 +345,32 @@ def _render_decision(decision: RoutingDecision) -> None:
         else:
             verdict = "ruled out"
             ruled_out.append((c.model, "; ".join(c.rejected_because)))
-        row = ["→" if chosen else "", c.model]
-        if wide:
-            row += [c.provider or "-", c.tier or "-"]
-        row += [f"{c.calls:,}", _pct(c.success_rate), _pct(c.success_lower_bound)]
-        if wide:
-            row.append(_num(c.p50_latency_ms))
-        row += [
+        row = [
+            "→" if chosen else "",
+            c.model,
+            c.provider or "-",
+            c.tier or "-",
+            f"{c.calls:,}",
+            _pct(c.success_rate),
+            _pct(c.success_lower_bound),
+            _num(c.p50_latency_ms),
             _num(c.p95_latency_ms),
             ("~" if c.cost_estimated else "") + _usd(c.avg_cost_usd),
-            "-" if c.quality_score is None else f"{c.quality_score:.1f}",
+            _score(c.quality_score),
             verdict,
         ]
-        table.add_row(*map(plain, row), style="bold green" if chosen else None)
+        rows.append([plain(cell) for cell in row])
+        styles.append("bold green" if chosen else None)
         if c.not_counted_text:
             not_counted.append(f"{c.model}: {c.not_counted_text}")
-    console.print(table)
+    print_table(
+        console,
+        columns,
+        rows,
+        title=plain(f"Routing {where}"),
+        caption=f"default tier {decision.default_tier} · " + " · ".join(caps),
+        row_styles=styles,
+    )
     if any(c.cost_estimated for c in decision.candidates):
         console.print("~ registry price of a 1,000-token prompt and 500-token answer")
     if ruled_out:
@@ -386,114 +400,114 @@ def _bullets(lines: Iterable[str]) -> Any:
     return grid
 
 
-def _table(title: str, caption: str | None = None) -> Any:
-    from rich import box
-    from rich.table import Table
-
-    # No vertical rules and single-space gutters: the figures fit an 80-column terminal.
-    return Table(
-        title=title,
-        caption=caption,
-        title_justify="left",
-        caption_justify="left",
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        pad_edge=False,
-        collapse_padding=True,
-    )
-
-
 def _render_stats(result: RoutingStats) -> None:
     from attune_cli.cli.console import message, out, plain
+    from attune_cli.cli.render import Column, print_table
+    from attune_cli.core.formats import plural
 
     if not result.stages:
-        message(f"No calls recorded in the last {result.days} days.")
+        message(f"No calls recorded in the last {plural(result.days, 'day')}.")
         return
-    table = _table(f"Routing stats · last {result.days} days")
-    for name, justify in (
-        ("Workflow", "left"),
-        ("Stage", "left"),
-        ("Calls", "right"),
-        ("Success", "right"),
-        ("Cost", "right"),
-        ("Tier", "left"),
-        ("Would use", "left"),
-    ):
-        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-    for s in result.stages:
-        table.add_row(
-            *map(
-                plain,
-                (
-                    s.workflow or "(all)",
-                    s.stage,
-                    f"{s.calls:,}",
-                    _pct(s.success_rate if s.calls else None),
-                    _usd(s.total_cost_usd),
-                    s.default_tier,
-                    s.best or "none within caps",
-                ),
+    columns = [
+        Column("Workflow"),
+        Column("Stage"),
+        Column("Calls", "right"),
+        Column("Success", "right"),
+        Column("Cost", "right"),
+        Column("Tier", drop_order=1),
+        Column("Would use"),
+    ]
+    rows = [
+        [
+            plain(value)
+            for value in (
+                s.workflow or "(all)",
+                s.stage,
+                f"{s.calls:,}",
+                _pct(s.success_rate if s.calls else None),
+                _usd(s.total_cost_usd),
+                s.default_tier,
+                s.best or "none within caps",
             )
-        )
+        ]
+        for s in result.stages
+    ]
     console = out()
-    console.print(table)
+    print_table(console, columns, rows, title=f"Routing stats · last {plural(result.days, 'day')}")
     if len(result.stages) == 1:
-        models = _table("Models")
-        for name in ("Model", "Calls", "Success", "Bound", "p95 ms", "Cost/call", "Score"):
-            models.add_column(name, justify="left" if name == "Model" else "right", no_wrap=True)
-        for m in result.stages[0].models:
-            models.add_row(
-                *map(
-                    plain,
-                    (
-                        m.model,
-                        f"{m.calls:,}",
-                        _pct(m.success_rate),
-                        _pct(m.success_lower_bound),
-                        _num(m.p95_latency_ms),
-                        _usd(m.avg_cost_usd),
-                        f"{m.quality_score:.1f}",
-                    ),
+        model_columns = [
+            Column("Model"),
+            Column("Calls", "right"),
+            Column("Success", "right"),
+            Column("Bound", "right", drop_order=1),
+            Column("p95 ms", "right"),
+            Column("Cost/call", "right"),
+            Column("Score", "right"),
+        ]
+        model_rows = [
+            [
+                plain(value)
+                for value in (
+                    m.model,
+                    f"{m.calls:,}",
+                    _pct(m.success_rate),
+                    _pct(m.success_lower_bound),
+                    _num(m.p95_latency_ms),
+                    _usd(m.avg_cost_usd),
+                    _score(m.quality_score),
                 )
-            )
-        console.print(models)
+            ]
+            for m in result.stages[0].models
+        ]
+        print_table(console, model_columns, model_rows, title="Models")
 
 
 def _render_check(advice: list[TierAdvice]) -> None:
     from attune_cli.cli.console import message, out, plain
+    from attune_cli.cli.render import Column, print_table
 
     if not advice:
         message("No calls recorded in the routing window; nothing to advise.")
         return
-    table = _table(
-        "Tier advice", "Newest: the stage's newest calls judged · Failed: their failures"
-    )
-    for name in ("Workflow", "Stage", "Tier", "Advice", "Newest", "Failed", "Saves/1k"):
-        right = name in ("Newest", "Failed", "Saves/1k")
-        table.add_column(name, justify="right" if right else "left", no_wrap=True)
+    columns = [
+        Column("Workflow"),
+        Column("Stage"),
+        Column("Tier"),
+        Column("Advice"),
+        Column("Newest", "right", drop_order=2),
+        Column("Failed", "right", drop_order=1),
+        Column("Saves/1k", "right"),
+    ]
+    rows = []
     reasons: list[str] = []
     for a in advice:
         verdict = a.recommendation
         if a.recommendation != "keep":
             verdict = f"{a.recommendation} → {a.suggested_tier}"
             reasons.append(f"{a.workflow or '(all)'} / {a.stage}: {a.reason}")
-        table.add_row(
-            *map(
-                plain,
-                (
+        rows.append(
+            [
+                plain(value)
+                for value in (
                     a.workflow or "(all)",
                     a.stage,
                     a.current_tier,
                     verdict,
-                    str(a.recent_calls),
+                    f"{a.recent_calls:,}",
                     _pct(a.recent_failure_rate),
                     _usd(a.savings_per_1k_calls_usd),
-                ),
-            ),
-            style="bold" if a.recommendation != "keep" else None,
+                )
+            ]
         )
     console = out()
-    console.print(table)
+    print_table(
+        console,
+        columns,
+        rows,
+        title="Tier advice",
+        caption="Newest: the stage's newest calls judged · Failed: their failures",
+        row_styles=["bold" if a.recommendation != "keep" else None for a in advice],
+    )
     if reasons:
         console.print("[bold]Why:[/bold]")
         console.print(_bullets(reasons))
@@ -502,11 +516,21 @@ def _render_check(advice: list[TierAdvice]) -> None:
 
 
 def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
+    from attune_cli.core.formats import format_pct
+
+    return "-" if value is None else format_pct(value)
 
 
 def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.0f}"
+    from attune_cli.core.formats import format_ms
+
+    return "-" if value is None else format_ms(value)
+
+
+def _score(value: float | None) -> str:
+    from attune_cli.core.formats import format_score
+
+    return "-" if value is None else format_score(value)
 
 
 def _usd(value: float | None) -> str:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from attune_cli.cli.complete import complete_models, complete_stages, complete_workflows
+from attune_cli.core.formats import format_ms, format_pct, format_score
 from attune_cli.core.money import format_usd
 
 if TYPE_CHECKING:
@@ -142,7 +143,7 @@ def models(
 ) -> None:
     """Score every model of a workflow stage: success with its bound, p50/p95, cost, score.
 
-    The score is `quality_score` (weights in config.toml [routing.score]): the Wilson lower
+    The score is `quality_score` (weights in config.toml \\[routing.score]): the Wilson lower
     bound of the success rate, less a penalty per doubling of cost and of p95 latency.
     Best first; the best row is marked.
 
@@ -175,7 +176,10 @@ def models(
         print_json([perf.as_dict() for perf in figures])
         return
     if not figures:
-        _note(f"No calls recorded{_scope(workflow, stage, None)} in the last {window_days} days.")
+        _note(
+            f"No calls recorded{_scope(workflow, stage, None)} "
+            f"in the last {_plural(window_days, 'day')}."
+        )
         return
     _render_models(figures, workflow, stage, window_days, weights)
 
@@ -216,13 +220,13 @@ def record(
         ),
     ],
     success: Annotated[
-        bool | None,
-        typer.Option(
-            "--success/--failure",
-            help="Whether the call worked (one of the two is required).",
-            show_default=False,
-        ),
-    ] = None,
+        bool,
+        typer.Option("--success", help="The call worked (this or --failure is required)."),
+    ] = False,
+    failure: Annotated[
+        bool,
+        typer.Option("--failure", help="The call failed."),
+    ] = False,
     latency_ms: Annotated[
         float | None,
         typer.Option("--latency-ms", min=0, metavar="MS", help="Wall time of the call."),
@@ -270,10 +274,11 @@ def record(
 
     Examples:
 
-        attune telemetry record -w code-review -s analysis -m claude-haiku-4-5 --success \\
-            --latency-ms 840 --input-tokens 1200 --output-tokens 300
+        attune telemetry record -w code-review -s analysis -m claude-haiku-4-5 \\
+            --success --latency-ms 840 --input-tokens 1200 --output-tokens 300
 
-        attune telemetry record -w ci -s triage -m gpt-5-mini --failure --error-kind timeout
+        attune telemetry record -w ci -s triage -m gpt-5-mini --failure \\
+            --error-kind timeout
     """
     import sqlite3
 
@@ -282,13 +287,23 @@ def record(
     from attune_cli.core.telemetry import (
         CallRecord,
         TelemetryStore,
+        outcome_conflict,
+        validate_amount,
+        validate_count,
         validate_label,
         with_registry_defaults,
     )
     from attune_cli.core.workspace import Workspace
 
-    if success is None:
+    conflict = outcome_conflict(success, failure, status, (error_kind or "").strip() or None)
+    if conflict is not None:
+        raise UsageError(conflict)
+    if not success and not failure:
         raise UsageError("say how the call went: pass --success or --failure")
+    latency_ms = validate_amount("--latency-ms", latency_ms)
+    cost = validate_amount("--cost", cost)
+    input_tokens = validate_count("--input-tokens", input_tokens)
+    output_tokens = validate_count("--output-tokens", output_tokens)
     if error_kind is not None and error_kind.strip():
         error_kind = validate_label("error-kind", error_kind)
     call = CallRecord(
@@ -380,7 +395,7 @@ def import_(
 
         attune telemetry import ~/.attune/telemetry
 
-        attune telemetry import ~/.config/io.datasette.llm/logs.db -w notes -s summarise
+        attune telemetry import ~/.config/io.datasette.llm/logs.db -w notes
 
         attune telemetry import calls.csv --dry-run --json
     """
@@ -456,7 +471,9 @@ def export(
     model: ModelOpt = None,
     days: Annotated[
         int | None,
-        typer.Option("--days", min=1, metavar="N", help="Only the last N days."),
+        typer.Option(
+            "--days", min=1, metavar="N", help="Only the last N days (default: every call)."
+        ),
     ] = None,
     raw_csv: Annotated[
         bool,
@@ -499,11 +516,11 @@ def export(
             export_calls(store, where, format_.value, sys.stdout, raw_csv=raw_csv)
             sys.stdout.flush()
         except BrokenPipeError:
-            # The reader stopped reading (`attune telemetry export | head`): stop quietly.
-            import os
+            # The reader stopped reading (`attune telemetry export | head`): it had what it
+            # wanted, so stop quietly, exit 0 (as `cat` under `set -o pipefail` would not).
+            from attune_cli.cli.console import report_failure
 
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            raise typer.Exit(1) from None
+            raise typer.Exit(report_failure(BrokenPipeError()) or 0) from None
     finally:
         if store is not None:
             store.close()
@@ -614,7 +631,9 @@ def _note(text: str) -> None:
 
 
 def _plural(count: int, noun: str) -> str:
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+    from attune_cli.core.formats import plural
+
+    return plural(count, noun)
 
 
 def _scope(workflow: str | None, stage: str | None, model: str | None) -> str:
@@ -695,62 +714,57 @@ def _render_import(result: ImportResult, elapsed_s: float) -> None:
 
 
 def _render_calls(calls: list[CallRecord]) -> None:
-    from rich import box
-    from rich.table import Table
-
     from attune_cli.cli.console import out, plain
+    from attune_cli.cli.render import Column, print_table
     from attune_cli.core.telemetry import ts_to_iso
 
-    console = out()
-    wide = console.width >= 130
-    table = Table(
-        title="Recent calls, newest first",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        collapse_padding=True,
-    )
-    table.add_column("Time (UTC)", no_wrap=True)
-    table.add_column("Workflow / stage", min_width=12)
-    table.add_column("Model", no_wrap=True)
-    if wide:
-        table.add_column("Tier")
-    table.add_column("Result", no_wrap=True)
-    table.add_column("ms", justify="right", no_wrap=True)
-    if wide:
-        table.add_column("Tokens in/out", justify="right", no_wrap=True)
-    table.add_column("Cost", justify="right", no_wrap=True)
-    if wide:
-        table.add_column("Source")
+    columns = [
+        Column("Time (UTC)"),
+        Column("Workflow / stage"),
+        Column("Model"),
+        Column("Tier", drop_order=3),
+        Column("Result"),
+        Column("ms", "right", drop_order=2),
+        Column("Tokens in/out", "right", drop_order=4),
+        Column("Cost", "right"),
+        Column("Source", drop_order=5),
+    ]
+    rows = []
     for call in calls:
         if call.success:
             result = "ok"
         else:
             why = " ".join(str(x) for x in (call.error_kind, call.status) if x is not None)
             result = f"failed {why}".strip()
-        when = ts_to_iso(call.ts or 0)[:19].replace("T", " ")
+        tokens = (
+            "-"
+            if call.input_tokens is None and call.output_tokens is None
+            else f"{_count(call.input_tokens)}/{_count(call.output_tokens)}"
+        )
         # Names and error kinds are data: plain text, whatever brackets or escapes they hold.
-        cells = [
-            plain(when if wide else when[5:]),
-            plain(f"{call.workflow} / {call.stage}"),
-            plain(call.model),
-        ]
-        if wide:
-            cells.append(plain(call.tier or "-"))
-        cells += [plain(result), plain(_ms(call.latency_ms))]
-        if wide:
-            cells.append(
-                plain(
-                    "-"
-                    if call.input_tokens is None and call.output_tokens is None
-                    else f"{_count(call.input_tokens)}/{_count(call.output_tokens)}"
+        rows.append(
+            [
+                plain(value)
+                for value in (
+                    ts_to_iso(call.ts or 0)[:19].replace("T", " "),
+                    f"{call.workflow} / {call.stage}",
+                    call.model,
+                    call.tier or "-",
+                    result,
+                    _ms(call.latency_ms),
+                    tokens,
+                    _usd(call.cost_usd),
+                    call.source,
                 )
-            )
-        cells.append(plain(_usd(call.cost_usd)))
-        if wide:
-            cells.append(plain(call.source))
-        table.add_row(*cells, style=None if call.success else "red")
-    console.print(table)
+            ]
+        )
+    print_table(
+        out(),
+        columns,
+        rows,
+        title="Recent calls, newest first",
+        row_styles=[None if call.success else "red" for call in calls],
+    )
 
 
 def _render_models(
@@ -760,60 +774,54 @@ def _render_models(
     days: int,
     weights: ScoreWeights,
 ) -> None:
-    from rich import box
-    from rich.table import Table
-
     from attune_cli.cli.console import out, plain
+    from attune_cli.cli.render import Column, print_table
+    from attune_cli.core.formats import plural
 
-    console = out()
-    wide = console.width >= 110
-    with_tier = console.width >= 95
     where = f"{workflow or 'all workflows'} / {stage or 'all stages'}"
-    table = Table(
-        title=plain(f"Models · {where} · last {days} days"),
+    columns = [
+        Column(""),
+        Column("Model"),
+        Column("Provider", drop_order=3),
+        Column("Tier", drop_order=2),
+        Column("Calls", "right"),
+        Column("Success ≥ bound", "right"),
+        Column("p50 ms", "right", drop_order=1),
+        Column("p95 ms", "right"),
+        Column("Avg cost", "right"),
+        Column("Score", "right"),
+    ]
+    rows = []
+    for index, perf in enumerate(figures):
+        rows.append(
+            [
+                plain(value)
+                for value in (
+                    "★" if index == 0 else "",
+                    perf.model,
+                    perf.provider or "-",
+                    perf.tier or "-",
+                    f"{perf.calls:,}",
+                    f"{_pct(perf.success_rate)} ≥ {_pct(perf.success_lower_bound)}",
+                    _ms(perf.p50_latency_ms),
+                    _ms(perf.p95_latency_ms),
+                    _usd(perf.avg_cost_usd),
+                    _score(perf.quality_score),
+                )
+            ]
+        )
+    print_table(
+        out(),
+        columns,
+        rows,
+        title=plain(f"Models · {where} · last {plural(days, 'day')}"),
         caption=(
             f"★ best.  score = {weights.success_weight:g}·bound"
             f" − {weights.cost_weight:g}·log2(1 + cost/{_usd(weights.cost_unit_usd)})"
             f" − {weights.latency_weight:g}·log2(1 + p95/{weights.latency_unit_ms:g} ms)"
         ),
-        title_justify="left",
-        caption_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        collapse_padding=True,
+        row_styles=["bold green" if index == 0 else None for index in range(len(figures))],
     )
-    table.add_column("", no_wrap=True)
-    table.add_column("Model", no_wrap=True)
-    if wide:
-        table.add_column("Provider", no_wrap=True)
-    if with_tier:
-        table.add_column("Tier", no_wrap=True)
-    table.add_column("Calls", justify="right", no_wrap=True)
-    table.add_column("Success ≥ bound", justify="right", no_wrap=True)
-    table.add_column("p50 ms", justify="right", no_wrap=True)
-    table.add_column("p95 ms", justify="right", no_wrap=True)
-    table.add_column("Avg cost", justify="right", no_wrap=True)
-    table.add_column("Score", justify="right", no_wrap=True)
-    for index, perf in enumerate(figures):
-        best = index == 0
-        cells = [plain("★" if best else ""), plain(perf.model)]
-        if wide:
-            cells.append(plain(perf.provider or "-"))
-        if with_tier:
-            cells.append(plain(perf.tier or "-"))
-        cells += [
-            plain(figure)
-            for figure in (
-                f"{perf.calls:,}",
-                f"{perf.success_rate:.1%} ≥ {perf.success_lower_bound:.1%}",
-                _ms(perf.p50_latency_ms),
-                _ms(perf.p95_latency_ms),
-                _usd(perf.avg_cost_usd),
-                f"{perf.quality_score:.1f}",
-            )
-        ]
-        table.add_row(*cells, style="bold green" if best else None)
-    console.print(table)
 
 
 def _count(value: int | None) -> str:
@@ -821,8 +829,16 @@ def _count(value: int | None) -> str:
 
 
 def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.0f}"
+    return "-" if value is None else format_ms(value)
 
 
 def _usd(value: float | None) -> str:
     return "-" if value is None else format_usd(value)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else format_pct(value)
+
+
+def _score(value: float | None) -> str:
+    return "-" if value is None else format_score(value)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from attune_cli.core.auth import AuthStrategy
 from attune_cli.core.errors import UsageError
-from attune_cli.core.plans import AuthMode, SubscriptionTier
+from attune_cli.core.plans import AuthMode, SubscriptionTier, contradiction
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -44,7 +44,7 @@ class Prompter(Protocol):
         ...
 
     def password(self, message: str) -> str:
-        """A hidden, non-empty answer."""
+        """A hidden answer; empty when the person pressed Enter alone (to skip)."""
         ...
 
 
@@ -79,11 +79,7 @@ class QuestionaryPrompter:
     def password(self, message: str) -> str:
         import questionary
 
-        answer: str = questionary.password(
-            message,
-            validate=lambda text: bool(text.strip()) or "The key is empty; paste it, or Ctrl-C",
-            **self._io,
-        ).unsafe_ask()
+        answer: str = questionary.password(message, **self._io).unsafe_ask()
         return answer
 
 
@@ -164,6 +160,8 @@ def run_setup(
     provider = answers.provider
     key_env = registry.providers[provider].key_env if provider in registry.providers else None
     key_in_env = bool(key_env and environment.get(key_env, "").strip())
+    if answers.tier is not None and answers.mode is not None:
+        _refuse_contradiction(answers.tier, answers.mode, flags=True)
     if prompter is None:
         missing = missing_flags(answers, key_in_env=key_in_env)
         if missing:
@@ -171,6 +169,8 @@ def run_setup(
                 f"no terminal to ask in: give {_join(missing)}",
                 hint="for example: attune auth setup --tier max --mode auto --yes",
             )
+    if prompter is not None and None in (answers.tier, answers.mode):
+        console.print(_opening(current, config_file), highlight=False)
 
     strategy = current
     imported_from = None
@@ -189,6 +189,8 @@ def run_setup(
     strategy = replace(strategy, subscription_tier=tier or strategy.subscription_tier)
 
     mode = answers.mode
+    if mode is not None:
+        _refuse_contradiction(strategy.subscription_tier, mode, flags=answers.tier is not None)
     if mode is None and imported_from is None:
         mode = _ask_mode(_need(prompter), console, strategy, registry, current)
     strategy = replace(strategy, default_mode=mode or strategy.default_mode, setup_completed=True)
@@ -206,7 +208,20 @@ def run_setup(
             if not key:
                 raise UsageError("--with-key-stdin: no key on stdin; nothing was saved")
         elif not key_in_env:
-            key = _need(prompter).password(f"API key for {provider} (input hidden):").strip()
+            key = (
+                _need(prompter)
+                .password(f"API key for {provider} (input hidden; Enter alone skips):")
+                .strip()
+            )
+            if not key:
+                console.print(
+                    f"No key stored for {provider}: add one later with "
+                    f"`attune auth login {provider}`.",
+                    markup=False,
+                    highlight=False,
+                )
+                provider, key = None, None
+    if provider is not None:
         if key_in_env:
             console.print(
                 f"${key_env} is set in your environment: it wins over a stored key"
@@ -228,9 +243,38 @@ def run_setup(
     return SetupResult(strategy=strategy, provider=provider, key=key, imported_from=imported_from)
 
 
+def _opening(current: AuthStrategy, config_file: Path) -> Any:
+    """The wizard's first line: what it sets up and where, or what is set up already."""
+    from rich.text import Text
+
+    from attune_cli.core.safe_text import visible
+
+    if current.setup_completed:
+        return Text(
+            f"attune is already set up (tier {current.subscription_tier.value}, mode "
+            f"{current.default_mode.value}); Enter keeps each answer. "
+            f"Saved in {visible(str(config_file))}."
+        )
+    return Text(
+        "This sets up how attune reaches Claude: your subscription tier, how work is sent "
+        "(subscription, API or auto) and, if you like, an API key. It is saved in "
+        f"{visible(str(config_file))}; keys go to credentials.toml (mode 600)."
+    )
+
+
+def _refuse_contradiction(tier: SubscriptionTier, mode: AuthMode, *, flags: bool) -> None:
+    why = contradiction(tier, mode)
+    if why is None:
+        return
+    if flags:
+        why = why.replace("tier ", "--tier ", 1).replace("mode ", "--mode ")
+    raise UsageError(why + "; nothing was saved")
+
+
 def _ask_tier(prompter: Prompter, current: AuthStrategy) -> SubscriptionTier:
     choices = [(f"{tier.value:<11} {tier.description}", tier.value) for tier in SubscriptionTier]
-    default = current.subscription_tier.value if current.setup_completed else None
+    # The default agrees with `auth status`: the tier in force now (pro before any setup).
+    default = current.subscription_tier.value
     return SubscriptionTier(
         prompter.select("Which Claude subscription do you have?", choices, default)
     )
@@ -248,9 +292,17 @@ def _ask_mode(
 
     options = strategy.get_pros_cons(SAMPLE_MODULE_LINES, registry)
     recommended = _recommended_mode(strategy)
-    console.print(comparison_view(options, SAMPLE_MODULE_LINES, recommended))
-    choices = [(mode.description, mode.value) for mode in AuthMode]
-    default = current.default_mode.value if current.setup_completed else recommended.value
+    tier = strategy.subscription_tier
+    # A mode that contradicts the tier is not offered (the table says why).
+    offered = [mode for mode in AuthMode if contradiction(tier, mode) is None]
+    console.print(comparison_view(options, SAMPLE_MODULE_LINES, recommended, console.width))
+    choices = [
+        (mode.description + (" (recommended)" if mode is recommended else ""), mode.value)
+        for mode in offered
+    ]
+    default = recommended.value
+    if current.setup_completed and current.default_mode in offered:
+        default = current.default_mode.value
     return AuthMode(prompter.select("How should attune send work?", choices, default))
 
 

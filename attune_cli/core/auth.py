@@ -19,7 +19,6 @@ The strategy lives in the ``[auth]`` table of ``config.toml``::
     medium_module_threshold = 2000
     loc_to_tokens_multiplier = 4.0    # estimated tokens per line of code
     prefer_subscription = true        # medium modules go to the subscription
-    cost_optimization = true
     estimate_model = "claude-sonnet-4-5"   # optional: the model cost estimates are priced on
 
 Estimates (tokens, price, whether a module fits the context window) live in
@@ -191,8 +190,9 @@ class AuthStrategy:
             "medium_module_threshold": self.medium_module_threshold,
             "loc_to_tokens_multiplier": self.loc_to_tokens_multiplier,
             "prefer_subscription": self.prefer_subscription,
-            "cost_optimization": self.cost_optimization,
         }
+        # ``cost_optimization`` (from the older tool) changes nothing, so it is no longer
+        # written; a file that has it keeps it, and reading it still works.
         if self.estimate_model is not None:
             data["estimate_model"] = self.estimate_model
         if self.metadata:
@@ -407,6 +407,8 @@ class AuthStatus:
             "loc_to_tokens_multiplier": strategy.loc_to_tokens_multiplier,
             "prefer_subscription": strategy.prefer_subscription,
             "size_routes": {route.size.value: route.mode.value for route in strategy.size_routes()},
+            # Which commands the mode changes; `ask` does not honour it (yet).
+            "mode_applies_to": ["auth recommend"],
             "config_file": str(self.config_file),
             "credentials_file": str(self.credentials_file),
             "providers": {p.name: p.to_json() for p in self.providers},

@@ -241,7 +241,13 @@ class BreakerState:
         return kind_of_key(self.key)
 
     def as_dict(self) -> dict[str, Any]:
-        """The ``route breakers --json`` item (DESIGN's stable keys first, then extras)."""
+        """The ``route breakers --json`` item (DESIGN's stable keys first, then extras).
+
+        ``opened_at`` and ``open_until`` keep their meaning (Unix seconds, as scripts already
+        read them); ``opened_at_iso`` and ``open_until_iso`` are the same times in ISO-8601 UTC.
+        """
+        from attune_cli.core.formats import iso_time
+
         return {
             "key": self.key,
             "state": self.state,
@@ -254,6 +260,8 @@ class BreakerState:
             "reopen_count": self.reopen_count,
             "probe_in_flight": self.probe_in_flight,
             "kind": str(self.kind),
+            "opened_at_iso": iso_time(self.opened_at),
+            "open_until_iso": iso_time(self.open_until),
         }
 
 

@@ -169,11 +169,35 @@ def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
         refused = write_failure(path, exc)
         if refused is not None:
             raise refused from None
+        read_only = read_only_folder(path)
+        if read_only is not None:
+            # A permissions problem, not a damaged file: moving the store aside would not help.
+            raise OperationError(
+                f"cannot open the telemetry store {path}: {read_only}",
+                hint="make that folder writable, or point ATTUNE_HOME at a writable folder",
+            ) from None
         raise OperationError(
             f"{path}: cannot open the telemetry store ({exc})",
             hint=f"move {path} aside to start a new one",
         ) from None
     return conn
+
+
+def read_only_folder(path: Path) -> str | None:
+    """Why SQLite cannot write beside ``path`` (its folder or the file is read-only), or None.
+
+    SQLite needs to write the store and its ``-wal`` and ``-shm`` files next to it, even to
+    read a store in WAL mode.
+    """
+    folder = path.parent
+    with contextlib.suppress(OSError):
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return f"its folder {folder} is on a read-only file system"
+    if not os.access(folder, os.W_OK):
+        return f"its folder {folder} is read-only for you"
+    if path.exists() and not os.access(path, os.W_OK):
+        return "the file is read-only for you"
+    return None
 
 
 def write_failure(path: Path, exc: sqlite3.Error) -> OperationError | None:

@@ -210,14 +210,18 @@ def compare_modes(
             "Subscription",
             f"$0 per {lines}: spends about {subscription.input_tokens:,} tokens of quota",
             (
-                "No per-token charge",
-                f"Uses the {tier.value} plan you already pay for",
-                "Nothing more to set up",
+                ()
+                if tier is tier.API_ONLY
+                else (
+                    "No per-token charge",
+                    f"Uses the {tier.value} plan you already pay for",
+                    "Nothing more to set up",
+                )
             ),
             (
-                "Spends your plan's usage quota; its rate limits apply",
-                context_con,
-                *(("You have no subscription (api_only)",) if tier is tier.API_ONLY else ()),
+                ("You have no subscription (api_only): this mode cannot send anything",)
+                if tier is tier.API_ONLY
+                else ("Spends your plan's usage quota; its rate limits apply", context_con)
             ),
             subscription,
         ),

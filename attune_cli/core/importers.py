@@ -10,9 +10,10 @@ Formats read:
     optional ``prompt_cache`` and ``success``. ``user_id`` is dropped. Cache hits are skipped:
     the model did not serve them, and their zero cost and latency would flatter it.
 ``llm-db``
-    The ``logs.db`` of Simon Willison's ``llm``: its ``responses`` table (model,
-    ``datetime_utc``, ``duration_ms``, ``input_tokens``, ``output_tokens``). Prompts and
-    responses are never read. Provider, tier and cost come from the registry.
+    The ``logs.db`` of Simon Willison's ``llm``: its ``turns`` table (llm 0.36 and later) and
+    its ``responses`` table (earlier releases, and the calls an upgraded file logged before),
+    each with model, ``datetime_utc``, ``duration_ms``, ``input_tokens``, ``output_tokens``.
+    Prompts and answers are never read. Provider, tier and cost come from the registry.
 ``jsonl`` / ``csv``
     attune's own export (``EXPORT_FIELDS``), so export → import round-trips exactly.
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -42,6 +44,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import IO, Any
 
+from attune_cli.core.clock import now
 from attune_cli.core.db import interruptible, raise_if_interrupted
 from attune_cli.core.errors import InputFileError, OperationError
 from attune_cli.core.registry import Registry, normalise_tier
@@ -220,6 +223,10 @@ def import_calls(
         raise InputFileError(f"unknown import format {fmt!r}; expected one of {FORMATS}")
     if path.is_dir() and fmt != "attune-jsonl":
         raise InputFileError(f"{path}: a folder; only --format attune-jsonl reads folders")
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputFileError(f"{path}: the file is empty; there is nothing to import")
+    global _latest_ts
+    _latest_ts = now() + FUTURE_SLACK_S
     defaults = _Defaults(
         workflow=options.workflow or UNKNOWN,
         stage=options.stage or UNKNOWN,
@@ -248,6 +255,8 @@ def import_calls(
     except _Rollback:
         pass
     rejected = bool(tally.bad) and not options.skip_bad
+    if tally.read == 0:
+        raise InputFileError(f"{path}: holds no calls ({fmt}); there is nothing to import")
     good = tally.read - tally.bad - tally.cache_hits
     return ImportResult(
         path=path,
@@ -470,6 +479,21 @@ def _key(data: bytes) -> str:
 # SQLite stores integers in 64 bits; a larger Python int cannot be bound to a statement.
 _MAX_INTEGER = 2**63 - 1
 
+# A call's time must be a time a call could have happened: none is older than 2000, and one
+# dated in the future would sit in every window forever. A day of slack covers skewed clocks.
+EARLIEST_TS = 946_684_800.0  # 2000-01-01T00:00:00Z
+FUTURE_SLACK_S = 86_400.0
+_latest_ts = math.inf  # set by import_calls, once per import, to the clock's now + the slack
+
+
+def _bounded(ts: float) -> float:
+    if EARLIEST_TS <= ts <= _latest_ts:
+        return ts
+    when = ts_to_iso(ts) if -62_135_596_800 <= ts <= 253_402_300_799 else repr(ts)
+    if ts < EARLIEST_TS:
+        raise _BadLine(f"`ts` {when} is before 2000: no LLM call is that old")
+    raise _BadLine(f"`ts` {when} is in the future")
+
 
 def _number(value: Any, name: str) -> float | None:
     if value is None:
@@ -521,9 +545,11 @@ def _intern(names: dict[str, str], value: str, name: str) -> str:
 def _time(value: Any) -> float:
     if type(value) is str:
         try:
-            return iso_to_ts(value)
+            ts = iso_to_ts(value)
         except ValueError:
             pass
+        else:
+            return _bounded(ts)
     elif value is None:
         raise _BadLine("missing `ts`")
     raise _BadLine(f"`ts` is not an ISO-8601 time (got {quote(value)})")
@@ -628,6 +654,8 @@ def _read_attune_jsonl(
                 ts = iso_to_ts(ts_text) if type(ts_text) is str else _time(ts_text)
             except ValueError:
                 ts = _time(ts_text)
+            if not EARLIEST_TS <= ts <= _latest_ts:
+                _bounded(ts)
             workflow = obj.get("workflow")
             if type(workflow) is not str or not workflow:
                 workflow = _text(workflow, "workflow", workflow_default)
@@ -820,6 +848,53 @@ def _read_csv(
         progress(total, total)
 
 
+# The tables llm has logged calls in, newest schema first: ``turns`` since llm 0.36 (its
+# message store), ``responses`` before (and still holding the calls an upgraded logs.db
+# logged earlier). Each row is one call; prompts and answers are never read.
+LLM_TABLES: tuple[tuple[str, str], ...] = (
+    ("turns", "llm 0.36 and later"),
+    ("responses", "llm before 0.36"),
+)
+_LLM_NEEDED = ("id", "model", "datetime_utc")
+_LLM_COLUMNS = ("id", "model", "datetime_utc", "duration_ms", "input_tokens", "output_tokens")
+
+
+def llm_tables(source: sqlite3.Connection, path: Path) -> list[tuple[str, list[str]]]:
+    """The call tables of an llm ``logs.db`` and the columns to select from each.
+
+    Raises:
+        InputFileError: a call table is a view (its query may never end), or the file holds
+            neither table (the message names both, and which llm wrote each).
+    """
+    found: list[tuple[str, list[str]]] = []
+    for table, _written_by in LLM_TABLES:
+        try:
+            kind = source.execute(
+                "SELECT type FROM sqlite_master WHERE name = ? COLLATE NOCASE", (table,)
+            ).fetchone()
+            columns = {row[1] for row in source.execute(f"PRAGMA table_info({table})")}
+        except sqlite3.DatabaseError as exc:
+            raise InputFileError(f"{path}: not a SQLite database ({exc})") from None
+        if kind is None:
+            continue
+        if kind[0] != "table":
+            # Only a table is read: a view runs the file author's query, which may never end.
+            raise InputFileError(
+                f"{path}: `{table}` is a {kind[0]}, not a table; llm's logs.db has a table",
+                hint="is this llm's logs.db?",
+            )
+        if set(_LLM_NEEDED) <= columns:
+            found.append((table, [c if c in columns else "NULL" for c in _LLM_COLUMNS]))
+    if not found:
+        looked_for = " or ".join(f"`{table}` ({who})" for table, who in LLM_TABLES)
+        raise InputFileError(
+            f"{path}: holds no table of calls attune can read: looked for {looked_for}, "
+            f"with columns {', '.join(_LLM_NEEDED)}",
+            hint="is this llm's logs.db? `llm logs path` prints where it is",
+        )
+    return found
+
+
 def _read_llm_db(
     path: Path, defaults: _Defaults, tally: _Tally, progress: Progress | None
 ) -> Iterator[Row]:
@@ -829,89 +904,85 @@ def _read_llm_db(
         raise InputFileError(f"{path}: cannot open it as an llm logs.db ({exc})") from None
     stack = contextlib.ExitStack()
     try:
-        try:
-            kind = source.execute(
-                "SELECT type FROM sqlite_master WHERE name = 'responses' COLLATE NOCASE"
-            ).fetchone()
-            columns = {row[1] for row in source.execute("PRAGMA table_info(responses)")}
-        except sqlite3.DatabaseError as exc:
-            raise InputFileError(f"{path}: not a SQLite database ({exc})") from None
-        if kind is not None and kind[0] != "table":
-            # Only a table is read: a view runs the file author's query, which may never end.
-            raise InputFileError(
-                f"{path}: `responses` is a {kind[0]}, not a table; llm's logs.db has a table",
-                hint="is this llm's logs.db?",
-            )
-        needed = {"id", "model", "datetime_utc"}
-        if not needed <= columns:
-            raise InputFileError(
-                f"{path}: no `responses` table with id, model and datetime_utc; "
-                "is this llm's logs.db?"
-            )
-        # Only these columns: prompts and responses never leave llm's file.
-        picked = [
-            name if name in columns else "NULL"
-            for name in (
-                "id",
-                "model",
-                "datetime_utc",
-                "duration_ms",
-                "input_tokens",
-                "output_tokens",
-            )
-        ]
+        tables = llm_tables(source, path)
         stack.enter_context(interruptible(source))
-        total = source.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
-        cursor = source.execute(f"SELECT {', '.join(picked)} FROM responses ORDER BY rowid")
+        total = sum(
+            source.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] for table, _ in tables
+        )
+        if total == 0:
+            read = " and ".join(f"`{table}`" for table, _ in tables)
+            raise InputFileError(
+                f"{path}: holds no logged calls ({read} {'is' if len(tables) == 1 else 'are'} "
+                "empty); there is nothing to import",
+                hint="is llm logging? `llm logs status` says",
+            )
         number = 0
-        while True:
-            batch = cursor.fetchmany(5000)
-            if not batch:
-                break
-            for response_id, model, when, duration, input_tokens, output_tokens in batch:
-                number += 1
-                tally.read += 1
-                try:
-                    if type(model) is not str or not model:
-                        raise _BadLine("missing `model`")
-                    _name(model, "model")
-                    ts = _time(when)
-                    provider, tier = defaults.provider_tier(model)
-                    tokens_in = _count(input_tokens, "input_tokens")
-                    tokens_out = _count(output_tokens, "output_tokens")
-                    cost = None
-                    if tokens_in is not None and tokens_out is not None:
-                        cost = defaults.registry.cost_usd(model, tokens_in, tokens_out)
-                    row = (
-                        ts,
-                        defaults.workflow,
-                        defaults.stage,
-                        provider,
-                        model,
-                        tier,
-                        1,
-                        None,
-                        None,
-                        _number(duration, "duration_ms"),
-                        tokens_in,
-                        tokens_out,
-                        cost,
-                        1,
-                        "llm-db",
-                        _key(f"llm-db\0{response_id}".encode()),
-                    )
-                except _BadLine as exc:
-                    _reject(tally, path.name, number, f"response {response_id}: {exc}")
-                    continue
-                yield row
-            if progress is not None:
-                progress(number, total)
+        for table, picked in tables:
+            noun = table.rstrip("s")
+            cursor = source.execute(f"SELECT {', '.join(picked)} FROM {table} ORDER BY rowid")
+            while True:
+                batch = cursor.fetchmany(5000)
+                if not batch:
+                    break
+                for call_id, model, when, duration, input_tokens, output_tokens in batch:
+                    number += 1
+                    tally.read += 1
+                    try:
+                        row = _llm_row(
+                            defaults, call_id, model, when, duration, input_tokens, output_tokens
+                        )
+                    except _BadLine as exc:
+                        _reject(tally, path.name, number, f"{noun} {call_id}: {exc}")
+                        continue
+                    yield row
+                if progress is not None:
+                    progress(number, total)
     except sqlite3.DatabaseError as exc:
         raise_if_interrupted()
-        raise InputFileError(f"{path}: cannot read llm's responses ({exc})") from None
+        raise InputFileError(f"{path}: cannot read llm's logged calls ({exc})") from None
     finally:
         stack.close()
         source.close()
+
+
+def _llm_row(
+    defaults: _Defaults,
+    call_id: Any,
+    model: Any,
+    when: Any,
+    duration: Any,
+    input_tokens: Any,
+    output_tokens: Any,
+) -> Row:
+    if type(model) is not str or not model:
+        raise _BadLine("missing `model`")
+    _name(model, "model")
+    ts = _time(when)
+    provider, tier = defaults.provider_tier(model)
+    tokens_in = _count(input_tokens, "input_tokens")
+    tokens_out = _count(output_tokens, "output_tokens")
+    cost = None
+    if tokens_in is not None and tokens_out is not None:
+        cost = defaults.registry.cost_usd(model, tokens_in, tokens_out)
+    return (
+        ts,
+        defaults.workflow,
+        defaults.stage,
+        provider,
+        model,
+        tier,
+        1,
+        None,
+        None,
+        _number(duration, "duration_ms"),
+        tokens_in,
+        tokens_out,
+        cost,
+        1,
+        "llm-db",
+        # The same identity whichever table held it: an upgraded logs.db imports once.
+        _key(f"llm-db\0{call_id}".encode()),
+    )
 
 
 _STATEMENTS = {
@@ -960,14 +1031,20 @@ def export_record(row: Row) -> dict[str, Any]:
         "success": bool(success),
         "error_kind": error_kind,
         "status": status,
-        "latency_ms": latency_ms,
+        # A non-finite figure (stored before attune refused them) is exported as unknown: the
+        # export must stay standard JSON that `telemetry import` reads back.
+        "latency_ms": _finite(latency_ms),
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
-        "cost_usd": cost_usd,
+        "cost_usd": _finite(cost_usd),
         "attempt": attempt,
         "source": source,
         "key": str(key),
     }
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is None or math.isfinite(value) else None
 
 
 # A spreadsheet reads a cell starting with one of these as a formula (CSV injection).
@@ -1018,7 +1095,7 @@ def export_calls(
     rows = store.iter_calls(where) if store is not None else iter(())
     written = 0
     if fmt == "jsonl":
-        dumps = json.dumps
+        dumps = functools.partial(json.dumps, allow_nan=False)
         for row in rows:
             out.write(dumps(export_record(row)) + "\n")
             written += 1

@@ -77,8 +77,18 @@ def tighten_existing_dirs(paths: Paths) -> None:
 
     Raises:
         PermissionsError: a folder is open to others and attune may not tighten it.
+        UsageError: a folder is a file (``ATTUNE_HOME=/some/file``): every later message
+            would name a file inside it.
     """
     for folder in {paths.config_dir, paths.data_dir}:
+        if folder.exists() and not folder.is_dir():
+            from attune_cli.core.errors import UsageError
+
+            name = "ATTUNE_HOME" if os.environ.get("ATTUNE_HOME") else "attune's folder"
+            raise UsageError(
+                f"{name} {folder} is a file, not a folder",
+                hint="point ATTUNE_HOME at a folder (attune creates one that is missing)",
+            )
         try:
             if os.stat(folder).st_mode & 0o077 == 0:
                 continue

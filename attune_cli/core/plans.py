@@ -50,8 +50,18 @@ class AuthMode(StrEnum):
 _MODE_DESCRIPTIONS = {
     AuthMode.SUBSCRIPTION: "Subscription: spend my plan's quota, no per-token charge",
     AuthMode.API: "API: pay per token with an API key",
-    AuthMode.AUTO: "Auto: choose per module by its size (recommended)",
+    AuthMode.AUTO: "Auto: choose per module by its size",
 }
+
+
+def contradiction(tier: SubscriptionTier, mode: AuthMode) -> str | None:
+    """Why ``tier`` and ``mode`` cannot go together, or None when they can."""
+    if tier is SubscriptionTier.API_ONLY and mode is AuthMode.SUBSCRIPTION:
+        return (
+            "tier api_only has no subscription to spend, so mode subscription could send "
+            "nothing: choose mode api (or auto, which then uses the API)"
+        )
+    return None
 
 
 class ModuleSize(StrEnum):

@@ -105,6 +105,11 @@ ROLLUP_COLUMNS: tuple[str, ...] = (
 _KEY = "workflow, stage, model, hour, provider"
 
 
+# A latency the histogram can hold: stores written before attune refused `inf` may have one,
+# and SQLite keeps NaN as NULL.
+FINITE_LATENCY = "latency_ms BETWEEN -1e300 AND 1e300"
+
+
 def hour_of(ts: float) -> int:
     """The start of the hour holding ``ts`` (epoch seconds)."""
     return math.floor(ts / HOUR_S) * HOUR_S
@@ -112,7 +117,7 @@ def hour_of(ts: float) -> int:
 
 def bucket_of(latency_ms: float | None) -> int | None:
     """The histogram bucket of a latency (``ZERO_BUCKET`` for zero or less; None for none)."""
-    if latency_ms is None:
+    if latency_ms is None or not math.isfinite(latency_ms):
         return None
     if latency_ms <= 0:
         return ZERO_BUCKET
@@ -142,14 +147,14 @@ def aggregate_sql(source: str, *, bucket_function: str = "attune_bucket") -> tup
         "COUNT(*), SUM(success), "
         + ", ".join(failed(kind) for kind in FAILURE_COLUMNS)
         + ", TOTAL(cost_usd), COUNT(cost_usd), COALESCE(SUM(input_tokens), 0), "
-        "COALESCE(SUM(output_tokens), 0), COUNT(latency_ms), "
+        f"COALESCE(SUM(output_tokens), 0), COUNT(CASE WHEN {FINITE_LATENCY} THEN 1 END), "
         f"MAX(CASE WHEN fc = '{FailureClass.OUTAGE}' THEN ts END) "
         f"FROM (SELECT *, ({fc}) AS fc FROM {source}) AS r WHERE true GROUP BY 1, 2, 3, 4, 5"
     )
     histogram = (
         f"SELECT workflow, stage, model, {hour_sql()} AS hour, COALESCE(provider, '') AS provider, "
         f"{bucket_function}(latency_ms) AS bucket, COUNT(*), TOTAL(latency_ms) "
-        f"FROM {source} AS r WHERE latency_ms IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6"
+        f"FROM {source} AS r WHERE {FINITE_LATENCY} GROUP BY 1, 2, 3, 4, 5, 6"
     )
     return rollups, histogram
 

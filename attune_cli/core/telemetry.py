@@ -1108,3 +1108,51 @@ def validate_label(kind: str, value: str) -> str:
     from attune_cli.core.safe_text import check_name
 
     return check_name(kind, stripped)
+
+
+# SQLite stores integers in 64 bits: a larger count cannot be stored.
+MAX_COUNT = 2**63 - 1
+
+
+def validate_amount(flag: str, value: float | None) -> float | None:
+    """Check a measured figure given by a person (``--latency-ms``, ``--cost``).
+
+    Raises:
+        UsageError: not a finite number of zero or more (``inf`` and ``nan`` included: the
+            store would keep them, and JSON cannot carry them).
+    """
+    if value is None:
+        return None
+    if not math.isfinite(value) or value < 0:
+        raise UsageError(f"{flag} must be a finite number, zero or more (got {value})")
+    return value
+
+
+def validate_count(flag: str, value: int | None) -> int | None:
+    """Check a count given by a person (``--input-tokens``).
+
+    Raises:
+        UsageError: below zero or past what the store can hold (2^63 - 1).
+    """
+    if value is None:
+        return None
+    if not 0 <= value <= MAX_COUNT:
+        raise UsageError(f"{flag} must be a whole number from 0 to {MAX_COUNT} (got {value})")
+    return value
+
+
+def outcome_conflict(
+    success: bool, failure: bool, status: int | None, error_kind: str | None
+) -> str | None:
+    """What contradicts itself in a recorded call's outcome, or None.
+
+    ``--success`` with ``--failure``, or a success with an error status (400 or more) or an
+    error kind, is refused rather than stored with one half silently dropped.
+    """
+    if success and failure:
+        return "--success and --failure cannot both be given"
+    if success and status is not None and status >= 400:
+        return f"--success contradicts --status {status}: an HTTP error is a failure"
+    if success and error_kind:
+        return f"--success contradicts --error-kind {error_kind}: pass --failure"
+    return None

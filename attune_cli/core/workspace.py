@@ -33,6 +33,10 @@ class Workspace:
         tighten_existing_dirs(resolved)
         config = read_toml(resolved.config_file)
         _check_names(config, resolved.config_file)
+        if config:
+            from attune_cli.core.config_keys import report_unknown_keys
+
+            report_unknown_keys(config, resolved.config_file)
         return cls(paths=resolved, config=config)
 
     @cached_property

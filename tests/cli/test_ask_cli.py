@@ -49,7 +49,7 @@ def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[ProviderEmulator]:
 def test_answer_streams_to_stdout_and_the_footer_goes_to_stderr(
     emulator: ProviderEmulator,
 ) -> None:
-    result = runner.invoke(app, ["ask", "hello", "--model", "gpt-5-mini"])
+    result = runner.invoke(app, ["ask", "hello", "--model", "gpt-5-mini", "--verbose"])
     assert result.exit_code == 0, result.stderr
     assert result.stdout == "Hello from gpt-5-mini on the attune emulator.\n"
     assert "gpt-5-mini (openai, cheap)" in result.stderr
@@ -69,7 +69,7 @@ def test_json_prints_only_the_envelope(emulator: ProviderEmulator) -> None:
 def test_no_model_answering_exits_1_with_the_envelope_and_the_reason(
     emulator: ProviderEmulator,
 ) -> None:
-    result = runner.invoke(app, ["ask", "hello", "-m", "gpt-5", "--json"])
+    result = runner.invoke(app, ["ask", "hello", "-m", "gpt-5", "--json", "--verbose"])
     assert result.exit_code == 1
     document = json.loads(result.stdout)
     assert document["success"] is False and document["error_kind"] == "server_error"
@@ -136,7 +136,7 @@ def test_routed_call_falls_back_to_a_cheaper_tier_not_a_dearer_one(
     emulator: ProviderEmulator,
 ) -> None:
     emulator.set_behaviour("gpt-5", Behaviour([Fail(503, retry_after_ms=1)] * 3))
-    result = runner.invoke(app, ["ask", "hi", "--tier", "capable", "--json"])
+    result = runner.invoke(app, ["ask", "hi", "--tier", "capable", "--json", "--verbose"])
     assert result.exit_code == 0, result.stderr
     document = json.loads(result.stdout)
     assert document["fallback_used"] is True
@@ -150,7 +150,7 @@ def test_routed_call_falls_back_to_a_cheaper_tier_not_a_dearer_one(
 def test_a_dearer_tier_only_with_escalate(emulator: ProviderEmulator, attune_home: Path) -> None:
     write_config(attune_home, "[executor]\nescalate = true\nmax_attempts = 10\n")
     emulator.set_behaviour("gpt-5-mini", Behaviour([Fail(503, retry_after_ms=1)] * 3))
-    result = runner.invoke(app, ["ask", "hi", "--tier", "cheap", "--json"])
+    result = runner.invoke(app, ["ask", "hi", "--tier", "cheap", "--json", "--verbose"])
     assert result.exit_code == 0, result.stderr
     document = json.loads(result.stdout)
     # cheap (anthropic unconfigured) → capable gpt-5 (failing) → premium gpt-5-pro.

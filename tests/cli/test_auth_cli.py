@@ -72,7 +72,6 @@ def test_setup_with_every_flag_writes_the_strategy(attune_home: Path) -> None:
         "medium_module_threshold": 2000,
         "loc_to_tokens_multiplier": 4.0,
         "prefer_subscription": True,
-        "cost_optimization": True,
     }
     assert "Saved" in result.stderr
     assert result.stdout == ""

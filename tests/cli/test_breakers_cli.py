@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from attune_cli.cli.app import app
@@ -60,7 +61,7 @@ def test_json_lists_each_breaker_with_its_state_and_retry_time() -> None:
     opened = items["openai/gpt-4o-mini"]
     assert opened["state"] == "open"
     assert (opened["failures"], opened["calls"]) == (5, 5)
-    assert opened["opened_at"] == now
+    assert opened["opened_at"] == pytest.approx(now, abs=1e-3)
     assert 0 < opened["retry_after_s"] <= 30
     assert items["anthropic/claude-haiku"]["state"] == "half_open"
     assert items["anthropic/claude-haiku"]["retry_after_s"] == 0

@@ -197,7 +197,7 @@ def test_stats_with_no_calls_says_so_on_stderr() -> None:
     result = runner.invoke(app, ["route", "stats"])
     assert result.exit_code == 0
     assert result.stdout == ""
-    assert "No calls recorded in the last 7 days" in result.stderr
+    assert "No calls recorded in the last 30 days" in result.stderr
 
 
 def test_check_json_advises_per_stage(attune_home: Path) -> None:

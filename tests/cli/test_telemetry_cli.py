@@ -246,12 +246,14 @@ def test_import_with_bad_lines_imports_nothing_and_lists_them(
     assert "2 bad lines skipped" in skipping.stdout
 
 
-def test_import_of_nothing_exits_1(attune_home: Path, tmp_path: Path) -> None:
+def test_import_of_an_empty_file_exits_2_and_of_only_bad_lines_1(
+    attune_home: Path, tmp_path: Path
+) -> None:
     empty = tmp_path / "usage.jsonl"
     empty.write_text("\n")
     result = invoke("import", str(empty))
-    assert result.exit_code == 1
-    assert "nothing imported" in result.stderr
+    assert result.exit_code == 2
+    assert "nothing to import" in result.stderr
     all_bad = tmp_path / "bad.jsonl"
     all_bad.write_text("nope\n")
     assert invoke("import", str(all_bad), "--skip-bad").exit_code == 1

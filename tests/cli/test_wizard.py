@@ -44,9 +44,9 @@ def wizard(pipe: Any, answers: SetupAnswers = SetupAnswers(), **kwargs: Any) -> 
 
 
 def test_arrow_keys_enter_and_a_password_build_the_strategy(keys: Any) -> None:
-    # tier: down twice from "free" → max; mode: up once from the recommended auto → api;
-    # provider: Enter on the suggested anthropic; key; confirm with y.
-    keys.send_text(DOWN + DOWN + ENTER + UP + ENTER + ENTER + KEY + ENTER + "y")
+    # tier: down once from the default "pro" → max; mode: up once from the recommended
+    # auto → api; provider: Enter on the suggested anthropic; key; confirm with y.
+    keys.send_text(DOWN + ENTER + UP + ENTER + ENTER + KEY + ENTER + "y")
     result, screen = wizard(keys)
     assert result.strategy.subscription_tier is SubscriptionTier.MAX
     assert result.strategy.default_mode is AuthMode.API
@@ -71,10 +71,14 @@ def test_ctrl_c_raises_keyboard_interrupt_instead_of_answering_none(keys: Any) -
         wizard(keys)
 
 
-def test_an_empty_password_is_asked_again(keys: Any) -> None:
-    keys.send_text(ENTER + ENTER + ENTER + ENTER + KEY + ENTER + "y")
-    result, _ = wizard(keys, answers=SetupAnswers(tier=SubscriptionTier.PRO, mode=AuthMode.API))
-    assert result.key == KEY
+def test_enter_alone_at_the_key_skips_it_without_ctrl_c(keys: Any) -> None:
+    keys.send_text(ENTER + ENTER + "y")  # anthropic; Enter alone at the key; save
+    result, screen = wizard(
+        keys, answers=SetupAnswers(tier=SubscriptionTier.PRO, mode=AuthMode.API)
+    )
+    assert result is not None and result.strategy.default_mode is AuthMode.API
+    assert (result.provider, result.key) == (None, None)
+    assert "No key stored for anthropic" in screen
 
 
 def test_the_current_strategy_is_the_default_answer(keys: Any) -> None:

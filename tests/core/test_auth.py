@@ -345,7 +345,7 @@ def test_new_keys_go_after_the_settings_not_after_the_next_tables_comment(
     )
     AuthStrategy(subscription_tier="max", setup_completed=True).save(path)
     text = path.read_text()
-    assert text.index("cost_optimization") < text.index("# how I route")
+    assert text.index("prefer_subscription") < text.index("# how I route")
     assert "\n\n# how I route\n[routing]\n" in text
 
 

@@ -155,7 +155,9 @@ def test_transient_fault_then_recovery_is_retried_and_recorded(
 
 def test_rate_limit_waits_as_retry_after_says(emulator: ProviderEmulator) -> None:
     emulator.set_behaviour("gpt-5-mini", Behaviour.script(Fail(429, retry_after="1")))
-    result = attune("ask", "hi", "-m", "gpt-5-mini", "--json", env=openai_env(emulator))
+    result = attune(
+        "ask", "hi", "-m", "gpt-5-mini", "--json", "--verbose", env=openai_env(emulator)
+    )
     assert result.returncode == 0, result.stderr
     document = envelope(result)
     assert statuses(document) == [429, 200]

@@ -48,7 +48,7 @@ def test_walking_the_wizard_saves_the_answers(attune_home: Path) -> None:
     child = spawn("auth", "setup")
     screen = []
     child.expect("Which Claude subscription")
-    child.send(DOWN + DOWN)  # free → pro → max
+    child.send(DOWN)  # the default pro (as auth status shows it) → max
     child.send(ENTER)
     child.expect("How should attune send work")
     screen.append(child.before)

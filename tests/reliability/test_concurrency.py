@@ -338,10 +338,20 @@ def test_two_auth_logins_at_once_leave_one_valid_file_with_both_keys(attune_home
             try:
                 children = {
                     "anthropic": start_attune(
-                        "auth", "login", "anthropic", "--with-key-stdin", stdin=subprocess.PIPE
+                        "auth",
+                        "login",
+                        "anthropic",
+                        "--with-key-stdin",
+                        "--force",  # rounds 2 and 3 replace the key on purpose
+                        stdin=subprocess.PIPE,
                     ),
                     "openai": start_attune(
-                        "auth", "login", "openai", "--with-key-stdin", stdin=subprocess.PIPE
+                        "auth",
+                        "login",
+                        "openai",
+                        "--with-key-stdin",
+                        "--force",
+                        stdin=subprocess.PIPE,
                     ),
                 }
                 for name, key in (("anthropic", anthropic_key), ("openai", openai_key)):

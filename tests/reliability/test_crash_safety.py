@@ -141,7 +141,9 @@ def test_credentials_toml_survives_sigkill_mid_write(attune_home: Path, kills: i
     status = attune("auth", "status", "--json")
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["providers"]["anthropic"]["key_source"] == "stored"
-    login = attune("auth", "login", "anthropic", "--with-key-stdin", stdin=FAKE_ANTHROPIC_KEY)
+    login = attune(
+        "auth", "login", "anthropic", "--with-key-stdin", "--force", stdin=FAKE_ANTHROPIC_KEY
+    )
     assert login.returncode == 0, login.stderr
     assert leftovers(attune_home, "credentials.toml") == []
     assert tomllib.loads(credentials.read_text())["anthropic"]["api_key"] == FAKE_ANTHROPIC_KEY

@@ -60,7 +60,7 @@ def test_a_dead_server_costs_one_attempt_per_endpoint_and_opens_their_circuits(
     (attune_home / "config.toml").write_text("[executor]\nescalate = false\n")
 
     began = time.monotonic()
-    result = attune("ask", "hi", "-w", "review", "-s", "triage", "--json", env=env)
+    result = attune("ask", "hi", "-w", "review", "-s", "triage", "--json", "--verbose", env=env)
     elapsed_s = time.monotonic() - began
 
     stderr = assert_clean_failure(result, 1)

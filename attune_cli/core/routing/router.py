@@ -264,18 +264,21 @@ class AdaptiveModelRouter:
         return [self.recommend_tier_upgrade(w, s) for w, s in self._pairs(workflow, since)]
 
     def get_routing_stats(
-        self, workflow: str | None, stage: str | None = None, days: int = 7
+        self, workflow: str | None, stage: str | None = None, days: int | None = None
     ) -> RoutingStats:
         """What happened per (workflow, stage) over the last ``days`` days, and the choice now.
 
         Args:
             workflow: one workflow, or None for every workflow.
             stage: one stage, or None for every stage with calls in the window.
-            days: the window, at least 1.
+            days: the window, at least 1; None for ``routing.window_days``, the window of
+                every other report.
 
         Raises:
             UsageError: ``days`` under 1.
         """
+        if days is None:
+            days = self.settings.window_days
         settings = self._override(None, None, None, days)
         since = self.clock() - days * DAY_S
         pairs = [(workflow, stage)] if stage is not None else list(self._pairs(workflow, since))
