@@ -166,27 +166,36 @@ def _hour(ts: str = "ts") -> str:
 
 
 def _aggregate(source: str) -> tuple[str, str]:
-    """SELECTs rolling up ``source``'s rows: ``rollups.ROLLUP_COLUMNS`` and the histogram."""
+    """SELECTs rolling up ``source``'s rows: ``rollups.ROLLUP_COLUMNS`` and the histogram.
+
+    Rows are first grouped by key and (success, status, error kind), so the failure class,
+    a string expression, is worked out once per group instead of once per row.
+    """
     fc = _PG_FAILURE_CLASS
+    key = f"workflow, stage, model, {_hour()} AS hour, COALESCE(provider, '') AS provider"
+    grouped = (
+        f"SELECT {key}, success, status, error_kind, COUNT(*) AS n, SUM(cost_usd) AS cost, "
+        "COUNT(cost_usd) AS costs, SUM(input_tokens) AS tokens_in, "
+        "SUM(output_tokens) AS tokens_out, COUNT(latency_ms) AS timed, MAX(ts) AS newest "
+        f"FROM {source} AS s GROUP BY 1, 2, 3, 4, 5, 6, 7, 8"
+    )
 
     def failed(kind: FailureClass) -> str:
-        return f"COUNT(*) FILTER (WHERE fc = '{kind}')"
+        return f"CAST(COALESCE(SUM(n) FILTER (WHERE fc = '{kind}'), 0) AS BIGINT)"
 
-    key = f"workflow, stage, model, {_hour()} AS hour, COALESCE(provider, '') AS provider"
     aggregate = (
-        f"SELECT {key}, COUNT(*), CAST(SUM(success) AS BIGINT), "
+        "SELECT workflow, stage, model, hour, provider, CAST(SUM(n) AS BIGINT), "
+        "CAST(SUM(success * n) AS BIGINT), "
         + ", ".join(failed(kind) for kind in rollups.FAILURE_COLUMNS)
-        + ", COALESCE(SUM(cost_usd), 0), COUNT(cost_usd), "
-        "CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT), "
-        "CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT), COUNT(latency_ms), "
-        f"MAX(ts) FILTER (WHERE fc = '{FailureClass.OUTAGE}') "
-        f"FROM (SELECT *, ({fc}) AS fc FROM {source}) AS r GROUP BY 1, 2, 3, 4, 5 "
-        "ORDER BY 1, 2, 3, 4, 5"
+        + ", COALESCE(SUM(cost), 0), CAST(SUM(costs) AS BIGINT), "
+        "CAST(COALESCE(SUM(tokens_in), 0) AS BIGINT), "
+        "CAST(COALESCE(SUM(tokens_out), 0) AS BIGINT), CAST(SUM(timed) AS BIGINT), "
+        f"MAX(newest) FILTER (WHERE fc = '{FailureClass.OUTAGE}') "
+        f"FROM (SELECT *, ({fc}) AS fc FROM ({grouped}) AS g) AS r GROUP BY 1, 2, 3, 4, 5"
     )
     histogram = (
         f"SELECT {key}, attune_bucket(latency_ms) AS bucket, COUNT(*), SUM(latency_ms) "
-        f"FROM {source} AS r WHERE latency_ms IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6 "
-        "ORDER BY 1, 2, 3, 4, 5, 6"
+        f"FROM {source} AS r WHERE latency_ms IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6"
     )
     return aggregate, histogram
 
@@ -196,7 +205,12 @@ _KEY = "workflow, stage, model, hour, provider"
 
 
 def _upserts(source: str) -> tuple[str, str]:
-    """(rollups, histogram) upserts adding ``source``'s rows (ordered: no deadlocks)."""
+    """(rollups, histogram) upserts adding ``source``'s rows.
+
+    Every writer upserts all its ``rollups`` rows before any ``rollup_latency`` row, and a
+    ``record`` touches one of each, so a record never deadlocks with an import; two imports
+    at once may (PostgreSQL then aborts one, whose transaction leaves nothing behind).
+    """
     aggregate, histogram = _aggregate(source)
     added = ", ".join(f"{c} = rollups.{c} + excluded.{c}" for c in _COUNTS)
     return (
