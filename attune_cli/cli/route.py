@@ -143,11 +143,11 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document o
 @contextmanager
 def _router() -> Iterator[AdaptiveModelRouter]:
     from attune_cli.core.routing import AdaptiveModelRouter
-    from attune_cli.core.telemetry import TelemetryStore
+    from attune_cli.core.team import open_call_store
     from attune_cli.core.workspace import Workspace
 
     workspace = Workspace.load()
-    with TelemetryStore.open_for_reading(workspace) as store:
+    with open_call_store(workspace, reading=True) as store:
         yield AdaptiveModelRouter.from_workspace(workspace, store)
 
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
+if TYPE_CHECKING:
+    from attune_cli.core.store import StoreLocation, StoreStatus
+    from attune_cli.core.workspace import Workspace
+
 app = typer.Typer(
-    help="The store behind telemetry and breakers: status, verify.",
+    help="The store behind telemetry and breakers: status, verify, migrate, push.",
     no_args_is_help=True,
 )
 
@@ -24,12 +30,15 @@ def status(
     """
     from attune_cli.cli.console import out, plain, print_json
     from attune_cli.cli.telemetry import _existing_store
-    from attune_cli.core.store import sqlite_status, store_location
+    from attune_cli.core.store import Backend, sqlite_status, store_location
     from attune_cli.core.workspace import Workspace
 
     workspace = Workspace.load()
     location = store_location(workspace)
-    found = sqlite_status(lambda: _existing_store(workspace), location)
+    if location.backend is Backend.POSTGRES:
+        found = _team_status(workspace, location)
+    else:
+        found = sqlite_status(lambda: _existing_store(workspace), location)
     if json_output:
         print_json(found.as_dict())
         return
@@ -108,3 +117,99 @@ def verify(
             out().print(plain(f"  {d.table} {d.key}: stored {d.stored}, rows give {d.expected}"))
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _team_status(workspace: Workspace, location: StoreLocation) -> StoreStatus:
+    """The team store's status (spooled rows counted even when it cannot be reached)."""
+    from attune_cli.core.postgres import PostgresCallStore, StoreUnreachableError
+    from attune_cli.core.store import Backend, StoreStatus
+    from attune_cli.core.team import spooled_rows
+
+    waiting = spooled_rows(workspace, location.target)
+    try:
+        store = PostgresCallStore(location.target)
+    except StoreUnreachableError as exc:
+        from attune_cli.cli.console import warn
+
+        warn(str(exc), markup=False)
+        return StoreStatus(Backend.POSTGRES, location.shown, False, None, 0, 0, waiting, None)
+    with store:
+        return StoreStatus(
+            Backend.POSTGRES,
+            location.shown,
+            True,
+            store.schema_version(),
+            store.count(),
+            store.rollup_hours(),
+            waiting,
+            store.round_trip_ms(),
+        )
+
+
+def _team_location() -> tuple[Workspace, StoreLocation]:
+    from attune_cli.core.errors import UsageError
+    from attune_cli.core.store import Backend, store_location
+    from attune_cli.core.workspace import Workspace
+
+    workspace = Workspace.load()
+    location = store_location(workspace)
+    if location.backend is not Backend.POSTGRES:
+        raise UsageError(
+            "no team store is configured: this works on a postgresql:// store",
+            hint='set [store] url = "postgresql://…" in config.toml or ATTUNE_STORE_URL',
+        )
+    return workspace, location
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the team store's schema up to this attune's version (one process at a time).
+
+    Examples:
+
+        attune store migrate
+    """
+    from attune_cli.cli.console import message
+    from attune_cli.core import postgres
+
+    _, location = _team_location()
+    conn = postgres.connect(location.target, migrate=False)
+    try:
+        before, after = postgres.apply_migrations(conn)
+    finally:
+        conn.close()
+    if before == after:
+        message(f"{location.shown} is at schema {after}: nothing to do.", markup=False)
+    else:
+        message(f"{location.shown}: schema {before} -> {after}.", markup=False)
+
+
+@app.command()
+def push() -> None:
+    """Send this machine's calls to the team store: spooled ones and older local history.
+
+    Idempotent: every call keeps its identity, so a re-run (or a push after an interrupted
+    one) adds nothing twice.
+
+    Examples:
+
+        attune store push
+    """
+    from attune_cli.cli.console import err, message
+    from attune_cli.cli.telemetry import _ProgressBar
+    from attune_cli.core.postgres import PostgresCallStore
+    from attune_cli.core.team import push as push_rows
+
+    workspace, location = _team_location()
+    progress = _ProgressBar("to the team store", verb="Pushing") if err().is_terminal else None
+    try:
+        with PostgresCallStore(location.target) as team:
+            result = push_rows(workspace, team, progress=progress.update if progress else None)
+    finally:
+        if progress is not None:
+            progress.stop()
+    message(
+        f"Pushed {result.sent:,} local call(s) to {location.shown}: "
+        f"{result.added:,} new, {result.sent - result.added:,} already there.",
+        markup=False,
+    )

@@ -7,6 +7,7 @@ Rich tables are imported inside the commands so ``attune --help`` stays fast.
 
 from __future__ import annotations
 
+import os
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -286,7 +287,6 @@ def record(
     from attune_cli.core.errors import UsageError
     from attune_cli.core.telemetry import (
         CallRecord,
-        TelemetryStore,
         outcome_conflict,
         validate_amount,
         validate_count,
@@ -322,8 +322,10 @@ def record(
     )
     workspace = Workspace.load()
     call = with_registry_defaults(call, workspace.registry)
+    from attune_cli.core.team import open_call_store
+
     try:
-        with TelemetryStore.open(workspace) as store:
+        with open_call_store(workspace) as store:
             store.record(call)
     except sqlite3.Error as exc:
         # A full disk or a read-only file system: say so, as for any file attune writes.
@@ -404,7 +406,7 @@ def import_(
     from attune_cli.cli.console import err, print_json
     from attune_cli.core.errors import InputFileError, OperationError
     from attune_cli.core.importers import MAX_LISTED_ERRORS, ImportOptions, import_calls
-    from attune_cli.core.telemetry import TelemetryStore, validate_label
+    from attune_cli.core.telemetry import validate_label
     from attune_cli.core.workspace import Workspace
 
     options = ImportOptions(
@@ -418,8 +420,10 @@ def import_(
     workspace = Workspace.load()
     progress = _ProgressBar(path.name) if err().is_terminal else None
     started = time.perf_counter()
+    from attune_cli.core.team import open_call_store
+
     try:
-        with TelemetryStore.open(workspace) as store:
+        with open_call_store(workspace) as store:
             result = import_calls(
                 store,
                 options,
@@ -600,10 +604,28 @@ def _existing_store(workspace: Workspace | None = None) -> TelemetryStore | None
 
     paths = workspace.paths if workspace is not None else _paths()
     tighten_existing_dirs(paths)
+    from attune_cli.core.store import STORE_URL_VAR
+
+    if os.environ.get(STORE_URL_VAR) or workspace is not None or _config_names_store(paths):
+        from attune_cli.core.store import Backend, store_location
+        from attune_cli.core.team import open_call_store
+        from attune_cli.core.workspace import Workspace
+
+        loaded = workspace if workspace is not None else Workspace.load()
+        if store_location(loaded).backend is Backend.POSTGRES:
+            return open_call_store(loaded, reading=True, on_notice=_note)
     path = paths.telemetry_db
     if not path.exists():
         return None
     return TelemetryStore(path, create=False)
+
+
+def _config_names_store(paths: Paths) -> bool:
+    """Whether config.toml may hold ``[store]`` (read without parsing it)."""
+    try:
+        return "[store]" in paths.config_file.read_text(encoding="utf-8")
+    except OSError:
+        return False
 
 
 def _window_days(workspace: Workspace) -> int:
@@ -652,8 +674,9 @@ class _ProgressBar:
     thread exists.
     """
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, verb: str = "Importing") -> None:
         self.label = label
+        self.verb = verb
         self._progress: Any = None
         self._task: Any = None
 
@@ -670,7 +693,7 @@ class _ProgressBar:
             from attune_cli.cli.console import err
 
             self._progress = Progress(
-                TextColumn("Importing {task.description}"),
+                TextColumn(f"{self.verb} {{task.description}}"),
                 BarColumn(),
                 TaskProgressColumn(),
                 TimeRemainingColumn(),

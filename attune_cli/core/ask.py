@@ -85,15 +85,14 @@ def ask(
         OperationError: no provider is configured for the chosen model's chain.
         UsageError: an unknown ``--model`` whose provider cannot be told.
     """
-    from attune_cli.core.breaker import BreakerSettings, CircuitBreaker
+    from attune_cli.core.breaker import BreakerSettings
     from attune_cli.core.executor import ResilientExecutor
-    from attune_cli.core.telemetry import TelemetryStore
+    from attune_cli.core.team import open_breaker, open_call_store
 
     breaker_settings = BreakerSettings.from_config(workspace.config, workspace.paths.config_file)
-    store = TelemetryStore.open(workspace)
-    breaker = CircuitBreaker(
-        workspace.paths.telemetry_db, breaker_settings, on_warning=on_notice or _silent
-    )
+    # The team store when one is configured (the local spool while it cannot be reached).
+    store = open_call_store(workspace, on_notice=on_notice)
+    breaker = open_breaker(workspace, breaker_settings, on_warning=on_notice or _silent)
     try:
         with ResilientExecutor.from_workspace(
             workspace, breaker=breaker, store=store, environ=environ, client=client

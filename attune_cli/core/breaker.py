@@ -425,7 +425,7 @@ class CircuitBreaker:
                 if isinstance(decision, Permit):
                     return decision
                 wait_s = decision
-        except _STORE_ERRORS as exc:
+        except self._store_errors as exc:
             return self._degraded(key, now, exc)
         raise BreakerOpenError(key, wait_s)
 
@@ -451,7 +451,7 @@ class CircuitBreaker:
             with self._transaction() as conn:
                 self._settle(conn, permit, failure, retry_after_s)
             self._warned = False
-        except _STORE_ERRORS as exc:
+        except self._store_errors as exc:
             self._store_failed(exc, "its outcome was not recorded")
 
     # Reporting and maintenance
@@ -541,6 +541,13 @@ class CircuitBreaker:
 
     # Decisions inside the store
 
+    # What "the store failed" looks like (a subclass over another database adds its errors).
+    _store_errors: tuple[type[BaseException], ...] = _STORE_ERRORS
+
+    def _read_for_update(self, conn: Any, key: str) -> _Row | None:
+        """The breaker's row, held until the transaction ends (``BEGIN IMMEDIATE`` holds it)."""
+        return _read_row(conn, key)
+
     def _peek(self, key: str) -> _Row | None:
         """The breaker's row read without the write lock (the common, no-write path)."""
         conn = self._connection(create=False)
@@ -550,7 +557,7 @@ class CircuitBreaker:
         """Take the half-open probe lease, or say how long to wait if someone was first."""
         with self._transaction() as conn:
             now = self._clock()
-            row = _read_row(conn, key)
+            row = self._read_for_update(conn, key)
             if row is None or row.state == CLOSED:
                 # Closed by another process since we looked.
                 return Permit(key, row.generation if row else 0, probe=False, started_at=now)
@@ -575,7 +582,7 @@ class CircuitBreaker:
         """Apply one outcome; runs inside the caller's ``BEGIN IMMEDIATE`` transaction."""
         key = permit.key
         now = self._clock()
-        row = _read_row(conn, key)
+        row = self._read_for_update(conn, key)
         if row is None:
             conn.execute("INSERT INTO breakers (key, updated_at) VALUES (?, ?)", (key, now))
             row = _read_row(conn, key)

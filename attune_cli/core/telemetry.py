@@ -592,6 +592,24 @@ class TelemetryStore:
                 return
             yield from rows
 
+    def rows_after(self, after_id: int, limit: int) -> list[tuple[int, Row]]:
+        """Up to ``limit`` rows with an id above ``after_id``, oldest id first, with their ids.
+
+        ``attune store push`` walks the local store with these to copy it to the team store.
+        """
+        return [
+            (row[0], tuple(row[1:]))
+            for row in self.conn.execute(
+                f"SELECT id, {_SELECT_COLUMNS} FROM calls WHERE id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
+            )
+        ]
+
+    def count_after(self, after_id: int) -> int:
+        """How many rows have an id above ``after_id`` (rows not pushed yet)."""
+        row = self.conn.execute("SELECT COUNT(*) FROM calls WHERE id > ?", (after_id,)).fetchone()
+        return int(row[0])
+
     def labels(self, kind: str, prefix: str = "") -> list[str]:
         """Known names of ``kind`` (workflow, stage or model) starting with ``prefix``, sorted."""
         if kind not in LABEL_KINDS:

@@ -1,0 +1,123 @@
+"""The CallStore contract on both backends: SQLite (the default) and PostgreSQL (the team store).
+
+Each PostgreSQL test gets a schema of its own (``pg_url`` in conftest) and drops it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from attune_cli.core.performance import ScoreWeights
+from attune_cli.core.telemetry import CallRecord, TelemetryStore
+
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TelemetryStore]:
+    """The same store contract over each backend."""
+    if request.param == "sqlite":
+        opened = TelemetryStore(tmp_path / "telemetry.db", clock=lambda: NOW)
+    else:
+        from attune_cli.core.postgres import PostgresCallStore
+
+        opened = PostgresCallStore(request.getfixturevalue("pg_url"), clock=lambda: NOW)
+    with opened:
+        yield opened
+
+
+def _rows(count: int, seed: int = 7) -> list[tuple[object, ...]]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(count):
+        failed = rng.random() < 0.2
+        rows.append(
+            (
+                round(NOW - rng.random() * 5 * 86400, 3),
+                "review",
+                rng.choice(["analysis", "summary"]),
+                "openai",
+                rng.choice(["m-a", "m-b", "m-c"]),
+                "cheap",
+                0 if failed else 1,
+                "timeout" if failed else None,
+                503 if failed and i % 2 else None,
+                rng.lognormvariate(6, 0.5),
+                100,
+                50,
+                0.001,
+                1,
+                "test",
+                f"k{i}",
+            )
+        )
+    return rows
+
+
+def test_record_import_and_figures_agree_with_sqlite(store: TelemetryStore) -> None:
+    store.record(CallRecord("review", "analysis", "m-a", True, ts=NOW - 30, latency_ms=120.0))
+    with store.bulk_transaction():
+        added = store.insert_rows(_rows(3000))
+    with store.bulk_transaction():
+        again = store.insert_rows(_rows(3000))
+    assert (added, again) == (3000, 0)
+    assert store.count() == 3001
+    reference = TelemetryStore(Path(":memory:"), clock=lambda: NOW)
+    reference.record(CallRecord("review", "analysis", "m-a", True, ts=NOW - 30, latency_ms=120.0))
+    with reference.bulk_transaction():
+        reference.insert_rows(_rows(3000))
+
+    def figures(source: TelemetryStore) -> list[tuple[object, ...]]:
+        found = source.model_performance(
+            workflow="review",
+            stage=None,
+            since_ts=NOW - 3 * 86400,
+            weights=ScoreWeights(),
+            half_life_s=86400,
+            now=NOW,
+            outage_since_ts=NOW - 86400,
+        )
+        return [
+            (
+                p.model,
+                p.calls,
+                p.successes,
+                p.outage_failures_counted,
+                p.recent_failures,
+                round(p.p95_latency_ms or 0, 6),
+                round(p.weighted_calls or 0, 6),
+            )
+            for p in found
+        ]
+
+    assert figures(store) == figures(reference)
+    store.add_labels({("review", "analysis", m) for m in ("m-c", "m-b")})
+    assert store.labels("model") == ["m-a", "m-b", "m-c"]
+    newest = store.recent_calls(workflow="review", stage=None, limit=3)
+    assert [c.ts for c in newest] == [
+        c.ts for c in reference.recent_calls(workflow="review", stage=None, limit=3)
+    ]
+    assert store.verify().ok
+
+
+def test_prune_keeps_rollups_equal_to_rows(store: TelemetryStore) -> None:
+    with store.bulk_transaction():
+        store.insert_rows(_rows(2000))
+    cut = NOW - 2.5 * 86400
+    before = store.count_before(cut)
+    assert store.prune(cut) == before > 0
+    assert store.count_before(cut) == 0
+    assert store.verify().ok
+
+
+def test_verify_finds_a_corrupted_rollup(store: TelemetryStore) -> None:
+    with store.bulk_transaction():
+        store.insert_rows(_rows(200))
+    store.conn.execute("UPDATE rollups SET calls = calls + 1 WHERE model = 'm-b'")
+    report = store.verify()
+    assert not report.ok
+    assert {d.key[2] for d in report.differences} == {"m-b"}

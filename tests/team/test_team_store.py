@@ -1,0 +1,290 @@
+"""The team store from the outside: real `attune` processes against a real PostgreSQL.
+
+A server that goes away is simulated with a TCP proxy this test starts and stops on
+127.0.0.1 (stopping the shared server would disturb every other test run on the machine).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def attune(
+    home: Path, url: str, *args: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ATTUNE_HOME": str(home), "ATTUNE_STORE_URL": url, "NO_COLOR": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "attune_cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+def count(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0])
+
+
+class Proxy:
+    """A TCP proxy on 127.0.0.1 to the real server that the test can stop and start."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener: socket.socket | None = None
+        self.port = 0
+        self.conns: list[socket.socket] = []
+
+    def start(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self.port = listener.getsockname()[1]
+        self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def stop(self) -> None:
+        assert self.listener is not None
+        # shutdown wakes the thread blocked in accept(); close alone would not.
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        for conn in self.conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+                conn.close()
+            except OSError:
+                pass
+        self.conns = []
+
+
+@pytest.fixture
+def proxy(pg_url: str) -> Iterator[Proxy]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(pg_url)
+    running = Proxy((parts.hostname or "127.0.0.1", parts.port or 5432))
+    running.start()
+    yield running
+    with contextlib.suppress(AssertionError, OSError):
+        running.stop()
+
+
+def _via(url: str, port: int) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return url.replace(parts.netloc, f"{parts.username}@127.0.0.1:{port}", 1)
+
+
+def test_server_down_mid_run_loses_no_row(tmp_path: Path, pg_url: str, proxy: Proxy) -> None:
+    home = tmp_path / "laptop"
+    url = _via(pg_url, proxy.port)
+    record = ("telemetry", "record", "-w", "wf", "-s", "st", "-m", "m-a", "--success")
+    for _ in range(3):
+        attune(home, url, *record)
+    assert count(pg_url) == 3
+    proxy.stop()
+    for _ in range(3):
+        done = attune(home, url, *record)
+        assert done.stderr.count("cannot be reached") == 1, done.stderr
+        assert "local store" in done.stderr
+    status = json.loads(attune(home, url, "store", "status", "--json").stdout)
+    assert status["spooled_rows"] == 3
+    proxy.start()
+    attune(home, url, *record)  # reaches the server: the spool goes first
+    assert count(pg_url) == 7
+    assert json.loads(attune(home, url, "store", "status", "--json").stdout)["spooled_rows"] == 0
+    again = attune(home, url, "store", "push")
+    assert "0 new" in again.stderr
+    assert count(pg_url) == 7
+    assert attune(home, url, "store", "verify").returncode == 0
+
+
+def test_kill_9_mid_push_leaves_no_duplicates(tmp_path: Path, pg_url: str) -> None:
+    from attune_cli.core.telemetry import TelemetryStore
+
+    home = tmp_path / "laptop"
+    rows = [
+        (
+            1_700_000_000.0 + i,
+            "wf",
+            "st",
+            "openai",
+            "m-a",
+            None,
+            1,
+            None,
+            None,
+            10.0 + i % 50,
+            1,
+            1,
+            None,
+            1,
+            "recorded",
+            f"r{i:08x}",
+        )
+        for i in range(60_000)
+    ]
+    with TelemetryStore(home / "telemetry.db") as local, local.bulk_transaction():
+        local.insert_rows(rows)
+    env = {**os.environ, "ATTUNE_HOME": str(home), "ATTUNE_STORE_URL": pg_url}
+    pushing = subprocess.Popen(
+        [sys.executable, "-m", "attune_cli", "store", "push"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and pushing.poll() is None:
+        try:
+            if count(pg_url) > 0:
+                break
+        except Exception:
+            pass
+        time.sleep(0.02)
+    pushing.send_signal(signal.SIGKILL)
+    pushing.wait()
+    attune(home, pg_url, "store", "push")
+    assert count(pg_url) == 60_000
+    assert "0 new" in attune(home, pg_url, "store", "push").stderr
+    assert attune(home, pg_url, "store", "verify").returncode == 0
+
+
+WRITER = """
+import sys
+from attune_cli.core.postgres import PostgresCallStore
+from attune_cli.core.telemetry import CallRecord
+with PostgresCallStore(sys.argv[1]) as store:
+    for i in range(int(sys.argv[2])):
+        store.record(CallRecord("wf", "st", f"m-{i % 3}", i % 4 != 0, latency_ms=10.0 + i,
+                                status=None if i % 4 else 503))
+"""
+
+
+def test_sixteen_writers_on_two_homes_lose_no_row(tmp_path: Path, pg_url: str) -> None:
+    per_writer = 40
+    procs = []
+    for home in ("a", "b"):
+        env = {**os.environ, "ATTUNE_HOME": str(tmp_path / home)}
+        procs += [
+            subprocess.Popen([sys.executable, "-c", WRITER, pg_url, str(per_writer)], env=env)
+            for _ in range(8)
+        ]
+    assert [p.wait(timeout=120) for p in procs] == [0] * 16
+    assert count(pg_url) == 16 * per_writer
+    verified = attune(tmp_path / "a", pg_url, "store", "verify", "--json")
+    assert json.loads(verified.stdout)["ok"] is True
+
+
+def test_newer_schema_is_refused_with_exit_2_naming_the_database(
+    tmp_path: Path, pg_url: str
+) -> None:
+    import psycopg
+
+    secret = pg_url.replace("postgres@", "postgres:hunter2@", 1)
+    attune(tmp_path, secret, "store", "migrate")
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO attune_schema (version) VALUES (99)")
+    done = attune(tmp_path, secret, "telemetry", "models", check=False)
+    assert done.returncode == 2
+    assert "newer attune" in done.stderr and "127.0.0.1" in done.stderr
+    assert "hunter2" not in done.stderr + done.stdout
+
+
+def test_password_never_shown(tmp_path: Path, pg_url: str) -> None:
+    secret = pg_url.replace("postgres@", "postgres:hunter2@", 1)
+    shown = attune(tmp_path, secret, "store", "status", "--json")
+    assert "hunter2" not in shown.stdout + shown.stderr
+    assert "***" in json.loads(shown.stdout)["location"]
+
+
+BREAKER = """
+import sys, json
+from attune_cli.core.breaker import BreakerSettings
+from attune_cli.core.errors import BreakerOpenError
+from attune_cli.core.postgres import PostgresBreaker
+settings = BreakerSettings(open_base_s=float(sys.argv[3]), open_max_s=60, probe_lease_s=60)
+breaker = PostgresBreaker(sys.argv[1], settings)
+if sys.argv[2] == "trip":
+    for _ in range(5):
+        breaker.after_call(breaker.before_call("p/m"), failure=True)
+    print(json.dumps([s.state for s in breaker.states()]))
+else:
+    try:
+        permit = breaker.before_call("p/m")
+        print("probe" if permit.probe else "closed")
+    except BreakerOpenError:
+        print("rejected")
+"""
+
+
+def test_breakers_shared_across_homes_one_probe_at_a_time(tmp_path: Path, pg_url: str) -> None:
+    def run(home: str, *args: str) -> subprocess.Popen[str]:
+        env = {**os.environ, "ATTUNE_HOME": str(tmp_path / home)}
+        return subprocess.Popen(
+            [sys.executable, "-c", BREAKER, pg_url, *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    tripped = run("a", "trip", "30")
+    assert json.loads(tripped.communicate(timeout=60)[0]) == ["open"]
+    # The other home sees the open circuit at once.
+    other = run("b", "ask", "30")
+    assert other.communicate(timeout=60)[0].strip() == "rejected"
+    # Once the open period is over: one half-open probe across both homes.
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("UPDATE breakers SET open_until = 0")
+    procs = [run(home, "ask", "30") for home in ("a", "b") for _ in range(4)]
+    outcomes = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
+    assert outcomes == ["probe"] + ["rejected"] * 7
