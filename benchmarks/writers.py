@@ -119,8 +119,9 @@ class Recorders:
             proc.stdin.write("\n")
             proc.stdin.flush()
 
-    def finish(self) -> list[dict[str, object]]:
-        self.stop.touch()
+    def finish(self, *, stop: bool = True) -> list[dict[str, object]]:
+        if stop:
+            self.stop.touch()
         results = []
         for proc in self.procs:
             out, err = proc.communicate(timeout=600)
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         db = home / "telemetry.db"
         recorders = Recorders(db, stop, 0.0, args.records)
         recorders.go()
-        results = recorders.finish()
+        results = recorders.finish(stop=False)
         alone_p.append(percentiles_ms([w for r in results for w in r["waits"]]))  # type: ignore[attr-defined]
 
         recorders = Recorders(db, stop, 0.005, 10**9)
@@ -204,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                 for r in import_results + prune_results
             )
             lost += expected - store.count()
+            print(f"  expected {expected}, stored {store.count()}", file=sys.stderr)
         print(f"  run {run + 1} done", file=sys.stderr)
 
     def med(values: list[tuple[float, ...]], index: int) -> float:

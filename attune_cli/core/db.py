@@ -14,10 +14,12 @@ takes the lock back before any waiting writer wakes. So every short writer
 (``write_transaction``) holds a shared ``flock`` on ``telemetry.db-writers`` while it writes,
 and a bulk writer holds it exclusively for each chunk (``bulk_turn``): a short writer blocks in
 the kernel, which wakes it the moment the chunk commits, and the next chunk waits until the
-short writers are through. A gate (``telemetry.db-writers-gate``) that short writers pass on
-their way in, and that the bulk writer closes while it waits, keeps a stream of newcomers
-from holding off the next chunk for ever. These two empty lock files stay beside the store
-(as does ``telemetry.db-maintenance``, the lock of imports, prunes and rollup builds).
+writers that queued meanwhile are through. (Short writers share it: queueing them one by one
+in the kernel too made ``record``'s p95 with 8 writers 17 ms instead of 4 ms.)
+A door (``telemetry.db-writers-gate``) that short writers pass on their way to the queue, and
+that the bulk writer closes while it waits for its turn, keeps a stream of newcomers from
+holding off the next chunk for ever. These two empty lock files stay beside the store (as does
+``telemetry.db-maintenance``, the lock of imports, prunes and rollup builds).
 """
 
 from __future__ import annotations
@@ -522,20 +524,31 @@ def _writer_turn(conn: sqlite3.Connection) -> Iterator[None]:
         yield
         return
     gate, writers = fds
+    held: set[Path] = _held.__dict__.setdefault("paths", set())
+    path = getattr(conn, "writers_lock", None)
+    if path is None or path in held:
+        yield  # this thread already writes to this file through another connection
+        return
     try:
+        # Through the door (closed while a bulk writer waits for its turn), then the queue.
         fcntl.flock(gate, fcntl.LOCK_SH)
-        try:
-            fcntl.flock(writers, fcntl.LOCK_SH)
-        finally:
-            fcntl.flock(gate, fcntl.LOCK_UN)
+        fcntl.flock(gate, fcntl.LOCK_UN)
+        fcntl.flock(writers, fcntl.LOCK_SH)
     except OSError:
         yield
         return
+    held.add(path)
     try:
         yield
     finally:
+        held.discard(path)
         with contextlib.suppress(OSError):
             fcntl.flock(writers, fcntl.LOCK_UN)
+
+
+# The writers locks this thread holds (a nested write through a second connection to the
+# same file must not wait for itself).
+_held = threading.local()
 
 
 def _lock_fds(conn: sqlite3.Connection) -> tuple[int, int] | None:
