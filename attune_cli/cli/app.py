@@ -112,6 +112,43 @@ def root(
     ),
 ) -> None:
     """Pick the right LLM for each workflow stage, keep credentials boring, survive failures."""
+    from attune_cli.core import hooks
+
+    hooks.backfill_progress = _backfill_bar
+
+
+class _BackfillBar:
+    """A progress bar on a terminal's stderr while an upgraded store's rollups are built."""
+
+    def __init__(self) -> None:
+        self._progress: object = None
+        self._task: object = None
+
+    def __call__(self, done: int, total: int) -> None:
+        import sys
+
+        if not sys.stderr.isatty():
+            return
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+        from attune_cli.cli.console import err
+
+        if not isinstance(self._progress, Progress):
+            self._progress = Progress(
+                TextColumn("Building hourly rollups of the existing calls"),
+                BarColumn(),
+                TaskProgressColumn(),
+                console=err(),
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task("rollups", total=max(total, 1))
+        self._progress.update(self._task, completed=done)  # type: ignore[arg-type]
+        if done >= total:
+            self._progress.stop()
+
+
+_backfill_bar = _BackfillBar()
 
 
 def _register() -> None:

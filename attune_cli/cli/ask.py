@@ -158,6 +158,7 @@ def ask(
     from attune_cli.core.ask import ask as ask_core
     from attune_cli.core.errors import UsageError
     from attune_cli.core.executor import failure_error
+    from attune_cli.core.notices import Caution
     from attune_cli.core.safe_text import visible
     from attune_cli.core.telemetry import validate_label
     from attune_cli.core.workspace import Workspace
@@ -203,7 +204,7 @@ def ask(
         sys.stdout.flush()
 
     def on_notice(note: str) -> None:
-        if not notes:
+        if not notes and not isinstance(note, Caution):
             return
         if not verbose:
             note = _one_line(note)

@@ -284,9 +284,10 @@ def record(
     import sqlite3
 
     from attune_cli.core.db import write_failure
-    from attune_cli.core.errors import UsageError
+    from attune_cli.core.errors import OperationError, StoreVersionError, UsageError
     from attune_cli.core.telemetry import (
         CallRecord,
+        TelemetryStore,
         outcome_conflict,
         validate_amount,
         validate_count,
@@ -324,15 +325,31 @@ def record(
     call = with_registry_defaults(call, workspace.registry)
     from attune_cli.core.team import open_call_store
 
+    path = workspace.paths.telemetry_db
     try:
-        with open_call_store(workspace) as store:
-            store.record(call)
+        store = open_call_store(workspace)
+    except (OperationError, StoreVersionError) as exc:
+        # Corrupt, from a newer attune, or not writable: the command fails as before, but
+        # the call is kept in the spool when the folder can take it.
+        try:
+            spooled = TelemetryStore.unusable(path, exc.message).record(call)
+        except OperationError:
+            spooled = None
+        if spooled is None:
+            raise exc from None
+        raise type(exc)(f"{exc.message}; {spooled.describe_spool()}", hint=exc.hint) from None
+    try:
+        with store:
+            spooled = store.record(call)
     except sqlite3.Error as exc:
         # A full disk or a read-only file system: say so, as for any file attune writes.
-        refused = write_failure(workspace.paths.telemetry_db, exc)
+        refused = write_failure(path, exc)
         if refused is None:
             raise
         raise refused from None
+    if spooled is not None:
+        _note(f"Warning: {spooled}.")
+        return
     if sys.stderr.isatty():
         outcome = "success" if success else "failure"
         _note(f"Recorded {call.workflow}/{call.stage} {call.model} ({outcome}).")
@@ -617,7 +634,7 @@ def _existing_store(workspace: Workspace | None = None) -> TelemetryStore | None
     path = paths.telemetry_db
     if not path.exists():
         return None
-    return TelemetryStore(path, create=False)
+    return TelemetryStore(path, create=False, read_only=True)
 
 
 def _config_names_store(paths: Paths) -> bool:

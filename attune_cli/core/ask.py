@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from attune_cli.core.errors import OperationError
+from attune_cli.core.errors import AttuneError, OperationError
 
 if TYPE_CHECKING:
     import httpx
@@ -85,14 +85,26 @@ def ask(
         OperationError: no provider is configured for the chosen model's chain.
         UsageError: an unknown ``--model`` whose provider cannot be told.
     """
+    import sqlite3
+
     from attune_cli.core.breaker import BreakerSettings
     from attune_cli.core.executor import ResilientExecutor
     from attune_cli.core.team import open_breaker, open_call_store
+    from attune_cli.core.telemetry import TelemetryStore
 
     breaker_settings = BreakerSettings.from_config(workspace.config, workspace.paths.config_file)
-    # The team store when one is configured (the local spool while it cannot be reached).
-    store = open_call_store(workspace, on_notice=on_notice)
-    breaker = open_breaker(workspace, breaker_settings, on_warning=on_notice or _silent)
+    path = workspace.paths.telemetry_db
+    breaker_warning = on_notice or _silent
+    try:
+        # The team store when one is configured (the local spool while it cannot be reached).
+        store = open_call_store(workspace, on_notice=on_notice)
+    except (AttuneError, sqlite3.Error, OSError) as exc:
+        # A broken store never blocks a call: no history to route by, no breakers (they live
+        # in the same file), and the call's rows go to the spool; one notice says all that.
+        reason = exc.message if isinstance(exc, AttuneError) else str(exc)
+        store = TelemetryStore.unusable(path, f"{reason}; circuit breakers are off for this call")
+        breaker_warning = _silent
+    breaker = open_breaker(workspace, breaker_settings, on_warning=breaker_warning)
     try:
         with ResilientExecutor.from_workspace(
             workspace, breaker=breaker, store=store, environ=environ, client=client

@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any
 from attune_cli.core import db
 from attune_cli.core.errors import AttuneError, BreakerOpenError, ConfigError, OperationError
 from attune_cli.core.failures import FailureClass, clamp_retry_after_s, classify
+from attune_cli.core.notices import Caution
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -754,7 +755,7 @@ class CircuitBreaker:
         self._warned = True
         text = f"circuit-breaker store {self.path} is unusable ({exc}); {consequence}"
         if self._on_warning is not None:
-            self._on_warning(text)
+            self._on_warning(Caution(text))
         else:
             import logging
 

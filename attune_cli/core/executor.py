@@ -60,6 +60,7 @@ from attune_cli.core.errors import (
 )
 from attune_cli.core.failures import FailureClass, clamp_retry_after_s, classify
 from attune_cli.core.money import format_usd
+from attune_cli.core.notices import Caution
 from attune_cli.core.providers import (
     CallCancelled,
     CallFailed,
@@ -110,7 +111,9 @@ class Breaker(Protocol):
 class Recorder(Protocol):
     """What the executor needs of a telemetry store (``attune_cli.core.telemetry``)."""
 
-    def record(self, call: CallRecord) -> None: ...
+    def record(self, call: CallRecord) -> object:
+        """Store ``call``; a non-None result is a note (it was spooled instead: say so once)."""
+        ...
 
 
 def retry_after_s(headers: Mapping[str, str], now_s: float) -> float | None:
@@ -932,12 +935,16 @@ class ResilientExecutor:
             attempt=sum(1 for a in call.attempts if a.sent),
         )
         try:
-            self.store.record(record)
+            spooled = self.store.record(record)
         except (sqlite3.Error, OSError, AttuneError) as exc:
             # Losing a telemetry row must not lose the answer the person is waiting for.
             if not self._store_warned:
                 self._store_warned = True
-                call.notice(f"telemetry not recorded ({exc}); the call itself is unaffected")
+                call.notice(Caution(f"telemetry not recorded ({exc}); the call is unaffected"))
+            return
+        if spooled is not None and not self._store_warned:
+            self._store_warned = True
+            call.notice(Caution(f"telemetry: {spooled}; the call itself is unaffected"))
 
     def _success(
         self, call: _Call, target: Target, completion: Completion, *, fallback_used: bool

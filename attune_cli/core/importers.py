@@ -17,10 +17,12 @@ Formats read:
 ``jsonl`` / ``csv``
     attune's own export (``EXPORT_FIELDS``), so export → import round-trips exactly.
 
-Every import is one transaction, streamed (never a whole file in memory) and idempotent: each
-call has an identity (``key``: a hash of its line, the ``llm`` response id, or the exported
-key) and importing it again adds nothing. A file with bad lines imports nothing unless
-``skip_bad`` is set; an interrupted import leaves the store as it was.
+Every import is streamed (never a whole file in memory) and idempotent: each call has an
+identity (``key``: a hash of its line, the ``llm`` response id, or the exported key) and
+importing it again adds nothing. It commits in short chunks so other writers are never kept
+waiting, with an undo log (``attune_cli.core.telemetry.BulkImport``): a file with bad lines
+imports nothing unless ``skip_bad`` is set, a dry run keeps nothing, and an interrupted import
+leaves the store as it was (a killed one, once the next import or prune has run).
 """
 
 from __future__ import annotations
@@ -199,7 +201,7 @@ def import_calls(
     progress: Progress | None = None,
     parallel: bool | None = None,
 ) -> ImportResult:
-    """Read a call history into ``store`` in one transaction.
+    """Read a call history into ``store``, in short chunks undone unless it all goes in.
 
     Args:
         store: the telemetry store.
@@ -242,16 +244,16 @@ def import_calls(
     source = _forked_batches if parallel else _batches
     imported = 0
     try:
-        with store.bulk_transaction():
+        with store.bulk_import() as bulk:
             statement = _STATEMENTS.get(fmt)
             for batch in source(fmt, path, defaults, options.skip_bad, tally, progress):
                 if statement is None:
-                    imported += store.insert_rows(batch)
+                    imported += bulk.insert(batch)
                 else:
-                    imported += store.insert_rows(batch, statement=statement)
+                    imported += bulk.insert(batch, statement=statement)
             if (tally.bad and not options.skip_bad) or options.dry_run:
                 raise _Rollback
-            store.add_labels(tally.names)
+            bulk.finish(tally.names)
     except _Rollback:
         pass
     rejected = bool(tally.bad) and not options.skip_bad

@@ -483,8 +483,12 @@ class PostgresCallStore(TelemetryStore):
                 "INSERT INTO labels (kind, value) VALUES (%s, %s) ON CONFLICT DO NOTHING", labels
             )
 
-    def prune(self, before_ts: float) -> int:
-        """Delete the calls older than ``before_ts`` and their rollups; returns how many went."""
+    def prune(self, before_ts: float, *, progress: Callable[[int], None] | None = None) -> int:
+        """Delete the calls older than ``before_ts`` and their rollups; returns how many went.
+
+        One transaction: PostgreSQL's row locks keep other writers going meanwhile, so there is
+        no need for SQLite's chunks; ``progress`` is told the count once, at the end.
+        """
         cut = rollups.hour_of(before_ts)
         with self.raw.transaction():
             deleted = self.raw.execute("DELETE FROM calls WHERE ts < %s", (before_ts,)).rowcount
@@ -504,6 +508,8 @@ class PostgresCallStore(TelemetryStore):
                         "FROM rollups ON CONFLICT DO NOTHING"
                     )
         self._known_labels.clear()
+        if progress is not None:
+            progress(max(deleted, 0))
         return max(deleted, 0)
 
     def _add_rollup_range(

@@ -47,8 +47,11 @@ class CallStore(Protocol):
         """Release the connection."""
         ...
 
-    def record(self, call: CallRecord) -> None:
-        """Store one call (and its rollup) in one short transaction."""
+    def record(self, call: CallRecord) -> object:
+        """Store one call (and its rollup) in one short transaction.
+
+        Returns None when stored; a note (``telemetry.Spooled``) when it waits in the spool.
+        """
         ...
 
     def record_many(self, calls: Iterable[CallRecord]) -> int:
@@ -249,9 +252,14 @@ def sqlite_status(
     open_store: Callable[[], CallStore | None], location: StoreLocation
 ) -> StoreStatus:
     """The status of a SQLite store (``open_store`` returns None when there is none yet)."""
+    from pathlib import Path
+
+    from attune_cli.core import spool
+
+    spooled = spool.waiting(spool.spool_path(Path(location.target)))
     store = open_store()
     if store is None:
-        return StoreStatus(Backend.SQLITE, location.shown, False, None, 0, 0, 0, None)
+        return StoreStatus(Backend.SQLITE, location.shown, False, None, 0, 0, spooled, None)
     try:
         return StoreStatus(
             Backend.SQLITE,
@@ -260,7 +268,7 @@ def sqlite_status(
             store.schema_version(),
             store.count(),
             store.rollup_hours(),
-            0,
+            spooled,
             store.round_trip_ms(),
         )
     finally:

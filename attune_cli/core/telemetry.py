@@ -25,18 +25,19 @@ import random
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from attune_cli.core import db, rollups
+from attune_cli.core import db, interrupts, rollups, spool
 from attune_cli.core.clock import now as clock_now
-from attune_cli.core.errors import OperationError, UsageError
+from attune_cli.core.errors import AttuneError, OperationError, UsageError
 from attune_cli.core.failures import FailureClass, failure_class_of, sql_failure_class
 from attune_cli.core.performance import ModelPerformance, ScoreWeights
+from attune_cli.core.spool import spool_path
 
 if TYPE_CHECKING:
     from attune_cli.core.registry import Registry
@@ -229,6 +230,28 @@ class CallRecord:
 
 
 @dataclass(frozen=True)
+class Spooled:
+    """A call that could not be written to the store and waits in the spool instead.
+
+    Attributes:
+        store: the store it could not be written to.
+        spool: where it waits.
+        reason: why the store did not take it.
+    """
+
+    store: Path
+    spool: Path
+    reason: str
+
+    def __str__(self) -> str:
+        return f"not recorded ({self.reason}); {self.describe_spool()}"
+
+    def describe_spool(self) -> str:
+        """Where the call waits, as a person reads it."""
+        return f"the call waits in {self.spool} for the next write"
+
+
+@dataclass(frozen=True)
 class CallFilter:
     """Which calls a query or an export looks at (None = any)."""
 
@@ -250,7 +273,12 @@ class TelemetryStore:
     """
 
     def __init__(
-        self, path: Path, *, clock: Callable[[], float] = clock_now, create: bool = True
+        self,
+        path: Path,
+        *,
+        clock: Callable[[], float] = clock_now,
+        create: bool = True,
+        read_only: bool = False,
     ) -> None:
         """Open (creating and migrating when needed) the store at ``path``.
 
@@ -258,17 +286,47 @@ class TelemetryStore:
             path: the ``telemetry.db`` file.
             clock: epoch seconds now; tests inject a fake one.
             create: when False a missing file raises ``FileNotFoundError`` (read-only callers).
+            read_only: a reader: open the file read-only when it cannot be written (a
+                read-only file system) instead of failing.
 
         Raises:
             StoreVersionError: the file was written by a newer attune; it is left untouched.
             OperationError: the file is not a SQLite database.
         """
         self.path = path
-        self.conn: sqlite3.Connection = db.connect(path, create=create)
+        self.conn: sqlite3.Connection = db.connect(path, create=create, read_only=read_only)
         self._clock = clock
         self._rng = random.Random(os.urandom(16))
         self._known_labels: set[tuple[str, str]] = set()
+        self.spool: Path | None = None if str(path) == db.MEMORY else spool_path(path)
+        self.unusable_reason: str | None = None
         _ensure_math_functions(self.conn)
+
+    @classmethod
+    def unusable(
+        cls, path: Path, reason: str, *, clock: Callable[[], float] = clock_now
+    ) -> TelemetryStore:
+        """An empty store in memory standing in for ``path``, which cannot be used.
+
+        Routing finds no history in it, and every ``record`` goes to the spool beside
+        ``path`` (``attune_cli.core.spool``): what ``ask`` uses when ``telemetry.db`` is
+        corrupt, from a newer attune, or cannot be written, so the call is still made.
+
+        Args:
+            path: the ``telemetry.db`` that could not be opened.
+            reason: why, as a person reads it.
+            clock: epoch seconds now.
+        """
+        store = cls(Path(db.MEMORY), clock=clock)
+        store.path = path
+        store.spool = spool_path(path)
+        store.unusable_reason = reason
+        return store
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the store was opened read-only (it cannot be written)."""
+        return bool(getattr(self.conn, "read_only", False))
 
     @classmethod
     def open(cls, workspace: Workspace) -> TelemetryStore:
@@ -283,7 +341,7 @@ class TelemetryStore:
         folder as a side effect; an empty store answers "no history" just the same.
         """
         path = workspace.paths.telemetry_db
-        return cls(path if path.exists() else Path(db.MEMORY))
+        return cls(path if path.exists() else Path(db.MEMORY), read_only=True)
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
@@ -312,11 +370,20 @@ class TelemetryStore:
             OperationError: the store stayed locked past the busy timeout (a long import in
                 another process), or SQLite could not write (disk full, read-only file).
         """
+        self._check_writable()
         try:
             with db.write_transaction(self.conn):
                 yield self.conn
         except sqlite3.Error as exc:
             raise _write_error(self.path, exc) from None
+
+    def _check_writable(self) -> None:
+        """Refuse a write to a store opened read-only, saying what is read-only."""
+        if self.read_only:
+            raise OperationError(
+                f"cannot write {self.path}: {db.read_only_reason(self.path)}",
+                hint="run attune where it can write, or point ATTUNE_HOME at a writable folder",
+            )
 
     @contextmanager
     def bulk_transaction(self) -> Iterator[None]:
@@ -360,17 +427,73 @@ class TelemetryStore:
             key,
         )
 
-    def record(self, call: CallRecord) -> None:
-        """Store one call in one short transaction (and make its names known for completion)."""
+    def record(self, call: CallRecord) -> Spooled | None:
+        """Store one call in one short transaction (and make its names known for completion).
+
+        A call that cannot get in (the store stayed locked past the busy timeout, or cannot
+        be written) waits in the spool instead, and the next write that gets in adds it; a
+        write that gets in first adds whatever the spool holds.
+
+        Returns:
+            None when the call was stored; what happened when it was spooled instead.
+
+        Raises:
+            OperationError: neither the store nor the spool could take the call.
+        """
         row = self.row_of(call)
+        if self.unusable_reason is not None:
+            return self._spool_row(row, self.unusable_reason)
         labels = self._new_labels(((call.workflow, call.stage, call.model),))
-        with self.transaction() as conn:
-            cursor = conn.execute(_INSERT, row)
-            if cursor.rowcount == 1:
-                self._add_rollups(cursor.lastrowid - 1 if cursor.lastrowid else 0)
-            if labels:
-                conn.executemany("INSERT OR IGNORE INTO labels (kind, value) VALUES (?, ?)", labels)
+        try:
+            with self.transaction() as conn:
+                cursor = conn.execute(_INSERT, row)
+                if cursor.rowcount == 1:
+                    self._add_rollups(cursor.lastrowid - 1 if cursor.lastrowid else 0)
+                if labels:
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO labels (kind, value) VALUES (?, ?)", labels
+                    )
+        except OperationError as exc:
+            return self._spool_row(row, exc.message, exc)
         self._known_labels.update(labels)
+        if self.spool is not None and self.spool.exists():
+            with suppress(AttuneError, sqlite3.Error, OSError):
+                self.drain_spool()
+        return None
+
+    def _spool_row(self, row: Row, reason: str, error: OperationError | None = None) -> Spooled:
+        where = self.spool
+        try:
+            if where is None:
+                raise OSError("an in-memory store has no spool")
+            spool.append(where, COLUMNS, row)
+        except OSError as exc:
+            detail = exc.strerror or str(exc)
+            raise OperationError(
+                f"{reason}; the call could not be spooled either ({detail})",
+                hint=error.hint if error is not None else None,
+            ) from None
+        return Spooled(self.path, where, reason)
+
+    def drain_spool(self) -> int:
+        """Add the spooled calls to the store (idempotently); returns how many were read.
+
+        Raises:
+            OperationError: the store cannot be written (the spool stays as it was).
+        """
+        if self.spool is None or self.unusable_reason is not None or self.read_only:
+            return 0
+
+        def insert(rows: list[Row]) -> None:
+            with self.transaction():
+                self.insert_rows(rows)
+                self.add_labels({(row[1], row[2], row[4]) for row in rows})
+
+        return spool.drain(self.spool, COLUMNS, insert)
+
+    def spooled_rows(self) -> int:
+        """How many calls wait in the spool."""
+        return 0 if self.spool is None else spool.waiting(self.spool)
 
     def record_many(self, calls: Iterable[CallRecord]) -> int:
         """Store many calls in one transaction; returns how many were new.
@@ -463,41 +586,204 @@ class TelemetryStore:
                     found.add((kind, value))
         return sorted(found)
 
-    def prune(self, before_ts: float) -> int:
+    def prune(self, before_ts: float, *, progress: Callable[[int], None] | None = None) -> int:
         """Delete the calls older than ``before_ts``; returns how many went.
 
-        The labels are rebuilt from what is left, so completion stops offering names whose
-        every call was deleted.
-        """
-        with self.transaction() as conn:
-            deleted = conn.execute("DELETE FROM calls WHERE ts < ?", (before_ts,)).rowcount
-            if deleted:
-                self._prune_rollups(before_ts)
-                conn.execute("DELETE FROM labels")
-                for workflow, stage in self.pairs(None, None):
-                    conn.execute(
-                        "INSERT OR IGNORE INTO labels VALUES ('workflow', ?), ('stage', ?)",
-                        (workflow, stage),
-                    )
-                conn.executemany(
-                    "INSERT INTO labels VALUES ('model', ?)",
-                    ((model,) for model in self._distinct_models()),
-                )
-        self._known_labels.clear()
-        return max(deleted, 0)
+        Deletes in chunks of about ``PRUNE_CHUNK_ROWS`` oldest calls, each one short transaction
+        that also recounts the rollups of the hours it touched, and lets waiting writers in
+        between chunks; so a prune of millions of calls never makes another writer wait long,
+        and the rollups equal their rows at every commit. An interrupted prune has deleted
+        some of the old calls and none of the rest. The labels are rebuilt from what is left,
+        so completion stops offering names whose every call was deleted.
 
-    def _prune_rollups(self, before_ts: float) -> None:
-        """Drop the rollups of the hours pruned away; recount the hour ``before_ts`` cuts."""
-        cut = rollups.hour_of(before_ts)
+        Args:
+            before_ts: calls older than this go.
+            progress: told the running count of deleted calls after each chunk.
+        """
+        deleted = 0
+        with self._maintenance():
+            while True:
+                row = self.conn.execute(
+                    "SELECT ts FROM calls WHERE ts < ? ORDER BY ts LIMIT 1 OFFSET ?",
+                    (before_ts, PRUNE_CHUNK_ROWS - 1),
+                ).fetchone()
+                with db.bulk_turn(self.conn), self.transaction():
+                    if row is None:
+                        deleted += self._delete_where("ts < ?", (before_ts,))
+                    else:
+                        deleted += self._delete_where("ts <= ?", (row[0],))
+                self._checkpoint()
+                if progress is not None:
+                    progress(deleted)
+                if row is None:
+                    break
+            if deleted:
+                self._rebuild_labels()
+        return deleted
+
+    def _rebuild_labels(self) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM labels")
+            for workflow, stage in self.pairs(None, None):
+                conn.execute(
+                    "INSERT OR IGNORE INTO labels VALUES ('workflow', ?), ('stage', ?)",
+                    (workflow, stage),
+                )
+            conn.executemany(
+                "INSERT INTO labels VALUES ('model', ?)",
+                ((model,) for model in self._distinct_models()),
+            )
+        self._known_labels.clear()
+
+    def _delete_where(self, condition: str, params: tuple[Any, ...]) -> int:
+        """Delete the calls matching ``condition`` and recount the rollups of their hours.
+
+        Inside the caller's transaction. Each (hour, workflow, stage, model, provider) a
+        deleted call belonged to is recomputed from the calls left in it, so the rollups stay
+        equal to their rows whatever was deleted (an edge hour, an import's scattered rows).
+
+        Returns:
+            How many calls were deleted.
+        """
+        conn = self.conn
+        conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS doomed_hours (workflow, stage, model, hour, "
+            "provider, PRIMARY KEY (workflow, stage, model, hour, provider))"
+        )
+        conn.execute("DELETE FROM temp.doomed_hours")
+        conn.execute(
+            "INSERT OR IGNORE INTO temp.doomed_hours SELECT DISTINCT workflow, stage, model, "
+            f"{rollups.hour_sql()}, COALESCE(provider, '') FROM calls WHERE {condition}",
+            params,
+        )
+        deleted = conn.execute(f"DELETE FROM calls WHERE {condition}", params).rowcount
+        if deleted <= 0:
+            return 0
+        key = "(workflow, stage, model, hour, provider)"
         for table in ("rollups", "rollup_latency"):
-            self.conn.execute(f"DELETE FROM {table} WHERE hour < ?", (cut,))
-        if cut < before_ts:
-            for table in ("rollups", "rollup_latency"):
-                self.conn.execute(f"DELETE FROM {table} WHERE hour = ?", (cut,))
-            for statement in rollups.upsert_sql(
-                "(SELECT * FROM calls WHERE ts >= :start AND ts < :end)"
-            ):
-                self.conn.execute(statement, {"start": cut, "end": cut + rollups.HOUR_S})
+            conn.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT * FROM temp.doomed_hours)")
+        remaining = (
+            "(SELECT c.* FROM temp.doomed_hours AS k CROSS JOIN calls AS c "
+            "ON c.workflow = k.workflow AND c.stage = k.stage AND c.model = k.model "
+            f"AND c.ts >= k.hour AND c.ts < k.hour + {rollups.HOUR_S} "
+            "AND COALESCE(c.provider, '') = k.provider)"
+        )
+        aggregate, histogram = rollups.aggregate_sql(remaining)
+        conn.execute(f"INSERT INTO rollups ({', '.join(rollups.ROLLUP_COLUMNS)}) {aggregate}")
+        conn.execute(
+            "INSERT INTO rollup_latency (workflow, stage, model, hour, provider, bucket, calls, "
+            f"latency_ms) {histogram}"
+        )
+        return deleted
+
+    # --- bulk imports in chunks ------------------------------------------------------------
+
+    @contextmanager
+    def bulk_import(self) -> Iterator[BulkImport]:
+        """An import that commits in chunks and is undone unless it ``finish``-es.
+
+        See ``BulkImport``. Leaving the block by an exception (Ctrl-C included) or without
+        ``finish`` deletes again every call the import added, chunk by chunk; an import
+        killed outright leaves its undo log behind, and the next import or prune undoes it
+        first.
+
+        Raises:
+            OperationError: as ``transaction``.
+        """
+        with self._maintenance():
+            bulk = BulkImport(self, f"i{self._rng.getrandbits(64):016x}")
+            self.conn.execute("PRAGMA cache_size = -65536")
+            try:
+                with db.interruptible(self.conn):
+                    yield bulk
+            finally:
+                try:
+                    if not bulk.finished:
+                        # After Ctrl-C, undo still runs (a second Ctrl-C stops it; the next
+                        # import or prune finishes it).
+                        interrupts.reset()
+                        self._undo_import(bulk.run)
+                finally:
+                    self.conn.execute("PRAGMA cache_size = -2000")
+
+    @contextmanager
+    def _maintenance(self) -> Iterator[None]:
+        """One import or prune at a time on this file, after undoing an interrupted import.
+
+        An import's undo log names the id ranges it added; a prune running at the same time
+        could free the highest ids for a new call to reuse, so the two never overlap.
+        """
+        self._check_writable()
+        with db.maintenance_lock(self.path):
+            # A prune recounts hours from their rows: older rows must be rolled up first.
+            db.backfill_rollups_locked(self.conn)
+            for (run,) in self.conn.execute("SELECT DISTINCT run FROM import_chunks").fetchall():
+                self._undo_import(run)
+            yield
+
+    def undo_interrupted_imports(self) -> int:
+        """Undo what imports killed mid-way left (what the next import or prune does first).
+
+        Returns:
+            How many calls were deleted again.
+        """
+        before = self.count()
+        with self._maintenance():
+            pass
+        return before - self.count()
+
+    def interrupted_import_rows(self) -> int:
+        """Calls of an interrupted import still waiting to be undone (0 when none)."""
+        row = self.conn.execute(
+            "SELECT COALESCE(SUM(last_id - first_id + 1), 0) FROM import_chunks"
+        ).fetchone()
+        return int(row[0])
+
+    def _undo_import(self, run: str) -> None:
+        """Delete the calls ``run`` added, newest chunk first, one short transaction each."""
+        chunks = self.conn.execute(
+            "SELECT first_id, last_id FROM import_chunks WHERE run = ? ORDER BY first_id DESC",
+            (run,),
+        ).fetchall()
+        for first_id, last_id in chunks:
+            with db.bulk_turn(self.conn), self.transaction() as conn:
+                self._delete_where("id BETWEEN ? AND ?", (first_id, last_id))
+                conn.execute(
+                    "DELETE FROM import_chunks WHERE run = ? AND first_id = ?", (run, first_id)
+                )
+            self._checkpoint()
+
+    def _insert_chunk(self, run: str, rows: list[Row], statement: str) -> tuple[int, float]:
+        """One chunk of an import: its rows, their rollups and its undo entry, committed.
+
+        Returns:
+            How many rows were new, and how long the chunk waited for short writers.
+        """
+        with db.bulk_turn(self.conn) as waited_s, self.transaction() as conn:
+            newest_id = self._newest_id()
+            inserted = self.insert_rows(rows, batch=len(rows) or 1, statement=statement)
+            if inserted:
+                conn.execute(
+                    "INSERT INTO import_chunks (run, first_id, last_id) VALUES (?, ?, ?)",
+                    (run, newest_id + 1, self._newest_id()),
+                )
+        self._checkpoint()
+        return inserted, waited_s
+
+    def _checkpoint(self) -> None:
+        """Copy a chunk's pages from the WAL into the file now, outside the write lock.
+
+        Otherwise the short writer whose commit crosses the WAL's auto-checkpoint mark would
+        copy (and sync) the bulk writer's pages inside its own ``record``.
+        """
+        with suppress(sqlite3.Error):
+            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def _finish_import(self, run: str, names: Iterable[tuple[str, str, str]]) -> None:
+        """The import's commit point: its names known, its undo log gone, in one transaction."""
+        with self.transaction() as conn:
+            self.add_labels(names)
+            conn.execute("DELETE FROM import_chunks WHERE run = ?", (run,))
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -1018,6 +1304,65 @@ class TelemetryStore:
         )
 
 
+class BulkImport:
+    """A bulk import that commits every ``CHUNK_ROWS`` rows, undone unless it finishes.
+
+    Why chunks and an undo log rather than one transaction, or a side table: one transaction
+    holds the write lock for the whole import (a minute for two million rows), and every
+    other writer (``telemetry record``, ``ask``, the breakers) gives up after the busy
+    timeout; a side table still needs a final step that moves every row into the indexed
+    table, which is as long. So each chunk is one short transaction that adds its rows, adds
+    them to the rollups (which thus equal their rows at every commit) and notes the chunk's id
+    range in ``import_chunks``; between chunks, writers waiting for the lock get in
+    (``db.bulk_turn``). ``finish`` deletes the notes in one short transaction: that is
+    the import's commit point. An import that stops before it (a bad line without
+    ``--skip-bad``, a dry run, Ctrl-C, an error) deletes its rows again by those id ranges,
+    chunk by chunk; one that is killed leaves the notes, and the next import or prune undoes
+    it before it starts. Meanwhile other readers may see part of an import, as they would
+    see it arrive row by row.
+    """
+
+    def __init__(self, store: TelemetryStore, run: str) -> None:
+        self._store = store
+        self.run = run
+        self.finished = False
+        self._contended = False
+
+    def insert(self, rows: Iterable[Row], *, statement: str = _INSERT) -> int:
+        """Add ``rows`` (in ``statement``'s column order), committing every ``CHUNK_ROWS``.
+
+        Returns:
+            How many were new.
+        """
+        inserted = 0
+        batch = rows if isinstance(rows, list) else list(rows)
+        start = 0
+        while start < len(batch):
+            # While short writers keep arriving, smaller chunks keep each one's wait short.
+            size = CONTENDED_CHUNK_ROWS if self._contended else CHUNK_ROWS
+            added, waited_s = self._store._insert_chunk(
+                self.run, batch[start : start + size], statement
+            )
+            inserted += added
+            self._contended = waited_s > _CONTENDED_WAIT_S
+            start += size
+        return inserted
+
+    def finish(self, names: Iterable[tuple[str, str, str]]) -> None:
+        """Keep what was inserted and make its names known (the import's commit point)."""
+        self._store._finish_import(self.run, names)
+        self.finished = True
+
+
+# Rows per transaction of a bulk import (one reader batch) and of a prune: about a tenth of a
+# second of write lock each. Smaller import chunks cost throughput (each commit writes the
+# index pages it touched to the WAL again): 2,000 rows import at 19k rows/s, 5,000 at 30k.
+CHUNK_ROWS = 5_000
+PRUNE_CHUNK_ROWS = 2_000
+# An import chunk after one that had to wait for short writers (they keep arriving) is smaller.
+CONTENDED_CHUNK_ROWS = 1_000
+_CONTENDED_WAIT_S = 0.0005
+
 # SQLite allows 500 arms in a compound SELECT by default; stay well inside.
 _MAX_MERGED_PAIRS = 200
 
@@ -1061,11 +1406,13 @@ class _Recent:
 def _write_error(path: Path, exc: sqlite3.Error) -> OperationError:
     if "locked" in str(exc) or "busy" in str(exc):
         return OperationError(
-            f"{path}: the telemetry store stayed locked for {db.BUSY_TIMEOUT_MS // 1000} s; "
-            "nothing was written",
-            hint="another attune process holds it (a long `telemetry import`?); try again",
+            f"{path}: the telemetry store stayed locked for {db.BUSY_TIMEOUT_MS // 1000} s",
+            hint="another attune process holds it; try again",
         )
-    return OperationError(f"{path}: cannot write the telemetry store ({exc}); nothing was written")
+    refused = db.write_failure(path, exc)
+    if refused is not None:
+        return refused
+    return OperationError(f"{path}: cannot write the telemetry store ({exc})")
 
 
 def _where(where: CallFilter) -> tuple[str, tuple[Any, ...]]:

@@ -230,6 +230,85 @@ def test_an_interrupted_import_leaves_the_store_as_it_was(
     assert run(store, path).imported == 30_000  # and the store still works
 
 
+def test_an_import_interrupted_after_committing_chunks_is_undone_and_other_calls_stay(
+    store: TelemetryStore, tmp_path: Path
+) -> None:
+    path = write(tmp_path / "usage.jsonl", [legacy(i) for i in range(30_000)])
+    other = TelemetryStore(store.path)
+    seen: list[int] = []
+
+    def interrupt_midway(done: int, total: int) -> None:
+        seen.append(other.count())
+        if other.count() >= 4_000:
+            # Chunks are committed: another process records a call meanwhile, then Ctrl-C.
+            other.record(CallRecord("live", "st", "m", True, ts=T0 + 5))
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        import_calls(
+            store,
+            ImportOptions(path=path),
+            registry=REGISTRY,
+            progress=interrupt_midway,
+            parallel=False,
+        )
+    assert max(seen) >= 4_000  # the import had committed chunks others could see
+    assert other.count() == 1  # undone, and the call recorded meanwhile kept
+    assert store.labels("workflow") == ["live"]
+    assert store.interrupted_import_rows() == 0
+    assert store.verify().ok
+    other.close()
+
+
+def test_a_killed_import_is_undone_by_the_next_import(
+    store: TelemetryStore, tmp_path: Path
+) -> None:
+    from attune_cli.core.telemetry import BulkImport
+
+    store.record(CallRecord("wf", "st", "m", True, ts=T0))
+    rows = [
+        store.row_of(CallRecord("dead", "st", "m", i % 2 == 0, ts=T0 + i, latency_ms=float(i)))
+        for i in range(5_000)
+    ]
+    # A bulk import that never finished nor undid (its process was killed).
+    BulkImport(store, "killed").insert(rows)
+    assert store.count() == 5_001
+    assert store.interrupted_import_rows() == 5_000
+    assert store.verify().ok  # the rollups equal the rows at every commit
+
+    with TelemetryStore(store.path) as later:
+        assert run(later, write(tmp_path / "usage.jsonl", [legacy(1)])).imported == 1
+        assert later.count() == 2
+        assert later.interrupted_import_rows() == 0
+        assert later.verify().ok
+
+
+def test_a_rejected_or_dry_run_import_of_many_chunks_keeps_nothing(
+    store: TelemetryStore, tmp_path: Path
+) -> None:
+    store.record(CallRecord("wf", "st", "m", True, ts=T0))
+    lines = [legacy(i) for i in range(9_000)]
+    dry = run(store, write(tmp_path / "usage.jsonl", lines), dry_run=True)
+    assert dry.imported == 9_000
+    rejected = run(store, write(tmp_path / "bad.jsonl", [*lines, "not json"]))
+    assert rejected.rejected
+    assert store.count() == 1
+    assert store.verify().ok
+
+
+def test_a_prune_in_chunks_keeps_the_rollups_equal_to_the_rows(store: TelemetryStore) -> None:
+    store.record_many(
+        CallRecord("wf", f"st{i % 3}", "m", i % 5 != 0, ts=T0 + i * 7.3, latency_ms=float(i))
+        for i in range(9_000)
+    )
+    done: list[int] = []
+    cut = T0 + 4_500 * 7.3 + 0.1  # mid-hour
+    assert store.prune(cut, progress=done.append) == 4_501
+    assert len(done) >= 3 and done[-1] == 4_501  # several short transactions
+    assert store.count() == 4_499
+    assert store.verify().ok
+
+
 def test_the_forked_reader_gives_the_same_result_as_the_inline_one(
     tmp_path: Path,
 ) -> None:

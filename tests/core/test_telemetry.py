@@ -391,22 +391,44 @@ def _rank(values: list[float], percent: int) -> float | None:
     return values[math.ceil(len(values) * percent / 100) - 1]
 
 
-def test_a_store_locked_too_long_fails_with_a_clear_error_and_writes_nothing(
+def test_a_call_that_cannot_get_into_a_locked_store_is_spooled_and_added_by_the_next_write(
     store: TelemetryStore, tmp_path: Path
 ) -> None:
     blocker = sqlite3.connect(store.path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     store.conn.execute("PRAGMA busy_timeout = 50")
     try:
-        with pytest.raises(OperationError, match="stayed locked") as caught:
+        spooled = store.record(call(T0, key="waited"))
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert spooled is not None
+    assert "stayed locked" in str(spooled) and "spool.jsonl" in str(spooled)
+    assert store.count() == 0
+    assert store.spooled_rows() == 1
+    assert store.record(call(T0 + 1)) is None
+    assert store.count() == 2
+    assert store.spooled_rows() == 0
+    # Draining again (a drainer killed half-way, say) adds nothing twice.
+    assert store.record_many([call(T0, key="waited")]) == 0
+    assert store.verify().ok
+
+
+def test_a_call_that_neither_the_store_nor_the_spool_can_take_is_a_clear_error(
+    store: TelemetryStore, tmp_path: Path
+) -> None:
+    assert store.spool is not None
+    store.spool.mkdir()  # the spool cannot be written: a folder is in its way
+    blocker = sqlite3.connect(store.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    store.conn.execute("PRAGMA busy_timeout = 50")
+    try:
+        with pytest.raises(OperationError, match=r"stayed locked.*could not be spooled either"):
             store.record(call(T0))
-        assert "telemetry import" in (caught.value.hint or "")
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
     assert store.count() == 0
-    store.record(call(T0))
-    assert store.count() == 1
 
 
 def test_a_large_batch_with_repeats_adds_each_call_once(store: TelemetryStore) -> None:
@@ -439,3 +461,78 @@ def test_reading_an_existing_store_sees_its_calls(attune_home: Path) -> None:
             workflow="w", stage="triage", since_ts=None, weights=ScoreWeights()
         )
     assert [(f.model, f.calls) for f in figures] == [("gpt-5-mini", 1)]
+
+
+# --- an existing store gets its rollups in chunks ---------------------------------------------
+
+
+def _version_2_store(path: Path, calls: int) -> None:
+    """A store as attune wrote it before rollups (schema 2), holding ``calls`` calls."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = sqlite3.connect(path, isolation_level=None)
+    for script in db.MIGRATIONS[:2]:
+        raw.executescript(script)
+    raw.execute("PRAGMA user_version = 2")
+    raw.executemany(
+        "INSERT INTO calls (ts, workflow, stage, provider, model, success, error_kind, status, "
+        "latency_ms, cost_usd, import_key) VALUES (?, 'wf', ?, 'p', ?, ?, ?, ?, ?, 0.01, ?)",
+        (
+            (
+                T0 + i * 61.7,
+                f"st{i % 3}",
+                f"m{i % 2}",
+                int(i % 4 != 0),
+                None if i % 4 else "server_error",
+                None if i % 4 else 503,
+                100.0 + i % 700,
+                f"k{i}",
+            )
+            for i in range(calls)
+        ),
+    )
+    raw.close()
+
+
+def test_an_existing_store_gets_its_rollups_in_short_chunks_newest_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from attune_cli.core import hooks
+
+    path = tmp_path / "data" / "telemetry.db"
+    _version_2_store(path, 1_000)
+    monkeypatch.setattr(db, "BACKFILL_ROWS", 150)
+    seen: list[tuple[int, int]] = []
+    monkeypatch.setattr(hooks, "backfill_progress", lambda done, total: seen.append((done, total)))
+    with TelemetryStore(path) as store:
+        assert not db.backfill_pending(store.conn)
+        assert store.verify().ok
+        assert store.rollup_hours() > 10
+    assert [done for done, _ in seen] == [150, 300, 450, 600, 750, 900, 1000]
+    assert {total for _, total in seen} == {1000}
+
+
+def test_a_rollup_build_stopped_midway_goes_on_where_it_stopped_and_adds_no_row_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from attune_cli.core import hooks
+
+    path = tmp_path / "data" / "telemetry.db"
+    _version_2_store(path, 1_000)
+    monkeypatch.setattr(db, "BACKFILL_ROWS", 200)
+
+    def stop(done: int, total: int) -> None:
+        if done >= 400:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(hooks, "backfill_progress", stop)
+    with pytest.raises(KeyboardInterrupt):
+        TelemetryStore(path)
+    monkeypatch.setattr(hooks, "backfill_progress", None)
+    raw = sqlite3.connect(path)
+    assert raw.execute("SELECT next_id FROM rollup_backfill").fetchone() == (601,)
+    raw.close()
+    with TelemetryStore(path) as store:
+        assert not db.backfill_pending(store.conn)
+        store.record(call(T0 + 10, "m1", stage="st1"))
+        assert store.count() == 1_001
+        assert store.verify().ok
