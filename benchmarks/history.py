@@ -284,6 +284,28 @@ def write_legacy_jsonl(spec: HistorySpec, folder: Path) -> list[Path]:
     return written
 
 
+def history_row(call: GeneratedCall, key: str) -> tuple[object, ...]:
+    """A generated call as a row in the store's column order, with its identity ``key``."""
+    return (
+        call.ts,
+        call.workflow,
+        call.stage,
+        call.provider,
+        call.model,
+        call.tier,
+        1 if call.success else 0,
+        call.error_kind,
+        call.status,
+        call.latency_ms,
+        call.input_tokens,
+        call.output_tokens,
+        call.cost_usd,
+        1,
+        "generated",
+        key,
+    )
+
+
 def build_store(spec: HistorySpec, path: Path) -> Path:
     """Write ``spec``'s calls straight into an attune store at ``path`` (replacing it).
 
@@ -299,24 +321,7 @@ def build_store(spec: HistorySpec, path: Path) -> Path:
     def rows() -> Iterator[tuple[object, ...]]:
         for index, call in enumerate(iter_history(spec)):
             names.add((call.workflow, call.stage, call.model))
-            yield (
-                call.ts,
-                call.workflow,
-                call.stage,
-                call.provider,
-                call.model,
-                call.tier,
-                1 if call.success else 0,
-                call.error_kind,
-                call.status,
-                call.latency_ms,
-                call.input_tokens,
-                call.output_tokens,
-                call.cost_usd,
-                1,
-                "generated",
-                f"g{spec.seed:x}-{index:x}",
-            )
+            yield history_row(call, f"g{spec.seed:x}-{index:x}")
 
     with TelemetryStore(path) as store:
         store.conn.execute("PRAGMA cache_size = -65536")

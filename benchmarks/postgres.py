@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from history import HistorySpec, iter_history
+from history import HistorySpec, history_row, iter_history
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -54,24 +54,7 @@ def import_rate(url: str, rows: int) -> float:
 
     def generated() -> object:
         for index, call in enumerate(iter_history(spec)):
-            yield (
-                call.ts,
-                call.workflow,
-                call.stage,
-                call.provider,
-                call.model,
-                call.tier,
-                1 if call.success else 0,
-                call.error_kind,
-                call.status,
-                call.latency_ms,
-                call.input_tokens,
-                call.output_tokens,
-                call.cost_usd,
-                1,
-                "generated",
-                f"g{index:x}",
-            )
+            yield history_row(call, f"g{index:x}")
 
     materialised = list(generated())  # generation is not the store's cost
     with PostgresCallStore(url) as store:

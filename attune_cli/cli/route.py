@@ -427,7 +427,7 @@ def _render_stats(result: RoutingStats) -> None:
                 _pct(s.success_rate if s.calls else None),
                 _usd(s.total_cost_usd),
                 s.default_tier,
-                s.best or "none within caps",
+                s.best or "none callable",
             )
         ]
         for s in result.stages
