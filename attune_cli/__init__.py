@@ -31,7 +31,7 @@ _LAZY = {
     "SubscriptionTier": "attune_cli.core.auth",
     "ModelPerformance": "attune_cli.core.performance",
     "AdaptiveModelRouter": "attune_cli.core.routing",
-    "CircuitBreaker": "attune_cli.core.breaker",
+    "CircuitBreaker": "attune_cli.core.breaker.sqlite",
     "ResilientExecutor": "attune_cli.core.executor",
     "LLMResponse": "attune_cli.core.response",
 }

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from attune_cli.core.response import LLMResponse
     from attune_cli.core.routing import RoutingDecision
-    from attune_cli.core.telemetry import CallRecord
+    from attune_cli.core.telemetry.records import CallRecord
     from attune_cli.core.workspace import Workspace
 
 __all__ = ["Attune"]
@@ -127,7 +127,7 @@ class Attune:
             ConfigError: invalid ``[routing]`` settings.
         """
         from attune_cli.core.routing import AdaptiveModelRouter
-        from attune_cli.core.telemetry import TelemetryStore
+        from attune_cli.core.telemetry.sqlite import TelemetryStore
 
         with TelemetryStore.open(self.workspace) as store:
             router = AdaptiveModelRouter.from_workspace(self.workspace, store, environ=self.environ)
@@ -167,12 +167,12 @@ class Attune:
         Raises:
             UsageError: an empty name, or one holding control or bidirectional characters.
         """
-        from attune_cli.core.telemetry import (
+        from attune_cli.core.telemetry.records import (
             CallRecord,
-            TelemetryStore,
             validate_label,
             with_registry_defaults,
         )
+        from attune_cli.core.telemetry.sqlite import TelemetryStore
 
         call = CallRecord(
             workflow=validate_label("workflow", workflow),

@@ -168,10 +168,11 @@ def run_demo(
     Returns:
         Per-model tallies and totals.
     """
-    from attune_cli.core.breaker import BreakerSettings, CircuitBreaker
+    from attune_cli.core.breaker.sqlite import CircuitBreaker
+    from attune_cli.core.breaker.state import BreakerSettings
     from attune_cli.core.executor import ResilientExecutor, make_client
     from attune_cli.core.routing import AdaptiveModelRouter
-    from attune_cli.core.telemetry import TelemetryStore
+    from attune_cli.core.telemetry.sqlite import TelemetryStore
 
     models = demo_models()
     started = time.monotonic()

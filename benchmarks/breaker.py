@@ -31,7 +31,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from attune_cli.core.breaker import BreakerSettings, CircuitBreaker
+from attune_cli.core.breaker.sqlite import CircuitBreaker
+from attune_cli.core.breaker.state import BreakerSettings
 from attune_cli.core.errors import BreakerOpenError
 
 KEY = "openai/gpt-4o-mini"
@@ -41,7 +42,7 @@ COLD_CHILD = """
 import json, sys, time
 started = time.process_time()
 from pathlib import Path
-from attune_cli.core.breaker import CircuitBreaker
+from attune_cli.core.breaker.sqlite import CircuitBreaker
 from attune_cli.core.errors import BreakerOpenError
 breaker = CircuitBreaker(Path(sys.argv[1]))
 try:

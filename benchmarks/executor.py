@@ -40,11 +40,12 @@ from pathlib import Path
 
 import httpx
 
-from attune_cli.core.breaker import BreakerSettings, CircuitBreaker
+from attune_cli.core.breaker.sqlite import CircuitBreaker
+from attune_cli.core.breaker.state import BreakerSettings
 from attune_cli.core.executor import ResilientExecutor, RetryPolicy, make_client
 from attune_cli.core.providers import resolve_endpoints
 from attune_cli.core.registry import load_registry
-from attune_cli.core.telemetry import TelemetryStore
+from attune_cli.core.telemetry.sqlite import TelemetryStore
 from attune_cli.emulator import Behaviour, ProviderEmulator
 
 OVERHEAD_TARGET_MS = 3.0

@@ -312,7 +312,7 @@ def build_store(spec: HistorySpec, path: Path) -> Path:
     Uses the store's bulk path (one transaction), so a 1M-call store takes seconds, not the
     minutes a million ``record`` calls would.
     """
-    from attune_cli.core.telemetry import TelemetryStore
+    from attune_cli.core.telemetry.sqlite import TelemetryStore
 
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
@@ -334,7 +334,7 @@ def build_store(spec: HistorySpec, path: Path) -> Path:
 def _parse_end(text: str | None) -> float | None:
     if text is None:
         return None
-    from attune_cli.core.telemetry import iso_to_ts
+    from attune_cli.core.telemetry.records import iso_to_ts
 
     return iso_to_ts(text)
 

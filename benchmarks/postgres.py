@@ -35,8 +35,8 @@ DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 WRITER = """
 import json, sys, time
-from attune_cli.core.postgres import PostgresCallStore
-from attune_cli.core.telemetry import CallRecord
+from attune_cli.core.telemetry.postgres import PostgresCallStore
+from attune_cli.core.telemetry.records import CallRecord
 times = []
 with PostgresCallStore(sys.argv[1]) as store:
     for i in range(int(sys.argv[2])):
@@ -48,7 +48,7 @@ print(json.dumps(times))
 
 
 def import_rate(url: str, rows: int) -> float:
-    from attune_cli.core.postgres import PostgresCallStore
+    from attune_cli.core.telemetry.postgres import PostgresCallStore
 
     spec = HistorySpec(rows=rows, days=30)
 

@@ -33,7 +33,7 @@ WORKFLOW, STAGE = "code-review", "analysis"
 def in_process_ms(path: Path, runs: int) -> float:
     from attune_cli.core.registry import load_registry
     from attune_cli.core.routing.router import AdaptiveModelRouter
-    from attune_cli.core.telemetry import TelemetryStore
+    from attune_cli.core.telemetry.sqlite import TelemetryStore
 
     with TelemetryStore(path, create=False) as store:
         router = AdaptiveModelRouter(store, load_registry({}, path.parent / "config.toml"))

@@ -107,7 +107,7 @@ def measure_command(
 def measure_in_process(store_path: Path, runs: int) -> dict[str, float]:
     from attune_cli.core.registry import load_registry
     from attune_cli.core.routing import AdaptiveModelRouter
-    from attune_cli.core.telemetry import TelemetryStore
+    from attune_cli.core.telemetry.sqlite import TelemetryStore
 
     with TelemetryStore(store_path) as store:
         router = AdaptiveModelRouter(store, load_registry({}, store_path.parent / "config.toml"))

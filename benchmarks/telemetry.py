@@ -195,7 +195,8 @@ def bench_query(home: Path, args: list[str], runs: int) -> list[Run]:
 
 
 def _writer(db_path: str, index: int, count: int, barrier: object, queue: object) -> None:
-    from attune_cli.core.telemetry import CallRecord, TelemetryStore
+    from attune_cli.core.telemetry.records import CallRecord
+    from attune_cli.core.telemetry.sqlite import TelemetryStore
 
     latencies = []
     with TelemetryStore(Path(db_path)) as store:

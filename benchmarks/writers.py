@@ -44,7 +44,8 @@ LONGEST_WAIT_S = 1.0
 RECORDER = """
 import json, sys, time
 from pathlib import Path
-from attune_cli.core.telemetry import CallRecord, TelemetryStore
+from attune_cli.core.telemetry.records import CallRecord
+from attune_cli.core.telemetry.sqlite import TelemetryStore
 
 db, name, stop, pause = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), float(sys.argv[4])
 limit = int(sys.argv[5])
@@ -196,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         prune_results = recorders.finish()
         for phase, results in (("import", import_results), ("prune", prune_results)):
             during[phase].append(percentiles_ms([w for r in results for w in r["waits"]]))  # type: ignore[attr-defined]
-        from attune_cli.core.telemetry import TelemetryStore
+        from attune_cli.core.telemetry.sqlite import TelemetryStore
 
         with TelemetryStore(db) as store:
             store.drain_spool()

@@ -160,7 +160,7 @@ def ask(
     from attune_cli.core.executor import failure_error
     from attune_cli.core.notices import Caution
     from attune_cli.core.safe_text import visible
-    from attune_cli.core.telemetry import validate_label
+    from attune_cli.core.telemetry.records import validate_label
     from attune_cli.core.workspace import Workspace
 
     if model is not None and tier is not None:

@@ -9,7 +9,7 @@ import typer
 from attune_cli.cli.complete import complete_breaker_keys
 
 if TYPE_CHECKING:
-    from attune_cli.core.breaker import BreakerState
+    from attune_cli.core.breaker.state import BreakerState
 
 # The help text is the callback's docstring, so `attune route breakers --help` shows examples.
 app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
@@ -47,7 +47,7 @@ def breakers(
     if ctx.invoked_subcommand is not None:
         return
     from attune_cli.cli.console import message, print_json
-    from attune_cli.core.breaker import CircuitBreaker
+    from attune_cli.core.breaker.sqlite import CircuitBreaker
     from attune_cli.core.workspace import Workspace
 
     with CircuitBreaker.from_workspace(Workspace.load()) as breaker:
@@ -86,7 +86,7 @@ def reset(
     from rich.markup import escape
 
     from attune_cli.cli.console import message
-    from attune_cli.core.breaker import CircuitBreaker
+    from attune_cli.core.breaker.sqlite import CircuitBreaker
     from attune_cli.core.errors import UsageError
     from attune_cli.core.workspace import Workspace
 
@@ -112,7 +112,7 @@ def _render(states: list[BreakerState]) -> None:
 
     from attune_cli.cli.console import out, plain
     from attune_cli.cli.render import Column, print_table
-    from attune_cli.core.breaker import BreakerKind
+    from attune_cli.core.breaker.state import BreakerKind
 
     # The key is what `reset` takes: it is never cut or folded; a narrow terminal gets one
     # block per breaker instead.

@@ -143,7 +143,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document o
 @contextmanager
 def _router() -> Iterator[AdaptiveModelRouter]:
     from attune_cli.core.routing import AdaptiveModelRouter
-    from attune_cli.core.team import open_call_store
+    from attune_cli.core.telemetry.team import open_call_store
     from attune_cli.core.workspace import Workspace
 
     workspace = Workspace.load()

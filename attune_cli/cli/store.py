@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
-    from attune_cli.core.store import StoreLocation, StoreStatus
+    from attune_cli.core.telemetry.store import StoreLocation, StoreStatus
     from attune_cli.core.workspace import Workspace
 
 app = typer.Typer(
@@ -30,7 +30,7 @@ def status(
     """
     from attune_cli.cli.console import out, plain, print_json
     from attune_cli.cli.telemetry import _existing_store
-    from attune_cli.core.store import Backend, sqlite_status, store_location
+    from attune_cli.core.telemetry.store import Backend, sqlite_status, store_location
     from attune_cli.core.workspace import Workspace
 
     workspace = Workspace.load()
@@ -121,9 +121,9 @@ def verify(
 
 def _team_status(workspace: Workspace, location: StoreLocation) -> StoreStatus:
     """The team store's status (spooled rows counted even when it cannot be reached)."""
-    from attune_cli.core.postgres import PostgresCallStore, StoreUnreachableError
-    from attune_cli.core.store import Backend, StoreStatus
-    from attune_cli.core.team import spooled_rows
+    from attune_cli.core.telemetry.postgres import PostgresCallStore, StoreUnreachableError
+    from attune_cli.core.telemetry.store import Backend, StoreStatus
+    from attune_cli.core.telemetry.team import spooled_rows
 
     waiting = spooled_rows(workspace, location.target)
     try:
@@ -148,7 +148,7 @@ def _team_status(workspace: Workspace, location: StoreLocation) -> StoreStatus:
 
 def _team_location() -> tuple[Workspace, StoreLocation]:
     from attune_cli.core.errors import UsageError
-    from attune_cli.core.store import Backend, store_location
+    from attune_cli.core.telemetry.store import Backend, store_location
     from attune_cli.core.workspace import Workspace
 
     workspace = Workspace.load()
@@ -170,7 +170,7 @@ def migrate() -> None:
         attune store migrate
     """
     from attune_cli.cli.console import message
-    from attune_cli.core import postgres
+    from attune_cli.core.telemetry import postgres
 
     _, location = _team_location()
     conn = postgres.connect(location.target, migrate=False)
@@ -197,8 +197,8 @@ def push() -> None:
     """
     from attune_cli.cli.console import err, message
     from attune_cli.cli.telemetry import _ProgressBar
-    from attune_cli.core.postgres import PostgresCallStore
-    from attune_cli.core.team import push as push_rows
+    from attune_cli.core.telemetry.postgres import PostgresCallStore
+    from attune_cli.core.telemetry.team import push as push_rows
 
     workspace, location = _team_location()
     progress = _ProgressBar("to the team store", verb="Pushing") if err().is_terminal else None

@@ -1,7 +1,7 @@
 """`attune telemetry`: the local history of LLM calls the router learns from.
 
-Each command parses its flags, calls one function of ``attune_cli.core.telemetry`` or
-``attune_cli.core.importers`` and renders the result. The store (sqlite3), the importers and
+Each command parses its flags, calls one function of ``attune_cli.core.telemetry``
+(``sqlite``, ``importers``) and renders the result. The store (sqlite3), the importers and
 Rich tables are imported inside the commands so ``attune --help`` stays fast.
 """
 
@@ -20,10 +20,11 @@ from attune_cli.core.formats import format_ms, format_pct, format_score
 from attune_cli.core.money import format_usd
 
 if TYPE_CHECKING:
-    from attune_cli.core.importers import ImportResult
     from attune_cli.core.paths import Paths
     from attune_cli.core.performance import ModelPerformance, ScoreWeights
-    from attune_cli.core.telemetry import CallRecord, TelemetryStore
+    from attune_cli.core.telemetry.importers import ImportResult
+    from attune_cli.core.telemetry.records import CallRecord
+    from attune_cli.core.telemetry.sqlite import TelemetryStore
     from attune_cli.core.workspace import Workspace
 
 app = typer.Typer(
@@ -283,17 +284,17 @@ def record(
     """
     import sqlite3
 
-    from attune_cli.core.db import write_failure
     from attune_cli.core.errors import OperationError, StoreVersionError, UsageError
-    from attune_cli.core.telemetry import (
+    from attune_cli.core.telemetry.db import write_failure
+    from attune_cli.core.telemetry.records import (
         CallRecord,
-        TelemetryStore,
         outcome_conflict,
         validate_amount,
         validate_count,
         validate_label,
         with_registry_defaults,
     )
+    from attune_cli.core.telemetry.sqlite import TelemetryStore
     from attune_cli.core.workspace import Workspace
 
     conflict = outcome_conflict(success, failure, status, (error_kind or "").strip() or None)
@@ -323,7 +324,7 @@ def record(
     )
     workspace = Workspace.load()
     call = with_registry_defaults(call, workspace.registry)
-    from attune_cli.core.team import open_call_store
+    from attune_cli.core.telemetry.team import open_call_store
 
     path = workspace.paths.telemetry_db
     try:
@@ -422,8 +423,8 @@ def import_(
 
     from attune_cli.cli.console import err, print_json
     from attune_cli.core.errors import InputFileError, OperationError
-    from attune_cli.core.importers import MAX_LISTED_ERRORS, ImportOptions, import_calls
-    from attune_cli.core.telemetry import validate_label
+    from attune_cli.core.telemetry.importers import MAX_LISTED_ERRORS, ImportOptions, import_calls
+    from attune_cli.core.telemetry.records import validate_label
     from attune_cli.core.workspace import Workspace
 
     options = ImportOptions(
@@ -437,7 +438,7 @@ def import_(
     workspace = Workspace.load()
     progress = _ProgressBar(path.name) if err().is_terminal else None
     started = time.perf_counter()
-    from attune_cli.core.team import open_call_store
+    from attune_cli.core.telemetry.team import open_call_store
 
     try:
         with open_call_store(workspace) as store:
@@ -516,8 +517,8 @@ def export(
         attune telemetry export -f csv -w code-review --days 7 > review.csv
     """
     from attune_cli.core.clock import now as clock_now
-    from attune_cli.core.importers import export_calls, export_to_path
-    from attune_cli.core.telemetry import CallFilter
+    from attune_cli.core.telemetry.importers import export_calls, export_to_path
+    from attune_cli.core.telemetry.records import CallFilter
 
     where = CallFilter(
         workflow=workflow,
@@ -573,7 +574,7 @@ def prune(
     from attune_cli.cli.console import confirm, print_json, stdin_is_terminal
     from attune_cli.core.clock import now as clock_now
     from attune_cli.core.errors import UsageError
-    from attune_cli.core.telemetry import ts_to_iso
+    from attune_cli.core.telemetry.records import ts_to_iso
 
     cutoff = clock_now() - older_than * DAY_S
     store = _existing_store()
@@ -617,15 +618,15 @@ def _paths() -> Paths:
 def _existing_store(workspace: Workspace | None = None) -> TelemetryStore | None:
     """The store, or None when nothing was ever recorded (reading never creates it)."""
     from attune_cli.core.paths import tighten_existing_dirs
-    from attune_cli.core.telemetry import TelemetryStore
+    from attune_cli.core.telemetry.sqlite import TelemetryStore
 
     paths = workspace.paths if workspace is not None else _paths()
     tighten_existing_dirs(paths)
-    from attune_cli.core.store import STORE_URL_VAR
+    from attune_cli.core.telemetry.store import STORE_URL_VAR
 
     if os.environ.get(STORE_URL_VAR) or workspace is not None or _config_names_store(paths):
-        from attune_cli.core.store import Backend, store_location
-        from attune_cli.core.team import open_call_store
+        from attune_cli.core.telemetry.store import Backend, store_location
+        from attune_cli.core.telemetry.team import open_call_store
         from attune_cli.core.workspace import Workspace
 
         loaded = workspace if workspace is not None else Workspace.load()
@@ -756,7 +757,7 @@ def _render_import(result: ImportResult, elapsed_s: float) -> None:
 def _render_calls(calls: list[CallRecord]) -> None:
     from attune_cli.cli.console import out, plain
     from attune_cli.cli.render import Column, print_table
-    from attune_cli.core.telemetry import ts_to_iso
+    from attune_cli.core.telemetry.records import ts_to_iso
 
     columns = [
         Column("Time (UTC)"),

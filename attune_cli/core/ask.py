@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from attune_cli.core.executor import ResilientExecutor
     from attune_cli.core.providers.base import Message
     from attune_cli.core.response import LLMResponse
-    from attune_cli.core.telemetry import TelemetryStore
+    from attune_cli.core.telemetry.sqlite import TelemetryStore
     from attune_cli.core.workspace import Workspace
 
 
@@ -87,10 +87,10 @@ def ask(
     """
     import sqlite3
 
-    from attune_cli.core.breaker import BreakerSettings
+    from attune_cli.core.breaker.state import BreakerSettings
     from attune_cli.core.executor import ResilientExecutor
-    from attune_cli.core.team import open_breaker, open_call_store
-    from attune_cli.core.telemetry import TelemetryStore
+    from attune_cli.core.telemetry.sqlite import TelemetryStore
+    from attune_cli.core.telemetry.team import open_breaker, open_call_store
 
     breaker_settings = BreakerSettings.from_config(workspace.config, workspace.paths.config_file)
     path = workspace.paths.telemetry_db

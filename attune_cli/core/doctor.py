@@ -56,8 +56,8 @@ def run_doctor(client: httpx.Client | None = None) -> DoctorReport:
     """
     from attune_cli.core.auth_check import check_providers
     from attune_cli.core.config_keys import unknown_keys
-    from attune_cli.core.db import read_only_folder
     from attune_cli.core.errors import AttuneError
+    from attune_cli.core.telemetry.db import read_only_folder
     from attune_cli.core.workspace import Workspace
 
     findings: list[Finding] = []
@@ -96,7 +96,7 @@ def run_doctor(client: httpx.Client | None = None) -> DoctorReport:
 
 
 def _store_finding(workspace: Any) -> Finding:
-    from attune_cli.core.breaker import CircuitBreaker
+    from attune_cli.core.breaker.sqlite import CircuitBreaker
     from attune_cli.core.errors import AttuneError
 
     store = workspace.paths.telemetry_db

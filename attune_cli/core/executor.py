@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
-from attune_cli.core.breaker import breaker_key, counts_as_failure, endpoint_key
+from attune_cli.core.breaker.state import breaker_key, counts_as_failure, endpoint_key
 from attune_cli.core.config import get_number, table
 from attune_cli.core.errors import (
     AttuneError,
@@ -75,7 +75,7 @@ from attune_cli.core.providers.base import USER_AGENT
 from attune_cli.core.providers.deadline import AttemptLimits, install
 from attune_cli.core.registry import TIERS, Registry, next_tier, previous_tier
 from attune_cli.core.response import BREAKER_OPEN, Attempt, LLMResponse
-from attune_cli.core.telemetry import CallRecord
+from attune_cli.core.telemetry.records import CallRecord
 
 if TYPE_CHECKING:
     from attune_cli.core.workspace import Workspace

@@ -2,7 +2,8 @@
 
 SQLite runs a query in C, where Python never sees Ctrl-C until the query ends: a query that
 never ends (an llm ``logs.db`` whose ``responses`` is a recursive view, a huge scan) would
-ignore it. Every connection ``attune_cli.core.db`` opens gets a progress handler, ``requested``,
+ignore it. Every connection
+``attune_cli.core.telemetry.db`` opens gets a progress handler, ``requested``,
 that SQLite calls every few thousand steps. Being Python code, it lets the interpreter run
 ``on_sigint``, which marks the interrupt and raises; SQLite then aborts the query, and the
 caller turns the resulting ``OperationalError`` back into ``KeyboardInterrupt``.

@@ -130,7 +130,7 @@ class _Server:
 
     def _model_list(self) -> dict[str, Any]:
         from attune_cli.core.routing import AdaptiveModelRouter
-        from attune_cli.core.telemetry import TelemetryStore
+        from attune_cli.core.telemetry.sqlite import TelemetryStore
 
         workspace = self.gateway.workspace
         data: list[dict[str, Any]] = [

@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import httpx
 
-    from attune_cli.core.breaker import CircuitBreaker
+    from attune_cli.core.breaker.sqlite import CircuitBreaker
     from attune_cli.core.executor import ResilientExecutor
     from attune_cli.core.response import LLMResponse
-    from attune_cli.core.telemetry import TelemetryStore
+    from attune_cli.core.telemetry.sqlite import TelemetryStore
     from attune_cli.core.workspace import Workspace
     from attune_cli.serve.shapes import GatewayRequest
 
@@ -165,9 +165,10 @@ class Gateway:
     def _executor(self) -> tuple[ResilientExecutor, TelemetryStore]:
         local = self._local
         if local.executor is None or local.store is None:
-            from attune_cli.core.breaker import BreakerSettings, CircuitBreaker
+            from attune_cli.core.breaker.sqlite import CircuitBreaker
+            from attune_cli.core.breaker.state import BreakerSettings
             from attune_cli.core.executor import ResilientExecutor
-            from attune_cli.core.telemetry import TelemetryStore
+            from attune_cli.core.telemetry.sqlite import TelemetryStore
 
             workspace = self.workspace
             settings = BreakerSettings.from_config(workspace.config, workspace.paths.config_file)

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from attune_cli.cli.app import app
 from attune_cli.cli.complete import complete_breaker_keys
-from attune_cli.core.breaker import CircuitBreaker
+from attune_cli.core.breaker.sqlite import CircuitBreaker
 from attune_cli.core.paths import resolve_paths
 
 runner = CliRunner()

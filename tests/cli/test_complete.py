@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from attune_cli.cli import complete, shells, tab
 from attune_cli.cli.app import app
-from attune_cli.core.db import connect
+from attune_cli.core.telemetry.db import connect
 
 CLI = typer.main.get_command(app)
 TREE = shells.command_tree(CLI)

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from attune_cli.cli.app import app
-from attune_cli.core.importers import protect_cell, unprotect_cell
-from attune_cli.core.telemetry import CallRecord, TelemetryStore
+from attune_cli.core.telemetry.importers import protect_cell, unprotect_cell
+from attune_cli.core.telemetry.records import CallRecord
+from attune_cli.core.telemetry.sqlite import TelemetryStore
 
 runner = CliRunner()
 T0 = 1_767_225_600.0

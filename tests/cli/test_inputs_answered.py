@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from attune_cli.cli.app import app
-from attune_cli.core.telemetry import CallRecord, TelemetryStore
+from attune_cli.core.telemetry.records import CallRecord
+from attune_cli.core.telemetry.sqlite import TelemetryStore
 
 runner = CliRunner()
 RECORD = ["telemetry", "record", "-w", "ci", "-s", "triage", "-m", "gpt-5-mini"]

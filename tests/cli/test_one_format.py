@@ -10,9 +10,10 @@ from typer.testing import CliRunner
 
 from attune_cli.cli.app import app
 from attune_cli.cli.ask import _footer
-from attune_cli.core.breaker import CircuitBreaker
+from attune_cli.core.breaker.sqlite import CircuitBreaker
 from attune_cli.core.response import LLMResponse
-from attune_cli.core.telemetry import CallRecord, TelemetryStore
+from attune_cli.core.telemetry.records import CallRecord
+from attune_cli.core.telemetry.sqlite import TelemetryStore
 
 runner = CliRunner()
 DAY = 86_400.0

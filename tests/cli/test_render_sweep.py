@@ -19,8 +19,9 @@ from typer.testing import CliRunner
 
 from attune_cli.cli import console as console_module
 from attune_cli.cli.app import app
-from attune_cli.core.breaker import CircuitBreaker
-from attune_cli.core.telemetry import CallRecord, TelemetryStore
+from attune_cli.core.breaker.sqlite import CircuitBreaker
+from attune_cli.core.telemetry.records import CallRecord
+from attune_cli.core.telemetry.sqlite import TelemetryStore
 
 runner = CliRunner()
 WIDTHS = (60, 80, 100, 160)

@@ -10,8 +10,9 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from attune_cli.cli.app import app
-from attune_cli.core import db
-from attune_cli.core.telemetry import CallRecord, TelemetryStore
+from attune_cli.core.telemetry import db
+from attune_cli.core.telemetry.records import CallRecord
+from attune_cli.core.telemetry.sqlite import TelemetryStore
 
 runner = CliRunner()
 

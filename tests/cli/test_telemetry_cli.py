@@ -13,8 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from attune_cli.cli.app import app
-from attune_cli.core import db
-from attune_cli.core.telemetry import CallRecord, TelemetryStore
+from attune_cli.core.telemetry import db
+from attune_cli.core.telemetry.records import CallRecord
+from attune_cli.core.telemetry.sqlite import TelemetryStore
 
 runner = CliRunner()
 DAY = 86_400.0
@@ -373,4 +374,4 @@ def test_telemetry_help_imports_no_sqlite(command: str) -> None:
     )
     loaded = set(result.stdout.rsplit("@@", 1)[1].split())
     assert "Usage" in result.stdout
-    assert not {"sqlite3", "_sqlite3", "attune_cli.core.importers"} & loaded
+    assert not {"sqlite3", "_sqlite3", "attune_cli.core.telemetry.importers"} & loaded

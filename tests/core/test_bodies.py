@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from attune_cli.core.breaker import BreakerSettings
+from attune_cli.core.breaker.state import BreakerSettings
 from attune_cli.core.executor import retry_after_s
 from attune_cli.core.failures import RETRY_AFTER_CEILING_S, clamp_retry_after_s
 from attune_cli.core.providers import CallFailed, ChatRequest, Endpoint, adapter_for

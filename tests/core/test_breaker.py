@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from attune_cli.core.breaker import (
+from attune_cli.core.breaker.sqlite import CircuitBreaker
+from attune_cli.core.breaker.state import (
     BreakerSettings,
-    CircuitBreaker,
     Permit,
     breaker_key,
     counts_as_failure,

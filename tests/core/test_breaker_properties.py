@@ -8,7 +8,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from attune_cli.core.breaker import BreakerSettings, CircuitBreaker, Permit
+from attune_cli.core.breaker.sqlite import CircuitBreaker
+from attune_cli.core.breaker.state import BreakerSettings, Permit
 from attune_cli.core.errors import BreakerOpenError
 
 KEY = "openai/gpt-4o-mini"

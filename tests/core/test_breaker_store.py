@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from attune_cli.core.breaker import BreakerSettings, CircuitBreaker
+from attune_cli.core.breaker.sqlite import CircuitBreaker
+from attune_cli.core.breaker.state import BreakerSettings
 from attune_cli.core.errors import BreakerOpenError, OperationError
 
 KEY = "anthropic/claude-sonnet"

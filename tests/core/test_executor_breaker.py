@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from executor_fakes import FakeClock, ScriptedProvider, answer, error, make_executor
 
-from attune_cli.core.breaker import BreakerSettings, CircuitBreaker
+from attune_cli.core.breaker.sqlite import CircuitBreaker
+from attune_cli.core.breaker.state import BreakerSettings
 from attune_cli.core.executor import RetryPolicy
 from attune_cli.core.response import BREAKER_OPEN, LLMResponse
-from attune_cli.core.telemetry import TelemetryStore
+from attune_cli.core.telemetry.sqlite import TelemetryStore
 
 
 @pytest.fixture

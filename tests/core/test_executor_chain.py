@@ -20,7 +20,8 @@ from executor_fakes import (
     make_executor,
 )
 
-from attune_cli.core.breaker import BreakerSettings, CircuitBreaker
+from attune_cli.core.breaker.sqlite import CircuitBreaker
+from attune_cli.core.breaker.state import BreakerSettings
 from attune_cli.core.errors import ConfigError, OperationError
 from attune_cli.core.executor import RetryPolicy
 from attune_cli.core.response import BREAKER_OPEN

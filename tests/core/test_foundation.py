@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from attune_cli.core import db
 from attune_cli.core.config import get_number, read_toml, update_toml
 from attune_cli.core.errors import ConfigError, StoreVersionError
 from attune_cli.core.files import atomic_write_text
 from attune_cli.core.paths import resolve_paths
 from attune_cli.core.registry import TIERS, load_registry, next_tier, previous_tier
+from attune_cli.core.telemetry import db
 
 
 def test_attune_home_puts_everything_in_one_folder(tmp_path: Path) -> None:

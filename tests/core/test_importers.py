@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from attune_cli.core.errors import InputFileError
-from attune_cli.core.importers import (
+from attune_cli.core.registry import load_registry
+from attune_cli.core.telemetry.importers import (
     EXPORT_FIELDS,
     MAX_LISTED_ERRORS,
     ImportOptions,
@@ -21,8 +22,8 @@ from attune_cli.core.importers import (
     export_to_path,
     import_calls,
 )
-from attune_cli.core.registry import load_registry
-from attune_cli.core.telemetry import CallFilter, CallRecord, TelemetryStore
+from attune_cli.core.telemetry.records import CallFilter, CallRecord
+from attune_cli.core.telemetry.sqlite import TelemetryStore
 
 REGISTRY = load_registry({}, Path("config.toml"))
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -263,7 +264,7 @@ def test_an_import_interrupted_after_committing_chunks_is_undone_and_other_calls
 def test_a_killed_import_is_undone_by_the_next_import(
     store: TelemetryStore, tmp_path: Path
 ) -> None:
-    from attune_cli.core.telemetry import BulkImport
+    from attune_cli.core.telemetry.sqlite import BulkImport
 
     store.record(CallRecord("wf", "st", "m", True, ts=T0))
     rows = [

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from attune_cli.core.errors import InputFileError
-from attune_cli.core.importers import ImportOptions, import_calls
 from attune_cli.core.registry import load_registry
-from attune_cli.core.telemetry import TelemetryStore
+from attune_cli.core.telemetry.importers import ImportOptions, import_calls
+from attune_cli.core.telemetry.sqlite import TelemetryStore
 
 pytest.importorskip("llm", reason="llm is a test dependency: pip install -e '.[test]'")
 pytest.importorskip("llm_echo", reason="llm-echo is a test dependency")

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from attune_cli.core import db, rollups
 from attune_cli.core.performance import ScoreWeights
-from attune_cli.core.store import Backend, mask_url, store_location
-from attune_cli.core.telemetry import CallRecord, TelemetryStore
+from attune_cli.core.telemetry import db, rollups
+from attune_cli.core.telemetry.records import CallRecord
+from attune_cli.core.telemetry.sqlite import TelemetryStore
+from attune_cli.core.telemetry.store import Backend, mask_url, store_location
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z, an hour's start
 HOUR = 3600.0

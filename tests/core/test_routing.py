@@ -13,7 +13,8 @@ from attune_cli.core.performance import ScoreWeights
 from attune_cli.core.registry import load_registry
 from attune_cli.core.routing import AdaptiveModelRouter, RoutingSettings
 from attune_cli.core.routing.decision import Reason
-from attune_cli.core.telemetry import CallRecord, TelemetryStore
+from attune_cli.core.telemetry.records import CallRecord
+from attune_cli.core.telemetry.sqlite import TelemetryStore
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 DAY = 86_400.0

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from test_routing import NOW, calls, router
 
-from attune_cli.core.telemetry import TelemetryStore
+from attune_cli.core.telemetry.sqlite import TelemetryStore
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from test_routing import NOW, REGISTRY, calls
 
 from attune_cli.core.routing import AdaptiveModelRouter, RoutingSettings
-from attune_cli.core.telemetry import TelemetryStore
+from attune_cli.core.telemetry.sqlite import TelemetryStore
 
 
 @pytest.fixture

@@ -12,18 +12,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attune_cli.core import db
 from attune_cli.core.errors import OperationError, StoreVersionError, UsageError
 from attune_cli.core.performance import ScoreWeights
 from attune_cli.core.registry import load_registry
-from attune_cli.core.telemetry import (
+from attune_cli.core.telemetry import db
+from attune_cli.core.telemetry.records import (
     CallRecord,
-    TelemetryStore,
     iso_to_ts,
     ts_to_iso,
     validate_label,
     with_registry_defaults,
 )
+from attune_cli.core.telemetry.sqlite import TelemetryStore
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 WEIGHTS = ScoreWeights()

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from attune_cli.core.breaker import CircuitBreaker
-from attune_cli.core.db import connect
+from attune_cli.core.breaker.sqlite import CircuitBreaker
+from attune_cli.core.telemetry.db import connect
 
 pytestmark = pytest.mark.e2e
 
@@ -25,8 +25,8 @@ START = 1_800_000_000.0
 CHILD = """
 import json, os, sys
 from pathlib import Path
-from attune_cli.core.breaker import CircuitBreaker
-from attune_cli.core.db import connect
+from attune_cli.core.breaker.sqlite import CircuitBreaker
+from attune_cli.core.telemetry.db import connect
 from attune_cli.core.errors import BreakerOpenError
 
 store, now, then = Path(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
@@ -48,7 +48,8 @@ breaker.after_call(permit, failure={"succeed": False, "fail": True}[then])
 RECORDER = """
 import sys
 from pathlib import Path
-from attune_cli.core.breaker import BreakerSettings, CircuitBreaker
+from attune_cli.core.breaker.state import BreakerSettings
+from attune_cli.core.breaker.sqlite import CircuitBreaker
 
 settings = BreakerSettings(consecutive_failures=10_000, min_calls=10_000)
 breaker = CircuitBreaker(Path(sys.argv[1]), settings, clock=lambda: float(sys.argv[2]))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from attune_cli.core import db
+from attune_cli.core.telemetry import db
 
 pytestmark = pytest.mark.e2e
 
@@ -58,7 +58,7 @@ def test_an_llm_db_whose_responses_is_an_endless_view_is_refused_at_once(
 CHILD = textwrap.dedent(
     """
     import sqlite3, sys
-    from attune_cli.core.db import interruptible
+    from attune_cli.core.telemetry.db import interruptible
 
     conn = sqlite3.connect(":memory:")
 

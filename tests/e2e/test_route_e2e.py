@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from attune_cli.core.telemetry import CallRecord, TelemetryStore
+from attune_cli.core.telemetry.records import CallRecord
+from attune_cli.core.telemetry.sqlite import TelemetryStore
 
 pytestmark = pytest.mark.e2e
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from attune_cli.core.db import connect
+from attune_cli.core.telemetry.db import connect
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,7 @@ from pathlib import Path
 OPEN_AND_WRITE = """
 import sys, time
 from pathlib import Path
-from attune_cli.core import db
+from attune_cli.core.telemetry import db
 start_at = float(sys.argv[2])
 while time.time() < start_at:
     pass
@@ -35,7 +35,7 @@ def test_concurrent_first_opens_lose_nothing(tmp_path: Path) -> None:
         ]
         errors = [p.communicate(timeout=60)[1] for p in procs]
         assert [p.returncode for p in procs] == [0] * 6, errors
-        from attune_cli.core import db
+        from attune_cli.core.telemetry import db
 
         conn = db.connect(path)
         count = conn.execute("SELECT count(*) FROM labels").fetchone()[0]

@@ -180,7 +180,8 @@ def _spawn(home: Path, *args: str) -> Any:
 def test_prune_in_a_terminal_asks_first_and_a_no_keeps_everything(attune_home: Path) -> None:
     import pexpect
 
-    from attune_cli.core.telemetry import CallRecord, TelemetryStore
+    from attune_cli.core.telemetry.records import CallRecord
+    from attune_cli.core.telemetry.sqlite import TelemetryStore
 
     old = time.time() - 40 * 86_400
     with TelemetryStore(attune_home / "telemetry.db") as store:

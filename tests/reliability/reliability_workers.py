@@ -16,10 +16,10 @@ def warm_up() -> None:
     """Import and exercise every write path once, so a forked child starts writing at once."""
     from attune_cli.core.auth import AuthStrategy
     from attune_cli.core.credentials import store_key
-    from attune_cli.core.importers import ImportOptions, import_calls
     from attune_cli.core.paths import Paths
     from attune_cli.core.registry import load_registry
-    from attune_cli.core.telemetry import TelemetryStore
+    from attune_cli.core.telemetry.importers import ImportOptions, import_calls
+    from attune_cli.core.telemetry.sqlite import TelemetryStore
 
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
@@ -66,9 +66,9 @@ def credential_writes(started_fd: int, folder: str, provider: str, keys: list[st
 
 def telemetry_import(started_fd: int, db_file: str, source: str) -> None:
     """Import ``source`` into ``db_file`` once, then wait to be killed."""
-    from attune_cli.core.importers import ImportOptions, import_calls
     from attune_cli.core.registry import load_registry
-    from attune_cli.core.telemetry import TelemetryStore
+    from attune_cli.core.telemetry.importers import ImportOptions, import_calls
+    from attune_cli.core.telemetry.sqlite import TelemetryStore
 
     store = TelemetryStore(Path(db_file))
     registry = load_registry({}, Path(db_file))

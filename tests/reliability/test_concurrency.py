@@ -36,7 +36,7 @@ from reliability_support import (
     start_attune,
 )
 
-from attune_cli.core.breaker import CircuitBreaker
+from attune_cli.core.breaker.sqlite import CircuitBreaker
 from attune_cli.core.credentials import store_key
 from attune_cli.core.paths import Paths
 
@@ -53,7 +53,8 @@ RECORDER = """
 import sys
 from pathlib import Path
 from attune_cli.core.performance import ScoreWeights
-from attune_cli.core.telemetry import CallRecord, TelemetryStore
+from attune_cli.core.telemetry.records import CallRecord
+from attune_cli.core.telemetry.sqlite import TelemetryStore
 
 store = TelemetryStore(Path(sys.argv[1]))
 name, records = sys.argv[2], int(sys.argv[3])

@@ -23,10 +23,10 @@ from reliability_support import FAKE_ANTHROPIC_KEY, FAKE_OPENAI_KEY, attune, zyg
 
 from attune_cli.core.auth import AuthStrategy
 from attune_cli.core.credentials import store_key
-from attune_cli.core.importers import ImportOptions, import_calls
 from attune_cli.core.paths import Paths
 from attune_cli.core.registry import load_registry
-from attune_cli.core.telemetry import TelemetryStore
+from attune_cli.core.telemetry.importers import ImportOptions, import_calls
+from attune_cli.core.telemetry.sqlite import TelemetryStore
 
 pytestmark = pytest.mark.e2e
 

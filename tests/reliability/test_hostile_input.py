@@ -35,17 +35,11 @@ from reliability_support import (
 )
 
 from attune_cli.core.auth import AuthStrategy
-from attune_cli.core.breaker import BreakerSettings
+from attune_cli.core.breaker.state import BreakerSettings
 from attune_cli.core.config import read_toml
 from attune_cli.core.credentials import resolve_key, store_key, stored_providers
 from attune_cli.core.errors import AttuneError, ConfigError, InputFileError, UsageError
 from attune_cli.core.executor import ResilientExecutor, RetryPolicy, Timeouts
-from attune_cli.core.importers import (
-    EXPORT_FIELDS,
-    ImportOptions,
-    export_calls,
-    import_calls,
-)
 from attune_cli.core.paths import Paths
 from attune_cli.core.performance import ScoreWeights
 from attune_cli.core.providers import (
@@ -58,7 +52,13 @@ from attune_cli.core.providers import (
 )
 from attune_cli.core.registry import load_registry
 from attune_cli.core.routing import RoutingSettings
-from attune_cli.core.telemetry import TelemetryStore
+from attune_cli.core.telemetry.importers import (
+    EXPORT_FIELDS,
+    ImportOptions,
+    export_calls,
+    import_calls,
+)
+from attune_cli.core.telemetry.sqlite import TelemetryStore
 
 EXAMPLES = 300
 SOAK_EXAMPLES = 5_000
@@ -547,7 +547,7 @@ def check_import(
 
 
 def _everything() -> Any:
-    from attune_cli.core.telemetry import CallFilter
+    from attune_cli.core.telemetry.records import CallFilter
 
     return CallFilter()
 

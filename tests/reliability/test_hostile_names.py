@@ -22,7 +22,8 @@ from attune_cli.cli.app import app
 from attune_cli.core.errors import UsageError
 from attune_cli.core.paths import resolve_paths
 from attune_cli.core.safe_text import BIDI_CONTROLS, check_name, visible
-from attune_cli.core.telemetry import CallRecord, TelemetryStore
+from attune_cli.core.telemetry.records import CallRecord
+from attune_cli.core.telemetry.sqlite import TelemetryStore
 
 runner = CliRunner()
 

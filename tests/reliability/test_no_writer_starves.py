@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from attune_cli.core.telemetry import CallFilter, TelemetryStore, ts_to_iso
+from attune_cli.core.telemetry.records import CallFilter, ts_to_iso
+from attune_cli.core.telemetry.sqlite import TelemetryStore
 
 pytestmark = pytest.mark.e2e
 
@@ -32,7 +33,8 @@ MAX_WAIT_S = 1.0
 RECORDER = """
 import json, os, sys, time
 from pathlib import Path
-from attune_cli.core.telemetry import CallRecord, TelemetryStore
+from attune_cli.core.telemetry.records import CallRecord
+from attune_cli.core.telemetry.sqlite import TelemetryStore
 
 db, name, stop = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 store = TelemetryStore(db)

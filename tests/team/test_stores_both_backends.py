@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from attune_cli.core.performance import ScoreWeights
-from attune_cli.core.telemetry import CallRecord, TelemetryStore
+from attune_cli.core.telemetry.records import CallRecord
+from attune_cli.core.telemetry.sqlite import TelemetryStore
 
 NOW = 1_800_000_000.0
 
@@ -23,7 +24,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TelemetryS
     if request.param == "sqlite":
         opened = TelemetryStore(tmp_path / "telemetry.db", clock=lambda: NOW)
     else:
-        from attune_cli.core.postgres import PostgresCallStore
+        from attune_cli.core.telemetry.postgres import PostgresCallStore
 
         opened = PostgresCallStore(request.getfixturevalue("pg_url"), clock=lambda: NOW)
     with opened:

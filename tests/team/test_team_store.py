@@ -147,7 +147,7 @@ def test_server_down_mid_run_loses_no_row(tmp_path: Path, pg_url: str, proxy: Pr
 
 
 def test_kill_9_mid_push_leaves_no_duplicates(tmp_path: Path, pg_url: str) -> None:
-    from attune_cli.core.telemetry import TelemetryStore
+    from attune_cli.core.telemetry.sqlite import TelemetryStore
 
     home = tmp_path / "laptop"
     rows = [
@@ -199,8 +199,8 @@ def test_kill_9_mid_push_leaves_no_duplicates(tmp_path: Path, pg_url: str) -> No
 
 WRITER = """
 import sys
-from attune_cli.core.postgres import PostgresCallStore
-from attune_cli.core.telemetry import CallRecord
+from attune_cli.core.telemetry.postgres import PostgresCallStore
+from attune_cli.core.telemetry.records import CallRecord
 with PostgresCallStore(sys.argv[1]) as store:
     for i in range(int(sys.argv[2])):
         store.record(CallRecord("wf", "st", f"m-{i % 3}", i % 4 != 0, latency_ms=10.0 + i,
@@ -247,9 +247,9 @@ def test_password_never_shown(tmp_path: Path, pg_url: str) -> None:
 
 BREAKER = """
 import sys, json
-from attune_cli.core.breaker import BreakerSettings
+from attune_cli.core.breaker.state import BreakerSettings
 from attune_cli.core.errors import BreakerOpenError
-from attune_cli.core.postgres import PostgresBreaker
+from attune_cli.core.telemetry.postgres import PostgresBreaker
 settings = BreakerSettings(open_base_s=float(sys.argv[3]), open_max_s=60, probe_lease_s=60)
 breaker = PostgresBreaker(sys.argv[1], settings)
 if sys.argv[2] == "trip":

@@ -25,7 +25,7 @@ from attune_cli.core.routing.explain import where
 from attune_cli.core.routing.settings import DAY_S, HOUR_S, RoutingSettings
 
 if TYPE_CHECKING:
-    from attune_cli.core.telemetry import TelemetryStore
+    from attune_cli.core.telemetry.sqlite import TelemetryStore
     from attune_cli.core.workspace import Workspace
 
 

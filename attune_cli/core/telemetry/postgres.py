@@ -3,7 +3,7 @@
 psycopg 3 is an optional extra (``pip install 'attune-cli[postgres]'``) imported only here, and
 this module is imported only when a ``postgresql://`` URL is configured.
 
-* The schema mirrors the SQLite store (``attune_cli.core.db``): ``calls`` with the same columns
+* The schema mirrors the SQLite store (``telemetry.db``): ``calls`` with the same columns
   and identity ``(ts, import_key)``, ``labels``, the hourly ``rollups``/``rollup_latency`` and
   the ``breakers``/``breaker_events`` tables. Text columns use the ``"C"`` collation so names
   sort and compare by code point, as in SQLite.
@@ -18,7 +18,7 @@ this module is imported only when a ``postgresql://`` URL is configured.
   differ are translated by ``_dialect``.
 
 Passwords come from the URL or libpq's own places (``PGPASSWORD``, ``~/.pgpass``); no message
-shows one (``attune_cli.core.store.mask_url``).
+shows one (``attune_cli.core.telemetry.store.mask_url``).
 """
 
 from __future__ import annotations
@@ -34,19 +34,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from attune_cli.core import rollups
-from attune_cli.core.breaker import _ROW_COLUMNS, BreakerSettings, CircuitBreaker, _Row
+from attune_cli.core.breaker.sqlite import _ROW_COLUMNS, CircuitBreaker, _Row
+from attune_cli.core.breaker.state import BreakerSettings
 from attune_cli.core.clock import now as clock_now
 from attune_cli.core.errors import OperationError, StoreVersionError
 from attune_cli.core.failures import FailureClass, sql_failure_class
-from attune_cli.core.store import mask_url
-from attune_cli.core.telemetry import (
-    COLUMNS,
-    FAILURE_CLASS_SQL,
-    LABEL_KINDS,
-    Row,
-    TelemetryStore,
-)
+from attune_cli.core.telemetry import rollups
+from attune_cli.core.telemetry.records import COLUMNS, LABEL_KINDS, Row
+from attune_cli.core.telemetry.sqlite import FAILURE_CLASS_SQL, TelemetryStore
+from attune_cli.core.telemetry.store import mask_url
 
 CONNECT_TIMEOUT_S = 3
 _TEXT = 'TEXT COLLATE "C"'
@@ -544,7 +540,7 @@ class PostgresCallStore(TelemetryStore):
             "decay": decay_per_s,
             "outage_since": -1e300 if outage_since == -math.inf else outage_since,
         }
-        from attune_cli.core.telemetry import _Totals
+        from attune_cli.core.telemetry.sqlite import _Totals
 
         for row in self.raw.execute(sql, params).fetchall():
             total = totals.setdefault(row[0], _Totals())

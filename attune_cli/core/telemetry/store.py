@@ -22,8 +22,8 @@ from attune_cli.core.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from attune_cli.core.performance import ModelPerformance, ScoreWeights
-    from attune_cli.core.rollups import VerifyReport
-    from attune_cli.core.telemetry import CallFilter, CallRecord, Row
+    from attune_cli.core.telemetry.records import CallFilter, CallRecord, Row
+    from attune_cli.core.telemetry.rollups import VerifyReport
     from attune_cli.core.workspace import Workspace
 
 STORE_URL_VAR = "ATTUNE_STORE_URL"
@@ -254,7 +254,7 @@ def sqlite_status(
     """The status of a SQLite store (``open_store`` returns None when there is none yet)."""
     from pathlib import Path
 
-    from attune_cli.core import spool
+    from attune_cli.core.telemetry import spool
 
     spooled = spool.waiting(spool.spool_path(Path(location.target)))
     store = open_store()

@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from attune_cli.core.store import Backend, StoreLocation, mask_url, store_location
+from attune_cli.core.telemetry.store import Backend, StoreLocation, mask_url, store_location
 
 if TYPE_CHECKING:
-    from attune_cli.core.breaker import BreakerSettings, CircuitBreaker
-    from attune_cli.core.postgres import PostgresCallStore
-    from attune_cli.core.telemetry import CallRecord, TelemetryStore
+    from attune_cli.core.breaker.sqlite import CircuitBreaker
+    from attune_cli.core.breaker.state import BreakerSettings
+    from attune_cli.core.telemetry.postgres import PostgresCallStore
+    from attune_cli.core.telemetry.records import CallRecord
+    from attune_cli.core.telemetry.sqlite import TelemetryStore
     from attune_cli.core.workspace import Workspace
 
 PUSH_CHUNK = 5_000
@@ -78,7 +80,7 @@ def _remember(workspace: Workspace, url: str, last_id: int) -> None:
 
 
 def _local_store(workspace: Workspace) -> TelemetryStore | None:
-    from attune_cli.core.telemetry import TelemetryStore
+    from attune_cli.core.telemetry.sqlite import TelemetryStore
 
     path = workspace.paths.telemetry_db
     if not path.exists():
@@ -174,7 +176,7 @@ def open_call_store(
     Raises:
         StoreVersionError: the team store's schema is newer than this attune (exit 2).
     """
-    from attune_cli.core.telemetry import TelemetryStore
+    from attune_cli.core.telemetry.sqlite import TelemetryStore
 
     location = store_location(workspace)
     notice = on_notice or _stderr
@@ -184,7 +186,7 @@ def open_call_store(
             if reading
             else TelemetryStore.open(workspace)
         )
-    from attune_cli.core.postgres import PostgresCallStore, StoreUnreachableError
+    from attune_cli.core.telemetry.postgres import PostgresCallStore, StoreUnreachableError
 
     def local() -> TelemetryStore:
         return (
@@ -218,11 +220,11 @@ def open_call_store(
 
 def open_breaker(workspace: Workspace, settings: BreakerSettings, **options: Any) -> CircuitBreaker:
     """The circuit breakers: in the team store when one is configured and reachable."""
-    from attune_cli.core.breaker import CircuitBreaker
+    from attune_cli.core.breaker.sqlite import CircuitBreaker
 
     location = store_location(workspace)
     if location.backend is Backend.POSTGRES:
-        from attune_cli.core.postgres import PostgresBreaker, StoreUnreachableError
+        from attune_cli.core.telemetry.postgres import PostgresBreaker, StoreUnreachableError
 
         try:
             return PostgresBreaker(location.target, settings, **options)

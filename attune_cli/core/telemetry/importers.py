@@ -47,19 +47,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from attune_cli.core.clock import now
-from attune_cli.core.db import interruptible, raise_if_interrupted
 from attune_cli.core.errors import InputFileError, OperationError
 from attune_cli.core.registry import Registry, normalise_tier
 from attune_cli.core.safe_text import quote, unsafe_characters
-from attune_cli.core.telemetry import (
-    COLUMNS,
-    CallFilter,
-    Row,
-    TelemetryStore,
-    insert_statement,
-    iso_to_ts,
-    ts_to_iso,
-)
+from attune_cli.core.telemetry.db import interruptible, raise_if_interrupted
+from attune_cli.core.telemetry.records import COLUMNS, CallFilter, Row, iso_to_ts, ts_to_iso
+from attune_cli.core.telemetry.sqlite import TelemetryStore, insert_statement
 
 FORMATS: tuple[str, ...] = ("attune-jsonl", "llm-db", "jsonl", "csv")
 EXPORT_FORMATS: tuple[str, ...] = ("jsonl", "csv")

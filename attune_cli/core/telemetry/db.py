@@ -36,9 +36,10 @@ import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
-from attune_cli.core import hooks, interrupts, rollups
+from attune_cli.core import hooks, interrupts
 from attune_cli.core.errors import OperationError, StoreVersionError
 from attune_cli.core.paths import ensure_private_dir
+from attune_cli.core.telemetry import rollups
 
 BUSY_TIMEOUT_MS = 10_000
 # SQLite virtual-machine steps between two looks at Ctrl-C (a few microseconds of work).
@@ -121,7 +122,7 @@ CREATE INDEX calls_workflow_stage_ts
     ON calls(workflow, stage, ts, model, success, status, error_kind);
 """
 
-# Version 3: hourly rollups (``attune_cli.core.rollups``) built from the existing rows; window
+# Version 3: hourly rollups (``telemetry.rollups``) built from the existing rows; window
 # figures read them, so the index led by latency goes, and the time index of a stage also
 # carries latency and cost: the exact hours at a window's edges read that index alone.
 #
