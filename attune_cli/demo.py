@@ -195,10 +195,10 @@ def run_demo(
             explore_calls = round(calls * EXPLORE_SHARE)
             for index in range(calls):
                 routed = index >= explore_calls
+                asked = models[index % len(models)].model
                 if routed:
-                    asked = router.get_best_model(DEMO_WORKFLOW, DEMO_STAGE).chosen
-                else:
-                    asked = models[index % len(models)].model
+                    # The demo's models have no caps: the router always picks one of them.
+                    asked = router.get_best_model(DEMO_WORKFLOW, DEMO_STAGE).chosen or asked
                 response = executor.execute(
                     PROMPTS[index % len(PROMPTS)],
                     model=asked,

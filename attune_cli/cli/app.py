@@ -16,6 +16,7 @@ from typing import Any
 import typer
 
 # typer 0.28 vendors click; its usage errors must reach click's own handler (exit 2).
+from typer._click import Context as ClickContext
 from typer._click.exceptions import ClickException
 from typer.core import TyperGroup
 
@@ -47,7 +48,7 @@ def _defer_unused_rich_modules() -> None:
 class AttuneGroup(TyperGroup):
     """Maps attune's errors and Ctrl-C to one-line messages and exit codes, in one place."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: ClickContext) -> Any:
         try:
             return super().invoke(ctx)
         except (ClickException, typer.Exit, typer.Abort):
@@ -60,7 +61,7 @@ class AttuneGroup(TyperGroup):
                 raise
             raise typer.Exit(code) from None
 
-    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
+    def get_command(self, ctx: ClickContext, cmd_name: str) -> Any:
         command = super().get_command(ctx, cmd_name)
         if command is not None:
             from attune_cli.cli.help_text import reflow_tree

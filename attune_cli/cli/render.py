@@ -8,6 +8,7 @@ of ``Header: value`` lines. A pipe renders at 80 columns, as Rich does.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -175,7 +176,8 @@ def _spans(table: RenderableType) -> tuple[list[tuple[int, int, bool]], int]:
     from rich.table import Table
 
     assert isinstance(table, Table)
-    probe = Console(width=10_000, color_system=None, file=_Discard())
+    # Measuring writes nothing: the buffer stays empty.
+    probe = Console(width=10_000, color_system=None, file=io.StringIO())
     spans = []
     for column in table.columns:
         measured = [
@@ -248,11 +250,3 @@ def _records(
         parts.append(Text(""))
         parts.append(Text(caption, style="dim") if isinstance(caption, str) else caption)
     return Group(*parts)
-
-
-class _Discard:
-    def write(self, text: str) -> int:
-        return len(text)
-
-    def flush(self) -> None:
-        return None

@@ -226,7 +226,7 @@ def _autocompletion_of(custom: Callable[..., Any]) -> Callable[..., Any] | None:
     importable as ``module.name``.
     """
     for cell in custom.__closure__ or ():
-        wrapped = getattr(cell.cell_contents, "__wrapped__", None)
+        wrapped: Callable[..., Any] | None = getattr(cell.cell_contents, "__wrapped__", None)
         if wrapped is None or "." in wrapped.__qualname__ or "<" in wrapped.__qualname__:
             continue
         parameters = list(inspect.signature(wrapped).parameters.values())

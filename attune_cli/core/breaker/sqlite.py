@@ -11,7 +11,7 @@ from collections.abc import Callable
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from attune_cli.core.breaker.state import (
     CLOSED,
@@ -144,7 +144,7 @@ class CircuitBreaker:
         settings = BreakerSettings.from_config(workspace.config, workspace.paths.config_file)
         return cls(workspace.paths.telemetry_db, settings, **options)
 
-    def __enter__(self) -> CircuitBreaker:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -511,7 +511,7 @@ def _count(value: Any, name: str) -> int | None:
             raise _BadLine(f"`{name}` must be a non-negative integer (got {quote(value)})")
     if value > _MAX_INTEGER:
         raise _BadLine(f"`{name}` is too large (got {quote(value)})")
-    return value
+    return int(value)
 
 
 def _text(value: Any, name: str, default: str | None = None) -> str | None:

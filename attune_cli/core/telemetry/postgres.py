@@ -390,7 +390,7 @@ class PostgresCallStore(TelemetryStore):
         self.raw.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[Any]:  # type: ignore[override]
+    def transaction(self) -> Iterator[Any]:
         """One transaction: committed when the block ends, rolled back if it raises."""
         if self.raw.info.transaction_status != 0:  # already inside one (bulk)
             yield self.conn
@@ -506,7 +506,7 @@ class PostgresCallStore(TelemetryStore):
         self._known_labels.clear()
         if progress is not None:
             progress(max(deleted, 0))
-        return max(deleted, 0)
+        return max(int(deleted), 0)
 
     def _add_rollup_range(
         self,

@@ -29,7 +29,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from attune_cli.core import interrupts
 from attune_cli.core.clock import now as clock_now
@@ -180,7 +180,7 @@ class TelemetryStore:
         """Close the connection (idempotent)."""
         self.conn.close()
 
-    def __enter__(self) -> TelemetryStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
