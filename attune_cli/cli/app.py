@@ -7,51 +7,30 @@ it, so ``attune --help`` and every Tab press of completion stay fast.
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
-import types
+from collections.abc import MutableMapping
 from typing import Any
 
 import typer
 
-# typer 0.28 vendors click; its usage errors must reach click's own handler (exit 2).
-from typer._click import Context as ClickContext
-from typer._click.exceptions import ClickException
-from typer.core import TyperGroup
-
 from attune_cli import __version__
+from attune_cli.cli.typer_compat import (
+    ClickContext,
+    ClickException,
+    ShellCompletionGroup,
+    defer_unused_rich_modules,
+)
 
 
-def _defer_unused_rich_modules() -> None:
-    """Keep two unused Rich modules out of ``--help`` and usage errors.
-
-    typer's help renderer imports ``rich.markdown`` (markdown-it, ~20 ms) and ``rich.traceback``
-    (pygments, ~13 ms) at its top, but uses them only for ``rich_markup_mode="markdown"`` and
-    pretty tracebacks, both off here. Each gets a stand-in whose class loads the real module on
-    first use, so behaviour is unchanged and ``attune --help`` stays within its start-up budget.
-    """
-    for module_name, class_name in (("rich.markdown", "Markdown"), ("rich.traceback", "Traceback")):
-        if module_name in sys.modules:
-            continue
-        stand_in = types.ModuleType(module_name)
-
-        def load_real(_cls: type, *args: Any, _module: str = module_name, **kw: Any) -> Any:
-            sys.modules.pop(_module, None)
-            return getattr(importlib.import_module(_module), _cls.__name__)(*args, **kw)
-
-        # A class, not a function: typer uses it in annotations (``Markdown | Text``).
-        setattr(stand_in, class_name, type(class_name, (), {"__new__": load_real}))
-        sys.modules[module_name] = stand_in
-
-
-class AttuneGroup(TyperGroup):
+class AttuneGroup(ShellCompletionGroup):
     """Maps attune's errors and Ctrl-C to one-line messages and exit codes, in one place."""
 
     def invoke(self, ctx: ClickContext) -> Any:
         try:
             return super().invoke(ctx)
         except (ClickException, typer.Exit, typer.Abort):
+            # click's own handler turns its usage errors into exit 2.
             raise
         except (Exception, KeyboardInterrupt) as exc:
             from attune_cli.cli.console import report_failure
@@ -70,9 +49,7 @@ class AttuneGroup(TyperGroup):
             reflow_tree(command)
         return command
 
-    def _main_shell_completion(
-        self, ctx_args: Any, prog_name: str, complete_var: str | None = None
-    ) -> None:
+    def answer_completion(self, ctx_args: MutableMapping[str, Any]) -> None:
         # Every Tab press is a whole attune run: answer it with attune's own shell classes and
         # scripts (attune_cli/cli/shells.py says why typer's are replaced).
         from attune_cli.cli.shells import prepare_shell_completion
@@ -173,7 +150,7 @@ def main() -> None:
 
     # A Tab press renders no help, and must not even look as if it loaded Rich.
     if not os.environ.get(COMPLETE_VAR):
-        _defer_unused_rich_modules()
+        defer_unused_rich_modules()
     from attune_cli.core import interrupts
 
     # Ctrl-C must stop even a SQLite query that never ends (exit 130, like any interrupt).

@@ -24,11 +24,6 @@ import sys
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
-from typer import _completion_classes
-from typer._click import Command, Context
-from typer._click.shell_completion import CompletionItem
-from typer._click.types import File, ParamType
-from typer._types import TyperChoice
 from typer.core import TyperGroup, TyperOption
 from typer.models import TyperPath
 
@@ -44,9 +39,24 @@ from attune_cli.cli.tab import (
     format_zsh,
     split_line,
 )
+from attune_cli.cli.typer_compat import (
+    BashCompleteBase,
+    ClickCommand,
+    ClickContext,
+    ClickFile,
+    CompletionItem,
+    FishCompleteBase,
+    ParamType,
+    TyperChoice,
+    ZshCompleteBase,
+    autocompletion_function,
+    custom_completion,
+    set_completion_scripts,
+    use_completion_classes,
+)
 
 
-def prepare_shell_completion(cli: Command, ctx_args: MutableMapping[str, Any]) -> None:
+def prepare_shell_completion(cli: ClickCommand, ctx_args: MutableMapping[str, Any]) -> None:
     """Point ``--show-completion`` / ``--install-completion`` at attune's scripts, and answer
     a completion request, then exit, when the shell made one.
 
@@ -57,26 +67,21 @@ def prepare_shell_completion(cli: Command, ctx_args: MutableMapping[str, Any]) -
         cli: the root command.
         ctx_args: extra context arguments, as click passes them.
     """
-    from typer import _completion_shared
-
-    for shell in SHELLS:
-        # typer %-formats and strips these itself; hand it the finished script.
-        script = completion_script(shell).rstrip("\n").replace("%", "%%")
-        _completion_shared._completion_scripts[shell] = script
+    # typer %-formats and strips these itself; hand it the finished scripts.
+    set_completion_scripts(
+        {shell: completion_script(shell).rstrip("\n").replace("%", "%%") for shell in SHELLS}
+    )
 
     instruction = os.environ.get(COMPLETE_VAR)
     if instruction:
         sys.exit(_answer(cli, ctx_args, instruction))
 
 
-def _answer(cli: Command, ctx_args: MutableMapping[str, Any], instruction: str) -> int:
-    from typer._click.shell_completion import add_completion_class
+def _answer(cli: ClickCommand, ctx_args: MutableMapping[str, Any], instruction: str) -> int:
     from typer.completion import shell_complete
 
-    _completion_classes.completion_init()  # PowerShell stays typer's
-    add_completion_class(BashComplete, "bash")
-    add_completion_class(ZshComplete, "zsh")
-    add_completion_class(FishComplete, "fish")
+    # PowerShell stays typer's.
+    use_completion_classes({"bash": BashComplete, "zsh": ZshComplete, "fish": FishComplete})
     try:
         return shell_complete(cli, ctx_args, PROG_NAME, COMPLETE_VAR, instruction)
     except Exception:
@@ -92,7 +97,7 @@ def _items(completions: list[CompletionItem]) -> list[Item]:
     return [Item(c.value, c.help, c.type) for c in completions]
 
 
-class BashComplete(_completion_classes.BashComplete):
+class BashComplete(BashCompleteBase):
     """bash: the line in ``COMP_LINE``, bash's word and word breaks beside it."""
 
     def source(self) -> str:
@@ -111,7 +116,7 @@ class BashComplete(_completion_classes.BashComplete):
         )
 
 
-class ZshComplete(_completion_classes.ZshComplete):
+class ZshComplete(ZshCompleteBase):
     """zsh: typer's protocol, help texts without importing Rich."""
 
     def source(self) -> str:
@@ -125,7 +130,7 @@ class ZshComplete(_completion_classes.ZshComplete):
         return format_zsh(_items(self.get_completions(list(args), typed)), typed)
 
 
-class FishComplete(_completion_classes.FishComplete):
+class FishComplete(FishCompleteBase):
     """fish: typer's protocol, help texts without importing Rich."""
 
     def source(self) -> str:
@@ -143,7 +148,7 @@ class FishComplete(_completion_classes.FishComplete):
         return format_fish(completions, typed)
 
 
-def command_tree(cli: Command) -> dict[str, Any]:
+def command_tree(cli: ClickCommand) -> dict[str, Any]:
     """Describe ``cli`` for ``tab.complete_from_tree``: sub-commands, options, arguments.
 
     Each parameter says how its values complete: fixed choices, a callback named by module and
@@ -154,7 +159,7 @@ def command_tree(cli: Command) -> dict[str, Any]:
         return _node(cli, ctx)
 
 
-def _node(command: Command, ctx: Context) -> dict[str, Any]:
+def _node(command: ClickCommand, ctx: ClickContext) -> dict[str, Any]:
     is_group = isinstance(command, TyperGroup)
     node: dict[str, Any] = {
         "help": command.get_short_help_str(),
@@ -180,7 +185,7 @@ def _node(command: Command, ctx: Context) -> dict[str, Any]:
     return node
 
 
-def _param(param: Any, ctx: Context) -> dict[str, Any]:
+def _param(param: Any, ctx: ClickContext) -> dict[str, Any]:
     if isinstance(param, TyperOption):
         takes_value = not (param.is_flag or param.count)
         opts = list(param.opts)
@@ -202,7 +207,7 @@ def _param(param: Any, ctx: Context) -> dict[str, Any]:
 
 
 def _values(param: Any) -> tuple[Any, ...] | None:
-    custom = param._custom_shell_complete
+    custom = custom_completion(param)
     if custom is not None:
         callback = _autocompletion_of(custom)
         if callback is None:
@@ -211,7 +216,7 @@ def _values(param: Any) -> tuple[Any, ...] | None:
     kind = param.type
     if isinstance(kind, TyperChoice):
         return ("choices", [str(c) for c in kind.choices], kind.case_sensitive)
-    if isinstance(kind, File):
+    if isinstance(kind, ClickFile):
         return ("file",)
     if isinstance(kind, TyperPath) or type(kind).shell_complete is ParamType.shell_complete:
         return None
@@ -221,23 +226,21 @@ def _values(param: Any) -> tuple[Any, ...] | None:
 def _autocompletion_of(custom: Callable[..., Any]) -> Callable[..., Any] | None:
     """The function given as ``autocompletion=``, when the fast path can call it by name.
 
-    typer wraps it twice (``compat_autocompletion`` closes over a ``functools.wraps`` wrapper);
-    the fast path calls ``function(incomplete)``, so it must take only the typed text and be
+    The fast path calls ``function(incomplete)``, so it must take only the typed text and be
     importable as ``module.name``.
     """
-    for cell in custom.__closure__ or ():
-        wrapped: Callable[..., Any] | None = getattr(cell.cell_contents, "__wrapped__", None)
-        if wrapped is None or "." in wrapped.__qualname__ or "<" in wrapped.__qualname__:
-            continue
-        parameters = list(inspect.signature(wrapped).parameters.values())
-        if len(parameters) == 1 and (
-            parameters[0].name == "incomplete" or parameters[0].annotation in (str, "str")
-        ):
-            return wrapped
+    wrapped = autocompletion_function(custom)
+    if wrapped is None or "." in wrapped.__qualname__ or "<" in wrapped.__qualname__:
+        return None
+    parameters = list(inspect.signature(wrapped).parameters.values())
+    if len(parameters) == 1 and (
+        parameters[0].name == "incomplete" or parameters[0].annotation in (str, "str")
+    ):
+        return wrapped
     return None
 
 
-def tree_module(cli: Command) -> str:
+def tree_module(cli: ClickCommand) -> str:
     """The text of ``attune_cli/cli/completion_tree.py`` for ``cli``."""
     import pprint  # the generator's alone; every attune run imports this module
 
