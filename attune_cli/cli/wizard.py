@@ -288,9 +288,9 @@ def _ask_mode(
     current: AuthStrategy,
 ) -> AuthMode:
     from attune_cli.cli.auth_views import comparison_view
-    from attune_cli.core.estimate import SAMPLE_MODULE_LINES
+    from attune_cli.core.estimate import SAMPLE_MODULE_LINES, compare_modes
 
-    options = strategy.get_pros_cons(SAMPLE_MODULE_LINES, registry)
+    options = compare_modes(strategy, SAMPLE_MODULE_LINES, registry=registry)
     recommended = _recommended_mode(strategy)
     tier = strategy.subscription_tier
     # A mode that contradicts the tier is not offered (the table says why).

@@ -22,7 +22,8 @@ The strategy lives in the ``[auth]`` table of ``config.toml``::
     estimate_model = "claude-sonnet-4-5"   # optional: the model cost estimates are priced on
 
 Estimates (tokens, price, whether a module fits the context window) live in
-``attune_cli.core.estimate``; they carry no price of their own but read the model registry.
+``attune_cli.core.estimate``, which reads a strategy and the model registry; this module knows
+nothing of prices.
 """
 
 from __future__ import annotations
@@ -39,9 +40,8 @@ from attune_cli.core.errors import ConfigError
 from attune_cli.core.plans import AuthMode, ModuleSize, SubscriptionTier
 
 if TYPE_CHECKING:
-    from attune_cli.core.estimate import CostEstimate, ModeOption
     from attune_cli.core.paths import Paths
-    from attune_cli.core.registry import Model, Registry
+    from attune_cli.core.registry import Registry
 
 AUTH_TABLE = "auth"
 LEGACY_FILE = "auth_strategy.json"
@@ -143,40 +143,6 @@ class AuthStrategy:
     def estimate_tokens(self, module_lines: int) -> int:
         """Estimated tokens of a module: lines × ``loc_to_tokens_multiplier``, rounded up."""
         return math.ceil(module_lines * self.loc_to_tokens_multiplier)
-
-    def estimate_cost(
-        self,
-        module_lines: int,
-        mode: AuthMode | None = None,
-        registry: Registry | None = None,
-    ) -> CostEstimate:
-        """Estimate one pass over a module in ``mode``, priced from the model registry.
-
-        See ``attune_cli.core.estimate.estimate_cost``.
-        """
-        from attune_cli.core.estimate import estimate_cost
-
-        return estimate_cost(self, module_lines, mode, registry)
-
-    def priced_model(self, registry: Registry | None = None) -> Model | None:
-        """The registry model estimates are priced on (``estimate_model``, or the default).
-
-        See ``attune_cli.core.estimate.priced_model``.
-        """
-        from attune_cli.core.estimate import priced_model
-
-        return priced_model(self, registry)
-
-    def get_pros_cons(
-        self, module_lines: int | None = None, registry: Registry | None = None
-    ) -> dict[AuthMode, ModeOption]:
-        """The subscription / api / auto comparison for a module of ``module_lines`` lines.
-
-        See ``attune_cli.core.estimate.compare_modes``.
-        """
-        from attune_cli.core.estimate import SAMPLE_MODULE_LINES, compare_modes
-
-        return compare_modes(self, module_lines or SAMPLE_MODULE_LINES, registry)
 
     # Persistence
 

@@ -114,7 +114,8 @@ def estimate_cost(
     strategy: AuthStrategy,
     module_lines: int,
     mode: AuthMode | None = None,
-    registry: Registry | None = None,
+    *,
+    registry: Registry,
 ) -> CostEstimate:
     """Estimate one pass over a module in ``mode``, priced from the model registry.
 
@@ -122,7 +123,7 @@ def estimate_cost(
         strategy: gives the token multiplier and, for ``auto``, the mode.
         module_lines: lines of code of the module.
         mode: the mode to price; the recommended one when None or ``auto``.
-        registry: the model registry; the built-in one when None.
+        registry: the model registry, with the user's ``[models]`` (``Workspace.registry``).
 
     Returns:
         The estimate. Its ``model`` says which registry model it was priced on.
@@ -132,7 +133,7 @@ def estimate_cost(
     """
     if mode is None or mode is AuthMode.AUTO:
         mode = strategy.get_recommended_mode(module_lines)
-    model = priced_model(strategy, registry)
+    model = priced_model(strategy, registry=registry)
     input_tokens = strategy.estimate_tokens(module_lines)
     output_tokens = math.ceil(input_tokens * OUTPUT_TOKENS_PER_INPUT_TOKEN)
     if model is None:
@@ -153,17 +154,13 @@ def estimate_cost(
     )
 
 
-def priced_model(strategy: AuthStrategy, registry: Registry | None = None) -> Model | None:
+def priced_model(strategy: AuthStrategy, *, registry: Registry) -> Model | None:
     """The registry model estimates are priced on (see the module docstring).
 
     Raises:
         ConfigError: ``estimate_model`` names a model the registry does not know.
     """
     source = strategy.source or Path("config.toml")
-    if registry is None:
-        from attune_cli.core.registry import load_registry
-
-        registry = load_registry({}, source)
     if strategy.estimate_model is not None:
         model = registry.model(strategy.estimate_model)
         if model is None:
@@ -183,16 +180,17 @@ def priced_model(strategy: AuthStrategy, registry: Registry | None = None) -> Mo
 def compare_modes(
     strategy: AuthStrategy,
     module_lines: int = SAMPLE_MODULE_LINES,
-    registry: Registry | None = None,
+    *,
+    registry: Registry,
 ) -> dict[AuthMode, ModeOption]:
     """The subscription / api / auto comparison for a module of ``module_lines`` lines.
 
     Returns:
         One ``ModeOption`` per mode, in menu order.
     """
-    subscription = estimate_cost(strategy, module_lines, AuthMode.SUBSCRIPTION, registry)
-    api = estimate_cost(strategy, module_lines, AuthMode.API, registry)
-    auto = estimate_cost(strategy, module_lines, AuthMode.AUTO, registry)
+    subscription = estimate_cost(strategy, module_lines, AuthMode.SUBSCRIPTION, registry=registry)
+    api = estimate_cost(strategy, module_lines, AuthMode.API, registry=registry)
+    auto = estimate_cost(strategy, module_lines, AuthMode.AUTO, registry=registry)
     tier = strategy.subscription_tier
     lines = f"{module_lines:,}-line module"
     on_model = f" on {api.model}" if api.model else ""
@@ -268,7 +266,7 @@ def recommend(path: Path, strategy: AuthStrategy, registry: Registry) -> Recomme
         count=count,
         size_category=strategy.size_category(count.lines),
         recommended_mode=mode,
-        estimate=estimate_cost(strategy, count.lines, mode, registry),
+        estimate=estimate_cost(strategy, count.lines, mode, registry=registry),
         strategy=strategy,
     )
 

@@ -308,6 +308,32 @@ def test_recommend_a_3000_line_file_for_a_max_subscriber_says_large_api(
     assert "claude-sonnet-4-5" in human.stdout
 
 
+def test_recommend_prices_a_model_at_the_price_the_user_gave_it(
+    attune_home: Path, tmp_path: Path
+) -> None:
+    attune("auth", "setup", "--tier", "max", "--mode", "api", "--yes")
+    source = write_python(tmp_path / "big.py", 3000)
+    before = json.loads(attune("auth", "recommend", str(source), "--json").stdout)
+    config = attune_home / "config.toml"
+    config.write_text(
+        config.read_text()
+        + '\n[models."claude-sonnet-4-5"]\ninput_usd_per_mtok = 1000.0\n'
+        + "output_usd_per_mtok = 2000.0\n"
+    )
+    result = attune("auth", "recommend", str(source), "--json")
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["priced_model"] == "claude-sonnet-4-5"
+    # 12,000 tokens in at $1,000 per million, 3,000 out at $2,000 per million.
+    assert document["api_cost_usd"] == pytest.approx(18.0)
+    assert document["monetary_cost_usd"] == pytest.approx(18.0)
+    assert before["api_cost_usd"] < 1.0
+
+    human = attune("auth", "recommend", str(source))
+    assert human.exit_code == 0, human.stderr
+    assert "$18.00" in human.stdout
+
+
 def test_recommend_a_small_file_for_a_max_subscriber_costs_nothing(
     attune_home: Path, tmp_path: Path
 ) -> None:

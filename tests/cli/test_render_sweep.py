@@ -232,11 +232,12 @@ def test_the_wizards_comparison_keeps_every_figure_whole(width: int) -> None:
 
     from attune_cli.cli.auth_views import comparison_view
     from attune_cli.core.auth import AuthStrategy
+    from attune_cli.core.estimate import compare_modes
     from attune_cli.core.plans import AuthMode
     from attune_cli.core.registry import load_registry
 
     strategy = AuthStrategy(subscription_tier="max")
-    options = strategy.get_pros_cons(1000, load_registry({}, Path("config.toml")))
+    options = compare_modes(strategy, 1000, registry=load_registry({}, Path("config.toml")))
     console = Console(file=io.StringIO(), width=width, color_system=None)
 
     console.print(comparison_view(options, 1000, AuthMode.AUTO, width))

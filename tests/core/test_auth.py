@@ -20,7 +20,7 @@ from attune_cli.core.auth import (
 )
 from attune_cli.core.config import read_toml
 from attune_cli.core.errors import ConfigError, InputFileError
-from attune_cli.core.estimate import recommend
+from attune_cli.core.estimate import compare_modes, estimate_cost, priced_model, recommend
 from attune_cli.core.paths import resolve_paths
 from attune_cli.core.registry import load_registry
 
@@ -115,7 +115,7 @@ def test_tokens_are_lines_times_the_multiplier() -> None:
 
 
 def test_api_cost_is_priced_from_the_registry_model() -> None:
-    estimate = AuthStrategy(subscription_tier="max").estimate_cost(3000, registry=REGISTRY)
+    estimate = estimate_cost(AuthStrategy(subscription_tier="max"), 3000, registry=REGISTRY)
     model = REGISTRY.model("claude-sonnet-4-5")
     assert model is not None
     assert estimate.model == "claude-sonnet-4-5"
@@ -131,15 +131,26 @@ def test_api_cost_is_priced_from_the_registry_model() -> None:
 def test_a_price_override_in_config_changes_the_estimate() -> None:
     config = {"models": {"claude-sonnet-4-5": {"input_usd_per_mtok": 30.0}}}
     registry = load_registry(config, Path("config.toml"))
-    cheap = AuthStrategy().estimate_cost(1000, AuthMode.API, REGISTRY)
-    dear = AuthStrategy().estimate_cost(1000, AuthMode.API, registry)
+    cheap = estimate_cost(AuthStrategy(), 1000, AuthMode.API, registry=REGISTRY)
+    dear = estimate_cost(AuthStrategy(), 1000, AuthMode.API, registry=registry)
     assert dear.api_cost_usd is not None and cheap.api_cost_usd is not None
     assert dear.api_cost_usd == pytest.approx(cheap.api_cost_usd + 4000 * 27.0 / 1e6)
 
 
+def test_no_estimate_quietly_prices_on_the_built_in_registry() -> None:
+    # Built-in prices ignore the user's [models]: every estimate must be handed the registry.
+    strategy = AuthStrategy()
+    with pytest.raises(TypeError, match="registry"):
+        estimate_cost(strategy, 1000, AuthMode.API)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="registry"):
+        priced_model(strategy)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="registry"):
+        compare_modes(strategy, 1000)  # type: ignore[call-arg]
+
+
 def test_a_subscription_costs_no_money_but_the_api_price_is_still_shown() -> None:
-    estimate = AuthStrategy(subscription_tier="max").estimate_cost(
-        100, AuthMode.SUBSCRIPTION, REGISTRY
+    estimate = estimate_cost(
+        AuthStrategy(subscription_tier="max"), 100, AuthMode.SUBSCRIPTION, registry=REGISTRY
     )
     assert estimate.monetary_cost_usd == 0.0
     assert estimate.api_cost_usd is not None and estimate.api_cost_usd > 0
@@ -147,7 +158,7 @@ def test_a_subscription_costs_no_money_but_the_api_price_is_still_shown() -> Non
 
 def test_estimate_model_picks_the_model_to_price_on() -> None:
     strategy = AuthStrategy(estimate_model="gpt-5-pro")
-    estimate = strategy.estimate_cost(1000, AuthMode.API, REGISTRY)
+    estimate = estimate_cost(strategy, 1000, AuthMode.API, registry=REGISTRY)
     assert estimate.model == "gpt-5-pro"
     assert estimate.context_window == 400_000
 
@@ -157,19 +168,19 @@ def test_an_unknown_estimate_model_is_a_config_error_naming_it(tmp_path: Path) -
     path.write_text('[auth]\nestimate_model = "gpt-9"\n')
     strategy = AuthStrategy.load(path)
     with pytest.raises(ConfigError) as caught:
-        strategy.estimate_cost(1000, registry=REGISTRY)
+        estimate_cost(strategy, 1000, registry=REGISTRY)
     assert str(path) in str(caught.value)
     assert "auth.estimate_model" in str(caught.value)
     assert "gpt-9" in str(caught.value)
 
 
 def test_a_module_too_large_for_the_context_window_is_flagged() -> None:
-    estimate = AuthStrategy().estimate_cost(60_000, AuthMode.API, REGISTRY)
+    estimate = estimate_cost(AuthStrategy(), 60_000, AuthMode.API, registry=REGISTRY)
     assert estimate.fits_in_context is False
 
 
 def test_the_comparison_covers_the_three_modes_with_the_thresholds() -> None:
-    options = AuthStrategy(subscription_tier="max").get_pros_cons(1000, REGISTRY)
+    options = compare_modes(AuthStrategy(subscription_tier="max"), 1000, registry=REGISTRY)
     assert list(options) == [AuthMode.SUBSCRIPTION, AuthMode.API, AuthMode.AUTO]
     assert options[AuthMode.API].estimate.api_cost_usd is not None
     assert "claude-sonnet-4-5" in options[AuthMode.API].cost
