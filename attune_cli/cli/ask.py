@@ -7,12 +7,18 @@ stays fast.
 from __future__ import annotations
 
 import sys
-from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from attune_cli.cli.complete import complete_models, complete_stages, complete_workflows
+from attune_cli.cli.options import (
+    TierChoice,
+    json_option,
+    model_option,
+    stage_option,
+    tier_option,
+    workflow_option,
+)
 from attune_cli.core.formats import format_ms
 from attune_cli.core.money import format_usd
 
@@ -22,14 +28,6 @@ if TYPE_CHECKING:
     from attune_cli.core.response import LLMResponse
     from attune_cli.core.workspace import Workspace
     from attune_cli.demo import CallEvent, DemoReport
-
-
-class TierChoice(StrEnum):
-    """The tiers ``--tier`` accepts (and completes)."""
-
-    cheap = "cheap"
-    capable = "capable"
-    premium = "premium"
 
 
 def register(app: typer.Typer) -> None:
@@ -49,44 +47,19 @@ def ask(
     ],
     workflow: Annotated[
         str,
-        typer.Option(
-            "--workflow",
-            "-w",
-            help="The workflow the call belongs to (recorded; routing reads its history).",
-            autocompletion=complete_workflows,
-            metavar="W",
-        ),
+        workflow_option("The workflow the call belongs to (recorded; routing reads its history)."),
     ] = "adhoc",
     stage: Annotated[
-        str,
-        typer.Option(
-            "--stage",
-            "-s",
-            help="The workflow stage (recorded; its default tier guides routing).",
-            autocompletion=complete_stages,
-            metavar="S",
-        ),
+        str, stage_option("The workflow stage (recorded; its default tier guides routing).")
     ] = "general",
     model: Annotated[
         str | None,
-        typer.Option(
-            "--model",
-            "-m",
-            help="Use this model instead of routing (no fallback to other models).",
-            autocompletion=complete_models,
-            metavar="M",
+        model_option(
+            "Use this model instead of routing (no fallback to other models).",
             show_default=False,
         ),
     ] = None,
-    tier: Annotated[
-        TierChoice | None,
-        typer.Option(
-            "--tier",
-            help="Route among this tier's models only.",
-            case_sensitive=False,
-            show_default=False,
-        ),
-    ] = None,
+    tier: Annotated[TierChoice | None, tier_option("Route among this tier's models only.")] = None,
     system: Annotated[
         str | None,
         typer.Option("--system", help="A system prompt.", metavar="S", show_default=False),
@@ -116,7 +89,7 @@ def ask(
         ),
     ] = None,
     json_: Annotated[
-        bool, typer.Option("--json", help="Print the response envelope as one JSON document.")
+        bool, json_option("Print the response envelope as one JSON document.")
     ] = False,
     quiet: Annotated[
         bool,

@@ -16,6 +16,7 @@ import typer
 
 from attune_cli.cli.complete import complete_providers
 from attune_cli.cli.console import confirm, message, print_json, stdin_is_terminal
+from attune_cli.cli.options import JsonOpt
 from attune_cli.core.errors import UsageError
 from attune_cli.core.plans import AuthMode, SubscriptionTier
 
@@ -26,8 +27,6 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
 )
-
-_JSON_HELP = "Print one JSON document on stdout instead of the table."
 
 
 @app.command("setup")
@@ -135,7 +134,7 @@ def cmd_auth_setup(
 
 @app.command("status")
 def cmd_auth_status(
-    json_output: Annotated[bool, typer.Option("--json", help=_JSON_HELP)] = False,
+    json_output: JsonOpt = False,
 ) -> None:
     """Show the auth strategy, what each module size gets, and where each key comes from.
 
@@ -197,7 +196,7 @@ def cmd_auth_recommend(
             show_default=False,
         ),
     ],
-    json_output: Annotated[bool, typer.Option("--json", help=_JSON_HELP)] = False,
+    json_output: JsonOpt = False,
 ) -> None:
     """Say whether a module should go to the subscription or the API, and what it would cost.
 
@@ -320,7 +319,7 @@ def cmd_auth_test(
             show_default=False,
         ),
     ] = None,
-    json_output: Annotated[bool, typer.Option("--json", help=_JSON_HELP)] = False,
+    json_output: JsonOpt = False,
 ) -> None:
     """Check each configured provider with one real, minimal request (no tokens spent).
 

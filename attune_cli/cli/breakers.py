@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from attune_cli.cli.complete import complete_breaker_keys
+from attune_cli.cli.options import JsonOpt
 
 if TYPE_CHECKING:
     from attune_cli.core.breaker.state import BreakerState
@@ -18,9 +19,7 @@ app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
 @app.callback(invoke_without_command=True)
 def breakers(
     ctx: typer.Context,
-    json_output: bool = typer.Option(
-        False, "--json", help="Print one JSON list of breakers on stdout."
-    ),
+    json_output: JsonOpt = False,
 ) -> None:
     """Show each circuit breaker: closed, open or half-open, and when to retry.
 

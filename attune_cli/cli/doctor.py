@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
+
+from attune_cli.cli.options import JsonOpt
 
 
 def register(app: typer.Typer) -> None:
@@ -13,9 +13,7 @@ def register(app: typer.Typer) -> None:
 
 
 def doctor(
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print one JSON document on stdout.")
-    ] = False,
+    json_output: JsonOpt = False,
 ) -> None:
     """Check that attune can work here: config, folders, store, breakers and each provider.
 

@@ -13,6 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from attune_cli.core.formats import format_ms, format_pct, format_score
+from attune_cli.core.money import format_usd
+
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
     from rich.text import Text
@@ -250,3 +253,31 @@ def _records(
         parts.append(Text(""))
         parts.append(Text(caption, style="dim") if isinstance(caption, str) else caption)
     return Group(*parts)
+
+
+# Cells of a figure column: "-" where there is no figure.
+
+
+def cell_count(value: int | None) -> str:
+    """A count with thousands separators."""
+    return "-" if value is None else f"{value:,}"
+
+
+def cell_ms(value: float | None) -> str:
+    """A duration in milliseconds."""
+    return "-" if value is None else format_ms(value)
+
+
+def cell_usd(value: float | None) -> str:
+    """An amount in US dollars."""
+    return "-" if value is None else format_usd(value)
+
+
+def cell_pct(value: float | None) -> str:
+    """A rate from 0 to 1, as a percentage."""
+    return "-" if value is None else format_pct(value)
+
+
+def cell_score(value: float | None) -> str:
+    """A routing score."""
+    return "-" if value is None else format_score(value)

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from attune_cli.cli import breakers
-from attune_cli.cli.complete import complete_stages, complete_workflows
-from attune_cli.core.money import format_usd
+from attune_cli.cli.complete import complete_stages
+from attune_cli.cli.options import JsonOpt, stage_option, workflow_option
+from attune_cli.cli.render import cell_ms, cell_pct, cell_score, cell_usd
 
 if TYPE_CHECKING:
     from attune_cli.core.routing import (
@@ -51,24 +52,9 @@ StageArg = Annotated[
 ]
 WorkflowOpt = Annotated[
     str | None,
-    typer.Option(
-        "--workflow",
-        "-w",
-        help="Only this workflow's history (default: the stage across every workflow).",
-        autocompletion=complete_workflows,
-        metavar="W",
-    ),
+    workflow_option("Only this workflow's history (default: the stage across every workflow)."),
 ]
-StageOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--stage",
-        "-s",
-        help="Only this stage (default: every stage with calls).",
-        autocompletion=complete_stages,
-        metavar="S",
-    ),
-]
+StageOpt = Annotated[str | None, stage_option("Only this stage (default: every stage with calls).")]
 
 
 def _finite(value: float | None) -> float | None:
@@ -137,7 +123,6 @@ ExploreOpt = Annotated[
         ),
     ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
 
 @contextmanager
@@ -310,9 +295,9 @@ def _render_decision(decision: RoutingDecision) -> None:
     ]
     caps.append(f"min success {constraints['min_success_rate']:.0%}")
     if constraints["max_cost_usd"] is not None:
-        caps.append(f"max cost {_usd(constraints['max_cost_usd'])}")
+        caps.append(f"max cost {cell_usd(constraints['max_cost_usd'])}")
     if constraints["max_latency_ms"] is not None:
-        caps.append(f"max p95 {_num(constraints['max_latency_ms'])} ms")
+        caps.append(f"max p95 {cell_ms(constraints['max_latency_ms'])} ms")
     console = out()
     # The JSON always has every column; a narrow terminal leaves out provider, tier and p50
     # first, so that every figure left stays whole.
@@ -351,12 +336,12 @@ def _render_decision(decision: RoutingDecision) -> None:
             c.provider or "-",
             c.tier or "-",
             f"{c.calls:,}",
-            _pct(c.success_rate),
-            _pct(c.success_lower_bound),
-            _num(c.p50_latency_ms),
-            _num(c.p95_latency_ms),
-            ("~" if c.cost_estimated else "") + _usd(c.avg_cost_usd),
-            _score(c.quality_score),
+            cell_pct(c.success_rate),
+            cell_pct(c.success_lower_bound),
+            cell_ms(c.p50_latency_ms),
+            cell_ms(c.p95_latency_ms),
+            ("~" if c.cost_estimated else "") + cell_usd(c.avg_cost_usd),
+            cell_score(c.quality_score),
             verdict,
         ]
         rows.append([plain(cell) for cell in row])
@@ -424,8 +409,8 @@ def _render_stats(result: RoutingStats) -> None:
                 s.workflow or "(all)",
                 s.stage,
                 f"{s.calls:,}",
-                _pct(s.success_rate if s.calls else None),
-                _usd(s.total_cost_usd),
+                cell_pct(s.success_rate if s.calls else None),
+                cell_usd(s.total_cost_usd),
                 s.default_tier,
                 s.best or "none callable",
             )
@@ -450,11 +435,11 @@ def _render_stats(result: RoutingStats) -> None:
                 for value in (
                     m.model,
                     f"{m.calls:,}",
-                    _pct(m.success_rate),
-                    _pct(m.success_lower_bound),
-                    _num(m.p95_latency_ms),
-                    _usd(m.avg_cost_usd),
-                    _score(m.quality_score),
+                    cell_pct(m.success_rate),
+                    cell_pct(m.success_lower_bound),
+                    cell_ms(m.p95_latency_ms),
+                    cell_usd(m.avg_cost_usd),
+                    cell_score(m.quality_score),
                 )
             ]
             for m in result.stages[0].models
@@ -494,8 +479,8 @@ def _render_check(advice: list[TierAdvice]) -> None:
                     a.current_tier,
                     verdict,
                     f"{a.recent_calls:,}",
-                    _pct(a.recent_failure_rate),
-                    _usd(a.savings_per_1k_calls_usd),
+                    cell_pct(a.recent_failure_rate),
+                    cell_usd(a.savings_per_1k_calls_usd),
                 )
             ]
         )
@@ -513,25 +498,3 @@ def _render_check(advice: list[TierAdvice]) -> None:
         console.print(_bullets(reasons))
     else:
         console.print("Every stage keeps its tier: `attune route check --json` has each reason.")
-
-
-def _pct(value: float | None) -> str:
-    from attune_cli.core.formats import format_pct
-
-    return "-" if value is None else format_pct(value)
-
-
-def _num(value: float | None) -> str:
-    from attune_cli.core.formats import format_ms
-
-    return "-" if value is None else format_ms(value)
-
-
-def _score(value: float | None) -> str:
-    from attune_cli.core.formats import format_score
-
-    return "-" if value is None else format_score(value)
-
-
-def _usd(value: float | None) -> str:
-    return "-" if value is None else format_usd(value)

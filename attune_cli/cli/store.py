@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from attune_cli.cli.options import JsonOpt
+
 if TYPE_CHECKING:
     from attune_cli.core.telemetry.store import StoreLocation, StoreStatus
     from attune_cli.core.workspace import Workspace
@@ -18,7 +20,7 @@ app = typer.Typer(
 
 @app.command()
 def status(
-    json_output: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+    json_output: JsonOpt = False,
 ) -> None:
     """Show the backend, where it is (password masked), its schema, rows and rollup hours.
 
@@ -68,7 +70,7 @@ def status(
 
 @app.command()
 def verify(
-    json_output: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+    json_output: JsonOpt = False,
 ) -> None:
     """Recompute the hourly rollups from the rows and report any difference (exit 1 if any).
 

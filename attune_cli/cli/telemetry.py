@@ -15,9 +15,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from attune_cli.cli.complete import complete_models, complete_stages, complete_workflows
-from attune_cli.core.formats import format_ms, format_pct, format_score
-from attune_cli.core.money import format_usd
+from attune_cli.cli.options import (
+    JsonOpt,
+    TierChoice,
+    model_option,
+    stage_option,
+    tier_option,
+    workflow_option,
+)
+from attune_cli.cli.render import cell_count, cell_ms, cell_pct, cell_score, cell_usd
+from attune_cli.core.formats import plural
 
 if TYPE_CHECKING:
     from attune_cli.core.paths import Paths
@@ -53,45 +60,9 @@ class ExportFormat(StrEnum):
     csv = "csv"
 
 
-class TierChoice(StrEnum):
-    """A registry tier."""
-
-    cheap = "cheap"
-    capable = "capable"
-    premium = "premium"
-
-
-WorkflowOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--workflow",
-        "-w",
-        metavar="W",
-        help="Only this workflow's calls.",
-        autocompletion=complete_workflows,
-    ),
-]
-StageOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--stage",
-        "-s",
-        metavar="S",
-        help="Only this stage's calls.",
-        autocompletion=complete_stages,
-    ),
-]
-ModelOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--model",
-        "-m",
-        metavar="M",
-        help="Only this model's calls.",
-        autocompletion=complete_models,
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+WorkflowOpt = Annotated[str | None, workflow_option("Only this workflow's calls.")]
+StageOpt = Annotated[str | None, stage_option("Only this stage's calls.")]
+ModelOpt = Annotated[str | None, model_option("Only this model's calls.")]
 
 
 @app.command("show")
@@ -180,7 +151,7 @@ def models(
     if not figures:
         _note(
             f"No calls recorded{_scope(workflow, stage, None)} "
-            f"in the last {_plural(window_days, 'day')}."
+            f"in the last {plural(window_days, 'day')}."
         )
         return
     _render_models(figures, workflow, stage, window_days, weights)
@@ -189,38 +160,10 @@ def models(
 @app.command("record")
 def record(
     workflow: Annotated[
-        str,
-        typer.Option(
-            "--workflow",
-            "-w",
-            metavar="W",
-            help="The workflow that made the call.",
-            autocompletion=complete_workflows,
-            show_default=False,
-        ),
+        str, workflow_option("The workflow that made the call.", show_default=False)
     ],
-    stage: Annotated[
-        str,
-        typer.Option(
-            "--stage",
-            "-s",
-            metavar="S",
-            help="The stage of the workflow.",
-            autocompletion=complete_stages,
-            show_default=False,
-        ),
-    ],
-    model: Annotated[
-        str,
-        typer.Option(
-            "--model",
-            "-m",
-            metavar="M",
-            help="The model id.",
-            autocompletion=complete_models,
-            show_default=False,
-        ),
-    ],
+    stage: Annotated[str, stage_option("The stage of the workflow.", show_default=False)],
+    model: Annotated[str, model_option("The model id.", show_default=False)],
     success: Annotated[
         bool,
         typer.Option("--success", help="The call worked (this or --failure is required)."),
@@ -254,8 +197,7 @@ def record(
         typer.Option("--provider", metavar="P", help="Who served it (default: from the registry)."),
     ] = None,
     tier: Annotated[
-        TierChoice | None,
-        typer.Option("--tier", help="The model's tier (default: from the registry)."),
+        TierChoice | None, tier_option("The model's tier (default: from the registry).")
     ] = None,
     error_kind: Annotated[
         str | None,
@@ -385,24 +327,10 @@ def import_(
         ),
     ] = False,
     workflow: Annotated[
-        str | None,
-        typer.Option(
-            "--workflow",
-            "-w",
-            metavar="W",
-            help="Workflow of rows that carry none (default: unknown).",
-            autocompletion=complete_workflows,
-        ),
+        str | None, workflow_option("Workflow of rows that carry none (default: unknown).")
     ] = None,
     stage: Annotated[
-        str | None,
-        typer.Option(
-            "--stage",
-            "-s",
-            metavar="S",
-            help="Stage of rows that carry none (default: unknown).",
-            autocompletion=complete_stages,
-        ),
+        str | None, stage_option("Stage of rows that carry none (default: unknown).")
     ] = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -460,7 +388,7 @@ def import_(
         if not json_:
             for error in result.errors:
                 _note(f"  {error}")
-        counted = _plural(result.bad, "bad line")
+        counted = plural(result.bad, "bad line")
         if result.bad >= MAX_LISTED_ERRORS:
             counted = f"at least {counted}"
         raise InputFileError(
@@ -532,7 +460,7 @@ def export(
             written = export_to_path(
                 store, where, format_.value, output.expanduser(), raw_csv=raw_csv
             )
-            _note(f"Exported {_plural(written, 'call')} to {output}.")
+            _note(f"Exported {plural(written, 'call')} to {output}.")
             return
         try:
             export_calls(store, where, format_.value, sys.stdout, raw_csv=raw_csv)
@@ -585,11 +513,11 @@ def prune(
             if doomed and not yes:
                 if not stdin_is_terminal():
                     raise UsageError(
-                        f"telemetry prune would delete {_plural(doomed, 'call')}: without a "
+                        f"telemetry prune would delete {plural(doomed, 'call')}: without a "
                         "terminal to confirm in, pass --yes"
                     )
                 question = (
-                    f"Delete {_plural(doomed, 'call')} older than {older_than} days "
+                    f"Delete {plural(doomed, 'call')} older than {older_than} days "
                     f"(before {ts_to_iso(cutoff)[:10]})?"
                 )
                 if not confirm(question):
@@ -601,7 +529,7 @@ def prune(
         print_json({"deleted": deleted, "older_than_days": older_than})
         return
     if deleted:
-        _note(f"Deleted {_plural(deleted, 'call')} older than {older_than} days.")
+        _note(f"Deleted {plural(deleted, 'call')} older than {older_than} days.")
     else:
         _note(f"Nothing to prune: no calls older than {older_than} days.")
 
@@ -670,12 +598,6 @@ def _note(text: str) -> None:
     err().print(plain(text), highlight=False)
 
 
-def _plural(count: int, noun: str) -> str:
-    from attune_cli.core.formats import plural
-
-    return plural(count, noun)
-
-
 def _scope(workflow: str | None, stage: str | None, model: str | None) -> str:
     parts = [
         f"{label} {value}"
@@ -735,17 +657,15 @@ def _render_import(result: ImportResult, elapsed_s: float) -> None:
     verb = "Would import" if result.dry_run else "Imported"
     console = out()
     console.print(
-        plain(
-            f"{verb} {_plural(result.imported, 'new call')} from {result.path} ({result.format})."
-        )
+        plain(f"{verb} {plural(result.imported, 'new call')} from {result.path} ({result.format}).")
     )
-    details = [f"{_plural(result.read, 'call')} read in {elapsed_s:.1f} s"]
+    details = [f"{plural(result.read, 'call')} read in {elapsed_s:.1f} s"]
     if result.duplicates:
         details.append(f"{result.duplicates:,} already in the store")
     if result.cache_hits:
         details.append(f"{result.cache_hits:,} cache hits skipped")
     if result.bad:
-        details.append(f"{_plural(result.bad, 'bad line')} skipped")
+        details.append(f"{plural(result.bad, 'bad line')} skipped")
     console.print("  " + " · ".join(details), markup=False, highlight=False)
     if result.dry_run:
         console.print("  Dry run: nothing was written.", markup=False, highlight=False)
@@ -780,7 +700,7 @@ def _render_calls(calls: list[CallRecord]) -> None:
         tokens = (
             "-"
             if call.input_tokens is None and call.output_tokens is None
-            else f"{_count(call.input_tokens)}/{_count(call.output_tokens)}"
+            else f"{cell_count(call.input_tokens)}/{cell_count(call.output_tokens)}"
         )
         # Names and error kinds are data: plain text, whatever brackets or escapes they hold.
         rows.append(
@@ -792,9 +712,9 @@ def _render_calls(calls: list[CallRecord]) -> None:
                     call.model,
                     call.tier or "-",
                     result,
-                    _ms(call.latency_ms),
+                    cell_ms(call.latency_ms),
                     tokens,
-                    _usd(call.cost_usd),
+                    cell_usd(call.cost_usd),
                     call.source,
                 )
             ]
@@ -817,7 +737,6 @@ def _render_models(
 ) -> None:
     from attune_cli.cli.console import out, plain
     from attune_cli.cli.render import Column, print_table
-    from attune_cli.core.formats import plural
 
     where = f"{workflow or 'all workflows'} / {stage or 'all stages'}"
     columns = [
@@ -843,11 +762,11 @@ def _render_models(
                     perf.provider or "-",
                     perf.tier or "-",
                     f"{perf.calls:,}",
-                    f"{_pct(perf.success_rate)} ≥ {_pct(perf.success_lower_bound)}",
-                    _ms(perf.p50_latency_ms),
-                    _ms(perf.p95_latency_ms),
-                    _usd(perf.avg_cost_usd),
-                    _score(perf.quality_score),
+                    f"{cell_pct(perf.success_rate)} ≥ {cell_pct(perf.success_lower_bound)}",
+                    cell_ms(perf.p50_latency_ms),
+                    cell_ms(perf.p95_latency_ms),
+                    cell_usd(perf.avg_cost_usd),
+                    cell_score(perf.quality_score),
                 )
             ]
         )
@@ -858,28 +777,8 @@ def _render_models(
         title=plain(f"Models · {where} · last {plural(days, 'day')}"),
         caption=(
             f"★ best.  score = {weights.success_weight:g}·bound"
-            f" − {weights.cost_weight:g}·log2(1 + cost/{_usd(weights.cost_unit_usd)})"
+            f" − {weights.cost_weight:g}·log2(1 + cost/{cell_usd(weights.cost_unit_usd)})"
             f" − {weights.latency_weight:g}·log2(1 + p95/{weights.latency_unit_ms:g} ms)"
         ),
         row_styles=["bold green" if index == 0 else None for index in range(len(figures))],
     )
-
-
-def _count(value: int | None) -> str:
-    return "-" if value is None else f"{value:,}"
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else format_ms(value)
-
-
-def _usd(value: float | None) -> str:
-    return "-" if value is None else format_usd(value)
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else format_pct(value)
-
-
-def _score(value: float | None) -> str:
-    return "-" if value is None else format_score(value)
