@@ -9,7 +9,7 @@ Three models answer a ``triage`` stage from the provider emulator on 127.0.0.1::
 The first calls ask each model in turn, as a team would while it has no history; the
 remaining calls let the router choose from what was recorded. Every call goes through the real
 executor, circuit breaker and telemetry store of the throwaway home. This module holds no
-terminal code: ``attune_cli.cli.ask`` renders what it reports.
+terminal code: ``attune_cli.cli.demo`` renders what it reports.
 """
 
 from __future__ import annotations
@@ -82,7 +82,6 @@ class ModelTally:
         fell_back: calls asked of it that another model answered.
         failed_attempts: attempts it failed (recorded as failures).
         rejected: attempts its open circuit refused without sending anything.
-        routed_to: routed calls for which the router chose it.
     """
 
     asked: int = 0
@@ -90,7 +89,6 @@ class ModelTally:
     fell_back: int = 0
     failed_attempts: int = 0
     rejected: int = 0
-    routed_to: int = 0
 
 
 @dataclass(frozen=True)
@@ -108,7 +106,6 @@ class DemoReport:
     """The outcome of the demo's calls."""
 
     home: Path
-    emulator_url: str
     calls: int
     tallies: dict[str, ModelTally] = field(default_factory=dict)
     unanswered: int = 0
@@ -178,7 +175,7 @@ def run_demo(
     started = time.monotonic()
     with ProviderEmulator({m.model: m.behaviour for m in models}) as emulator:
         workspace = write_demo_home(home, emulator)
-        report = DemoReport(home=home, emulator_url=emulator.url, calls=calls)
+        report = DemoReport(home=home, calls=calls)
         report.tallies = {m.model: ModelTally() for m in models}
         store = TelemetryStore.open(workspace)
         breaker = CircuitBreaker(
@@ -222,7 +219,6 @@ def _tally(report: DemoReport, asked: str, routed: bool, response: LLMResponse) 
     tally = tallies.setdefault(asked, ModelTally())
     tally.asked += 1
     if routed:
-        tally.routed_to += 1
         report.routed_choices[asked] += 1
     for attempt in response.attempts:
         other = tallies.setdefault(attempt.model, ModelTally())

@@ -130,7 +130,7 @@ _backfill_bar = _BackfillBar()
 
 
 def _register() -> None:
-    from attune_cli.cli import ask, auth, doctor, route, serve, store, telemetry
+    from attune_cli.cli import ask, auth, demo, doctor, route, serve, store, telemetry
 
     app.add_typer(auth.app, name="auth")
     app.add_typer(route.app, name="route")
@@ -138,6 +138,7 @@ def _register() -> None:
     app.add_typer(serve.app, name="serve")
     app.add_typer(store.app, name="store")
     ask.register(app)
+    demo.register(app)
     doctor.register(app)
 
 

@@ -166,26 +166,6 @@ class AuthStrategy:
         return data
 
     @classmethod
-    def from_mapping(
-        cls, data: Mapping[str, Any], *, path: Path, prefix: str = AUTH_TABLE
-    ) -> AuthStrategy:
-        """Build a strategy from parsed settings, checking every value.
-
-        Unknown keys are ignored (and kept in the file by ``save``); missing keys take their
-        defaults.
-
-        Args:
-            data: the ``[auth]`` table, or the older tool's JSON object.
-            path: the file it came from, for error messages.
-            prefix: the dotted name of the table in that file, for error messages.
-
-        Raises:
-            ConfigError: a value of the wrong type or out of range, naming the file, the key
-                and the value.
-        """
-        return _parse(data, path, prefix)
-
-    @classmethod
     def from_config(cls, config: Mapping[str, Any], path: Path) -> AuthStrategy:
         """The strategy in a parsed ``config.toml`` (defaults when it has no ``[auth]``).
 

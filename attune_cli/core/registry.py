@@ -138,11 +138,6 @@ class Registry:
         known = self.models.get(model_id)
         return known.cost_usd(input_tokens, output_tokens) if known else None
 
-    def largest_context(self, tier: str | None = None) -> int:
-        """The largest context window among the models (of ``tier`` when given)."""
-        models = self.by_tier(tier) if tier else list(self.models.values())
-        return max((m.context_window for m in models), default=0)
-
 
 def load_registry(config: dict[str, Any], path: Path) -> Registry:
     """Build the registry from the built-ins and ``config``'s ``[models]`` and ``[providers]``.
