@@ -22,29 +22,9 @@ With ``explore=True`` a share of decisions (``explore_share``, the cap on explor
 goes to a challenger found by top-two Thompson sampling over the success posteriors of the
 candidates that meet the caps: models whose figures are uncertain (few or old calls) get
 tried and a model that improved is noticed, while one known to be poor is left alone.
-Settings come from ``config.toml``::
 
-    [routing]
-    window_days = 30            # the window: every call of the stage in these days
-    min_calls = 10              # fewer calls than this: "too few calls"
-    min_success_rate = 0.7      # minimum Wilson lower bound of the success rate
-    # max_cost_usd = 0.01       # caps (absent: no cap)
-    # max_latency_ms = 5000
-    half_life_days = 3          # recency weighting; 0 turns it off
-    recent_calls = 20           # demotion looks at each model's newest calls
-    demote_margin = 0.1
-    explore = true              # whether the executor explores
-    explore_share = 0.1         # at most this share of explored decisions deviate
-    advice_recent_calls = 50    # tier advice: the stage's newest calls
-    upgrade_failure_rate = 0.2  # ... failing more than this → upgrade
-    downgrade_min_calls = 50    # a cheaper tier needs this much history ...
-    downgrade_margin = 0.02     # ... and a success rate within this of the current tier
-    default_tier = "capable"    # stages not named below
-
-    [routing.stages]
-    triage = "cheap"
-    analysis = "capable"
-    synthesis = "premium"
+Every setting is a key of ``[routing]`` in ``config.toml`` (``RoutingSettings``); README.md,
+"Routing: which model should this stage use?", is the reference for each key and its default.
 """
 
 from __future__ import annotations

@@ -34,31 +34,9 @@ BUILTIN_STAGE_TIERS: Mapping[str, str] = {
 class RoutingSettings:
     """How the router judges candidates; ``[routing]`` in ``config.toml``, overridable per call.
 
-    Attributes:
-        window_days: the window of history considered (every call in it).
-        min_calls: fewer calls than this in the window make a model ineligible.
-        min_success_rate: the minimum Wilson lower bound of a model's success rate.
-        max_cost_usd: cap on the average cost per call (None: no cap).
-        max_latency_ms: cap on the p95 latency (None: no cap).
-        half_life_days: age at which a call counts half (None or 0: every call counts fully).
-        outage_memory_hours: outage failures (5xx, timeouts, connection errors) older than this
-            no longer count against a model, so a provider that recovered soon regains its
-            standing; quality failures keep the window's long memory.
-        down_after_outages: a model whose newest counted calls are this many outage failures in
-            a row is "down" and not chosen on its record until they pass the outage memory
-            (0: never).
-        recent_calls: how many of each model's newest calls demotion looks at.
-        demote_margin: how far the newest calls' failure rate (its lower bound) must exceed the
-            window's before the model is demoted.
-        explore: whether callers that route on their own (the executor) explore.
-        explore_share: the largest share of explored decisions that may deviate from the best.
-        advice_recent_calls: how many of the stage's newest calls tier advice looks at.
-        upgrade_failure_rate: the newest calls failing more than this → upgrade the tier.
-        downgrade_min_calls: a cheaper tier needs this many calls in the window to be judged.
-        downgrade_margin: a cheaper tier within this of the current success rate → downgrade.
-        default_tier: the tier of stages neither built in nor in ``[routing.stages]``.
-        stage_tiers: ``[routing.stages]``: stage → tier, over the built-ins.
-        weights: the ``quality_score`` weights (``[routing.score]``).
+    One field per key of ``[routing]`` (``stage_tiers`` is ``[routing.stages]``, ``weights``
+    ``[routing.score]``). README.md, "Routing: which model should this stage use?", says what
+    each key means and its default: that is the one reference; the defaults below must match it.
     """
 
     window_days: int = 30
