@@ -17,7 +17,6 @@ import typer
 from attune_cli.cli import breakers
 from attune_cli.cli.complete import complete_stages
 from attune_cli.cli.options import JsonOpt, stage_option, workflow_option
-from attune_cli.cli.render import cell_ms, cell_pct, cell_score, cell_usd
 
 if TYPE_CHECKING:
     from attune_cli.core.routing import (
@@ -284,7 +283,7 @@ def check(
 
 def _render_decision(decision: RoutingDecision) -> None:
     from attune_cli.cli.console import out, plain
-    from attune_cli.cli.render import Column, print_table
+    from attune_cli.cli.render import Column, cell_ms, cell_pct, cell_score, cell_usd, print_table
     from attune_cli.core.formats import plural
 
     where = f"{decision.stage} · {decision.workflow or 'all workflows'}"
@@ -387,7 +386,7 @@ def _bullets(lines: Iterable[str]) -> Any:
 
 def _render_stats(result: RoutingStats) -> None:
     from attune_cli.cli.console import message, out, plain
-    from attune_cli.cli.render import Column, print_table
+    from attune_cli.cli.render import Column, cell_ms, cell_pct, cell_score, cell_usd, print_table
     from attune_cli.core.formats import plural
 
     if not result.stages:
@@ -449,7 +448,7 @@ def _render_stats(result: RoutingStats) -> None:
 
 def _render_check(advice: list[TierAdvice]) -> None:
     from attune_cli.cli.console import message, out, plain
-    from attune_cli.cli.render import Column, print_table
+    from attune_cli.cli.render import Column, cell_pct, cell_usd, print_table
 
     if not advice:
         message("No calls recorded in the routing window; nothing to advise.")

@@ -23,7 +23,6 @@ from attune_cli.cli.options import (
     tier_option,
     workflow_option,
 )
-from attune_cli.cli.render import cell_count, cell_ms, cell_pct, cell_score, cell_usd
 from attune_cli.core.formats import plural
 
 if TYPE_CHECKING:
@@ -676,7 +675,7 @@ def _render_import(result: ImportResult, elapsed_s: float) -> None:
 
 def _render_calls(calls: list[CallRecord]) -> None:
     from attune_cli.cli.console import out, plain
-    from attune_cli.cli.render import Column, print_table
+    from attune_cli.cli.render import Column, cell_count, cell_ms, cell_usd, print_table
     from attune_cli.core.telemetry.records import ts_to_iso
 
     columns = [
@@ -736,7 +735,7 @@ def _render_models(
     weights: ScoreWeights,
 ) -> None:
     from attune_cli.cli.console import out, plain
-    from attune_cli.cli.render import Column, print_table
+    from attune_cli.cli.render import Column, cell_ms, cell_pct, cell_score, cell_usd, print_table
 
     where = f"{workflow or 'all workflows'} / {stage or 'all stages'}"
     columns = [
