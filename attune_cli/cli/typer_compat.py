@@ -1,7 +1,8 @@
 """Every use of typer's private internals, in one module.
 
-typer 0.28 vendors click as ``typer._click``; pyproject.toml pins typer below 0.29 (0.29 imports
-pydantic on every start). attune relies on these names that typer keeps private:
+typer vendors click as ``typer._click`` since 0.26; pyproject.toml pins typer from 0.26 and
+below 0.29 (0.29 imports pydantic on every start). attune relies on these names that typer
+keeps private:
 
 - click's own classes (``Command``, ``Context``, ``ClickException``, ``CompletionItem``,
   ``File``, ``ParamType``, ``add_completion_class``): public in click, reachable only through
