@@ -12,9 +12,9 @@ loaded machine. Each hour it does what the CLI does:
   (registry defaults, ``--status 503`` for outages, ``--error-kind missing_key`` unserved).
 
 It is not the acceptance run: that is ``routing_sim.py``, which drives the installed CLI. On
-the code before the fallback fix it gave the CLI run's figures on all 12 (scenario, seed)
-pairs of seeds 0-3 (both read the same store with the same code); a difference means the CLI
-path does something the router alone does not.
+the code before the fallback fix it gave the CLI run's regrets over seeds 0-3 (means 28.0,
+17.3 and 22.9, outage median 15.2, seed 1's 45 during the outage): both read the same store
+with the same code. A difference means the CLI path does something the router alone does not.
 
 Usage::
 
