@@ -238,3 +238,38 @@ def test_a_model_whose_newest_calls_are_outages_is_down_and_not_explored() -> No
     # Two outages in a row are not yet "down"; the setting moves the line.
     assert run(perf("gpt-5", recent_outage_run=2)).chosen == "gpt-5"
     assert run(perf("gpt-5", recent_outage_run=2), down_after_outages=2).chosen != "gpt-5"
+
+
+def test_the_fallback_never_prefers_a_down_model_to_one_that_answers_poorly() -> None:
+    # Nobody qualifies: claude-sonnet-4-5 (first in the registry) has the better record but is
+    # down; gpt-5 answers, below the minimum. A model that answers nothing is used last.
+    down = perf("claude-sonnet-4-5", calls=300, recent_calls=20, recent_outage_run=3)
+    poor = perf("gpt-5", calls=200, failures=100)
+    decision = run(down, poor)
+    assert decision.fallback is True
+    assert decision.chosen == "gpt-5"
+    assert "using gpt-5, the best record within the caps" in decision.reason
+    assert "claude-sonnet-4-5: down" in decision.reason
+
+
+def test_the_fallback_takes_the_best_of_the_poor_records_not_the_registry_order() -> None:
+    # Both below the minimum; the registry lists claude-sonnet-4-5 first, gpt-5 fails less.
+    decision = run(
+        perf("claude-sonnet-4-5", calls=200, failures=120), perf("gpt-5", calls=200, failures=80)
+    )
+    assert decision.fallback is True and decision.chosen == "gpt-5"
+    # With the records swapped the choice follows the record.
+    swapped = run(
+        perf("claude-sonnet-4-5", calls=200, failures=80), perf("gpt-5", calls=200, failures=120)
+    )
+    assert swapped.chosen == "claude-sonnet-4-5"
+
+
+def test_when_every_model_within_the_caps_is_down_the_best_record_is_tried_and_said() -> None:
+    decision = run(
+        perf("claude-sonnet-4-5", calls=200, failures=60, recent_calls=20, recent_outage_run=4),
+        perf("gpt-5", calls=200, failures=10, recent_calls=20, recent_outage_run=3),
+        tier="capable",
+    )
+    assert decision.chosen == "gpt-5"
+    assert "using gpt-5, down like every other model within the caps" in decision.reason

@@ -7,9 +7,11 @@ and a random source, and returns the decision with every candidate and its verdi
     verdict    = eligible, or the checks it failed (``Reason``), each with its figures
     choice     = the eligible candidate with the best quality_score; with ``explore``, at most
                  ``explore_share`` of decisions go to a Thompson-sampled challenger
-    fallback   = nobody eligible: the best model within the caps by the registry (the stage's
-                 tier, then cheaper tiers, then dearer ones); a model may be chosen here with
-                 too few calls or a poor record (preferences), never over a cap or unconfigured
+    fallback   = nobody eligible: the best model within the caps (the stage's tier, then
+                 cheaper tiers, then dearer ones; in a tier, models without a poor record in
+                 registry order, then those below the minimum or demoted by their record, then
+                 down ones); a model may be chosen here with too few calls or a poor record
+                 (preferences), never over a cap or unconfigured
     nothing    = every model over a cap or unconfigured: ``chosen`` is None, and nobody may be
                  called
 
@@ -354,16 +356,24 @@ def _by_score(c: Candidate) -> tuple[float, int, str]:
     return (-(c.quality_score or 0.0), -c.calls, c.model)
 
 
-def _fallback_key(c: Candidate, registry: Registry, tier: str) -> tuple[int, int, int, str]:
-    """Fallback order: the stage's tier, then cheaper tiers, then dearer; a poor record last."""
+def _fallback_key(c: Candidate, registry: Registry, tier: str) -> tuple[int, int, float, int, str]:
+    """Fallback order: the stage's tier, then cheaper tiers, then dearer.
+
+    Within a tier: models without a poor record in registry order, then those below the
+    minimum or demoted (the best record first), then down models last (the best record
+    first): a provider that answers nothing is never preferred to one that answers poorly.
+    """
     rank = len(TIERS) * 2
     if c.tier in TIERS and tier in TIERS:
         cheaper_by = TIERS.index(tier) - TIERS.index(c.tier)
         rank = cheaper_by if cheaper_by >= 0 else len(TIERS) - cheaper_by
-    poor = any(
-        c.ruled_out_by(reason)
-        for reason in (Reason.DOWN, Reason.SUCCESS_BELOW_MINIMUM, Reason.DEMOTED)
-    )
+    if c.ruled_out_by(Reason.DOWN):
+        severity = 2
+    elif c.ruled_out_by(Reason.SUCCESS_BELOW_MINIMUM) or c.ruled_out_by(Reason.DEMOTED):
+        severity = 1
+    else:
+        severity = 0
+    record = -(c.quality_score or 0.0) if severity else 0.0
     models = list(registry.models)
     position = models.index(c.model) if c.model in registry.models else len(models)
-    return (rank, 1 if poor else 0, position, c.model)
+    return (rank, severity, record, position, c.model)

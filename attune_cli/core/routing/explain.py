@@ -165,7 +165,21 @@ def decision_reason(
         )
     if fallback:
         picked = next(c for c in candidates if c.model == chosen)
-        if picked.tier == tier:
+        poor = picked.has_history and any(
+            picked.ruled_out_by(reason)
+            for reason in (Reason.DOWN, Reason.SUCCESS_BELOW_MINIMUM, Reason.DEMOTED)
+        )
+        if poor:
+            # Every model within the caps had a poor record: the least poor one is used.
+            down = picked.ruled_out_by(Reason.DOWN)
+            default = (
+                f"{chosen}, down like every other model within the caps"
+                if down
+                else f"{chosen}, the best record within the caps"
+            )
+            if picked.tier != tier:
+                default += f" ({picked.tier or 'other'} tier)"
+        elif picked.tier == tier:
             default = f"the {tier} tier default {chosen}"
         else:
             default = f"{chosen}, the nearest {picked.tier or 'other'}-tier model within the caps"
