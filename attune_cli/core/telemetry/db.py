@@ -159,11 +159,18 @@ CREATE TABLE import_chunks (
 ) WITHOUT ROWID;
 """
 
+# Version 5: the latency histogram by day as well (``rollups.DAY_SCHEMA``), added up from the
+# hourly one (rows not rolled up yet add themselves to both as the backfill reaches them).
+_DAILY_LATENCY = (
+    rollups.DAY_SCHEMA + "INSERT INTO rollup_latency_day " + rollups.daily_from_hourly_sql() + ";"
+)
+
 MIGRATIONS: tuple[str, ...] = (
     _CALLS_SCHEMA + _BREAKER_SCHEMA,
     _FAILURE_CLASS,
     _ROLLUPS,
     _IMPORT_CHUNKS,
+    _DAILY_LATENCY,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
