@@ -334,8 +334,9 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     raise last
 
 
-# A read-only store of an older schema can be read without migrating from this version on.
-_OLDEST_READABLE = 3
+# A read-only store of an older schema can be read without migrating from this version on
+# (window reads need the daily latency histogram of version 5).
+_OLDEST_READABLE = 5
 
 
 def _newer(path: Path, version: int) -> StoreVersionError:
