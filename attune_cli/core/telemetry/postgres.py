@@ -285,11 +285,16 @@ def _insert_with_rollups(values: str) -> str:
     )
 
 
-_INSERT_ONE = (
-    _insert_with_rollups("VALUES (" + ", ".join(["@P"] * len(COLUMNS)) + ")")
+# ``record``: the call's names for completion, the row and its rollups in one statement, so
+# one round trip (autocommit) and row locks held only while it runs and commits.
+_RECORD = (
+    "WITH names AS (INSERT INTO labels (kind, value) "
+    "SELECT * FROM unnest(@P::text[], @P::text[]) ON CONFLICT DO NOTHING RETURNING 1), "
+    + _insert_with_rollups("VALUES (" + ", ".join(["@P"] * len(COLUMNS)) + ")")
+    .removeprefix("WITH ")
     .replace("%", "%%")
     .replace("@P", "%s")
-)
+).replace("@P", "%s")
 _INSERT_STAGED = _insert_with_rollups(f"SELECT {', '.join(COLUMNS)} FROM attune_staging")
 _STAGING = (
     "CREATE TEMP TABLE IF NOT EXISTS attune_staging "
@@ -571,12 +576,10 @@ class PostgresCallStore(TelemetryStore):
         """Store one call and its rollups in one statement (and its names for completion)."""
         row = self.row_of(call)
         labels = self._new_labels(((call.workflow, call.stage, call.model),))
+        params = ([kind for kind, _ in labels], [value for _, value in labels], *row)
         for attempt in range(5):
             try:
-                with self.raw.transaction():
-                    self.raw.execute(_INSERT_ONE, row)
-                    if labels:
-                        self._insert_labels(labels)
+                self.raw.execute(_RECORD, params, prepare=True)
                 break
             except self.unreachable as exc:
                 # The server went away mid-run: the call goes to the local spool.
