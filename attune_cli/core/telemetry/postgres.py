@@ -296,6 +296,7 @@ _RECORD = (
     .replace("@P", "%s")
 ).replace("@P", "%s")
 _INSERT_STAGED = _insert_with_rollups(f"SELECT {', '.join(COLUMNS)} FROM attune_staging")
+_BULK_WORK_MEM = "64MB"
 _STAGING = (
     "CREATE TEMP TABLE IF NOT EXISTS attune_staging "
     "(LIKE calls INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
@@ -608,6 +609,9 @@ class PostgresCallStore(TelemetryStore):
         copy_sql = f"COPY attune_staging ({', '.join(COLUMNS)}) FROM STDIN"
         with self.transaction():
             self.raw.execute(_STAGING)
+            # The batch's rollups are hash aggregates of tens of thousands of groups: in memory,
+            # not spilled to disk at the default 4 MB.
+            self.raw.execute(f"SET LOCAL work_mem = '{_BULK_WORK_MEM}'")
             chunk: list[Row] = []
 
             def flush() -> int:
