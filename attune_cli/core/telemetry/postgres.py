@@ -342,20 +342,35 @@ _FC = _PG_FAILURE_CLASS.replace("%", "%%")
 # histogram of the whole hours, per model and bucket.
 _WEIGHT = "exp(GREATEST(LEAST({ts} - %(now)s, 0) * %(decay)s, -700))"
 _WINDOW = f"""
-WITH p AS (SELECT * FROM unnest(%(workflows)s::text[], %(stages)s::text[]) AS p(workflow, stage)),
+WITH RECURSIVE
+p AS (SELECT * FROM unnest(%(workflows)s::text[], %(stages)s::text[]) AS p(workflow, stage)),
+pm AS (
+    SELECT p.workflow, p.stage, f.model FROM p CROSS JOIN LATERAL (
+        SELECT model FROM rollups AS r WHERE r.workflow = p.workflow AND r.stage = p.stage
+        ORDER BY model LIMIT 1) AS f
+    UNION ALL
+    SELECT pm.workflow, pm.stage, n.model FROM pm CROSS JOIN LATERAL (
+        SELECT model FROM rollups AS r
+        WHERE r.workflow = pm.workflow AND r.stage = pm.stage AND r.model > pm.model
+        ORDER BY model LIMIT 1) AS n
+),
 g AS (SELECT * FROM unnest(%(firsts)s::bigint[], %(lasts)s::bigint[]) AS g(first, last)),
 e AS (SELECT * FROM unnest(%(starts)s::float8[], %(stops)s::float8[]) AS e(start, stop)),
 hourly AS (
     SELECT r.*, {_WEIGHT.format(ts=f"r.hour + {rollups.HOUR_S / 2}")} AS w,
            CASE WHEN r.hour >= %(outage_since)s THEN r.outage_failures ELSE 0 END AS since
-    FROM p JOIN rollups AS r ON r.workflow = p.workflow AND r.stage = p.stage
-    JOIN g ON r.hour >= g.first AND r.hour < g.last
+    FROM pm CROSS JOIN g CROSS JOIN LATERAL (
+        SELECT * FROM rollups AS r
+        WHERE r.workflow = pm.workflow AND r.stage = pm.stage AND r.model = pm.model
+          AND r.hour >= g.first AND r.hour < g.last OFFSET 0) AS r
 ),
 edge AS (
     SELECT c.model, c.ts, c.success, c.cost_usd, c.latency_ms,
            ({_FC}) AS fc, {_WEIGHT.format(ts="c.ts")} AS w
-    FROM p JOIN calls AS c ON c.workflow = p.workflow AND c.stage = p.stage
-    JOIN e ON c.ts >= e.start AND c.ts < e.stop
+    FROM p CROSS JOIN e CROSS JOIN LATERAL (
+        SELECT * FROM calls AS c
+        WHERE c.workflow = p.workflow AND c.stage = p.stage AND c.ts >= e.start AND c.ts < e.stop
+        OFFSET 0) AS c
 )
 SELECT 0, model, SUM(calls), SUM(successes), SUM(quality_failures), SUM(outage_failures),
        SUM(since), SUM(rate_limited), SUM(caller_errors), MAX(newest_outage_ts),
@@ -383,14 +398,18 @@ SELECT 2, model, bucket, SUM(calls), SUM(latency_ms), NULL, NULL, NULL, NULL, NU
        NULL, NULL, NULL, NULL, NULL, NULL::float8[]
 FROM (
     SELECT l.model, l.bucket, l.calls, l.latency_ms
-    FROM p JOIN rollup_latency_day AS l ON l.workflow = p.workflow AND l.stage = p.stage
-    JOIN unnest(%(day_firsts)s::bigint[], %(day_lasts)s::bigint[]) AS d(first, last)
-      ON l.day >= d.first AND l.day < d.last
+    FROM pm CROSS JOIN unnest(%(day_firsts)s::bigint[], %(day_lasts)s::bigint[]) AS d(first, last)
+    CROSS JOIN LATERAL (
+        SELECT * FROM rollup_latency_day AS l
+        WHERE l.workflow = pm.workflow AND l.stage = pm.stage AND l.model = pm.model
+          AND l.day >= d.first AND l.day < d.last OFFSET 0) AS l
     UNION ALL
     SELECT l.model, l.bucket, l.calls, l.latency_ms
-    FROM p JOIN rollup_latency AS l ON l.workflow = p.workflow AND l.stage = p.stage
-    JOIN unnest(%(hour_firsts)s::bigint[], %(hour_lasts)s::bigint[]) AS h(first, last)
-      ON l.hour >= h.first AND l.hour < h.last
+    FROM pm CROSS JOIN unnest(%(hour_firsts)s::bigint[], %(hour_lasts)s::bigint[]) AS h(first, last)
+    CROSS JOIN LATERAL (
+        SELECT * FROM rollup_latency AS l
+        WHERE l.workflow = pm.workflow AND l.stage = pm.stage AND l.model = pm.model
+          AND l.hour >= h.first AND l.hour < h.last OFFSET 0) AS l
 ) AS x
 GROUP BY model, bucket
 """
