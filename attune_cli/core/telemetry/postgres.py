@@ -285,16 +285,20 @@ def _insert_with_rollups(values: str) -> str:
     )
 
 
-# ``record``: the call's names for completion, the row and its rollups in one statement, so
-# one round trip (autocommit) and row locks held only while it runs and commits.
+# ``record``: the row, its rollups and the call's names for completion in one statement, so
+# one round trip (autocommit) and row locks held only while it runs and commits. The names go
+# last, as in an import (rows, rollups, then labels), so the two never wait on each other in
+# opposite orders.
 _RECORD = (
-    "WITH names AS (INSERT INTO labels (kind, value) "
-    "SELECT * FROM unnest(@P::text[], @P::text[]) ON CONFLICT DO NOTHING RETURNING 1), "
-    + _insert_with_rollups("VALUES (" + ", ".join(["@P"] * len(COLUMNS)) + ")")
-    .removeprefix("WITH ")
+    _insert_with_rollups("VALUES (" + ", ".join(["@P"] * len(COLUMNS)) + ")")
     .replace("%", "%%")
+    .replace(
+        " SELECT COUNT(*) FROM new",
+        ", names AS (INSERT INTO labels (kind, value) SELECT * FROM unnest(@P::text[], "
+        "@P::text[]) ON CONFLICT DO NOTHING RETURNING 1) SELECT COUNT(*) FROM new",
+    )
     .replace("@P", "%s")
-).replace("@P", "%s")
+)
 _INSERT_STAGED = _insert_with_rollups(f"SELECT {', '.join(COLUMNS)} FROM attune_staging")
 _BULK_WORK_MEM = "64MB"
 _STAGING = (
@@ -596,7 +600,7 @@ class PostgresCallStore(TelemetryStore):
         """Store one call and its rollups in one statement (and its names for completion)."""
         row = self.row_of(call)
         labels = self._new_labels(((call.workflow, call.stage, call.model),))
-        params = ([kind for kind, _ in labels], [value for _, value in labels], *row)
+        params = (*row, [kind for kind, _ in labels], [value for _, value in labels])
         for attempt in range(5):
             try:
                 self.raw.execute(_RECORD, params, prepare=True)
