@@ -477,6 +477,10 @@ def connect(url: str, *, migrate: bool = True) -> Any:
             f"cannot reach the team store {mask_url(url)}: {_masked(exc, url)}"
         ) from None
     try:
+        # attune's queries are short index walks and batch upserts: compiling them (JIT, on
+        # above a planner cost any import batch or window over many pairs reaches) takes
+        # longer than running them.
+        conn.execute("SET jit = off")
         version = schema_version_of(conn)
         if version > SCHEMA_VERSION:
             raise StoreVersionError(
