@@ -204,22 +204,37 @@ def daily_from_hourly_sql(condition: str = "true") -> str:
     )
 
 
-def upsert_sql(source: str, *, bucket_function: str = "attune_bucket") -> tuple[str, str, str]:
-    """Statements that add the rollups of ``source``'s rows to the rollup tables."""
-    rollups, histogram, daily = aggregate_sql(source, bucket_function=bucket_function)
+_NEW_HISTOGRAM = "temp.attune_new_latency"
+
+
+def upsert_sql(source: str, *, bucket_function: str = "attune_bucket") -> tuple[str, ...]:
+    """Statements that add the rollups of ``source``'s rows to the rollup tables.
+
+    The rows' hourly histogram is worked out once, into a temporary table, and added to both
+    the hourly and the daily histogram from there (each row's bucket is a function call).
+    """
+    rollups, histogram, _ = aggregate_sql(source, bucket_function=bucket_function)
     added = ", ".join(f"{c} = {c} + excluded.{c}" for c in _COUNTS)
     newest = (
         "newest_outage_ts = CASE WHEN excluded.newest_outage_ts IS NULL THEN newest_outage_ts "
         "WHEN newest_outage_ts IS NULL OR excluded.newest_outage_ts > newest_outage_ts "
         "THEN excluded.newest_outage_ts ELSE newest_outage_ts END"
     )
+    day = hour_sql("hour", DAY_S)
     return (
         f"INSERT INTO rollups ({', '.join(ROLLUP_COLUMNS)}) {rollups} "
         f"ON CONFLICT ({_KEY}) DO UPDATE SET {added}, {newest}",
-        f"INSERT INTO rollup_latency ({_KEY}, bucket, calls, latency_ms) {histogram} "
+        f"CREATE TEMP TABLE IF NOT EXISTS {_NEW_HISTOGRAM.removeprefix('temp.')} "
+        f"({_KEY}, bucket, calls, latency_ms)",
+        f"DELETE FROM {_NEW_HISTOGRAM}",
+        f"INSERT INTO {_NEW_HISTOGRAM} {histogram}",
+        f"INSERT INTO rollup_latency ({_KEY}, bucket, calls, latency_ms) "
+        f"SELECT * FROM {_NEW_HISTOGRAM} WHERE true "
         f"ON CONFLICT ({_KEY}, bucket) DO UPDATE SET calls = calls + excluded.calls, "
         "latency_ms = latency_ms + excluded.latency_ms",
-        f"INSERT INTO rollup_latency_day ({_DAY_KEY}, bucket, calls, latency_ms) {daily} "
+        f"INSERT INTO rollup_latency_day ({_DAY_KEY}, bucket, calls, latency_ms) "
+        f"SELECT workflow, stage, model, {day}, provider, bucket, SUM(calls), TOTAL(latency_ms) "
+        f"FROM {_NEW_HISTOGRAM} WHERE true GROUP BY 1, 2, 3, 4, 5, 6 "
         f"ON CONFLICT ({_DAY_KEY}, bucket) DO UPDATE SET calls = calls + excluded.calls, "
         "latency_ms = latency_ms + excluded.latency_ms",
     )
