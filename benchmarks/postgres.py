@@ -115,9 +115,8 @@ def process_s(env: dict[str, str], args: list[str], runs: int) -> tuple[float, f
     return statistics.median(wall_ms) / 1000, statistics.median(cpu_ms) / 1000
 
 
-def process_env(url: str) -> dict[str, str]:
-    """The environment of a measured process: a fresh home pointed at ``url``."""
-    home = Path(tempfile.mkdtemp(prefix="attune-bench-"))
+def process_env(url: str, home: Path) -> dict[str, str]:
+    """The environment of a measured process: an empty ``home`` pointed at ``url``."""
     env = {**os.environ, "ATTUNE_HOME": str(home), "ATTUNE_STORE_URL": url, "COLUMNS": "100"}
     for name in ("PYTHONDONTWRITEBYTECODE", "ANTHROPIC_API_KEY", "OPENAI_API_KEY"):
         env.pop(name, None)
@@ -163,6 +162,7 @@ def main() -> int:
     rows = history_rows(options.rows)
     schema, url = scratch_schema(options.url)
     missed: list[str] = []
+    scratch = tempfile.TemporaryDirectory(prefix="attune-bench-")
     try:
         rate, copy_rate = import_rate(url, rows)
         print(
@@ -181,7 +181,7 @@ def main() -> int:
         )
         if p95 > 10:
             missed.append("record")
-        env = process_env(url)
+        env = process_env(url, Path(scratch.name))
         version_wall, version_cpu = process_s(env, ["--version"], options.runs)
         print(
             f"{'attune --version (reference)':<40} wall {version_wall:.3f} s, "
@@ -199,6 +199,7 @@ def main() -> int:
                 missed.append(label)
     finally:
         drop_schema(options.url, schema)
+        scratch.cleanup()
     print(f"(load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores)")
     return 1 if options.check and missed else 0
 
