@@ -8,6 +8,7 @@ of ``Header: value`` lines. A pipe renders at 80 columns, as Rich does.
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -80,12 +81,14 @@ def fit_table(
         (i for i, c in enumerate(columns) if c.drop_order != ESSENTIAL),
         key=lambda i: (-columns[i].drop_order, -i),
     )
+    # Each cell is measured once; a narrower try reuses the figures of the columns it keeps.
+    measured = _column_spans(columns, rows)
     while True:
-        table = _table(columns, rows, kept, title, caption, styles, lines)
-        if _needed_width(table) <= width:
-            widths = _prose_widths(table, width)
-            if widths is not None:
-                table = _table(columns, rows, kept, title, caption, styles, lines, widths)
+        spans = [measured[i] for i in kept]
+        gutters = _gutters(len(kept))
+        if _needed_width(spans, gutters) <= width:
+            widths = _prose_widths(spans, gutters, width)
+            table = _table(columns, rows, kept, title, caption, styles, lines, widths)
             dropped = tuple(columns[i].header for i in range(len(columns)) if i not in kept)
             return Fitted(table, dropped, records=False)
         if not droppable:
@@ -162,44 +165,58 @@ def _table(
     return table
 
 
-def _needed_width(table: RenderableType) -> int:
-    """The columns ``table`` needs to show every cell without cutting a word.
+def _needed_width(spans: list[tuple[int, int, bool]], gutters: int) -> int:
+    """The columns a table needs to show every cell without cutting a word.
 
     A figure column (no wrap) counts at its widest; a prose column at its longest word, so
     prose wraps between words and never folds one (a model id in a sentence stays whole).
     """
-    spans, gutters = _spans(table)
     return gutters + sum(high if no_wrap else low for low, high, no_wrap in spans)
 
 
-def _spans(table: RenderableType) -> tuple[list[tuple[int, int, bool]], int]:
-    """Each column's (longest word, widest cell, no_wrap), and the width of the gutters."""
-    from rich.console import Console
+def _column_spans(
+    columns: Sequence[Column], rows: Sequence[Sequence[Text]]
+) -> list[tuple[int, int, bool]]:
+    """Each column's (longest word, widest cell, no_wrap), header included."""
     from rich.measure import Measurement
-    from rich.table import Table
 
-    assert isinstance(table, Table)
-    # Measuring writes nothing: the buffer stays empty.
-    probe = Console(width=10_000, color_system=None, file=io.StringIO())
+    probe = _probe()
     spans = []
-    for column in table.columns:
-        measured = [
-            Measurement.get(probe, probe.options, cell) for cell in (column.header, *column.cells)
-        ]
+    for i, column in enumerate(columns):
+        cells: list[RenderableType] = [column.header, *(row[i] for row in rows)]
+        measured = [Measurement.get(probe, probe.options, cell) for cell in cells]
         spans.append(
-            (max(m.minimum for m in measured), max(m.maximum for m in measured), column.no_wrap)
+            (max(m.minimum for m in measured), max(m.maximum for m in measured), not column.wrap)
         )
-    whole = Measurement.get(probe, probe.options, table)
-    return spans, whole.maximum - sum(high for _, high, _ in spans)
+    return spans
 
 
-def _prose_widths(table: RenderableType, width: int) -> list[int | None] | None:
+@functools.cache
+def _gutters(count: int) -> int:
+    """The width a table of ``count`` columns adds to its cells (padding, rules)."""
+    from rich.measure import Measurement
+    from rich.text import Text
+
+    columns = [Column(header="x") for _ in range(count)]
+    table = _table(columns, [[Text("x")] * count], list(range(count)), None, None, [None])
+    probe = _probe()
+    return Measurement.get(probe, probe.options, table).maximum - count
+
+
+def _probe() -> Console:
+    from rich.console import Console
+
+    return Console(width=10_000, color_system=None, file=io.StringIO())
+
+
+def _prose_widths(
+    spans: list[tuple[int, int, bool]], gutters: int, width: int
+) -> list[int | None] | None:
     """Widths that give each prose column at least its longest word, or None when all fit.
 
     Rich narrows the widest prose columns first and may fold a word doing so; here each prose
     column gets its longest word, and the room left is shared by how much each would use.
     """
-    spans, gutters = _spans(table)
     if gutters + sum(high for _, high, _ in spans) <= width or all(n for _, _, n in spans):
         return None
     widths = [high if no_wrap else low for low, high, no_wrap in spans]

@@ -26,7 +26,7 @@ from attune_cli.core.errors import UsageError
 if TYPE_CHECKING:
     import httpx
 
-    from attune_cli.core.providers.base import Endpoint
+    from attune_cli.core.endpoints import Endpoint
     from attune_cli.core.registry import Registry
     from attune_cli.core.workspace import Workspace
 
@@ -145,7 +145,7 @@ def check_providers(
     import httpx
 
     from attune_cli.core.credentials import key_hint, resolve_key
-    from attune_cli.core.providers import resolve_endpoints
+    from attune_cli.core.endpoints import resolve_endpoints
 
     environment = os.environ if environ is None else environ
     registry = workspace.registry

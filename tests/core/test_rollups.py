@@ -145,6 +145,38 @@ def test_rollups_equal_their_recomputation_after_record_import_duplicates_and_pr
     assert figures(store)["m"].calls == store.count(None) - figures(store)["n"].calls
 
 
+def test_the_daily_histogram_of_whole_days_and_the_hours_around_them_equal_the_hourly_one(
+    store: TelemetryStore,
+) -> None:
+    from attune_cli.core.telemetry.sqlite import _HISTOGRAM, _histogram_ranges
+
+    rng = random.Random(3)
+    store.record_many(
+        call(T0 - DAY + i * 173.0, latency_ms=rng.lognormvariate(6, 0.7)) for i in range(3000)
+    )
+    assert store.verify().ok  # the daily table equals its recomputation from the rows too
+    start, hour = int(T0), int(HOUR)
+    for first, last in (
+        (start + 5 * hour, start + 3 * 24 * hour + 7 * hour),  # days inside, hours both sides
+        (start, start + 2 * 24 * hour),  # whole days only
+        (start + 3 * hour, start + 20 * hour),  # no whole day
+        (rollups.UNBOUNDED_HOUR, start + 30 * hour),  # from the beginning
+    ):
+        hourly = store.conn.execute(
+            "SELECT bucket, SUM(calls), TOTAL(latency_ms) FROM rollup_latency WHERE "
+            "workflow = 'wf' AND stage = 'st' AND model = 'm' AND hour >= ? AND hour < ? "
+            "GROUP BY bucket",
+            (first, last),
+        ).fetchall()
+        mixed = store.conn.execute(
+            _HISTOGRAM, ("wf", "st", "m", *_histogram_ranges(first, last))
+        ).fetchall()
+        assert len(hourly) > 10
+        assert {b: n for b, n, _ in mixed} == {b: n for b, n, _ in hourly}
+        totals = {b: t for b, _, t in hourly}
+        assert all(t == pytest.approx(totals[b]) for b, _, t in mixed)
+
+
 def test_verify_finds_a_deliberately_corrupted_rollup(store: TelemetryStore) -> None:
     store.record_many(call(T0 + i * 600.0, latency_ms=100.0) for i in range(30))
     assert store.verify().ok

@@ -113,6 +113,7 @@ SELECT 'w' || n AS workflow, 's' AS stage, 'm' AS model, 0 AS hour, '' AS provid
        0 AS output_tokens, 0 AS latencies, NULL AS newest_outage_ts
 FROM c;
 CREATE TABLE rollup_latency (workflow, stage, model, hour, provider, bucket, calls, latency_ms);
+CREATE TABLE rollup_latency_day (workflow, stage, model, day, provider, bucket, calls, latency_ms);
 CREATE TABLE labels (kind TEXT, value TEXT);
 PRAGMA user_version = {db.SCHEMA_VERSION};
 """

@@ -122,3 +122,31 @@ def test_verify_finds_a_corrupted_rollup(store: TelemetryStore) -> None:
     report = store.verify()
     assert not report.ok
     assert {d.key[2] for d in report.differences} == {"m-b"}
+
+
+def test_a_postgresql_store_of_schema_1_gets_its_daily_histogram_from_the_hourly_one(
+    pg_url: str,
+) -> None:
+    import psycopg
+
+    from attune_cli.core.telemetry import postgres
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        with conn.transaction():
+            conn.execute("CREATE TABLE attune_schema (version INTEGER NOT NULL)")
+            conn.execute(postgres.MIGRATIONS[0])
+            conn.execute("INSERT INTO attune_schema VALUES (1)")
+        with (
+            conn.cursor() as cursor,
+            cursor.copy(f"COPY calls ({', '.join(postgres.COLUMNS)}) FROM STDIN") as copy,
+        ):
+            for row in _rows(500):
+                copy.write_row(row)
+        # Schema 1's rollups, as its writers kept them.
+        for upsert in postgres._upserts("calls"):
+            conn.execute(upsert)
+    with postgres.PostgresCallStore(pg_url, clock=lambda: NOW) as store:
+        assert store.schema_version() == postgres.SCHEMA_VERSION
+        days = store.raw.execute("SELECT SUM(calls) FROM rollup_latency_day").fetchone()[0]
+        assert days == 500
+        assert store.verify().ok

@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import httpx
 
 from attune_cli import __version__
+from attune_cli.core.endpoints import Endpoint
 from attune_cli.core.errors import ProviderError, redact
 from attune_cli.core.providers.bodies import (
     ACCEPT_ENCODING,
@@ -41,7 +42,6 @@ from attune_cli.core.providers.bodies import (
     stream_limit_bytes,
 )
 from attune_cli.core.providers.deadline import AttemptLimits, Budget, budget_scope
-from attune_cli.core.registry import Provider
 
 USER_AGENT = f"attune/{__version__}"
 ERROR_TEXT_LIMIT = 300
@@ -70,30 +70,6 @@ def watching_attempts(watcher: AttemptWatcher) -> Iterator[None]:
         yield
     finally:
         _WATCHER.reset(token)
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """A provider as this process reaches it.
-
-    Attributes:
-        provider: the registry entry.
-        base_url: the resolved base URL (environment variable > config > built-in), no trailing
-            slash. For the Anthropic API it excludes ``/v1``; for OpenAI-compatible APIs it
-            includes it, as the official SDKs read them.
-        api_key: the key to send, None for servers that need none (a local Ollama).
-        configured: whether the user set this provider up (a key, or an explicit base URL);
-            fallback only goes to configured providers.
-    """
-
-    provider: Provider
-    base_url: str
-    api_key: str | None
-    configured: bool
-
-    @property
-    def name(self) -> str:
-        return self.provider.name
 
 
 @dataclass(frozen=True)

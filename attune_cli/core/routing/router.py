@@ -394,7 +394,7 @@ def configured_providers(
     import os
 
     from attune_cli.core.credentials import resolve_key
-    from attune_cli.core.providers import resolve_endpoints
+    from attune_cli.core.endpoints import resolve_endpoints
 
     environment = os.environ if environ is None else environ
 

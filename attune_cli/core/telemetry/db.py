@@ -159,11 +159,18 @@ CREATE TABLE import_chunks (
 ) WITHOUT ROWID;
 """
 
+# Version 5: the latency histogram by day as well (``rollups.DAY_SCHEMA``), added up from the
+# hourly one (rows not rolled up yet add themselves to both as the backfill reaches them).
+_DAILY_LATENCY = (
+    rollups.DAY_SCHEMA + "INSERT INTO rollup_latency_day " + rollups.daily_from_hourly_sql() + ";"
+)
+
 MIGRATIONS: tuple[str, ...] = (
     _CALLS_SCHEMA + _BREAKER_SCHEMA,
     _FAILURE_CLASS,
     _ROLLUPS,
     _IMPORT_CHUNKS,
+    _DAILY_LATENCY,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -327,8 +334,9 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     raise last
 
 
-# A read-only store of an older schema can be read without migrating from this version on.
-_OLDEST_READABLE = 3
+# A read-only store of an older schema can be read without migrating from this version on
+# (window reads need the daily latency histogram of version 5).
+_OLDEST_READABLE = 5
 
 
 def _newer(path: Path, version: int) -> StoreVersionError:

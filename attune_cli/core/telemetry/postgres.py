@@ -41,7 +41,7 @@ from attune_cli.core.errors import OperationError, StoreVersionError
 from attune_cli.core.failures import FailureClass, sql_failure_class
 from attune_cli.core.telemetry import rollups
 from attune_cli.core.telemetry.records import COLUMNS, LABEL_KINDS, Row
-from attune_cli.core.telemetry.sqlite import FAILURE_CLASS_SQL, TelemetryStore
+from attune_cli.core.telemetry.sqlite import FAILURE_CLASS_SQL, TelemetryStore, _Recent, _Totals
 from attune_cli.core.telemetry.store import mask_url
 
 CONNECT_TIMEOUT_S = 3
@@ -134,7 +134,27 @@ CREATE TABLE breaker_events (
 CREATE INDEX breaker_events_key_ts ON breaker_events(key, ts, failure);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1,)
+# Version 2: the latency histogram by day as well (``rollups.DAY_SCHEMA``), from the hourly one.
+_V2 = f"""
+CREATE TABLE rollup_latency_day (
+    workflow   {_TEXT} NOT NULL,
+    stage      {_TEXT} NOT NULL,
+    model      {_TEXT} NOT NULL,
+    day        BIGINT  NOT NULL,
+    provider   {_TEXT} NOT NULL,
+    bucket     INTEGER NOT NULL,
+    calls      BIGINT  NOT NULL,
+    latency_ms DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (workflow, stage, model, day, provider, bucket)
+);
+INSERT INTO rollup_latency_day
+SELECT workflow, stage, model,
+       CAST(floor(hour / {float(rollups.DAY_S)}) AS BIGINT) * {rollups.DAY_S}, provider, bucket,
+       CAST(SUM(calls) AS BIGINT), SUM(latency_ms)
+FROM rollup_latency GROUP BY 1, 2, 3, 4, 5, 6;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # The failure class with an INTEGER success column (PostgreSQL has no integer truth).
@@ -190,7 +210,8 @@ def _aggregate(source: str) -> tuple[str, str]:
         f"FROM (SELECT *, ({fc}) AS fc FROM ({grouped}) AS g) AS r GROUP BY 1, 2, 3, 4, 5"
     )
     histogram = (
-        f"SELECT {key}, attune_bucket(latency_ms) AS bucket, COUNT(*), SUM(latency_ms) "
+        f"SELECT {key}, attune_bucket(latency_ms) AS bucket, COUNT(*) AS calls, "
+        "SUM(latency_ms) AS latency_ms "
         f"FROM {source} AS r WHERE latency_ms IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6"
     )
     return aggregate, histogram
@@ -219,30 +240,201 @@ def _upserts(source: str) -> tuple[str, str]:
     )
 
 
+_DAY_KEY = "workflow, stage, model, day, provider"
+
+
+def _daily(hourly: str, condition: str = "true") -> str:
+    """A SELECT adding hourly histogram rows (of ``hourly``, matching ``condition``) by day."""
+    day = f"(CAST(floor(hour / {float(rollups.DAY_S)}) AS BIGINT) * {rollups.DAY_S})"
+    return (
+        f"SELECT workflow, stage, model, {day} AS day, provider, bucket, "
+        f"CAST(SUM(calls) AS BIGINT), SUM(latency_ms) FROM {hourly} AS h WHERE {condition} "
+        "GROUP BY 1, 2, 3, 4, 5, 6"
+    )
+
+
+def _daily_upsert(hourly: str) -> str:
+    """An upsert adding hourly histogram rows (of ``hourly``) to ``rollup_latency_day``."""
+    return (
+        f"INSERT INTO rollup_latency_day ({_DAY_KEY}, bucket, calls, latency_ms) "
+        f"{_daily(hourly)} ON CONFLICT ({_DAY_KEY}, bucket) DO UPDATE SET "
+        "calls = rollup_latency_day.calls + excluded.calls, "
+        "latency_ms = rollup_latency_day.latency_ms + excluded.latency_ms"
+    )
+
+
 def _insert_with_rollups(values: str) -> str:
     """One statement: insert ``values`` (a SELECT/VALUES in ``COLUMNS`` order), roll up the new.
 
-    Returns the number of new rows as its single result.
+    The new rows' hourly histogram is worked out once and feeds both the hourly and the daily
+    upsert. Returns the number of new rows as its single result.
     """
-    rollup_upsert, latency_upsert = _upserts("new")
+    rollup_upsert, _ = _upserts("new")
+    _, histogram = _aggregate("new")
     return (
         f"WITH new AS (INSERT INTO calls ({', '.join(COLUMNS)}) {values} "
         f"ON CONFLICT (ts, import_key) DO NOTHING RETURNING {', '.join(COLUMNS)}), "
-        f"r AS ({rollup_upsert} RETURNING 1), l AS ({latency_upsert} RETURNING 1) "
+        f"r AS ({rollup_upsert} RETURNING 1), "
+        f"h AS MATERIALIZED ({histogram}), "
+        f"l AS (INSERT INTO rollup_latency ({_KEY}, bucket, calls, latency_ms) "
+        f"SELECT * FROM h ON CONFLICT ({_KEY}, bucket) DO UPDATE SET "
+        "calls = rollup_latency.calls + excluded.calls, "
+        "latency_ms = rollup_latency.latency_ms + excluded.latency_ms RETURNING 1), "
+        f"d AS ({_daily_upsert('h')} RETURNING 1) "
         "SELECT COUNT(*) FROM new"
     )
 
 
-_INSERT_ONE = (
+# ``record``: the row, its rollups and the call's names for completion in one statement, so
+# one round trip (autocommit) and row locks held only while it runs and commits. The names go
+# last, as in an import (rows, rollups, then labels), so the two never wait on each other in
+# opposite orders.
+_RECORD = (
     _insert_with_rollups("VALUES (" + ", ".join(["@P"] * len(COLUMNS)) + ")")
     .replace("%", "%%")
+    .replace(
+        " SELECT COUNT(*) FROM new",
+        ", names AS (INSERT INTO labels (kind, value) SELECT * FROM unnest(@P::text[], "
+        "@P::text[]) ON CONFLICT DO NOTHING RETURNING 1) SELECT COUNT(*) FROM new",
+    )
     .replace("@P", "%s")
 )
 _INSERT_STAGED = _insert_with_rollups(f"SELECT {', '.join(COLUMNS)} FROM attune_staging")
+_BULK_WORK_MEM = "64MB"
 _STAGING = (
     "CREATE TEMP TABLE IF NOT EXISTS attune_staging "
     "(LIKE calls INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 )
+
+
+@functools.cache
+def _pairs_sql(workflow: bool, stage: bool, since: bool) -> str:
+    """The (workflow, stage) pairs: a skip scan of the rollups' key, one index probe per pair."""
+    if workflow and stage:
+        found = (
+            "SELECT workflow, stage FROM (SELECT workflow, stage FROM rollups "
+            "WHERE workflow = %(workflow)s AND stage = %(stage)s LIMIT 1) AS p"
+        )
+    else:
+        same = "workflow = %(workflow)s AND " if workflow else ""
+        found = (
+            "WITH RECURSIVE p AS ("
+            f"(SELECT workflow, stage FROM rollups WHERE {same}true "
+            "ORDER BY workflow, stage LIMIT 1) UNION ALL "
+            "SELECT n.workflow, n.stage FROM p CROSS JOIN LATERAL ("
+            f"SELECT workflow, stage FROM rollups WHERE {same}"
+            "(workflow, stage) > (p.workflow, p.stage) "
+            "ORDER BY workflow, stage LIMIT 1) AS n) SELECT workflow, stage FROM p"
+        )
+    terms = ["true"]
+    if stage and not workflow:
+        terms.append("stage = %(stage)s")
+    if since:
+        terms.append(
+            "EXISTS (SELECT 1 FROM calls AS c WHERE c.workflow = p.workflow "
+            "AND c.stage = p.stage AND c.ts >= %(since)s)"
+        )
+    return f"{found} WHERE {' AND '.join(terms)} ORDER BY workflow, stage"
+
+
+# The failure class inside SQL that also carries %(name)s parameters.
+_FC = _PG_FAILURE_CLASS.replace("%", "%%")
+
+# One window of every pair at once (``TelemetryStore._window_totals``): kind 0 rows add up the
+# rollups of whole hours (each weighed by its middle), kind 1 rows the calls at the window's
+# edges (each weighed by its own age, with their exact latencies), kind 2 rows the latency
+# histogram of the whole hours, per model and bucket.
+_WEIGHT = "exp(GREATEST(LEAST({ts} - %(now)s, 0) * %(decay)s, -700))"
+_WINDOW = f"""
+WITH RECURSIVE
+p AS (SELECT * FROM unnest(%(workflows)s::text[], %(stages)s::text[]) AS p(workflow, stage)),
+pm AS (
+    SELECT p.workflow, p.stage, f.model FROM p CROSS JOIN LATERAL (
+        SELECT model FROM rollups AS r WHERE r.workflow = p.workflow AND r.stage = p.stage
+        ORDER BY model LIMIT 1) AS f
+    UNION ALL
+    SELECT pm.workflow, pm.stage, n.model FROM pm CROSS JOIN LATERAL (
+        SELECT model FROM rollups AS r
+        WHERE r.workflow = pm.workflow AND r.stage = pm.stage AND r.model > pm.model
+        ORDER BY model LIMIT 1) AS n
+),
+g AS (SELECT * FROM unnest(%(firsts)s::bigint[], %(lasts)s::bigint[]) AS g(first, last)),
+e AS (SELECT * FROM unnest(%(starts)s::float8[], %(stops)s::float8[]) AS e(start, stop)),
+hourly AS (
+    SELECT r.*, {_WEIGHT.format(ts=f"r.hour + {rollups.HOUR_S / 2}")} AS w,
+           CASE WHEN r.hour >= %(outage_since)s THEN r.outage_failures ELSE 0 END AS since
+    FROM pm CROSS JOIN g CROSS JOIN LATERAL (
+        SELECT * FROM rollups AS r
+        WHERE r.workflow = pm.workflow AND r.stage = pm.stage AND r.model = pm.model
+          AND r.hour >= g.first AND r.hour < g.last OFFSET 0) AS r
+),
+edge AS (
+    SELECT c.model, c.ts, c.success, c.cost_usd, c.latency_ms,
+           ({_FC}) AS fc, {_WEIGHT.format(ts="c.ts")} AS w
+    FROM p CROSS JOIN e CROSS JOIN LATERAL (
+        SELECT * FROM calls AS c
+        WHERE c.workflow = p.workflow AND c.stage = p.stage AND c.ts >= e.start AND c.ts < e.stop
+        OFFSET 0) AS c
+)
+SELECT 0, model, SUM(calls), SUM(successes), SUM(quality_failures), SUM(outage_failures),
+       SUM(since), SUM(rate_limited), SUM(caller_errors), MAX(newest_outage_ts),
+       COALESCE(SUM(cost_usd), 0), SUM(costs), SUM(latencies),
+       COALESCE(SUM((successes + quality_failures + since) * w), 0),
+       COALESCE(SUM(successes * w), 0), NULL::float8[]
+FROM hourly GROUP BY model
+UNION ALL
+SELECT 1, model, COUNT(*), COUNT(*) FILTER (WHERE success <> 0),
+       COUNT(*) FILTER (WHERE success = 0 AND fc = '{FailureClass.QUALITY}'),
+       COUNT(*) FILTER (WHERE success = 0 AND fc = '{FailureClass.OUTAGE}'),
+       COUNT(*) FILTER (WHERE success = 0 AND fc = '{FailureClass.OUTAGE}'
+                        AND ts >= %(outage_since)s),
+       COUNT(*) FILTER (WHERE success = 0 AND fc = '{FailureClass.RATE_LIMIT}'),
+       COUNT(*) FILTER (WHERE success = 0 AND fc = '{FailureClass.CALLER_ERROR}'),
+       MAX(ts) FILTER (WHERE success = 0 AND fc = '{FailureClass.OUTAGE}'),
+       COALESCE(SUM(cost_usd), 0), COUNT(cost_usd), COUNT(latency_ms),
+       COALESCE(SUM(w) FILTER (WHERE success <> 0 OR fc = '{FailureClass.QUALITY}'
+                               OR (fc = '{FailureClass.OUTAGE}' AND ts >= %(outage_since)s)), 0),
+       COALESCE(SUM(w) FILTER (WHERE success <> 0), 0),
+       array_agg(latency_ms) FILTER (WHERE latency_ms IS NOT NULL)
+FROM edge GROUP BY model
+UNION ALL
+SELECT 2, model, bucket, SUM(calls), SUM(latency_ms), NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL, NULL, NULL, NULL::float8[]
+FROM (
+    SELECT l.model, l.bucket, l.calls, l.latency_ms
+    FROM pm CROSS JOIN unnest(%(day_firsts)s::bigint[], %(day_lasts)s::bigint[]) AS d(first, last)
+    CROSS JOIN LATERAL (
+        SELECT * FROM rollup_latency_day AS l
+        WHERE l.workflow = pm.workflow AND l.stage = pm.stage AND l.model = pm.model
+          AND l.day >= d.first AND l.day < d.last OFFSET 0) AS l
+    UNION ALL
+    SELECT l.model, l.bucket, l.calls, l.latency_ms
+    FROM pm CROSS JOIN unnest(%(hour_firsts)s::bigint[], %(hour_lasts)s::bigint[]) AS h(first, last)
+    CROSS JOIN LATERAL (
+        SELECT * FROM rollup_latency AS l
+        WHERE l.workflow = pm.workflow AND l.stage = pm.stage AND l.model = pm.model
+          AND l.hour >= h.first AND l.hour < h.last OFFSET 0) AS l
+) AS x
+GROUP BY model, bucket
+"""
+
+# Each model's newest counted calls over every pair: the newest few of each (pair, model)
+# index range, merged.
+_RECENT = f"""
+WITH p AS (SELECT * FROM unnest(%(workflows)s::text[], %(stages)s::text[]) AS p(workflow, stage))
+SELECT m.model, x.ts, x.success, x.provider, x.tier, x.fc
+FROM unnest(%(models)s::text[]) AS m(model) CROSS JOIN LATERAL (
+    SELECT y.* FROM p CROSS JOIN LATERAL (
+        SELECT c.ts, c.success, c.provider, c.tier, ({_FC}) AS fc
+        FROM calls AS c
+        WHERE c.workflow = p.workflow AND c.stage = p.stage AND c.model = m.model
+          AND c.ts >= %(since)s
+          AND (c.success <> 0 OR ({_FC}) = '{FailureClass.QUALITY}'
+               OR (({_FC}) = '{FailureClass.OUTAGE}' AND c.ts >= %(outage_since)s))
+        ORDER BY c.ts DESC LIMIT %(n)s) AS y
+    ORDER BY y.ts DESC LIMIT %(n)s) AS x
+ORDER BY m.model, x.ts DESC
+"""
 
 
 def _driver() -> Any:
@@ -285,6 +477,10 @@ def connect(url: str, *, migrate: bool = True) -> Any:
             f"cannot reach the team store {mask_url(url)}: {_masked(exc, url)}"
         ) from None
     try:
+        # attune's queries are short index walks and batch upserts: compiling them (JIT, on
+        # above a planner cost any import batch or window over many pairs reaches) takes
+        # longer than running them.
+        conn.execute("SET jit = off")
         version = schema_version_of(conn)
         if version > SCHEMA_VERSION:
             raise StoreVersionError(
@@ -408,12 +604,10 @@ class PostgresCallStore(TelemetryStore):
         """Store one call and its rollups in one statement (and its names for completion)."""
         row = self.row_of(call)
         labels = self._new_labels(((call.workflow, call.stage, call.model),))
+        params = (*row, [kind for kind, _ in labels], [value for _, value in labels])
         for attempt in range(5):
             try:
-                with self.raw.transaction():
-                    self.raw.execute(_INSERT_ONE, row)
-                    if labels:
-                        self._insert_labels(labels)
+                self.raw.execute(_RECORD, params, prepare=True)
                 break
             except self.unreachable as exc:
                 # The server went away mid-run: the call goes to the local spool.
@@ -442,6 +636,9 @@ class PostgresCallStore(TelemetryStore):
         copy_sql = f"COPY attune_staging ({', '.join(COLUMNS)}) FROM STDIN"
         with self.transaction():
             self.raw.execute(_STAGING)
+            # The batch's rollups are hash aggregates of tens of thousands of groups: in memory,
+            # not spilled to disk at the default 4 MB.
+            self.raw.execute(f"SET LOCAL work_mem = '{_BULK_WORK_MEM}'")
             chunk: list[Row] = []
 
             def flush() -> int:
@@ -497,6 +694,13 @@ class PostgresCallStore(TelemetryStore):
                     source = f"(SELECT * FROM calls WHERE ts >= {cut} AND ts < {cut + 3600})"
                     for upsert in _upserts("cut"):
                         self.raw.execute(f"WITH cut AS {source} {upsert}")
+                # Whole days before the cut go; the day it cuts is added up again by hour.
+                day = rollups.day_of(cut)
+                self.raw.execute("DELETE FROM rollup_latency_day WHERE day <= %s", (day,))
+                self.raw.execute(
+                    f"INSERT INTO rollup_latency_day ({_DAY_KEY}, bucket, calls, latency_ms) "
+                    + _daily("rollup_latency", f"hour >= {day} AND hour < {day + rollups.DAY_S}")
+                )
                 self.raw.execute("DELETE FROM labels")
                 for kind in LABEL_KINDS:
                     self.raw.execute(
@@ -508,64 +712,99 @@ class PostgresCallStore(TelemetryStore):
             progress(max(deleted, 0))
         return max(int(deleted), 0)
 
-    def _add_rollup_range(
-        self,
-        totals: dict[str, Any],
-        pair: tuple[str, str],
-        first: int,
-        last: int,
-        now: float,
-        decay_per_s: float,
-        outage_since: float,
-    ) -> None:
-        """Add the rollups of hours [first, last); each hour weighed by its middle."""
-        middle = rollups.HOUR_S / 2
-        weight = f"exp(LEAST(hour + {middle} - %(now)s, 0) * %(decay)s)"
-        since = "(CASE WHEN hour >= %(outage_since)s THEN outage_failures ELSE 0 END)"
-        counted = f"successes + quality_failures + {since}"
-        sql = (
-            "SELECT model, SUM(calls), SUM(successes), SUM(quality_failures), "
-            f"SUM(outage_failures), SUM({since}), SUM(rate_limited), SUM(caller_errors), "
-            "MAX(newest_outage_ts), COALESCE(SUM(cost_usd), 0), SUM(costs), SUM(latencies), "
-            f"COALESCE(SUM(({counted}) * {weight}), 0), COALESCE(SUM(successes * {weight}), 0) "
-            "FROM rollups WHERE workflow = %(workflow)s AND stage = %(stage)s "
-            "AND hour >= %(first)s AND hour < %(last)s GROUP BY model"
-        )
-        params = {
-            "workflow": pair[0],
-            "stage": pair[1],
-            "first": max(first, -(2**62)),
-            "last": last,
-            "now": now,
-            "decay": decay_per_s,
-            "outage_since": -1e300 if outage_since == -math.inf else outage_since,
-        }
-        from attune_cli.core.telemetry.sqlite import _Totals
+    def pairs(
+        self, workflow: str | None, stage: str | None, *, since_ts: float | None = None
+    ) -> list[tuple[str, str]]:
+        """The (workflow, stage) pairs with calls that match the filters, sorted: one query.
 
-        for row in self.raw.execute(sql, params).fetchall():
-            total = totals.setdefault(row[0], _Totals())
-            total.calls += int(row[1])
-            total.successes += int(row[2])
-            total.quality_failures += int(row[3])
-            total.outage_failures += int(row[4])
-            total.outage_failures_counted += int(row[5])
-            total.rate_limited += int(row[6])
-            total.caller_errors += int(row[7])
-            total.note_outage(row[8])
-            total.cost_usd += float(row[9])
-            total.costs += int(row[10])
-            total.latencies += int(row[11])
-            total.weighted_calls += float(row[12])
-            total.weighted_successes += float(row[13])
-            if row[11]:
-                for bucket, calls, latency_ms in self.raw.execute(
-                    "SELECT bucket, SUM(calls), SUM(latency_ms) FROM rollup_latency "
-                    "WHERE workflow = %s AND stage = %s AND model = %s AND hour >= %s "
-                    "AND hour < %s GROUP BY bucket",
-                    (pair[0], pair[1], row[0], params["first"], last),
-                ):
-                    found = total.buckets.get(bucket, (0, 0.0))
-                    total.buckets[bucket] = (found[0] + int(calls), found[1] + float(latency_ms))
+        A recursive skip scan of the rollups' key (one index probe per pair) rather than
+        ``SELECT DISTINCT``; with ``since_ts``, only pairs with a call at or after it.
+        """
+        params = {"workflow": workflow, "stage": stage, "since": since_ts}
+        sql = _pairs_sql(workflow is not None, stage is not None, since_ts is not None)
+        rows = self.raw.execute(sql, params, prepare=True).fetchall()
+        return [(str(found_workflow), str(found_stage)) for found_workflow, found_stage in rows]
+
+    def _window_totals(
+        self,
+        pairs: list[tuple[str, str]],
+        plan: rollups.WindowPlan,
+        now: float,
+        half_life_s: float | None,
+        outage_since: float,
+    ) -> dict[str, _Totals]:
+        """Every pair's window in one query: rollups for whole hours, rows at the edges."""
+        totals: dict[str, _Totals] = {}
+        if not pairs:
+            return totals
+        params: dict[str, Any] = {
+            "workflows": [pair[0] for pair in pairs],
+            "stages": [pair[1] for pair in pairs],
+            "firsts": [max(first, -(2**62)) for first, _ in plan.rollup_ranges],
+            "lasts": [last for _, last in plan.rollup_ranges],
+            "starts": [start for start, _ in plan.row_ranges],
+            "stops": [stop for _, stop in plan.row_ranges],
+            "now": now,
+            "decay": math.log(2) / half_life_s if half_life_s else 0.0,
+            "outage_since": outage_since,
+            "day_firsts": [],
+            "day_lasts": [],
+            "hour_firsts": [],
+            "hour_lasts": [],
+        }
+        for first, last in plan.rollup_ranges:
+            # The histogram's whole days from the daily table, the hours around them hourly.
+            day_first, day_last = rollups.whole_days(max(first, -(2**62)), last)
+            params["day_firsts"].append(day_first)
+            params["day_lasts"].append(day_last)
+            params["hour_firsts"] += [max(first, -(2**62)), day_last]
+            params["hour_lasts"] += [min(day_first, last), last]
+        for kind, model, *row in self.raw.execute(_WINDOW, params, prepare=True):
+            total = totals.setdefault(model, _Totals())
+            if kind == 2:
+                bucket, calls, latency_ms = int(row[0]), int(row[1]), float(row[2])
+                found = total.buckets.get(bucket, (0, 0.0))
+                total.buckets[bucket] = (found[0] + calls, found[1] + latency_ms)
+                continue
+            total.calls += int(row[0])
+            total.successes += int(row[1])
+            total.quality_failures += int(row[2])
+            total.outage_failures += int(row[3])
+            total.outage_failures_counted += int(row[4])
+            total.rate_limited += int(row[5])
+            total.caller_errors += int(row[6])
+            total.note_outage(row[7])
+            total.cost_usd += float(row[8])
+            total.costs += int(row[9])
+            total.latencies += int(row[10])
+            total.weighted_calls += float(row[11])
+            total.weighted_successes += float(row[12])
+            if row[13]:
+                total.exact_latencies.extend(float(value) for value in row[13])
+        return totals
+
+    def _recents(
+        self,
+        models: list[str],
+        pairs: list[tuple[str, str]],
+        since: float,
+        recent_n: int,
+        outage_since: float,
+    ) -> dict[str, _Recent]:
+        """Every model's newest counted calls in one query (one short index range per pair)."""
+        found: dict[str, list[tuple[Any, ...]]] = {model: [] for model in models}
+        if models and pairs:
+            params = {
+                "models": models,
+                "workflows": [pair[0] for pair in pairs],
+                "stages": [pair[1] for pair in pairs],
+                "since": since,
+                "outage_since": outage_since,
+                "n": max(recent_n, 1),
+            }
+            for model, *row in self.raw.execute(_RECENT, params, prepare=True):
+                found[model].append(tuple(row))
+        return {model: _Recent.of(rows, recent_n) for model, rows in found.items()}
 
     def _newest(
         self,
@@ -593,6 +832,12 @@ class PostgresCallStore(TelemetryStore):
         checks = (
             ("rollups", aggregate, key, rollups.ROLLUP_COLUMNS[len(key) :]),
             ("rollup_latency", histogram, (*key, "bucket"), ("calls", "latency_ms")),
+            (
+                "rollup_latency_day",
+                _daily(f"({histogram})"),
+                ("workflow", "stage", "model", "day", "provider", "bucket"),
+                ("calls", "latency_ms"),
+            ),
         )
         differences: list[rollups.RollupDifference] = []
         total = 0

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from attune_cli.core.failures import FailureClass, sql_failure_class
 
 HOUR_S = 3600
+DAY_S = 86400
 BUCKET_RATIO = 1.04
 # Latencies of zero (or below) share one bucket under every real one.
 ZERO_BUCKET = -1000
@@ -79,6 +80,24 @@ CREATE TABLE rollup_latency (
 ) WITHOUT ROWID;
 """
 
+# The latency histogram again by UTC day (schema version 5): a window's whole days read one
+# row per bucket a day instead of one per bucket an hour (hourly buckets barely merge: an hour
+# of a model's calls mostly falls in distinct buckets), and only the hours at its edges read
+# ``rollup_latency``. Kept with the rows like the hourly tables.
+DAY_SCHEMA = """
+CREATE TABLE rollup_latency_day (
+    workflow   TEXT    NOT NULL,
+    stage      TEXT    NOT NULL,
+    model      TEXT    NOT NULL,
+    day        INTEGER NOT NULL,        -- epoch seconds of the UTC day's start
+    provider   TEXT    NOT NULL,
+    bucket     INTEGER NOT NULL,
+    calls      INTEGER NOT NULL,
+    latency_ms REAL    NOT NULL,
+    PRIMARY KEY (workflow, stage, model, day, provider, bucket)
+) WITHOUT ROWID;
+"""
+
 _COUNTS = (
     "calls",
     "successes",
@@ -103,6 +122,7 @@ ROLLUP_COLUMNS: tuple[str, ...] = (
     "newest_outage_ts",
 )
 _KEY = "workflow, stage, model, hour, provider"
+_DAY_KEY = "workflow, stage, model, day, provider"
 
 
 # A latency the histogram can hold: stores written before attune refused `inf` may have one,
@@ -124,18 +144,33 @@ def bucket_of(latency_ms: float | None) -> int | None:
     return max(math.floor(math.log(latency_ms) / _LOG_RATIO), ZERO_BUCKET + 1)
 
 
-def hour_sql(ts: str = "ts") -> str:
-    """``hour_of`` as SQL (floor division that also holds for negative times)."""
-    whole = f"CAST({ts} / {HOUR_S} AS INTEGER)"
-    return f"(({whole} - ({ts} < {whole} * {HOUR_S})) * {HOUR_S})"
+def day_of(ts: float) -> int:
+    """The start of the UTC day holding ``ts`` (epoch seconds)."""
+    return math.floor(ts / DAY_S) * DAY_S
 
 
-def aggregate_sql(source: str, *, bucket_function: str = "attune_bucket") -> tuple[str, str]:
+def whole_days(first: int, last: int) -> tuple[int, int]:
+    """The whole days [start, end) inside the hours [first, last) (start == end: none)."""
+    start = -(-first // DAY_S) * DAY_S
+    end = last // DAY_S * DAY_S
+    return (start, end) if start < end else (last, last)
+
+
+def hour_sql(ts: str = "ts", width: int = HOUR_S) -> str:
+    """``hour_of`` as SQL (floor division that also holds for negative times).
+
+    With ``width=DAY_S``: ``day_of``.
+    """
+    whole = f"CAST({ts} / {width} AS INTEGER)"
+    return f"(({whole} - ({ts} < {whole} * {width})) * {width})"
+
+
+def aggregate_sql(source: str, *, bucket_function: str = "attune_bucket") -> tuple[str, str, str]:
     """SELECTs that roll up the rows of ``source`` (a table or sub-query of calls).
 
     Returns:
-        (rollups, latency histogram) SELECTs whose columns are ``ROLLUP_COLUMNS`` and
-        (key…, bucket, calls, latency_ms).
+        (rollups, latency histogram, daily latency histogram) SELECTs whose columns are
+        ``ROLLUP_COLUMNS`` and (key…, bucket, calls, latency_ms), the key's hour a day there.
     """
     fc = sql_failure_class()
 
@@ -156,23 +191,51 @@ def aggregate_sql(source: str, *, bucket_function: str = "attune_bucket") -> tup
         f"{bucket_function}(latency_ms) AS bucket, COUNT(*), TOTAL(latency_ms) "
         f"FROM {source} AS r WHERE {FINITE_LATENCY} GROUP BY 1, 2, 3, 4, 5, 6"
     )
-    return rollups, histogram
+    daily = histogram.replace(f"{hour_sql()} AS hour", f"{hour_sql(width=DAY_S)} AS day")
+    return rollups, histogram, daily
 
 
-def upsert_sql(source: str, *, bucket_function: str = "attune_bucket") -> tuple[str, str]:
-    """Statements that add the rollups of ``source``'s rows to the rollup tables."""
-    rollups, histogram = aggregate_sql(source, bucket_function=bucket_function)
+def daily_from_hourly_sql(condition: str = "true") -> str:
+    """A SELECT adding ``rollup_latency``'s hours (those matching ``condition``) up by day."""
+    return (
+        f"SELECT workflow, stage, model, {hour_sql('hour', DAY_S)} AS day, provider, bucket, "
+        f"SUM(calls), TOTAL(latency_ms) FROM rollup_latency WHERE {condition} "
+        "GROUP BY 1, 2, 3, 4, 5, 6"
+    )
+
+
+_NEW_HISTOGRAM = "temp.attune_new_latency"
+
+
+def upsert_sql(source: str, *, bucket_function: str = "attune_bucket") -> tuple[str, ...]:
+    """Statements that add the rollups of ``source``'s rows to the rollup tables.
+
+    The rows' hourly histogram is worked out once, into a temporary table, and added to both
+    the hourly and the daily histogram from there (each row's bucket is a function call).
+    """
+    rollups, histogram, _ = aggregate_sql(source, bucket_function=bucket_function)
     added = ", ".join(f"{c} = {c} + excluded.{c}" for c in _COUNTS)
     newest = (
         "newest_outage_ts = CASE WHEN excluded.newest_outage_ts IS NULL THEN newest_outage_ts "
         "WHEN newest_outage_ts IS NULL OR excluded.newest_outage_ts > newest_outage_ts "
         "THEN excluded.newest_outage_ts ELSE newest_outage_ts END"
     )
+    day = hour_sql("hour", DAY_S)
     return (
         f"INSERT INTO rollups ({', '.join(ROLLUP_COLUMNS)}) {rollups} "
         f"ON CONFLICT ({_KEY}) DO UPDATE SET {added}, {newest}",
-        f"INSERT INTO rollup_latency ({_KEY}, bucket, calls, latency_ms) {histogram} "
+        f"CREATE TEMP TABLE IF NOT EXISTS {_NEW_HISTOGRAM.removeprefix('temp.')} "
+        f"({_KEY}, bucket, calls, latency_ms)",
+        f"DELETE FROM {_NEW_HISTOGRAM}",
+        f"INSERT INTO {_NEW_HISTOGRAM} {histogram}",
+        f"INSERT INTO rollup_latency ({_KEY}, bucket, calls, latency_ms) "
+        f"SELECT * FROM {_NEW_HISTOGRAM} WHERE true "
         f"ON CONFLICT ({_KEY}, bucket) DO UPDATE SET calls = calls + excluded.calls, "
+        "latency_ms = latency_ms + excluded.latency_ms",
+        f"INSERT INTO rollup_latency_day ({_DAY_KEY}, bucket, calls, latency_ms) "
+        f"SELECT workflow, stage, model, {day}, provider, bucket, SUM(calls), TOTAL(latency_ms) "
+        f"FROM {_NEW_HISTOGRAM} WHERE true GROUP BY 1, 2, 3, 4, 5, 6 "
+        f"ON CONFLICT ({_DAY_KEY}, bucket) DO UPDATE SET calls = calls + excluded.calls, "
         "latency_ms = latency_ms + excluded.latency_ms",
     )
 

@@ -501,11 +501,26 @@ class TelemetryStore:
             f"AND c.ts >= k.hour AND c.ts < k.hour + {rollups.HOUR_S} "
             "AND COALESCE(c.provider, '') = k.provider)"
         )
-        aggregate, histogram = rollups.aggregate_sql(remaining)
+        aggregate, histogram, _ = rollups.aggregate_sql(remaining)
         conn.execute(f"INSERT INTO rollups ({', '.join(rollups.ROLLUP_COLUMNS)}) {aggregate}")
         conn.execute(
             "INSERT INTO rollup_latency (workflow, stage, model, hour, provider, bucket, calls, "
             f"latency_ms) {histogram}"
+        )
+        # The days of those hours, added up again from their (recounted) hours.
+        day = rollups.hour_sql("hour", rollups.DAY_S)
+        doomed_days = (
+            f"SELECT DISTINCT workflow, stage, model, {day}, provider FROM temp.doomed_hours"
+        )
+        conn.execute(
+            "DELETE FROM rollup_latency_day WHERE (workflow, stage, model, day, provider) "
+            f"IN ({doomed_days})"
+        )
+        conn.execute(
+            "INSERT INTO rollup_latency_day "
+            + rollups.daily_from_hourly_sql(
+                f"(workflow, stage, model, {day}, provider) IN ({doomed_days})"
+            )
         )
         return deleted
 
@@ -785,6 +800,7 @@ class TelemetryStore:
         reference = self._clock() if now is None else now
         plan = rollups.WindowPlan.of(since, reference, outage_since)
         totals = self._window_totals(pairs, plan, reference, half_life_s, outage_since)
+        recents = self._recents(sorted(totals), pairs, since, recent_n, outage_since)
         result: list[ModelPerformance] = []
         for model, total in totals.items():
             p50 = rollups.percentile(
@@ -793,7 +809,7 @@ class TelemetryStore:
             p95 = rollups.percentile(
                 total.exact_latencies, total.buckets.values(), total.latencies, 95
             )
-            recent = self._recent_of(model, pairs, since, recent_n, outage_since)
+            recent = recents[model]
             result.append(
                 ModelPerformance(
                     model=model,
@@ -893,10 +909,7 @@ class TelemetryStore:
             total.weighted_successes += row[13]
             if row[11]:
                 for bucket, calls, latency_ms in self.conn.execute(
-                    "SELECT bucket, SUM(calls), TOTAL(latency_ms) FROM rollup_latency "
-                    "WHERE workflow = ? AND stage = ? AND model = ? AND hour >= ? AND hour < ? "
-                    "GROUP BY bucket",
-                    (pair[0], pair[1], model, first, last),
+                    _HISTOGRAM, (*pair, model, *_histogram_ranges(first, last))
                 ):
                     found = total.buckets.get(bucket, (0, 0.0))
                     total.buckets[bucket] = (found[0] + calls, found[1] + latency_ms)
@@ -950,6 +963,19 @@ class TelemetryStore:
                 total.weighted_calls += weight if counted else 0.0
                 total.weighted_successes += weight if success else 0.0
 
+    def _recents(
+        self,
+        models: list[str],
+        pairs: list[tuple[str, str]],
+        since: float,
+        recent_n: int,
+        outage_since: float,
+    ) -> dict[str, _Recent]:
+        """Each model's newest counted calls (``_recent_of``), by model."""
+        return {
+            model: self._recent_of(model, pairs, since, recent_n, outage_since) for model in models
+        }
+
     def _recent_of(
         self,
         model: str,
@@ -976,17 +1002,7 @@ class TelemetryStore:
             max(recent_n, 1),
             (counted, (outage_since,)),
         )
-        taken = rows[: max(recent_n, 0)]
-        outage_run = next(
-            (i for i, r in enumerate(taken) if r[4] != FailureClass.OUTAGE), len(taken)
-        )
-        return _Recent(
-            calls=len(taken),
-            failures=sum(1 for r in taken if not r[1]),
-            outage_run=outage_run,
-            provider=next((r[2] for r in rows if r[2] is not None), None),
-            tier=next((r[3] for r in rows if r[3] is not None), None),
-        )
+        return _Recent.of(rows, recent_n)
 
     def pairs(
         self, workflow: str | None, stage: str | None, *, since_ts: float | None = None
@@ -1046,11 +1062,13 @@ class TelemetryStore:
         Args:
             limit: how many differences to list (all are counted).
         """
-        aggregate, histogram = rollups.aggregate_sql("calls")
+        aggregate, histogram, daily = rollups.aggregate_sql("calls")
         key = ("workflow", "stage", "model", "hour", "provider")
+        day_key = ("workflow", "stage", "model", "day", "provider", "bucket")
         checks = (
             ("rollups", aggregate, key, rollups.ROLLUP_COLUMNS[len(key) :]),
             ("rollup_latency", histogram, (*key, "bucket"), ("calls", "latency_ms")),
+            ("rollup_latency_day", daily, day_key, ("calls", "latency_ms")),
         )
         differences: list[rollups.RollupDifference] = []
         total = 0
@@ -1234,6 +1252,43 @@ class _Recent:
     outage_run: int
     provider: str | None
     tier: str | None
+
+    @classmethod
+    def of(cls, rows: list[tuple[Any, ...]], recent_n: int) -> _Recent:
+        """From the newest ``max(recent_n, 1)`` counted rows (ts, success, provider, tier,
+        failure class), newest first."""
+        taken = rows[: max(recent_n, 0)]
+        outage_run = next(
+            (i for i, r in enumerate(taken) if r[4] != FailureClass.OUTAGE), len(taken)
+        )
+        return cls(
+            calls=len(taken),
+            failures=sum(1 for r in taken if not r[1]),
+            outage_run=outage_run,
+            provider=next((r[2] for r in rows if r[2] is not None), None),
+            tier=next((r[3] for r in rows if r[3] is not None), None),
+        )
+
+
+# A model's latency histogram over hours [first, last): whole days from the daily histogram,
+# the hours before the first whole day and after the last from the hourly one.
+_HISTOGRAM = (
+    "SELECT bucket, SUM(calls), TOTAL(latency_ms) FROM ("
+    "SELECT bucket, calls, latency_ms FROM rollup_latency_day WHERE workflow = ?1 "
+    "AND stage = ?2 AND model = ?3 AND day >= ?4 AND day < ?5 UNION ALL "
+    "SELECT bucket, calls, latency_ms FROM rollup_latency WHERE workflow = ?1 AND stage = ?2 "
+    "AND model = ?3 AND hour >= ?6 AND hour < ?7 UNION ALL "
+    "SELECT bucket, calls, latency_ms FROM rollup_latency WHERE workflow = ?1 AND stage = ?2 "
+    "AND model = ?3 AND hour >= ?8 AND hour < ?9) GROUP BY bucket"
+)
+
+
+def _histogram_ranges(first: int, last: int) -> tuple[int, int, int, int, int, int]:
+    """(days, hours before them, hours after them) of hours [first, last), for ``_HISTOGRAM``."""
+    day_start, day_end = rollups.whole_days(first, last)
+    if day_start == day_end:
+        return (day_start, day_end, first, last, last, last)
+    return (day_start, day_end, first, day_start, day_end, last)
 
 
 def _write_error(path: Path, exc: sqlite3.Error) -> OperationError:
