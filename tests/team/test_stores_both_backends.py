@@ -53,6 +53,7 @@ def _rows(count: int, seed: int = 7) -> list[tuple[object, ...]]:
                 0.001,
                 1,
                 "test",
+                rng.choice(["subscription", "api", None]),
                 f"k{i}",
             )
         )

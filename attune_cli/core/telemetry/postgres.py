@@ -134,7 +134,13 @@ CREATE TABLE breaker_events (
 CREATE INDEX breaker_events_key_ts ON breaker_events(key, ts, failure);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1,)
+# Version 2: how each call was paid and the plan-covered cost per rollup (SQLite's schema 5).
+_V2 = """
+ALTER TABLE calls ADD COLUMN billing TEXT COLLATE "C";
+ALTER TABLE rollups ADD COLUMN plan_cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # The failure class with an INTEGER success column (PostgreSQL has no integer truth).
@@ -172,7 +178,8 @@ def _aggregate(source: str) -> tuple[str, str]:
     grouped = (
         f"SELECT {key}, success, status, error_kind, COUNT(*) AS n, SUM(cost_usd) AS cost, "
         "COUNT(cost_usd) AS costs, SUM(input_tokens) AS tokens_in, "
-        "SUM(output_tokens) AS tokens_out, COUNT(latency_ms) AS timed, MAX(ts) AS newest "
+        "SUM(output_tokens) AS tokens_out, COUNT(latency_ms) AS timed, MAX(ts) AS newest, "
+        f"SUM(CASE WHEN billing = '{rollups.PLAN_COVERED}' THEN cost_usd END) AS plan_cost "
         f"FROM {source} AS s GROUP BY 1, 2, 3, 4, 5, 6, 7, 8"
     )
 
@@ -186,6 +193,7 @@ def _aggregate(source: str) -> tuple[str, str]:
         + ", COALESCE(SUM(cost), 0), CAST(SUM(costs) AS BIGINT), "
         "CAST(COALESCE(SUM(tokens_in), 0) AS BIGINT), "
         "CAST(COALESCE(SUM(tokens_out), 0) AS BIGINT), CAST(SUM(timed) AS BIGINT), "
+        "COALESCE(SUM(plan_cost), 0), "
         f"MAX(newest) FILTER (WHERE fc = '{FailureClass.OUTAGE}') "
         f"FROM (SELECT *, ({fc}) AS fc FROM ({grouped}) AS g) AS r GROUP BY 1, 2, 3, 4, 5"
     )

@@ -257,6 +257,7 @@ class TelemetryStore:
             call.cost_usd,
             call.attempt,
             call.source,
+            call.billing,
             key,
         )
 
