@@ -163,7 +163,7 @@ def ask(
 
         attune ask "Summarise" --timeout 30    # give up after 30 s
 
-        attune ask "Explain this" --mode subscription   # on your Claude plan, via claude -p
+        attune ask "Explain this" --mode subscription  # via claude -p
     """
     import math
 

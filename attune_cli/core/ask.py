@@ -172,7 +172,6 @@ def route_and_call(
     if choice.billing is Billing.SUBSCRIPTION:
         # The subscription serves Anthropic models; the others only when the API may follow.
         configured = configured | {"anthropic"} if choice.api_fallback else {"anthropic"}
-    notice(f"billing: {choice.reason}")
     if not configured:
         raise OperationError(
             "no provider is configured",
@@ -201,6 +200,8 @@ def route_and_call(
         model = decision.chosen
         admissible = decision.admissible
         notice(f"routed to {model}: {decision.reason}")
+    if choice.worth_saying or options.mode is not None:
+        notice(f"billing: {choice.reason}")
     watching: AbstractContextManager[None] = (
         watching_attempts(on_attempt) if on_attempt else nullcontext()
     )

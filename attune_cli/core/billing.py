@@ -54,6 +54,14 @@ class BillingChoice:
     lines: int
     reason: str
 
+    @property
+    def worth_saying(self) -> bool:
+        """Whether the person learns something from ``reason``: not for a setup that only
+        ever uses the API (mode api, or auto on a tier that sends every size to it)."""
+        return self.billing is Billing.SUBSCRIPTION or not (
+            self.mode is AuthMode.API or "sends every size to the API" in self.reason
+        )
+
 
 def choose_billing(
     strategy: AuthStrategy,
@@ -79,8 +87,8 @@ def choose_billing(
     """
     from dataclasses import replace
 
+    from attune_cli.core.claude_cli import INSTALL_HINT
     from attune_cli.core.linecount import count_text_lines
-    from attune_cli.core.providers.claude_code import INSTALL_HINT
 
     chosen_mode = mode or strategy.default_mode
     lines = count_text_lines(text)

@@ -646,7 +646,7 @@ class ResilientExecutor:
         """``candidates`` with their Anthropic models on the subscription, first."""
         adapter = self.subscription
         if adapter is None:
-            from attune_cli.core.providers.claude_code import INSTALL_HINT
+            from attune_cli.core.claude_cli import INSTALL_HINT
 
             raise OperationError(
                 "the subscription is called through Claude Code, and no `claude` executable "

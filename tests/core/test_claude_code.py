@@ -141,7 +141,7 @@ def test_not_logged_in_is_an_auth_failure_that_says_how_to_log_in(
         )
 
     assert caught.value.kind == "auth" and caught.value.exhausts_endpoint
-    assert "/login" in caught.value.message and "--mode api" in caught.value.message
+    assert "not logged in" in caught.value.message and "/login" in caught.value.message
 
 
 def test_a_silent_child_times_out_and_is_terminated(

@@ -174,6 +174,36 @@ class CallRecord:
 
 
 @dataclass(frozen=True)
+class BillingTotal:
+    """The calls of one billing path in a time window (``auth status``'s usage window).
+
+    Attributes:
+        billing: ``subscription``, ``api``, or None for calls with no billing recorded.
+        calls: attempts recorded.
+        successes: attempts that answered.
+        input_tokens: prompt tokens of those attempts.
+        output_tokens: completion tokens.
+        cost_usd: their price; for ``subscription`` the API-equivalent price the plan covered.
+    """
+
+    billing: str | None
+    calls: int
+    successes: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls,
+            "successes": self.successes,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost_usd": round(self.cost_usd, 6),
+        }
+
+
+@dataclass(frozen=True)
 class Spooled:
     """A call that could not be written to the store and waits in the spool instead.
 

@@ -40,6 +40,7 @@ from attune_cli.core.telemetry import db, rollups, spool
 from attune_cli.core.telemetry.records import (
     COLUMNS,
     LABEL_KINDS,
+    BillingTotal,
     CallFilter,
     CallRecord,
     Row,
@@ -630,6 +631,23 @@ class TelemetryStore:
         """How many calls match ``where`` (all calls when None)."""
         clause, params = _where(where or CallFilter())
         return int(self.conn.execute(f"SELECT COUNT(*) FROM calls{clause}", params).fetchone()[0])
+
+    def billing_totals(self, since_ts: float) -> list[BillingTotal]:
+        """Calls, tokens and cost since ``since_ts``, one total per billing path.
+
+        Reads a range of the time-led identity index: a usage window of hours is a few
+        thousand rows at most.
+        """
+        rows = self.conn.execute(
+            "SELECT billing, COUNT(*), COALESCE(SUM(success), 0), "
+            "COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), "
+            "COALESCE(SUM(cost_usd), 0) FROM calls WHERE ts >= ? GROUP BY billing",
+            (since_ts,),
+        ).fetchall()
+        return [
+            BillingTotal(row[0], int(row[1]), int(row[2]), int(row[3]), int(row[4]), float(row[5]))
+            for row in rows
+        ]
 
     def recent_calls(
         self,
