@@ -1250,7 +1250,7 @@ def _status_text(failure: CallFailed | None) -> str:
         return "failed"
     if failure.status is not None and failure.status != 200:
         return f"HTTP {failure.status} {failure.kind}"
-    if failure.kind in ("connection", "timeout"):
+    if failure.kind in ("connection", "timeout") or failure.status is None:
         # No response to name: say what the transport saw, and where (its text names the host
         # and the failure, never a header, so no key can be in it).
         detail = failure.message.partition(": ")[2] or failure.message
