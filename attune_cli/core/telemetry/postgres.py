@@ -535,7 +535,8 @@ class PostgresCallStore(TelemetryStore):
             "SELECT model, SUM(calls), SUM(successes), SUM(quality_failures), "
             f"SUM(outage_failures), SUM({since}), SUM(rate_limited), SUM(caller_errors), "
             "MAX(newest_outage_ts), COALESCE(SUM(cost_usd), 0), SUM(costs), SUM(latencies), "
-            f"COALESCE(SUM(({counted}) * {weight}), 0), COALESCE(SUM(successes * {weight}), 0) "
+            f"COALESCE(SUM(({counted}) * {weight}), 0), COALESCE(SUM(successes * {weight}), 0), "
+            "COALESCE(SUM(plan_cost_usd), 0) "
             "FROM rollups WHERE workflow = %(workflow)s AND stage = %(stage)s "
             "AND hour >= %(first)s AND hour < %(last)s GROUP BY model"
         )
@@ -565,6 +566,7 @@ class PostgresCallStore(TelemetryStore):
             total.latencies += int(row[11])
             total.weighted_calls += float(row[12])
             total.weighted_successes += float(row[13])
+            total.plan_cost_usd += float(row[14])
             if row[11]:
                 for bucket, calls, latency_ms in self.raw.execute(
                     "SELECT bucket, SUM(calls), SUM(latency_ms) FROM rollup_latency "
