@@ -92,11 +92,14 @@ def test_record_import_and_figures_agree_with_sqlite(store: TelemetryStore) -> N
                 p.recent_failures,
                 round(p.p95_latency_ms or 0, 6),
                 round(p.weighted_calls or 0, 6),
+                round(p.plan_covered_usd, 6),
+                round(p.cost_usd, 6),
             )
             for p in found
         ]
 
     assert figures(store) == figures(reference)
+    assert all(0 < f[7] < f[8] for f in figures(store))  # some of each cost: plan and per token
     store.add_labels({("review", "analysis", m) for m in ("m-c", "m-b")})
     assert store.labels("model") == ["m-a", "m-b", "m-c"]
     newest = store.recent_calls(workflow="review", stage=None, limit=3)
