@@ -338,3 +338,66 @@ def test_a_real_claude_version_parses_when_one_is_installed() -> None:
         pytest.skip("no real `claude` on PATH (npm install -g @anthropic-ai/claude-code)")
     version = claude_version(Path(real))
     assert version is not None and version[0].isdigit()
+
+
+def test_the_gateway_bills_by_the_mode_too(attune_home: Path, fake_claude: FakeClaude) -> None:
+    import anthropic
+
+    configure(attune_home, MAX_SUBSCRIPTION)
+    env = {**os.environ, "ANTHROPIC_API_KEY": ANTHROPIC_KEY}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "attune_cli", "serve", "--port", "0"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        assert "listening on " in line, line
+        url = line.split("listening on ", 1)[1].strip()
+        client = anthropic.Anthropic(base_url=url, api_key="sk-client-0123456789")
+        message = client.messages.create(
+            model="attune/ci/triage",
+            max_tokens=64,
+            system="Be brief.",
+            messages=[{"role": "user", "content": "hi"}],
+        )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+
+    assert message.content[0].text == "Hello from the plan."  # type: ignore[union-attr]
+    (run,) = fake_claude.runs()
+    env_seen = run["env"]
+    assert isinstance(env_seen, dict) and "ANTHROPIC_API_KEY" not in env_seen
+    assert run["stdin"] == "hi"
+    assert [r[4] for r in rows(attune_home)] == ["subscription"]
+
+
+def test_setup_says_when_the_chosen_mode_needs_claude_and_login_refuses_a_key(
+    attune_home: Path,
+) -> None:
+    no_claude = {"PATH": str(Path(sys.executable).parent)}
+
+    setup = attune("auth", "setup", "--tier", "max", "--mode", "auto", "--yes", env=no_claude)
+    api_setup = attune("auth", "setup", "--tier", "max", "--mode", "api", "--yes", env=no_claude)
+    login = subprocess.run(
+        [sys.executable, "-m", "attune_cli", "auth", "login", "claude-code", "--with-key-stdin"],
+        input="sk-ant-not-wanted-0123456789",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert setup.returncode == 0, setup.stderr
+    assert "`claude` is not on PATH" in setup.stderr
+    assert api_setup.returncode == 0 and "`claude`" not in api_setup.stderr
+    assert login.returncode == 2 and "takes no key" in login.stderr
+    assert not (attune_home / "credentials.toml").exists()
