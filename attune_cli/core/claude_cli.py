@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,7 +154,7 @@ def record_usage_limit(data_dir: Path, limit: UsageLimit) -> None:
 
     ensure_private_dir(data_dir)
     target = data_dir / USAGE_FILE
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     temporary.write_text(json.dumps({"last_usage_limit": limit.to_json()}), encoding="utf-8")
     os.replace(temporary, target)
 
