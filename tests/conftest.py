@@ -98,6 +98,9 @@ import json, os, sys, time
 
 args = sys.argv[1:]
 if args == ["--version"]:
+    if os.environ.get("FAKE_CLAUDE_LOG"):
+        with open(os.environ["FAKE_CLAUDE_LOG"] + ".versions", "a") as handle:
+            handle.write("asked\n")
     print("2.0.14 (Claude Code)")
     sys.exit(0)
 prompt = sys.stdin.read()
@@ -156,6 +159,13 @@ if scenario == "hang":
         with open(pidfile, "w") as handle:
             handle.write(str(os.getpid()))
     time.sleep(600)
+if scenario == "linger":
+    pidfile = os.environ.get("FAKE_CLAUDE_PIDFILE")
+    if pidfile:
+        with open(pidfile, "w") as handle:
+            handle.write(str(os.getpid()))
+    emit(result(answer))
+    time.sleep(600)
 if scenario == "slow":
     pidfile = os.environ.get("FAKE_CLAUDE_PIDFILE")
     if pidfile:
@@ -194,6 +204,11 @@ class FakeClaude:
             "FAKE_CLAUDE_LOG": str(self.log),
             "FAKE_CLAUDE_PIDFILE": str(self.pidfile),
         }
+
+    def version_asked(self) -> int:
+        """How many times ``claude --version`` ran."""
+        versions = self.log.with_name(self.log.name + ".versions")
+        return len(versions.read_text().splitlines()) if versions.exists() else 0
 
     def runs(self) -> list[dict[str, object]]:
         import json

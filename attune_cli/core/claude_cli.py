@@ -129,6 +129,39 @@ def claude_version(executable: Path, timeout_s: float = 10.0) -> str | None:
     return text[0][:200]
 
 
+VERSION_CACHE = "claude-code-version.json"
+
+
+def cached_claude_version(executable: Path, data_dir: Path) -> str | None:
+    """``claude_version``, remembered while the executable file stays the same.
+
+    ``claude --version`` starts Node (hundreds of milliseconds); ``auth status`` is on a
+    100 ms budget, so it asks once per installed version (the file's size and mtime).
+    """
+    try:
+        stat = executable.resolve().stat()
+    except OSError:
+        return None
+    identity = [str(executable), stat.st_size, stat.st_mtime_ns]
+    cache = data_dir / VERSION_CACHE
+    with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+        document = json.loads(cache.read_text(encoding="utf-8"))
+        if document["identity"] == identity:
+            return str(document["version"])
+    version = claude_version(executable)
+    if version is not None:
+        with contextlib.suppress(OSError):
+            from attune_cli.core.paths import ensure_private_dir
+
+            ensure_private_dir(data_dir)
+            temporary = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+            temporary.write_text(
+                json.dumps({"identity": identity, "version": version}), encoding="utf-8"
+            )
+            os.replace(temporary, cache)
+    return version
+
+
 @dataclass(frozen=True)
 class UsageLimit:
     """A usage-limit failure of the subscription, as ``auth status`` shows it.

@@ -117,13 +117,13 @@ def claude_code_status(
     """
     from attune_cli.core.claude_cli import (
         ClaudeCodeSettings,
-        claude_version,
+        cached_claude_version,
         locate_claude,
     )
 
     settings = ClaudeCodeSettings.from_config(workspace.config, workspace.paths.config_file)
     executable = locate_claude(settings, environ)
-    version = claude_version(executable, timeout_s=5.0) if executable else None
+    version = cached_claude_version(executable, workspace.paths.data_dir) if executable else None
     return ClaudeCodeStatus(executable, version, settings.command)
 
 

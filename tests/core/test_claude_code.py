@@ -239,3 +239,33 @@ def test_reset_times_in_the_forms_claude_code_prints() -> None:
     next_day = datetime(2026, 1, 8, 9, 30, tzinfo=UTC).timestamp()
     assert parse_reset_time("resets at 9:30am (UTC)", now) == next_day
     assert parse_reset_time("usage limit reached", now) is None
+
+
+def test_a_child_that_lingers_after_its_result_is_stopped_and_the_answer_stands(
+    fake_claude: FakeClaude, tmp_path: Path
+) -> None:
+    done = adapter(fake_claude, tmp_path, FAKE_CLAUDE_SCENARIO="linger").call(
+        None, ChatRequest("claude-haiku-4-5", "x"), limits=limits()
+    )
+
+    assert done.content == "Hello from the plan."
+    assert not alive(int(fake_claude.pidfile.read_text()))
+
+
+def test_auth_status_asks_the_version_once_per_installed_executable(
+    fake_claude: FakeClaude, tmp_path: Path
+) -> None:
+    from attune_cli.core.claude_cli import cached_claude_version
+
+    data = tmp_path / "data"
+    first = cached_claude_version(fake_claude.path, data)
+    again = cached_claude_version(fake_claude.path, data)
+    asked_before_upgrade = fake_claude.version_asked()
+    fake_claude.path.write_text(
+        fake_claude.path.read_text().replace("2.0.14", "2.1.7") + "\n# upgraded\n"
+    )
+    upgraded = cached_claude_version(fake_claude.path, data)
+
+    assert first == again == "2.0.14 (Claude Code)"
+    assert asked_before_upgrade == 1
+    assert upgraded == "2.1.7 (Claude Code)" and fake_claude.version_asked() == 2

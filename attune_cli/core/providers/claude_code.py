@@ -92,6 +92,7 @@ __all__ = [
 _MAX_LINE_BYTES = 16 * 2**20
 _STDERR_LIMIT = 64 * 1024
 _TERMINATE_GRACE_S = 2.0
+_EXIT_GRACE_S = 5.0
 _EOF = object()
 
 _USAGE_LIMIT = re.compile(
@@ -235,7 +236,12 @@ class ClaudeCodeAdapter:
                 on_text(text)
             if expired is not None and expired():
                 raise self._failure("the overall deadline passed mid-answer", kind="timeout")
-        code = run.wait(max(deadline - time.monotonic(), 0.001))
+            if parser.result is not None:
+                break  # the run is over; a child that lingers after it is stopped below
+        left_s = max(deadline - time.monotonic(), 0.001)
+        code = run.wait(min(left_s, _EXIT_GRACE_S) if parser.result is not None else left_s)
+        if code is None and parser.result is not None:
+            code = 0  # it answered in full, then did not exit: the answer stands
         if code is None:
             raise self._timeout("the claude process did not exit after its answer")
         if not stream:
