@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from attune_cli.core.billing import Billing, BillingChoice
 from attune_cli.core.errors import AttuneError, OperationError
+from attune_cli.core.plans import AuthMode
 
 if TYPE_CHECKING:
     import httpx
@@ -168,6 +169,18 @@ def route_and_call(
 
     notice = on_notice or _silent
     choice = _billing_choice(workspace, executor, options, messages)
+    if (
+        choice.billing is Billing.SUBSCRIPTION
+        and choice.mode is AuthMode.AUTO
+        and options.model is not None
+        and workspace.registry.provider_of(options.model) != "anthropic"
+    ):
+        # auto picks the plan for Anthropic models only; another model is paid per token.
+        choice = replace(
+            choice,
+            billing=Billing.API,
+            reason=f"API (auto: {options.model} is not an Anthropic model)",
+        )
     configured = set(executor.configured_providers)
     if choice.billing is Billing.SUBSCRIPTION:
         # The subscription serves Anthropic models; the others only when the API may follow.

@@ -401,3 +401,17 @@ def test_setup_says_when_the_chosen_mode_needs_claude_and_login_refuses_a_key(
     assert api_setup.returncode == 0 and "`claude`" not in api_setup.stderr
     assert login.returncode == 2 and "takes no key" in login.stderr
     assert not (attune_home / "credentials.toml").exists()
+
+
+def test_auto_sends_a_model_the_plan_does_not_serve_to_its_api(
+    attune_home: Path, fake_claude: FakeClaude, emulator: ProviderEmulator
+) -> None:
+    configure(attune_home, '[auth]\nsubscription_tier = "max"\ndefault_mode = "auto"\n')
+    env = {"OPENAI_BASE_URL": emulator.openai_base_url, "OPENAI_API_KEY": "sk-proj-e2e-0123456789"}
+
+    result = attune("ask", "hi", "-m", "gpt-5-mini", "--json", "--verbose", env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["billing"] == "api"
+    assert "auto: gpt-5-mini is not an Anthropic model" in result.stderr
+    assert fake_claude.runs() == []
