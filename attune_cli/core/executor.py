@@ -1291,18 +1291,16 @@ def subscription_adapter(
         ConfigError: an invalid ``[providers.claude-code]`` (a ``command`` that does not
             exist or is not executable).
     """
-    from attune_cli.core.providers.claude_code import (
-        BASE_URL_PREFIX,
-        ClaudeCodeAdapter,
-        ClaudeCodeSettings,
-        locate_claude,
-    )
-    from attune_cli.core.registry import Provider
+    from attune_cli.core.claude_cli import BASE_URL_PREFIX, ClaudeCodeSettings, locate_claude
 
     settings = ClaudeCodeSettings.from_config(workspace.config, workspace.paths.config_file)
     executable = locate_claude(settings, environ)
     if executable is None:
         return None
+    # Only now: the provider's own imports (threads, subprocesses) cost a call that uses none.
+    from attune_cli.core.providers.claude_code import ClaudeCodeAdapter
+    from attune_cli.core.registry import Provider
+
     anthropic = endpoints.get("anthropic")
     provider = (
         anthropic.provider
