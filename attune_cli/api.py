@@ -65,6 +65,7 @@ class Attune:
         max_cost_usd: float | None = None,
         timeout_s: float | None = None,
         on_text: Callable[[str], None] | None = None,
+        mode: str | None = None,
     ) -> LLMResponse:
         """Route (unless ``model`` is given), call with breaker, retries and fallback, record.
 
@@ -79,6 +80,9 @@ class Attune:
             max_cost_usd: a cap on cost, fallbacks included.
             timeout_s: the whole call's deadline; ``[executor] deadline_s`` when None.
             on_text: called with each piece of the answer as it arrives (streams the call).
+            mode: how the call is paid: ``subscription`` (Anthropic models through Claude
+                Code's ``claude -p``), ``api`` or ``auto``; ``[auth] default_mode`` when None.
+                The envelope's ``billing`` says which way it went.
 
         Returns:
             The envelope; ``success`` is False when no model could answer (``error`` says
@@ -102,6 +106,7 @@ class Attune:
             max_cost_usd=max_cost_usd,
             stream=on_text is not None,
             timeout_s=timeout_s,
+            mode=mode,
         )
         return ask(self.workspace, options, on_text=on_text, environ=self.environ)
 

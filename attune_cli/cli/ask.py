@@ -21,6 +21,7 @@ from attune_cli.cli.options import (
 )
 from attune_cli.core.formats import format_ms
 from attune_cli.core.money import format_usd
+from attune_cli.core.plans import AuthMode
 
 if TYPE_CHECKING:
     from attune_cli.core.response import LLMResponse
@@ -84,6 +85,18 @@ def ask(
             show_default=False,
         ),
     ] = None,
+    mode: Annotated[
+        AuthMode | None,
+        typer.Option(
+            "--mode",
+            case_sensitive=False,
+            help="How this call is paid: subscription (Anthropic models through Claude "
+            "Code's `claude -p`, on your plan), api (provider keys, per token), or auto (by "
+            "the size of the prompt, as `attune auth recommend` decides). "
+            "Default: \\[auth] default_mode.",
+            show_default=False,
+        ),
+    ] = None,
     json_: Annotated[
         bool, json_option("Print the response envelope as one JSON document.")
     ] = False,
@@ -118,6 +131,8 @@ def ask(
         git diff | attune ask - -m claude-haiku-4-5 --system "Review it." --json
 
         attune ask "Summarise" --timeout 30    # give up after 30 s
+
+        attune ask "Explain this" --mode subscription  # via claude -p
     """
     import math
 
@@ -155,6 +170,7 @@ def ask(
         max_tokens=max_tokens,
         max_cost_usd=max_cost,
         timeout_s=timeout,
+        mode=mode.value if mode is not None else None,
     )
     streamed: list[str] = []
     spinner = WaitingSpinner(err(), enabled=_stderr_is_terminal())
@@ -265,8 +281,12 @@ def _footer(response: LLMResponse) -> str:
     parts.append(f"{format_ms(response.latency_ms)} ms")
     if response.input_tokens is not None and response.output_tokens is not None:
         parts.append(f"{response.input_tokens:,} → {response.output_tokens:,} tokens")
-    if response.cost_usd is not None:
+    if response.cost_usd is not None and response.billing == "subscription":
+        parts.append(f"{format_usd(response.cost_usd)} API-equivalent, covered by the plan")
+    elif response.cost_usd is not None:
         parts.append(format_usd(response.cost_usd))
+    elif response.billing == "subscription":
+        parts.append("on the plan")
     sent = sum(1 for a in response.attempts if a.sent)
     if sent > 1:
         parts.append(f"{sent} attempts")

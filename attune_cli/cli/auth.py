@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,6 +19,9 @@ from attune_cli.cli.console import confirm, message, print_json, stdin_is_termin
 from attune_cli.cli.options import JsonOpt
 from attune_cli.core.errors import UsageError
 from attune_cli.core.plans import AuthMode, SubscriptionTier
+
+if TYPE_CHECKING:
+    from attune_cli.core.auth import AuthStrategy
 
 app = typer.Typer(
     help=(
@@ -128,6 +131,21 @@ def cmd_auth_setup(
     if result.key:
         message(
             f"Stored the {result.provider} key in {paths.credentials_file} (mode 600).",
+            markup=False,
+        )
+    _note_missing_claude(strategy)
+
+
+def _note_missing_claude(strategy: AuthStrategy) -> None:
+    """Say at once when the chosen mode will want Claude Code and it is not installed."""
+    import shutil
+
+    wants_plan = any(route.mode is AuthMode.SUBSCRIPTION for route in strategy.size_routes())
+    if wants_plan and shutil.which("claude") is None:
+        message(
+            "Subscription calls go through Claude Code, and `claude` is not on PATH: install "
+            "it (npm install -g @anthropic-ai/claude-code) and run `claude` once to log in, "
+            "or set [providers.claude-code] command.",
             markup=False,
         )
 
@@ -264,6 +282,11 @@ def cmd_auth_login(
 
     workspace = Workspace.load()
     known = workspace.registry.providers.get(provider)
+    if provider == "claude-code":
+        raise UsageError(
+            "claude-code takes no key: the subscription is spent through Claude Code's own login",
+            hint="run `claude` and log in (/login); `attune auth test claude-code` checks it",
+        )
     if known is None:
         raise typer.BadParameter(
             f"unknown provider {provider!r}; known: {', '.join(workspace.registry.providers)}",

@@ -16,6 +16,7 @@ from attune_cli.cli.console import print_json, report_failure
 
 if TYPE_CHECKING:
     from attune_cli.core.auth import AuthStatus
+    from attune_cli.core.subscription import UsageWindow
     from attune_cli.core.workspace import Workspace
 
 _FAST_ARGV = (("auth", "status"), ("auth", "status", "--json"))
@@ -28,20 +29,53 @@ def show_status(*, json_output: bool) -> None:
         ConfigError: ``config.toml`` or ``credentials.toml`` is invalid.
         PermissionsError: ``credentials.toml`` is readable by others.
     """
+    import time
+
     from attune_cli.core.auth import AuthStrategy, auth_status
+    from attune_cli.core.subscription import claude_code_status
     from attune_cli.core.workspace import Workspace
 
     workspace = Workspace.load()
     strategy = AuthStrategy.from_config(workspace.config, workspace.paths.config_file)
     status = auth_status(strategy, workspace.registry, workspace.paths)
+    claude = claude_code_status(workspace)
+    window, window_problem = _usage_window(workspace)
+    now = time.time()
     if json_output:
-        print_json(status.to_json())
+        document = status.to_json()
+        document["claude_code"] = claude.to_json()
+        document["usage_window"] = window.to_json(now) if window else None
+        print_json(document)
     else:
-        from attune_cli.cli.auth_views import status_view
+        from attune_cli.cli.auth_views import status_view, subscription_view
         from attune_cli.cli.console import out
 
         out().print(status_view(status, out().width), crop=False)
+        out().print(subscription_view(strategy, claude, window, now), crop=False)
+    if window_problem:
+        from attune_cli.cli.console import warn
+
+        warn(f"usage window not shown: {window_problem}", markup=False)
     _warn_about_exposed_keys(workspace, status)
+
+
+def _usage_window(workspace: Workspace) -> tuple[UsageWindow | None, str | None]:
+    """The subscription's usage window, or why the store could not say."""
+    from attune_cli.core.errors import AttuneError
+    from attune_cli.core.subscription import usage_window
+
+    try:
+        return usage_window(workspace), None
+    except AttuneError as exc:
+        return None, exc.message
+    except OSError as exc:
+        return None, str(exc)
+    except Exception as exc:
+        import sqlite3  # only here: a fresh home never opens a store, nor imports SQLite
+
+        if isinstance(exc, sqlite3.Error):
+            return None, str(exc)
+        raise
 
 
 def _warn_about_exposed_keys(workspace: Workspace, status: AuthStatus) -> None:

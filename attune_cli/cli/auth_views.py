@@ -21,12 +21,14 @@ if TYPE_CHECKING:
     # Annotations only: importing these modules would cost ``auth status`` its budget.
     from attune_cli.core.auth import AuthStatus, AuthStrategy
     from attune_cli.core.estimate import CostEstimate, ModeOption, Recommendation
+    from attune_cli.core.subscription import ClaudeCodeStatus, UsageWindow
 
 
-# What the mode does today, said where a person checks it (README "Auth modes" says the same).
+# What the mode does, said where a person checks it (README "Auth modes" says the same).
 MODE_EFFECT = (
-    "the advice of `attune auth recommend` only; `attune ask` always calls the provider's "
-    "API with its key (billed per token), whatever the mode"
+    "every `attune ask` (and `attune serve`) call: subscription sends Anthropic models "
+    "through Claude Code (`claude -p`, on your plan), api through keys (per token), auto by "
+    "the prompt's size as `attune auth recommend` decides; `ask --mode` overrides it per call"
 )
 
 
@@ -222,3 +224,62 @@ def summary_view(
         grid.add_row("Imported from", _path_text(imported_from))
     grid.add_row("Saved to", _path_text(config_file))
     return Panel(grid, title="Summary", title_align="left", expand=False)
+
+
+def subscription_view(
+    strategy: AuthStrategy,
+    claude: ClaudeCodeStatus,
+    window: UsageWindow | None,
+    now_s: float,
+) -> RenderableType:
+    """Claude Code (present, version), the API fallback, and the current usage window."""
+    from datetime import datetime
+
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    if claude.executable is not None:
+        found = Text(claude.version or "version unknown (`claude --version` failed)")
+        found.append(f"  {_path_text(claude.executable)}", "dim")
+        grid.add_row(Text("Claude Code"), found)
+    else:
+        grid.add_row(
+            Text("Claude Code"),
+            Text(
+                "not found: subscription calls need it "
+                "(npm install -g @anthropic-ai/claude-code, then run `claude` to log in)",
+                "yellow" if strategy.default_mode is not AuthMode.API else "dim",
+            ),
+        )
+    grid.add_row(
+        Text("API fallback"),
+        Text(
+            "yes: a subscription call may go on to the API, billed per token"
+            if strategy.api_fallback
+            else "no: subscription calls never go to the API ([auth] api_fallback)"
+        ),
+    )
+    if window is not None:
+        hours = f"{window.window_s / 3600:g} h"
+        grid.add_row(
+            Text(f"Last {hours}"),
+            Text(
+                f"{window.subscription_calls:,} subscription calls, "
+                f"{window.input_tokens:,} → {window.output_tokens:,} tokens, "
+                f"{format_usd(window.api_equivalent_usd)} API-equivalent (covered by the plan); "
+                f"{window.api_calls:,} pay-per-token calls, {format_usd(window.api_usd)}"
+            ),
+        )
+        limit = window.last_limit
+        if limit is not None:
+            seen = datetime.fromtimestamp(limit.seen_at).astimezone().strftime("%Y-%m-%d %H:%M")
+            resets = window.resets_at(now_s)
+            if resets is not None:
+                when = datetime.fromtimestamp(resets).astimezone().strftime("%Y-%m-%d %H:%M %Z")
+                text = Text(f"reached {seen}; resets {when}", "yellow")
+            elif limit.resets_at is not None:
+                text = Text(f"reached {seen}; reset since", "dim")
+            else:
+                text = Text(f"reached {seen}; the message gave no reset time", "dim")
+            grid.add_row(Text("Usage limit"), text)
+    return Panel(grid, title=Text("subscription"), title_align="left", expand=False)

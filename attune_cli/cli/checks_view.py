@@ -44,6 +44,9 @@ def provider_checks_view(checks: Iterable[ProviderCheck]) -> RenderableType:
         head = Text(check.provider, "bold")
         head.append(f" · {visible(check.base_url)}")
         parts.append(head)
+        if check.provider == "claude-code":
+            parts.extend(_claude_code_lines(check))
+            continue
         if check.reachable is Verdict.SKIPPED:
             parts.append(
                 line(Verdict.SKIPPED, "not configured", f"attune auth login {check.provider}")
@@ -68,6 +71,33 @@ def provider_checks_view(checks: Iterable[ProviderCheck]) -> RenderableType:
         parts.append(line(check.key_accepted, label, key))
         parts.append(line(check.models, "models listed", _models(check)))
     return Group(*parts)
+
+
+def _claude_code_lines(check: ProviderCheck) -> list[RenderableType]:
+    """The subscription path: the executable, its login, one minimal call."""
+    from attune_cli.core.formats import format_ms
+
+    if check.reachable is Verdict.SKIPPED:
+        return [line(Verdict.SKIPPED, "not found", check.detail or "")]
+    if check.reachable is Verdict.FAILED:
+        return [line(Verdict.FAILED, "claude runs", check.detail or "")]
+    lines: list[RenderableType] = [line(Verdict.OK, "claude runs", check.version or "")]
+    if check.models is Verdict.UNKNOWN:
+        lines.append(
+            line(Verdict.SKIPPED, "not called", "`attune auth test claude-code` makes one call")
+        )
+        return lines
+    label = {Verdict.OK: "logged in", Verdict.FAILED: "not logged in"}.get(
+        check.key_accepted, "login not checked"
+    )
+    detail = check.detail if check.key_accepted is Verdict.FAILED else ""
+    lines.append(line(check.key_accepted, label, detail or ""))
+    took = f"in {format_ms(check.latency_ms)} ms" if check.latency_ms is not None else ""
+    if check.models is Verdict.OK:
+        lines.append(line(Verdict.OK, "answered", f"{', '.join(check.listed)} {took}".strip()))
+    elif check.key_accepted is not Verdict.FAILED:
+        lines.append(line(Verdict.FAILED, "answered", check.detail or ""))
+    return lines
 
 
 def _models(check: ProviderCheck) -> str:

@@ -132,6 +132,19 @@ TREE: dict[str, Any] = {'help': 'Pick the right LLM for each workflow...',
                                           '(default: \\[executor] deadline_s, 300).',
                                   'values': None},
                                  {'kind': 'option',
+                                  'opts': ['--mode'],
+                                  'names': ['--mode'],
+                                  'takes_value': True,
+                                  'nargs': 1,
+                                  'multiple': False,
+                                  'hidden': False,
+                                  'help': 'How this call is paid: subscription (Anthropic models '
+                                          "through Claude Code's `claude -p`, on your plan), api "
+                                          '(provider keys, per token), or auto (by the size of the '
+                                          'prompt, as `attune auth recommend` decides). Default: '
+                                          '\\[auth] default_mode.',
+                                  'values': ('choices', ['subscription', 'api', 'auto'], False)},
+                                 {'kind': 'option',
                                   'opts': ['--json'],
                                   'names': ['--json'],
                                   'takes_value': False,

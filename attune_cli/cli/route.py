@@ -357,6 +357,17 @@ def _render_decision(decision: RoutingDecision) -> None:
     )
     if any(c.cost_estimated for c in decision.candidates):
         console.print("~ registry price of a 1,000-token prompt and 500-token answer")
+    billed = [c.performance for c in decision.candidates if c.performance is not None]
+    covered = sum(perf.plan_covered_usd for perf in billed)
+    if covered > 0:
+        from attune_cli.core.money import format_usd
+
+        paid = sum(max(perf.cost_usd - perf.plan_covered_usd, 0.0) for perf in billed)
+        console.print(
+            f"Cost in the window: {format_usd(covered)} covered by the subscription plan "
+            f"(API-equivalent), {format_usd(paid)} paid per token",
+            markup=False,
+        )
     if ruled_out:
         console.print("[bold]Ruled out:[/bold]")
         console.print(_bullets(f"{model}: {why}" for model, why in ruled_out))

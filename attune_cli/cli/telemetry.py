@@ -750,6 +750,13 @@ def _render_models(
         Column("Avg cost", "right"),
         Column("Score", "right"),
     ]
+    # Plan-covered and pay-per-token amounts apart, once any call went through the plan.
+    covered = any(perf.plan_covered_usd > 0 for perf in figures)
+    if covered:
+        columns += [
+            Column("Plan-covered", "right", drop_order=1),
+            Column("Per token", "right", drop_order=1),
+        ]
     rows = []
     for index, perf in enumerate(figures):
         rows.append(
@@ -766,6 +773,14 @@ def _render_models(
                     cell_ms(perf.p95_latency_ms),
                     cell_usd(perf.avg_cost_usd),
                     cell_score(perf.quality_score),
+                    *(
+                        (
+                            cell_usd(perf.plan_covered_usd),
+                            cell_usd(max(perf.cost_usd - perf.plan_covered_usd, 0.0)),
+                        )
+                        if covered
+                        else ()
+                    ),
                 )
             ]
         )

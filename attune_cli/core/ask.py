@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from attune_cli.core.billing import Billing, BillingChoice
 from attune_cli.core.errors import AttuneError, OperationError
+from attune_cli.core.plans import AuthMode
 
 if TYPE_CHECKING:
     import httpx
@@ -40,6 +42,8 @@ class AskOptions:
         stream: stream the answer as it arrives.
         timeout_s: the whole call's deadline (``--timeout``); ``[executor] deadline_s`` when
             None.
+        mode: how the call is paid (``--mode``): ``subscription``, ``api`` or ``auto``;
+            ``[auth] default_mode`` when None (``attune_cli.core.billing``).
     """
 
     prompt: str
@@ -52,6 +56,7 @@ class AskOptions:
     max_cost_usd: float | None = None
     stream: bool = True
     timeout_s: float | None = None
+    mode: str | None = None
 
 
 def ask(
@@ -163,7 +168,23 @@ def route_and_call(
     from attune_cli.core.providers.base import watching_attempts
 
     notice = on_notice or _silent
+    choice = _billing_choice(workspace, executor, options, messages)
+    if (
+        choice.billing is Billing.SUBSCRIPTION
+        and choice.mode is AuthMode.AUTO
+        and options.model is not None
+        and workspace.registry.provider_of(options.model) != "anthropic"
+    ):
+        # auto picks the plan for Anthropic models only; another model is paid per token.
+        choice = replace(
+            choice,
+            billing=Billing.API,
+            reason=f"API (auto: {options.model} is not an Anthropic model)",
+        )
     configured = set(executor.configured_providers)
+    if choice.billing is Billing.SUBSCRIPTION:
+        # The subscription serves Anthropic models; the others only when the API may follow.
+        configured = configured | {"anthropic"} if choice.api_fallback else {"anthropic"}
     if not configured:
         raise OperationError(
             "no provider is configured",
@@ -192,6 +213,8 @@ def route_and_call(
         model = decision.chosen
         admissible = decision.admissible
         notice(f"routed to {model}: {decision.reason}")
+    if choice.worth_saying or options.mode is not None:
+        notice(f"billing: {choice.reason}")
     watching: AbstractContextManager[None] = (
         watching_attempts(on_attempt) if on_attempt else nullcontext()
     )
@@ -213,7 +236,46 @@ def route_and_call(
             deadline_s=options.timeout_s,
             messages=messages,
             cancelled=cancelled,
+            billing=choice.billing,
+            api_fallback=choice.api_fallback,
         )
+
+
+def _billing_choice(
+    workspace: Workspace,
+    executor: ResilientExecutor,
+    options: AskOptions,
+    messages: Sequence[Message],
+) -> BillingChoice:
+    """How this call is paid: ``--mode`` (else ``[auth] default_mode``) over what is sent.
+
+    Raises:
+        ConfigError: an invalid ``[auth]`` table.
+        UsageError: an unknown ``--mode``.
+        OperationError: mode subscription without a ``claude`` executable (and no
+            ``api_fallback``).
+    """
+    from attune_cli.core.auth import AuthStrategy
+    from attune_cli.core.billing import choose_billing
+    from attune_cli.core.errors import UsageError
+    from attune_cli.core.plans import AuthMode
+
+    strategy = AuthStrategy.from_config(workspace.config, workspace.paths.config_file)
+    mode = None
+    if options.mode is not None:
+        try:
+            mode = AuthMode(options.mode)
+        except ValueError:
+            allowed = " | ".join(m.value for m in AuthMode)
+            raise UsageError(f"--mode must be one of {allowed} (got {options.mode!r})") from None
+    sent = [options.system or ""]
+    sent += [m.content for m in messages] if messages else [options.prompt]
+    return choose_billing(
+        strategy,
+        "\n".join(part for part in sent if part),
+        mode=mode,
+        subscription_available=executor.subscription is not None,
+    )
 
 
 def _silent(_text: str) -> None:

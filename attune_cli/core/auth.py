@@ -20,6 +20,10 @@ The strategy lives in the ``[auth]`` table of ``config.toml``::
     loc_to_tokens_multiplier = 4.0    # estimated tokens per line of code
     prefer_subscription = true        # medium modules go to the subscription
     estimate_model = "claude-sonnet-4-5"   # optional: the model cost estimates are priced on
+    api_fallback = false              # may a subscription call go on to the pay-per-token API
+
+The mode acts on every call (``attune_cli.core.billing``): ``subscription`` sends Anthropic
+models through Claude Code (``claude -p``), ``api`` through keys, ``auto`` by size.
 
 Estimates (tokens, price, whether a module fits the context window) live in
 ``attune_cli.core.estimate``, which reads a strategy and the model registry; this module knows
@@ -78,6 +82,7 @@ class AuthStrategy:
     prefer_subscription: bool = True
     cost_optimization: bool = True
     estimate_model: str | None = None
+    api_fallback: bool = False
     metadata: Mapping[str, Any] = field(default_factory=dict)
     # Where the strategy was read from, so later errors can name the file.
     source: Path | None = field(default=None, compare=False, repr=False)
@@ -161,6 +166,8 @@ class AuthStrategy:
         # written; a file that has it keeps it, and reading it still works.
         if self.estimate_model is not None:
             data["estimate_model"] = self.estimate_model
+        if self.api_fallback:
+            data["api_fallback"] = True
         if self.metadata:
             data["metadata"] = dict(self.metadata)
         return data
@@ -228,6 +235,8 @@ class AuthStrategy:
                         section[key] = value
                 if "estimate_model" not in values and "estimate_model" in section:
                     del section["estimate_model"]
+                if not self.api_fallback and section.get("api_fallback") is True:
+                    section["api_fallback"] = False
 
         update_toml(config_file, change)
 
@@ -353,8 +362,9 @@ class AuthStatus:
             "loc_to_tokens_multiplier": strategy.loc_to_tokens_multiplier,
             "prefer_subscription": strategy.prefer_subscription,
             "size_routes": {route.size.value: route.mode.value for route in strategy.size_routes()},
-            # Which commands the mode changes; `ask` does not honour it (yet).
-            "mode_applies_to": ["auth recommend"],
+            "api_fallback": strategy.api_fallback,
+            # Which commands the mode changes.
+            "mode_applies_to": ["ask", "serve", "auth recommend"],
             "config_file": str(self.config_file),
             "credentials_file": str(self.credentials_file),
             "providers": {p.name: p.to_json() for p in self.providers},
@@ -505,6 +515,7 @@ def _parse(data: Mapping[str, Any], path: Path, prefix: str) -> AuthStrategy:
         prefer_subscription=boolean("prefer_subscription", defaults.prefer_subscription),
         cost_optimization=boolean("cost_optimization", defaults.cost_optimization),
         estimate_model=estimate_model,
+        api_fallback=boolean("api_fallback", False),
         metadata=dict(metadata),
         source=path,
     )

@@ -8,9 +8,13 @@ key, and says which models the key can use. The answer tells three things apart:
 - models listed: which of the registry's models for that provider the list holds.
 
 How a provider is checked depends on its kind of API (``Provider.api``): ``CHECKERS`` maps each
-kind to its check. A provider that is not reached over HTTP (a later ``claude-code``
-subscription provider that runs ``claude -p``) joins by adding its own checker there; the
-commands and the report stay as they are.
+kind to its check. The subscription path (``claude-code``, Claude Code's ``claude -p``) is not
+reached over HTTP: ``check_claude_code`` finds the executable and reads its version, and when
+``claude-code`` is named (``auth test claude-code``) makes one minimal call on the plan:
+
+- reachable: the executable runs (``claude --version``);
+- key accepted: Claude Code is logged in (the call was not refused for want of a login);
+- models listed: the call answered.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ class ProviderCheck:
         missing: registry models it does not list.
         served: how many models the server lists in all.
         detail: one line on what went wrong, None when nothing did.
+        version: what ``claude --version`` said (the ``claude-code`` check only).
     """
 
     provider: str
@@ -80,13 +85,18 @@ class ProviderCheck:
     served: int | None = None
     detail: str | None = None
     others: tuple[str, ...] = field(default=(), repr=False)
+    version: str | None = None
 
     @property
     def ok(self) -> bool:
-        """Reachable with the key accepted (a skipped provider is not a failure)."""
+        """Reachable with the key accepted (a skipped provider is not a failure).
+
+        For ``claude-code`` the minimal call must also have answered.
+        """
         if self.reachable is Verdict.SKIPPED:
             return True
-        return self.reachable is Verdict.OK and self.key_accepted is not Verdict.FAILED
+        answered = self.provider != "claude-code" or self.models is not Verdict.FAILED
+        return self.reachable is Verdict.OK and self.key_accepted is not Verdict.FAILED and answered
 
     def as_dict(self) -> dict[str, Any]:
         """The ``auth test --json`` item."""
@@ -106,6 +116,7 @@ class ProviderCheck:
             "missing": list(self.missing),
             "served": self.served,
             "detail": self.detail,
+            "version": self.version,
         }
 
 
@@ -146,12 +157,22 @@ def check_providers(
 
     from attune_cli.core.credentials import key_hint, resolve_key
     from attune_cli.core.endpoints import resolve_endpoints
+    from attune_cli.core.registry import CLAUDE_CODE
 
     environment = os.environ if environ is None else environ
     registry = workspace.registry
     for name in names or ():
-        if name not in registry.providers:
-            raise UsageError(f"unknown provider {name!r}; known: {', '.join(registry.providers)}")
+        if name not in registry.providers and name != CLAUDE_CODE:
+            known = ", ".join([*registry.providers, CLAUDE_CODE])
+            raise UsageError(f"unknown provider {name!r}; known: {known}")
+    subscription: list[ProviderCheck] = []
+    if not names or CLAUDE_CODE in names:
+        subscription.append(
+            check_claude_code(workspace, environment, call=bool(names and CLAUDE_CODE in names))
+        )
+        names = [name for name in names or () if name != CLAUDE_CODE] or (None if not names else [])
+        if names == []:
+            return subscription
     keys = {
         name: resolve_key(provider, workspace.paths, environment)
         for name, provider in registry.providers.items()
@@ -179,7 +200,7 @@ def check_providers(
                 continue
             checker = CHECKERS.get(endpoint.provider.api, check_models_endpoint)
             results.append(checker(endpoint, http, registry, info))
-        return results
+        return results + subscription
     finally:
         if own_client:
             http.close()
@@ -308,3 +329,109 @@ CHECKERS: dict[str, Checker] = {
     "anthropic": check_models_endpoint,
     "openai": check_models_endpoint,
 }
+
+
+def check_claude_code(
+    workspace: Workspace, environ: Mapping[str, str], *, call: bool
+) -> ProviderCheck:
+    """The subscription path: is ``claude`` there, which version, and (``call``) does it answer.
+
+    Raises:
+        ConfigError: an invalid ``[providers.claude-code]`` (exit 2, naming the key).
+    """
+    from attune_cli.core.endpoints import Endpoint
+    from attune_cli.core.providers.base import CallFailed, ChatRequest
+    from attune_cli.core.providers.claude_code import (
+        BASE_URL_PREFIX,
+        INSTALL_HINT,
+        ClaudeCodeAdapter,
+        ClaudeCodeSettings,
+        claude_version,
+        locate_claude,
+    )
+    from attune_cli.core.providers.deadline import AttemptLimits
+    from attune_cli.core.registry import CLAUDE_CODE, Provider
+
+    settings = ClaudeCodeSettings.from_config(workspace.config, workspace.paths.config_file)
+    executable = locate_claude(settings, environ)
+    base = ProviderCheck(
+        provider=CLAUDE_CODE,
+        base_url=str(executable) if executable else "claude (not on PATH)",
+        configured=executable is not None,
+        key_source=None,
+        key_hint=None,
+        reachable=Verdict.UNKNOWN,
+        key_accepted=Verdict.UNKNOWN,
+        models=Verdict.UNKNOWN,
+    )
+    if executable is None:
+        verdict = Verdict.FAILED if call else Verdict.SKIPPED
+        return replace(
+            base,
+            reachable=verdict,
+            key_accepted=verdict,
+            models=verdict,
+            detail=f"no claude executable: {INSTALL_HINT}",
+        )
+    version = claude_version(executable)
+    if version is None:
+        return replace(
+            base,
+            reachable=Verdict.FAILED,
+            detail=f"`{executable} --version` failed: is it Claude Code?",
+        )
+    base = replace(base, reachable=Verdict.OK, version=version)
+    if not call:
+        return base
+    cheapest = min(
+        (m for m in workspace.registry.models.values() if m.provider == "anthropic"),
+        key=lambda m: m.input_usd_per_mtok + m.output_usd_per_mtok,
+        default=None,
+    )
+    model = cheapest.id if cheapest else "claude-haiku-4-5"
+    anthropic = workspace.registry.providers.get("anthropic") or Provider(
+        "anthropic", api="anthropic", base_url="https://api.anthropic.com", key_env=None
+    )
+    adapter = ClaudeCodeAdapter(
+        Endpoint(anthropic, f"{BASE_URL_PREFIX}{executable}", None, True),
+        executable,
+        environ,
+        data_dir=workspace.paths.data_dir,
+    )
+    limits = AttemptLimits(
+        connect_s=CHECK_TIMEOUT_S,
+        first_byte_s=60.0,
+        between_reads_s=60.0,
+        write_s=CHECK_TIMEOUT_S,
+        total_s=90.0,
+    )
+    started = time.perf_counter()
+    try:
+        adapter.call(
+            None,
+            ChatRequest(model, "Reply with the single word OK.", max_tokens=16),
+            stream=False,
+            limits=limits,
+        )
+    except CallFailed as failure:
+        latency_ms = (time.perf_counter() - started) * 1000
+        logged_in = Verdict.FAILED if failure.kind == "auth" else Verdict.UNKNOWN
+        if failure.kind == "rate_limit":
+            logged_in = Verdict.OK  # a usage limit is only reached by a logged-in plan
+        return replace(
+            base,
+            key_accepted=logged_in,
+            models=Verdict.FAILED,
+            latency_ms=latency_ms,
+            listed=(),
+            missing=(model,),
+            detail=failure.message,
+        )
+    latency_ms = (time.perf_counter() - started) * 1000
+    return replace(
+        base,
+        key_accepted=Verdict.OK,
+        models=Verdict.OK,
+        latency_ms=latency_ms,
+        listed=(model,),
+    )

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
+from attune_cli.core.billing import Billing
 from attune_cli.core.breaker.state import breaker_key, counts_as_failure, endpoint_key
 from attune_cli.core.config import get_number, table
 from attune_cli.core.errors import (
@@ -73,11 +74,12 @@ from attune_cli.core.providers import (
 )
 from attune_cli.core.providers.base import USER_AGENT
 from attune_cli.core.providers.deadline import AttemptLimits, install
-from attune_cli.core.registry import TIERS, Registry, next_tier, previous_tier
+from attune_cli.core.registry import CLAUDE_CODE, TIERS, Registry, next_tier, previous_tier
 from attune_cli.core.response import BREAKER_OPEN, Attempt, LLMResponse
 from attune_cli.core.telemetry.records import CallRecord
 
 if TYPE_CHECKING:
+    from attune_cli.core.providers.claude_code import ClaudeCodeAdapter
     from attune_cli.core.workspace import Workspace
 
 __all__ = [
@@ -307,19 +309,34 @@ class Timeouts:
 
 @dataclass(frozen=True)
 class Target:
-    """One model of a fallback chain and the endpoint that serves it."""
+    """One model of a fallback chain and the endpoint that serves it.
+
+    ``billing`` is ``subscription`` for a model called through Claude Code (its endpoint is
+    the ``claude-code:`` one, its breaker ``claude-code/MODEL``), else ``api``.
+    """
 
     model: str
     endpoint: Endpoint
     tier: str | None
+    billing: Billing = Billing.API
 
     @property
     def provider(self) -> str:
         return self.endpoint.name
 
     @property
+    def subscription(self) -> bool:
+        return self.billing is Billing.SUBSCRIPTION
+
+    @property
     def label(self) -> str:
-        return f"{self.model} ({self.provider})"
+        via = ", subscription" if self.subscription else ""
+        return f"{self.model} ({self.provider}{via})"
+
+    @property
+    def breaker_key(self) -> str:
+        """The model's circuit; the subscription path has its own."""
+        return breaker_key(CLAUDE_CODE if self.subscription else self.provider, self.model)
 
 
 @dataclass(frozen=True)
@@ -432,6 +449,8 @@ class ResilientExecutor:
         wall_clock: epoch seconds, for ``retry-after`` HTTP dates.
         sleep: how to wait between retries.
         rand: uniform [0, 1) numbers for the back-off jitter.
+        subscription: the Claude Code adapter subscription calls go through; None when no
+            ``claude`` executable was found.
     """
 
     def __init__(
@@ -448,8 +467,10 @@ class ResilientExecutor:
         wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[], float] = random.random,
+        subscription: ClaudeCodeAdapter | None = None,
     ) -> None:
         self.registry = registry
+        self.subscription = subscription
         self.endpoints = dict(endpoints)
         self.breaker = breaker
         self.store = store
@@ -507,6 +528,7 @@ class ResilientExecutor:
             client=client,
             policy=RetryPolicy.from_config(workspace.config, path),
             timeouts=Timeouts.from_config(workspace.config, path),
+            subscription=subscription_adapter(workspace, endpoints, environment),
         )
 
     def __enter__(self) -> ResilientExecutor:
@@ -555,6 +577,8 @@ class ResilientExecutor:
         worst_case_tokens: tuple[int, int] = (0, 0),
         admissible: Callable[[str], bool] | None = None,
         admissible_cap: str = "the routing caps",
+        billing: Billing = Billing.API,
+        api_fallback: bool = False,
     ) -> Plan:
         """The chain of models to try for ``model``: the model, then its fallbacks, within the caps.
 
@@ -572,17 +596,26 @@ class ResilientExecutor:
             admissible: models for which this returns False are left out (e.g. the router's
                 latency cap); None admits every model.
             admissible_cap: what ``admissible`` enforces, in a few words for messages.
+            billing: ``subscription`` sends the chain's Anthropic models through Claude Code
+                (and only them, unless ``api_fallback``).
+            api_fallback: after the subscription targets, the chain goes on through the
+                pay-per-token APIs.
 
         Raises:
-            OperationError: ``fallback`` is off and the model's provider is not configured.
+            OperationError: ``fallback`` is off and the model's provider is not configured;
+                the subscription serves none of the chain's models and the API may not
+                stand in.
             UsageError: the provider of an unknown model cannot be told.
         """
         first = self.target(model)
-        if not fallback and not first.endpoint.configured:
+        subscribed = billing is Billing.SUBSCRIPTION
+        if not fallback and not first.endpoint.configured and not subscribed:
             raise _not_configured(first)
         candidates = [first]
         if fallback and first.tier in TIERS:
             candidates += self._fallbacks(first, escalate=self.policy.escalate)
+        if subscribed:
+            candidates = self._subscription_chain(candidates, first, api_fallback=api_fallback)
         chain: list[Target] = []
         over_caps: list[tuple[Target, str]] = []
         for target in candidates:
@@ -607,6 +640,34 @@ class ResilientExecutor:
             tuple(over_caps),
         )
 
+    def _subscription_chain(
+        self, candidates: list[Target], first: Target, *, api_fallback: bool
+    ) -> list[Target]:
+        """``candidates`` with their Anthropic models on the subscription, first."""
+        adapter = self.subscription
+        if adapter is None:
+            from attune_cli.core.claude_cli import INSTALL_HINT
+
+            raise OperationError(
+                "the subscription is called through Claude Code, and no `claude` executable "
+                "was found on PATH",
+                hint=INSTALL_HINT,
+            )
+        on_plan = [
+            Target(t.model, adapter.endpoint, t.tier, Billing.SUBSCRIPTION)
+            for t in candidates
+            if t.endpoint.provider.api == "anthropic"
+        ]
+        if api_fallback:
+            return on_plan + candidates
+        if not on_plan:
+            raise OperationError(
+                f"{first.model} is not an Anthropic model, so the subscription cannot serve it, "
+                "and nothing goes to a pay-per-token API in mode subscription",
+                hint="use --mode api, or set [auth] api_fallback = true",
+            )
+        return on_plan
+
     def execute(
         self,
         prompt: str,
@@ -626,6 +687,8 @@ class ResilientExecutor:
         deadline_s: float | None = None,
         messages: Sequence[Message] = (),
         cancelled: Callable[[], bool] | None = None,
+        billing: Billing = Billing.API,
+        api_fallback: bool = False,
     ) -> LLMResponse:
         """Ask ``model`` (then its fallbacks) for an answer to ``prompt``.
 
@@ -653,6 +716,9 @@ class ResilientExecutor:
             cancelled: polled before each attempt and after each streamed piece; once it
                 returns True the attempt in flight is abandoned (its connection closed),
                 recorded with the error kind ``cancelled`` and ``CallCancelled`` raised.
+            billing: how the call is paid (``attune_cli.core.billing``); ``subscription``
+                calls Anthropic models through Claude Code.
+            api_fallback: a subscription call may go on to the pay-per-token APIs.
 
         Returns:
             The envelope; ``success`` is False when no model could answer, and ``error`` then
@@ -673,6 +739,8 @@ class ResilientExecutor:
             worst_case_tokens=worst_case,
             admissible=admissible,
             admissible_cap=admissible_cap,
+            billing=billing,
+            api_fallback=api_fallback,
         )
         chain, skipped = planned.chain, planned.unconfigured
         notice = on_notice or (lambda _text: None)
@@ -712,7 +780,11 @@ class ResilientExecutor:
                 self._skip_endpoint(call, tried, call.down[target.endpoint.base_url])
                 continue
             if index:
-                notice(f"falling back to {target.label}")
+                paid = chain[index - 1].subscription and not target.subscription
+                notice(
+                    f"falling back to {target.label}"
+                    + (": billed per token ([auth] api_fallback = true)" if paid else "")
+                )
             more = any(t.endpoint.base_url not in call.down for t in chain[index + 1 :])
             completion = self._try_model(call, tried, stream, more_models=more)
             if completion is not None:
@@ -735,7 +807,7 @@ class ResilientExecutor:
                 limit with no usable wait moves on instead of backing off).
         """
         target = tried.target
-        adapter = self._adapters[target.provider]
+        adapter: Any = self.subscription if target.subscription else self._adapters[target.provider]
         request = ChatRequest(
             target.model,
             call.request.prompt,
@@ -743,7 +815,7 @@ class ResilientExecutor:
             max_tokens=call.request.max_tokens,
             messages=call.request.messages,
         )
-        key = breaker_key(target.provider, target.model)
+        key = target.breaker_key
         endpoint = endpoint_key(target.endpoint.base_url)
         retries = 0
         delay_s = 0.0
@@ -766,7 +838,7 @@ class ResilientExecutor:
                 if delay_s:
                     self._sleep(delay_s)
                     began = self._clock()
-                completion = adapter.call(
+                completion: Completion = adapter.call(
                     self.client,
                     request,
                     stream=stream,
@@ -781,7 +853,11 @@ class ResilientExecutor:
                 # model's (no request reached it); the endpoint hears only reachability.
                 verdict = counts_as_failure(failure.kind, failure.status)
                 self._settle(permit, None if failure.unreachable else verdict, hint_s)
-                self._settle(endpoint_permit, failure.unreachable, None)
+                self._settle(
+                    endpoint_permit,
+                    None if failure.exhausts_endpoint else failure.unreachable,
+                    None,
+                )
                 tried.sent += 1
                 tried.last = failure
                 if hint_s is not None and hint_s > 0:
@@ -796,6 +872,13 @@ class ResilientExecutor:
                         "behind it"
                     )
                     return None
+                if failure.exhausts_endpoint:
+                    # A reached usage limit or a missing login: every model on the
+                    # subscription would answer the same until it is lifted.
+                    tried.cut_short = "exhausted"
+                    call.down[target.endpoint.base_url] = hint_s
+                    if not call.streamed:
+                        return None
                 if call.streamed:
                     tried.cut_short = "streamed"
                     return None
@@ -920,6 +1003,7 @@ class ResilientExecutor:
         input_tokens = completion.input_tokens if completion else None
         output_tokens = completion.output_tokens if completion else None
         record = CallRecord(
+            billing=target.billing.value,
             workflow=call.workflow,
             stage=call.stage,
             model=target.model,
@@ -931,7 +1015,7 @@ class ResilientExecutor:
             latency_ms=round(latency_ms, 3),
             input_tokens=input_tokens,
             output_tokens=output_tokens,
-            cost_usd=self._cost_usd(target.model, input_tokens, output_tokens),
+            cost_usd=self._attempt_cost_usd(target.model, completion),
             attempt=sum(1 for a in call.attempts if a.sent),
         )
         try:
@@ -956,13 +1040,12 @@ class ResilientExecutor:
             tier=target.tier,
             input_tokens=completion.input_tokens,
             output_tokens=completion.output_tokens,
-            cost_usd=self._cost_usd(
-                target.model, completion.input_tokens, completion.output_tokens
-            ),
+            cost_usd=self._attempt_cost_usd(target.model, completion),
             latency_ms=(self._clock() - call.started) * 1000,
             success=True,
             attempts=tuple(call.attempts),
             fallback_used=fallback_used,
+            billing=target.billing.value,
         )
 
     def _failure(self, call: _Call, first: Target) -> LLMResponse:
@@ -973,6 +1056,10 @@ class ResilientExecutor:
             kind = last.kind
         elif last is not None and any(t.cut_short == "streamed" for t in call.tried):
             error = f"the answer broke off after it had started: {last.message}"
+            kind = last.kind
+        elif last is not None and last.exhausts_endpoint:
+            # The subscription could not take the call and nothing else was allowed to.
+            error = last.message
             kind = last.kind
         else:
             kind = BREAKER_OPEN if all_open or last is None else last.kind
@@ -994,12 +1081,16 @@ class ResilientExecutor:
             fallback_used=False,
             error_kind=kind,
             retry_after_s=wait_s,
+            billing=first.billing.value,
         )
 
     def _exhausted_message(self, call: _Call) -> str:
         parts = []
         for tried in call.tried:
             url = tried.target.endpoint.base_url
+            if tried.endpoint_skipped and tried.target.subscription:
+                parts.append(f"{tried.target.label}: skipped, the subscription cannot answer")
+                continue
             if tried.endpoint_skipped:
                 state = "circuit open" if tried.open_for_s is not None else "unreachable"
                 parts.append(f"{tried.target.label}: skipped, {url} {state}")
@@ -1063,6 +1154,17 @@ class ResilientExecutor:
         cost = self.registry.cost_usd(target.model, *tokens)
         return cost if cost is not None else 0.0
 
+    def _attempt_cost_usd(self, model: str, completion: Completion | None) -> float | None:
+        """The price of an attempt: registry prices × tokens, else what the provider reported.
+
+        A subscription call costs the plan nothing per token; its price here is what the same
+        tokens would have cost on the API (``billing`` says the plan covered it).
+        """
+        if completion is None:
+            return None
+        cost = self._cost_usd(model, completion.input_tokens, completion.output_tokens)
+        return cost if cost is not None else completion.reported_cost_usd
+
     def _cost_usd(
         self, model: str, input_tokens: int | None, output_tokens: int | None
     ) -> float | None:
@@ -1109,6 +1211,8 @@ def failure_error(response: LLMResponse) -> ProviderError:
     kind = response.error_kind or "server_error"
     if response.content:
         hint = "the answer above is incomplete; ask again"
+    elif response.billing == Billing.SUBSCRIPTION and kind in _SUBSCRIPTION_HINTS:
+        hint = _SUBSCRIPTION_HINTS[kind]
     else:
         hint = _HINTS.get(kind, "`attune route breakers` shows which circuits are open")
     return ProviderError(
@@ -1133,12 +1237,20 @@ _HINTS = {
 }
 
 
+_SUBSCRIPTION_HINTS = {
+    "auth": "run `claude` once and log in (/login), or use --mode api",
+    "rate_limit": "wait for the window to reset (`attune auth status` shows when), use "
+    "--mode api, or set [auth] api_fallback = true",
+    "connection": "is `claude` still installed? `attune auth test claude-code` checks it",
+}
+
+
 def _status_text(failure: CallFailed | None) -> str:
     if failure is None:
         return "failed"
     if failure.status is not None and failure.status != 200:
         return f"HTTP {failure.status} {failure.kind}"
-    if failure.kind in ("connection", "timeout"):
+    if failure.kind in ("connection", "timeout") or failure.status is None:
         # No response to name: say what the transport saw, and where (its text names the host
         # and the failure, never a header, so no key can be in it).
         detail = failure.message.partition(": ")[2] or failure.message
@@ -1168,3 +1280,39 @@ def _not_configured(target: Target) -> OperationError:
         f"{provider.name} is not configured, so {target.model} cannot be called",
         hint=f"run `attune auth login {provider.name}`, {where}{base}",
     )
+
+
+def subscription_adapter(
+    workspace: Workspace, endpoints: Mapping[str, Endpoint], environ: Mapping[str, str]
+) -> ClaudeCodeAdapter | None:
+    """The Claude Code adapter of ``workspace``, None when no ``claude`` executable is found.
+
+    Raises:
+        ConfigError: an invalid ``[providers.claude-code]`` (a ``command`` that does not
+            exist or is not executable).
+    """
+    from attune_cli.core.claude_cli import BASE_URL_PREFIX, ClaudeCodeSettings, locate_claude
+
+    settings = ClaudeCodeSettings.from_config(workspace.config, workspace.paths.config_file)
+    executable = locate_claude(settings, environ)
+    if executable is None:
+        return None
+    # Only now: the provider's own imports (threads, subprocesses) cost a call that uses none.
+    from attune_cli.core.providers.claude_code import ClaudeCodeAdapter
+    from attune_cli.core.registry import Provider
+
+    anthropic = endpoints.get("anthropic")
+    provider = (
+        anthropic.provider
+        if anthropic is not None
+        else Provider(
+            "anthropic", api="anthropic", base_url="https://api.anthropic.com", key_env=None
+        )
+    )
+    endpoint = Endpoint(
+        provider=provider,
+        base_url=f"{BASE_URL_PREFIX}{executable}",
+        api_key=None,
+        configured=True,
+    )
+    return ClaudeCodeAdapter(endpoint, executable, environ, data_dir=workspace.paths.data_dir)

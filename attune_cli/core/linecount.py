@@ -147,10 +147,20 @@ def _count_file(path: Path, comment_prefixes: tuple[str, ...]) -> tuple[int, str
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return 0, "is not UTF-8 text"
+    return count_text_lines(text, comment_prefixes), None
+
+
+def count_text_lines(text: str, comment_prefixes: tuple[str, ...] = _DEFAULT_PREFIXES) -> int:
+    """Lines of code of ``text``: non-blank lines not starting with a comment prefix.
+
+    ``attune ask`` sizes what it sends with this (and the default prefixes, as for a file of
+    no known language), so ``auth recommend FILE`` and ``ask "$(cat FILE)"`` agree on the
+    size, and so on the mode.
+    """
     lines = 0
     for line in text.splitlines():
         stripped = line.strip()
         # A bare "*" is the middle of a block comment, not a C dereference.
         if stripped and stripped != "*" and not stripped.startswith(comment_prefixes):
             lines += 1
-    return lines, None
+    return lines

@@ -135,6 +135,9 @@ class ModelPerformance:
         rate_limited: 429s and other rate limits (never counted).
         caller_errors: requests the provider refused as wrong (never counted).
         newest_outage_ts: when the newest outage failure happened (None: none in the window).
+        cost_usd: the window's cost in all.
+        plan_covered_usd: the part a subscription plan covered (calls billed ``subscription``,
+            priced at what the API would have charged); the rest was paid per token.
         weights: the score weights ``quality_score`` uses.
     """
 
@@ -158,6 +161,8 @@ class ModelPerformance:
     rate_limited: int = 0
     caller_errors: int = 0
     newest_outage_ts: float | None = None
+    cost_usd: float = 0.0
+    plan_covered_usd: float = 0.0
     weights: ScoreWeights = field(default_factory=ScoreWeights, compare=False, repr=False)
 
     @property
@@ -204,4 +209,6 @@ class ModelPerformance:
             "p95_latency_ms": self.p95_latency_ms,
             "avg_cost_usd": self.avg_cost_usd,
             "quality_score": round(self.quality_score, 4),
+            "plan_covered_usd": round(self.plan_covered_usd, 6),
+            "pay_per_token_usd": round(max(self.cost_usd - self.plan_covered_usd, 0.0), 6),
         }

@@ -152,6 +152,8 @@ def load_registry(config: dict[str, Any], path: Path) -> Registry:
     """
     providers = {p.name: p for p in BUILTIN_PROVIDERS}
     for name, entry in table(config, path, "providers").items():
+        if name == CLAUDE_CODE:
+            continue  # not an HTTP provider: settings of the subscription path (claude -p)
         if not isinstance(entry, dict):
             raise ConfigError(path, "must be a table", key=f"providers.{name}", value=entry)
         base = providers.get(name)
@@ -185,6 +187,11 @@ def load_registry(config: dict[str, Any], path: Path) -> Registry:
     for model_id, entry in table(config, path, "models").items():
         models[model_id] = _model_entry(model_id, entry, models.get(model_id), providers, path)
     return Registry(providers=providers, models=models)
+
+
+CLAUDE_CODE = "claude-code"
+"""``[providers.claude-code]``: Claude Code's CLI, the subscription path
+(``attune_cli.core.providers.claude_code``), not a registry provider."""
 
 
 def _model_entry(

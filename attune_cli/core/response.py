@@ -83,6 +83,9 @@ class LLMResponse:
         fallback_used: a model other than the first planned one answered.
         error_kind: the kind of the failure that ended the call, None on success.
         retry_after_s: on failure, the soonest a retry could succeed, when known.
+        billing: ``subscription`` when the answer (or, on failure, the first attempt) went
+            through Claude Code on the plan, ``api`` when billed per token. On the
+            subscription ``cost_usd`` is the API-equivalent price, covered by the plan.
     """
 
     content: str
@@ -99,6 +102,7 @@ class LLMResponse:
     fallback_used: bool = False
     error_kind: str | None = None
     retry_after_s: float | None = None
+    billing: str = "api"
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document of ``attune ask --json``."""
@@ -117,4 +121,6 @@ class LLMResponse:
             "fallback_used": self.fallback_used,
             "error_kind": self.error_kind,
             "retry_after_s": None if self.retry_after_s is None else round(self.retry_after_s, 1),
+            "billing": self.billing,
+            "plan_covered": self.billing == "subscription",
         }

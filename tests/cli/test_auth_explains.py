@@ -62,6 +62,6 @@ def test_auth_status_says_which_commands_the_mode_changes() -> None:
     document = json.loads(runner.invoke(app, ["auth", "status", "--json"]).stdout)
 
     text = " ".join(shown.stdout.replace("│", " ").split())
-    assert "the advice of `attune auth recommend` only" in text
-    assert "`attune ask` always calls the provider's API" in text and "whatever the mode" in text
-    assert document["mode_applies_to"] == ["auth recommend"]
+    assert "every `attune ask` (and `attune serve`) call" in text
+    assert "through Claude Code (`claude -p`, on your plan)" in text
+    assert document["mode_applies_to"] == ["ask", "serve", "auth recommend"]

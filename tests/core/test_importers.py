@@ -100,6 +100,7 @@ def test_an_old_usage_line_becomes_a_call_in_attune_terms(
         "cost_usd": 0.015,
         "attempt": 1,
         "source": "attune-jsonl",
+        "billing": None,
         "failure_class": "quality",
     }
     assert b"secret-ish" not in store.path.read_bytes()  # user_id is dropped

@@ -236,3 +236,48 @@ def test_store_urls_never_show_a_password(tmp_path: Path) -> None:
     chosen = store_location(workspace, {"ATTUNE_STORE_URL": "postgresql://u:pw@h/db"})
     assert chosen.backend is Backend.POSTGRES and "pw" not in chosen.shown
     assert store_location(workspace, {}).backend is Backend.SQLITE
+
+
+def test_plan_covered_cost_is_kept_apart_from_rows_and_rollups_alike(
+    store: TelemetryStore, clock: Clock
+) -> None:
+    now = clock.now
+    # Whole hours a day ago come from the rollups; the current hour from the rows.
+    for ts in (now - DAY, now - DAY + 60, now - 30):
+        store.record(call(ts, cost_usd=0.25, billing="subscription"))
+        store.record(call(ts + 1, cost_usd=0.5, billing="api"))
+        store.record(call(ts + 2, cost_usd=1.0))  # imported or recorded by hand: unknown
+
+    got = figures(store, since_ts=now - 2 * DAY)["m"]
+
+    assert got.plan_covered_usd == pytest.approx(0.75)
+    assert got.cost_usd == pytest.approx(5.25)
+    document = got.as_dict()
+    assert document["plan_covered_usd"] == pytest.approx(0.75)
+    assert document["pay_per_token_usd"] == pytest.approx(4.5)
+    assert store.verify().ok
+    totals = {t.billing: t for t in store.billing_totals(now - 3600)}
+    assert totals["subscription"].cost_usd == pytest.approx(0.25)
+    assert (totals["api"].calls, totals[None].calls) == (1, 1)
+
+
+def test_a_store_from_before_billing_gets_the_column_and_stays_verified(tmp_path: Path) -> None:
+    path = tmp_path / "telemetry.db"
+    with TelemetryStore(path, clock=Clock(T0 + DAY)) as old:
+        old.record(call(T0 + 60, cost_usd=0.5))
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("ALTER TABLE calls DROP COLUMN billing")
+    conn.execute("ALTER TABLE rollups DROP COLUMN plan_cost_usd")
+    conn.execute("PRAGMA user_version = 5")
+    conn.close()
+
+    with TelemetryStore(path, clock=Clock(T0 + DAY)) as store:
+        store.record(call(T0 + 120, cost_usd=0.25, billing="subscription"))
+        assert store.schema_version() == db.SCHEMA_VERSION == 6
+        assert store.verify().ok
+        got = figures(store)["m"]
+        assert (got.calls, got.plan_covered_usd) == (2, pytest.approx(0.25))
+        assert [c.billing for c in store.recent_calls(workflow=None, stage=None)] == [
+            "subscription",
+            None,
+        ]

@@ -102,6 +102,7 @@ def test_the_store_file_is_private_and_a_recorded_call_reads_back(
         "cost_usd": 0.0,
         "attempt": 2,
         "source": "recorded",
+        "billing": None,
         "failure_class": "rate_limit",
     }
 

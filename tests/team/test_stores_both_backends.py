@@ -53,6 +53,7 @@ def _rows(count: int, seed: int = 7) -> list[tuple[object, ...]]:
                 0.001,
                 1,
                 "test",
+                rng.choice(["subscription", "api", None]),
                 f"k{i}",
             )
         )
@@ -91,11 +92,14 @@ def test_record_import_and_figures_agree_with_sqlite(store: TelemetryStore) -> N
                 p.recent_failures,
                 round(p.p95_latency_ms or 0, 6),
                 round(p.weighted_calls or 0, 6),
+                round(p.plan_covered_usd, 6),
+                round(p.cost_usd, 6),
             )
             for p in found
         ]
 
     assert figures(store) == figures(reference)
+    assert all(0 < f[7] < f[8] for f in figures(store))  # some of each cost: plan and per token
     store.add_labels({("review", "analysis", m) for m in ("m-c", "m-b")})
     assert store.labels("model") == ["m-a", "m-b", "m-c"]
     newest = store.recent_calls(workflow="review", stage=None, limit=3)
@@ -136,6 +140,9 @@ def test_a_postgresql_store_of_schema_1_gets_its_daily_histogram_from_the_hourly
             conn.execute("CREATE TABLE attune_schema (version INTEGER NOT NULL)")
             conn.execute(postgres.MIGRATIONS[0])
             conn.execute("INSERT INTO attune_schema VALUES (1)")
+            # The columns of schema 3 for a moment, so today's statements can write the rows
+            # and their rollups; dropped again below to leave schema 1's exact shape.
+            conn.execute(postgres.MIGRATIONS[2])
         with (
             conn.cursor() as cursor,
             cursor.copy(f"COPY calls ({', '.join(postgres.COLUMNS)}) FROM STDIN") as copy,
@@ -145,6 +152,8 @@ def test_a_postgresql_store_of_schema_1_gets_its_daily_histogram_from_the_hourly
         # Schema 1's rollups, as its writers kept them.
         for upsert in postgres._upserts("calls"):
             conn.execute(upsert)
+        conn.execute("ALTER TABLE calls DROP COLUMN billing")
+        conn.execute("ALTER TABLE rollups DROP COLUMN plan_cost_usd")
     with postgres.PostgresCallStore(pg_url, clock=lambda: NOW) as store:
         assert store.schema_version() == postgres.SCHEMA_VERSION
         days = store.raw.execute("SELECT SUM(calls) FROM rollup_latency_day").fetchone()[0]

@@ -167,6 +167,7 @@ def test_kill_9_mid_push_leaves_no_duplicates(tmp_path: Path, pg_url: str) -> No
             None,
             1,
             "recorded",
+            "api",
             f"r{i:08x}",
         )
         for i in range(60_000)

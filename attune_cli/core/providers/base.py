@@ -127,15 +127,22 @@ class Completion:
         content: the text.
         input_tokens: prompt tokens the provider counted, None when it did not say.
         output_tokens: completion tokens the provider counted, None when it did not say.
-        status: the HTTP status (200).
+        status: the HTTP status (200); None when no HTTP was involved (``claude -p``).
         stop_reason: why generation stopped (``end_turn``, ``stop``, ``max_tokens`` …).
+        session_id: the provider's session id, when it gave one (Claude Code).
+        reported_cost_usd: the price the provider itself reported (Claude Code's
+            ``total_cost_usd``, the API-equivalent price of a subscription call).
+        duration_ms: how long the provider said the run took.
     """
 
     content: str
     input_tokens: int | None
     output_tokens: int | None
-    status: int = 200
+    status: int | None = 200
     stop_reason: str | None = None
+    session_id: str | None = None
+    reported_cost_usd: float | None = None
+    duration_ms: float | None = None
 
 
 class CallFailed(ProviderError):
@@ -148,6 +155,9 @@ class CallFailed(ProviderError):
             ``x-should-retry``), lower-case names, when a response arrived.
         unreachable: no connection could be made to the base URL (refused, DNS, unreachable
             network, connect timeout): nothing was sent, and no model behind it can answer.
+        exhausts_endpoint: no model behind this endpoint can answer for now, though the
+            endpoint itself is fine (the subscription's usage limit, or its login): the
+            executor skips the endpoint without counting an outage against it.
     """
 
     def __init__(
@@ -162,6 +172,7 @@ class CallFailed(ProviderError):
         super().__init__(message, kind=kind, status=status)
         self.headers: dict[str, str] = dict(headers or {})
         self.unreachable = unreachable
+        self.exhausts_endpoint = False
 
     @property
     def caller_error(self) -> bool:

@@ -219,7 +219,18 @@ class Candidate:
             "recent_failures": self.recent_failures,
             "demoted": self.demoted,
             "would_change": self.would_change.as_dict() if self.would_change else None,
+            **_billed(self.performance),
         }
+
+
+def _billed(perf: ModelPerformance | None) -> dict[str, float | None]:
+    """The window's cost split: covered by a subscription plan, or paid per token."""
+    if perf is None:
+        return {"plan_covered_usd": None, "pay_per_token_usd": None}
+    return {
+        "plan_covered_usd": _round(perf.plan_covered_usd, 8),
+        "pay_per_token_usd": _round(max(perf.cost_usd - perf.plan_covered_usd, 0.0), 8),
+    }
 
 
 @dataclass(frozen=True)

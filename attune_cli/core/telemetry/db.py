@@ -165,12 +165,22 @@ _DAILY_LATENCY = (
     rollups.DAY_SCHEMA + "INSERT INTO rollup_latency_day " + rollups.daily_from_hourly_sql() + ";"
 )
 
+# Version 6: how each call was paid (``billing``: 'subscription' through Claude Code, 'api'
+# per token, NULL unknown), and per rollup the cost a subscription plan covered, so reports
+# show plan-covered and pay-per-token amounts apart. Older rows have no billing: nothing of
+# theirs was plan-covered, so the new rollup column starts at 0 and stays exact.
+_BILLING = """
+ALTER TABLE calls ADD COLUMN billing TEXT;
+ALTER TABLE rollups ADD COLUMN plan_cost_usd REAL NOT NULL DEFAULT 0;
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _CALLS_SCHEMA + _BREAKER_SCHEMA,
     _FAILURE_CLASS,
     _ROLLUPS,
     _IMPORT_CHUNKS,
     _DAILY_LATENCY,
+    _BILLING,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

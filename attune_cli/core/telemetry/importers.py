@@ -714,6 +714,13 @@ def _read_attune_jsonl(
         yield row
 
 
+def _billing(value: Any) -> str | None:
+    """The ``billing`` of an exported call: ``subscription``, ``api`` or none."""
+    if value is None or value in ("subscription", "api"):
+        return value  # type: ignore[no-any-return]
+    raise _BadLine(f"`billing` must be subscription or api (got {quote(value)})")
+
+
 def _own_row(values: dict[str, Any], defaults: _Defaults, source_default: str) -> Row:
     """A row of attune's export format (from JSON, or CSV converted to JSON types)."""
     model = values.get("model")
@@ -750,7 +757,7 @@ def _own_row(values: dict[str, Any], defaults: _Defaults, source_default: str) -
     key = _text(values.get("key"), "key")
     if key is None:
         key = _key(json.dumps(row[:15]).encode())
-    return (*row[:15], key)
+    return (*row[:15], _billing(values.get("billing")), key)
 
 
 def _read_jsonl(
@@ -975,6 +982,7 @@ def _llm_row(
         cost,
         1,
         "llm-db",
+        None,
         # The same identity whichever table held it: an upgraded logs.db imports once.
         _key(f"llm-db\0{call_id}".encode()),
     )
@@ -982,7 +990,13 @@ def _llm_row(
 
 _STATEMENTS = {
     "attune-jsonl": insert_statement(
-        {"error_kind": None, "status": None, "attempt": 1, "source": "attune-jsonl"}
+        {
+            "error_kind": None,
+            "status": None,
+            "attempt": 1,
+            "source": "attune-jsonl",
+            "billing": None,
+        }
     ),
 }
 
@@ -1012,6 +1026,7 @@ def export_record(row: Row) -> dict[str, Any]:
         cost_usd,
         attempt,
         source,
+        billing,
         key,
     ) = row
     if key is None:
@@ -1034,6 +1049,7 @@ def export_record(row: Row) -> dict[str, Any]:
         "cost_usd": _finite(cost_usd),
         "attempt": attempt,
         "source": source,
+        "billing": billing,
         "key": str(key),
     }
 

@@ -154,7 +154,13 @@ SELECT workflow, stage, model,
 FROM rollup_latency GROUP BY 1, 2, 3, 4, 5, 6;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+# Version 3: how each call was paid and the plan-covered cost per rollup (SQLite's schema 6).
+_V3 = """
+ALTER TABLE calls ADD COLUMN billing TEXT COLLATE "C";
+ALTER TABLE rollups ADD COLUMN plan_cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # The failure class with an INTEGER success column (PostgreSQL has no integer truth).
@@ -192,7 +198,8 @@ def _aggregate(source: str) -> tuple[str, str]:
     grouped = (
         f"SELECT {key}, success, status, error_kind, COUNT(*) AS n, SUM(cost_usd) AS cost, "
         "COUNT(cost_usd) AS costs, SUM(input_tokens) AS tokens_in, "
-        "SUM(output_tokens) AS tokens_out, COUNT(latency_ms) AS timed, MAX(ts) AS newest "
+        "SUM(output_tokens) AS tokens_out, COUNT(latency_ms) AS timed, MAX(ts) AS newest, "
+        f"SUM(CASE WHEN billing = '{rollups.PLAN_COVERED}' THEN cost_usd END) AS plan_cost "
         f"FROM {source} AS s GROUP BY 1, 2, 3, 4, 5, 6, 7, 8"
     )
 
@@ -206,6 +213,7 @@ def _aggregate(source: str) -> tuple[str, str]:
         + ", COALESCE(SUM(cost), 0), CAST(SUM(costs) AS BIGINT), "
         "CAST(COALESCE(SUM(tokens_in), 0) AS BIGINT), "
         "CAST(COALESCE(SUM(tokens_out), 0) AS BIGINT), CAST(SUM(timed) AS BIGINT), "
+        "COALESCE(SUM(plan_cost), 0), "
         f"MAX(newest) FILTER (WHERE fc = '{FailureClass.OUTAGE}') "
         f"FROM (SELECT *, ({fc}) AS fc FROM ({grouped}) AS g) AS r GROUP BY 1, 2, 3, 4, 5"
     )
@@ -369,7 +377,7 @@ hourly AS (
           AND r.hour >= g.first AND r.hour < g.last OFFSET 0) AS r
 ),
 edge AS (
-    SELECT c.model, c.ts, c.success, c.cost_usd, c.latency_ms,
+    SELECT c.model, c.ts, c.success, c.cost_usd, c.latency_ms, c.billing,
            ({_FC}) AS fc, {_WEIGHT.format(ts="c.ts")} AS w
     FROM p CROSS JOIN e CROSS JOIN LATERAL (
         SELECT * FROM calls AS c
@@ -380,7 +388,7 @@ SELECT 0, model, SUM(calls), SUM(successes), SUM(quality_failures), SUM(outage_f
        SUM(since), SUM(rate_limited), SUM(caller_errors), MAX(newest_outage_ts),
        COALESCE(SUM(cost_usd), 0), SUM(costs), SUM(latencies),
        COALESCE(SUM((successes + quality_failures + since) * w), 0),
-       COALESCE(SUM(successes * w), 0), NULL::float8[]
+       COALESCE(SUM(successes * w), 0), COALESCE(SUM(plan_cost_usd), 0), NULL::float8[]
 FROM hourly GROUP BY model
 UNION ALL
 SELECT 1, model, COUNT(*), COUNT(*) FILTER (WHERE success <> 0),
@@ -395,11 +403,12 @@ SELECT 1, model, COUNT(*), COUNT(*) FILTER (WHERE success <> 0),
        COALESCE(SUM(w) FILTER (WHERE success <> 0 OR fc = '{FailureClass.QUALITY}'
                                OR (fc = '{FailureClass.OUTAGE}' AND ts >= %(outage_since)s)), 0),
        COALESCE(SUM(w) FILTER (WHERE success <> 0), 0),
+       COALESCE(SUM(cost_usd) FILTER (WHERE billing = '{rollups.PLAN_COVERED}'), 0),
        array_agg(latency_ms) FILTER (WHERE latency_ms IS NOT NULL)
 FROM edge GROUP BY model
 UNION ALL
 SELECT 2, model, bucket, SUM(calls), SUM(latency_ms), NULL, NULL, NULL, NULL, NULL,
-       NULL, NULL, NULL, NULL, NULL, NULL::float8[]
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL::float8[]
 FROM (
     SELECT l.model, l.bucket, l.calls, l.latency_ms
     FROM pm CROSS JOIN unnest(%(day_firsts)s::bigint[], %(day_lasts)s::bigint[]) AS d(first, last)
@@ -779,8 +788,9 @@ class PostgresCallStore(TelemetryStore):
             total.latencies += int(row[10])
             total.weighted_calls += float(row[11])
             total.weighted_successes += float(row[12])
-            if row[13]:
-                total.exact_latencies.extend(float(value) for value in row[13])
+            total.plan_cost_usd += float(row[13])
+            if row[14]:
+                total.exact_latencies.extend(float(value) for value in row[14])
         return totals
 
     def _recents(

@@ -38,6 +38,7 @@ COLUMNS: tuple[str, ...] = (
     "cost_usd",
     "attempt",
     "source",
+    "billing",
     "import_key",
 )
 
@@ -98,6 +99,9 @@ class CallRecord:
         source: ``recorded`` for calls made here, else the import format it came from.
         key: the call's identity within its millisecond; None lets the store draw a random
             one. Importers set a content hash so importing a file twice adds nothing.
+        billing: ``subscription`` (through Claude Code, covered by the plan: ``cost_usd`` is
+            then the API-equivalent price) or ``api`` (billed per token); None when unknown
+            (imported history, calls recorded by hand).
     """
 
     workflow: str
@@ -116,6 +120,7 @@ class CallRecord:
     attempt: int = 1
     source: str = "recorded"
     key: str | None = None
+    billing: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The call object of ``telemetry show --json`` (``ts`` as ISO-8601 UTC with ``Z``)."""
@@ -135,6 +140,7 @@ class CallRecord:
             "cost_usd": self.cost_usd,
             "attempt": self.attempt,
             "source": self.source,
+            "billing": self.billing,
             "failure_class": None if self.failure_class is None else str(self.failure_class),
         }
 
@@ -162,8 +168,39 @@ class CallRecord:
             cost_usd=row[12],
             attempt=row[13],
             source=row[14],
-            key=row[15],
+            billing=row[15],
+            key=row[16],
         )
+
+
+@dataclass(frozen=True)
+class BillingTotal:
+    """The calls of one billing path in a time window (``auth status``'s usage window).
+
+    Attributes:
+        billing: ``subscription``, ``api``, or None for calls with no billing recorded.
+        calls: attempts recorded.
+        successes: attempts that answered.
+        input_tokens: prompt tokens of those attempts.
+        output_tokens: completion tokens.
+        cost_usd: their price; for ``subscription`` the API-equivalent price the plan covered.
+    """
+
+    billing: str | None
+    calls: int
+    successes: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls,
+            "successes": self.successes,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost_usd": round(self.cost_usd, 6),
+        }
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ A read over a window of history adds up a few hundred rollup rows per model inst
 reading every call, so routing costs the same with a thousand calls or a hundred million.
 
 Each rollup counts calls, successes, failures by class (``attune_cli.core.failures``), cost
-and token sums, and the newest outage. Latencies go into a histogram with logarithmic buckets
+and token sums, the part of the cost a subscription plan covered (``plan_cost_usd``: calls
+with ``billing = 'subscription'``, priced at what the API would have charged), and the newest
+outage. Latencies go into a histogram with logarithmic buckets
 (each ``BUCKET_RATIO`` wide) that also keeps each bucket's latency total: a percentile is
 read as the mean of the bucket it falls in, so it is within ``BUCKET_RATIO - 1`` (4 %) of the
 exact nearest-rank value, and exact whenever the bucket holds one distinct latency.
@@ -30,6 +32,8 @@ from attune_cli.core.failures import FailureClass, sql_failure_class
 
 HOUR_S = 3600
 DAY_S = 86400
+PLAN_COVERED = "subscription"
+"""The ``billing`` of calls whose cost a subscription plan covered."""
 BUCKET_RATIO = 1.04
 # Latencies of zero (or below) share one bucket under every real one.
 ZERO_BUCKET = -1000
@@ -111,6 +115,7 @@ _COUNTS = (
     "input_tokens",
     "output_tokens",
     "latencies",
+    "plan_cost_usd",
 )
 ROLLUP_COLUMNS: tuple[str, ...] = (
     "workflow",
@@ -183,6 +188,7 @@ def aggregate_sql(source: str, *, bucket_function: str = "attune_bucket") -> tup
         + ", ".join(failed(kind) for kind in FAILURE_COLUMNS)
         + ", TOTAL(cost_usd), COUNT(cost_usd), COALESCE(SUM(input_tokens), 0), "
         f"COALESCE(SUM(output_tokens), 0), COUNT(CASE WHEN {FINITE_LATENCY} THEN 1 END), "
+        f"TOTAL(CASE WHEN billing = '{PLAN_COVERED}' THEN cost_usd END), "
         f"MAX(CASE WHEN fc = '{FailureClass.OUTAGE}' THEN ts END) "
         f"FROM (SELECT *, ({fc}) AS fc FROM {source}) AS r WHERE true GROUP BY 1, 2, 3, 4, 5"
     )

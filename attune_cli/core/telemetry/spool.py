@@ -127,6 +127,9 @@ def _claim(path: Path) -> None:
         os.close(fd)
 
 
+_OPTIONAL = frozenset({"billing"})
+
+
 def _rows(file: Path, columns: Sequence[str]) -> Iterator[tuple[Any, ...]]:
     try:
         text = file.read_text(encoding="utf-8", errors="replace")
@@ -135,6 +138,9 @@ def _rows(file: Path, columns: Sequence[str]) -> Iterator[tuple[Any, ...]]:
     for line in text.splitlines():
         try:
             values = json.loads(line)
-            yield tuple(values[column] for column in columns)
+            # A row spooled by an older attune has no billing: unknown.
+            yield tuple(
+                values.get(column) if column in _OPTIONAL else values[column] for column in columns
+            )
         except (ValueError, KeyError, TypeError):
             continue

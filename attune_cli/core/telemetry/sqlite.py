@@ -40,6 +40,7 @@ from attune_cli.core.telemetry import db, rollups, spool
 from attune_cli.core.telemetry.records import (
     COLUMNS,
     LABEL_KINDS,
+    BillingTotal,
     CallFilter,
     CallRecord,
     Row,
@@ -257,6 +258,7 @@ class TelemetryStore:
             call.cost_usd,
             call.attempt,
             call.source,
+            call.billing,
             key,
         )
 
@@ -645,6 +647,23 @@ class TelemetryStore:
         clause, params = _where(where or CallFilter())
         return int(self.conn.execute(f"SELECT COUNT(*) FROM calls{clause}", params).fetchone()[0])
 
+    def billing_totals(self, since_ts: float) -> list[BillingTotal]:
+        """Calls, tokens and cost since ``since_ts``, one total per billing path.
+
+        Reads a range of the time-led identity index: a usage window of hours is a few
+        thousand rows at most.
+        """
+        rows = self.conn.execute(
+            "SELECT billing, COUNT(*), COALESCE(SUM(success), 0), "
+            "COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), "
+            "COALESCE(SUM(cost_usd), 0) FROM calls WHERE ts >= ? GROUP BY billing",
+            (since_ts,),
+        ).fetchall()
+        return [
+            BillingTotal(row[0], int(row[1]), int(row[2]), int(row[3]), int(row[4]), float(row[5]))
+            for row in rows
+        ]
+
     def recent_calls(
         self,
         *,
@@ -820,6 +839,8 @@ class TelemetryStore:
                     p50_latency_ms=p50,
                     p95_latency_ms=p95,
                     avg_cost_usd=total.cost_usd / total.costs if total.costs else None,
+                    cost_usd=total.cost_usd,
+                    plan_covered_usd=total.plan_cost_usd,
                     weighted_calls=total.weighted_calls if half_life_s else None,
                     weighted_successes=total.weighted_successes if half_life_s else None,
                     recent_calls=recent.calls,
@@ -878,7 +899,7 @@ class TelemetryStore:
             "SUM(outage_failures), SUM((hour >= :outage_since) * outage_failures), "
             "SUM(rate_limited), SUM(caller_errors), MAX(newest_outage_ts), TOTAL(cost_usd), "
             f"SUM(costs), SUM(latencies), TOTAL(({counted}) * {weight}), "
-            f"TOTAL(successes * {weight}) "
+            f"TOTAL(successes * {weight}), TOTAL(plan_cost_usd) "
             "FROM rollups WHERE workflow = :workflow AND stage = :stage "
             "AND hour >= :first AND hour < :last GROUP BY model"
         )
@@ -907,6 +928,7 @@ class TelemetryStore:
             total.latencies += row[11]
             total.weighted_calls += row[12]
             total.weighted_successes += row[13]
+            total.plan_cost_usd += row[14]
             if row[11]:
                 for bucket, calls, latency_ms in self.conn.execute(
                     _HISTOGRAM, (*pair, model, *_histogram_ranges(first, last))
@@ -926,14 +948,15 @@ class TelemetryStore:
     ) -> None:
         """Add the rows of [start, end) one by one (an edge hour: exact times and latencies)."""
         sql = (
-            f"SELECT model, ts, success, ({FAILURE_CLASS_SQL}), cost_usd, latency_ms FROM calls "
+            f"SELECT model, ts, success, ({FAILURE_CLASS_SQL}), cost_usd, latency_ms, "
+            f"billing = '{rollups.PLAN_COVERED}' FROM calls "
             "WHERE workflow = ? AND stage = ? AND ts >= ?"
         )
         params: tuple[Any, ...] = (pair[0], pair[1], start)
         if end != math.inf:
             sql += " AND ts < ?"
             params = (*params, end)
-        for model, ts, success, fc, cost_usd, latency_ms in self.conn.execute(sql, params):
+        for model, ts, success, fc, cost_usd, latency_ms, covered in self.conn.execute(sql, params):
             total = totals.setdefault(model, _Totals())
             total.calls += 1
             counted = bool(success)
@@ -955,6 +978,8 @@ class TelemetryStore:
             if cost_usd is not None:
                 total.cost_usd += cost_usd
                 total.costs += 1
+                if covered:
+                    total.plan_cost_usd += cost_usd
             if latency_ms is not None:
                 total.latencies += 1
                 total.exact_latencies.append(latency_ms)
@@ -1225,6 +1250,7 @@ class _Totals:
     calls: int = 0
     successes: int = 0
     cost_usd: float = 0.0
+    plan_cost_usd: float = 0.0
     costs: int = 0
     latencies: int = 0
     weighted_calls: float = 0.0

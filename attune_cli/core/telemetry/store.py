@@ -22,7 +22,7 @@ from attune_cli.core.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from attune_cli.core.performance import ModelPerformance, ScoreWeights
-    from attune_cli.core.telemetry.records import CallFilter, CallRecord, Row
+    from attune_cli.core.telemetry.records import BillingTotal, CallFilter, CallRecord, Row
     from attune_cli.core.telemetry.rollups import VerifyReport
     from attune_cli.core.workspace import Workspace
 
@@ -80,6 +80,10 @@ class CallStore(Protocol):
 
     def count(self, where: CallFilter | None = None) -> int:
         """How many calls match ``where``."""
+        ...
+
+    def billing_totals(self, since_ts: float) -> list[BillingTotal]:
+        """Calls, tokens and cost since ``since_ts``, one total per billing path."""
         ...
 
     def recent_calls(
