@@ -1,10 +1,41 @@
-"""Fixtures shared by every test: an isolated ATTUNE_HOME and a clean environment."""
+"""Fixtures shared by every test: an isolated ATTUNE_HOME and a clean environment, the
+hypothesis profiles, the PostgreSQL test server.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Shared helpers are the ``helpers`` package beside this file (``from helpers.reliability
+# import …``), whatever pytest's import mode; test modules never import one another.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# --- hypothesis ----------------------------------------------------------------------------
+# Property tests take their example count from a profile, never from a number of their own:
+# ``quick`` by default (a developer's run), ``thorough`` under CI=true. HYPOTHESIS_PROFILE
+# names one explicitly (``HYPOTHESIS_PROFILE=thorough pytest tests/reliability``).
+# No deadline: on a shared two-core machine an example's wall time says nothing about it.
+_PROFILE_SETTINGS = {
+    "deadline": None,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
+}
+settings.register_profile("quick", max_examples=50, **_PROFILE_SETTINGS)
+settings.register_profile("thorough", max_examples=300, print_blob=True, **_PROFILE_SETTINGS)
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or (
+    "thorough" if os.environ.get("CI") == "true" else "quick"
+)
+settings.load_profile(HYPOTHESIS_PROFILE)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    examples = settings.default.max_examples
+    return f"hypothesis profile: {HYPOTHESIS_PROFILE} ({examples} examples a property)"
+
 
 PROVIDER_ENV = (
     "ANTHROPIC_API_KEY",
@@ -42,8 +73,6 @@ DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 @pytest.fixture(scope="session")
 def pg_server_url() -> str:
     """The test server's URL, or a skip naming why there is none."""
-    import os
-
     url = os.environ.get("ATTUNE_TEST_PG_URL") or DEFAULT_PG_URL
     try:
         import psycopg
@@ -75,8 +104,6 @@ def pg_url(pg_server_url: str) -> object:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
     """Under CI=true a PostgreSQL test must run: its skip is turned into a failure."""
-    import os
-
     outcome = yield
     report = outcome.get_result()
     if os.environ.get("CI") != "true" or not report.skipped:
