@@ -101,6 +101,22 @@ def pg_url(pg_server_url: str) -> object:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
+# --- end-to-end tests ------------------------------------------------------------------------
+# ``e2e``: real processes, real sockets, real pseudo-terminals, the real PostgreSQL server
+# (``pytest -m e2e`` runs them alone, ``-m "not e2e"`` the rest). Every test under tests/e2e/
+# is one, and so is every test that uses the PostgreSQL server; elsewhere a test carries the
+# marker itself.
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    e2e_folder = Path(__file__).resolve().parent / "e2e"
+    for item in items:
+        in_folder = e2e_folder in Path(str(item.path)).resolve().parents
+        fixtures = getattr(item, "fixturenames", ())
+        if in_folder or "pg_server_url" in fixtures or "pg_url" in fixtures:
+            item.add_marker(pytest.mark.e2e)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
     """Under CI=true a PostgreSQL test must run: its skip is turned into a failure."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from attune_cli import __version__
@@ -29,6 +30,7 @@ def test_unknown_command_is_a_usage_error() -> None:
     assert result.exit_code == 2
 
 
+@pytest.mark.e2e
 def test_python_dash_m_runs_the_cli() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "attune_cli", "--version"], capture_output=True, text=True
@@ -37,6 +39,7 @@ def test_python_dash_m_runs_the_cli() -> None:
     assert result.stdout == f"attune {__version__}\n"
 
 
+@pytest.mark.e2e
 def test_console_script_answers_version_without_loading_typer() -> None:
     probe = (
         "import sys\n"
@@ -51,6 +54,7 @@ def test_console_script_answers_version_without_loading_typer() -> None:
     assert result.stdout.splitlines() == [f"attune {__version__}", "exit 0 False"]
 
 
+@pytest.mark.e2e
 def test_deferred_rich_modules_still_work_when_used() -> None:
     probe = (
         "import io, sys\n"

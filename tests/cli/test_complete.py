@@ -476,6 +476,7 @@ def store_home(attune_home: Path) -> Iterator[Path]:
     yield attune_home
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
@@ -495,6 +496,7 @@ def test_a_tab_press_imports_neither_typer_nor_anything_heavy(
     assert sorted(loaded & set(HEAVY)) == []
 
 
+@pytest.mark.e2e
 def test_a_line_left_to_click_imports_nothing_heavy_either(store_home: Path) -> None:
     words, modules = _tab_press(store_home, "attune route explain -- ")
     assert words == ["triage"]

@@ -117,6 +117,7 @@ def test_a_file_without_either_table_names_both(tmp_path: Path) -> None:
     assert "`responses` (llm before 0.36)" in caught.value.message
 
 
+@pytest.mark.e2e
 def test_the_cli_imports_a_real_logs_db(tmp_path: Path, attune_home: Path) -> None:
     path = logs_db(tmp_path, prompts=2)
 
