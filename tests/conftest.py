@@ -5,7 +5,9 @@ hypothesis profiles, the PostgreSQL test server.
 from __future__ import annotations
 
 import os
+import resource
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -128,3 +130,60 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if PG_SKIP_PREFIX in reason:
         report.outcome = "failed"
         report.longrepr = f"CI=true and a PostgreSQL test was skipped: {reason}"
+
+
+# --- CPU time per test (``--cpu-durations=N``) ------------------------------------------------
+# On a shared machine a test's wall time says more about the load than about the test; the CPU
+# time of its process and of the processes it waited for does not. ``--cpu-durations=N`` lists
+# the N dearest tests by that measure, and the run's total, as ``--durations`` does wall time.
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--cpu-durations",
+        type=int,
+        default=None,
+        metavar="N",
+        help="show the N tests that used the most CPU (theirs and their subprocesses')",
+    )
+
+
+def _cpu_s() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    item.user_properties.append(("cpu_started_s", _cpu_s()))
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    yield
+    started = dict(item.user_properties).get("cpu_started_s")
+    if isinstance(started, float):
+        item.user_properties.append(("cpu_s", _cpu_s() - started))
+
+
+_CPU_BY_TEST: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "teardown":
+        spent = dict(report.user_properties).get("cpu_s")
+        if isinstance(spent, float):
+            _CPU_BY_TEST[report.nodeid] = spent
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    count = terminalreporter.config.getoption("cpu_durations")
+    if count is None or not _CPU_BY_TEST:
+        return
+    terminalreporter.section(f"most CPU: {count} tests (the test's process and its children)")
+    for nodeid, spent in sorted(_CPU_BY_TEST.items(), key=lambda kv: -kv[1])[:count]:
+        terminalreporter.write_line(f"{spent:7.2f}s cpu  {nodeid}")
+    total = sum(_CPU_BY_TEST.values())
+    terminalreporter.write_line(f"{total:7.1f}s cpu in all ({len(_CPU_BY_TEST)} tests)")
