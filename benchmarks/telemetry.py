@@ -4,8 +4,8 @@ Generates a seeded history (``benchmarks/history.py``: by default 1,000,000 call
 workflows × 4 stages × 6 models over 7 days) in the older attune tool's JSONL, then measures,
 each as real ``attune`` processes against a throwaway ``ATTUNE_HOME``, and prints medians:
 
-* ``attune telemetry import`` of the whole history: rows/s and peak RSS (the attune process
-  and its forked reader, each). Target: ≥ 100,000 rows/s, ≤ 150 MB.
+* ``attune telemetry import`` of the whole history: rows/s and peak RSS (the attune process,
+  and any child it started). Target: ≥ 100,000 rows/s, ≤ 150 MB.
 * The store's size on disk.
 * ``attune telemetry models --workflow W --stage S`` on that store: wall time of the whole
   process and its peak RSS. Target: ≤ 300 ms, ≤ 100 MB. ``--stage S`` alone and no filter are
@@ -20,8 +20,7 @@ Usage::
     python benchmarks/telemetry.py --workdir /tmp/tb --keep # reuse the history next time
     python benchmarks/telemetry.py --check                  # exit 1 when a target is missed
 
-The machine should be otherwise idle: the import parses on one core while it inserts on the
-other, and every figure is wall-clock time.
+The machine should be otherwise idle: every figure is wall-clock time.
 """
 
 from __future__ import annotations

@@ -1,10 +1,45 @@
-"""Fixtures shared by every test: an isolated ATTUNE_HOME and a clean environment."""
+"""Fixtures shared by every test: an isolated ATTUNE_HOME and a clean environment, the
+hypothesis profiles, the PostgreSQL test server.
+"""
 
 from __future__ import annotations
 
+import os
+import resource
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Shared helpers are the ``helpers`` package beside this file (``from helpers.reliability
+# import …``), whatever pytest's import mode; test modules never import one another.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from helpers.fake_claude import FakeClaude
+
+# --- hypothesis ----------------------------------------------------------------------------
+# Property tests take their example count from a profile, never from a number of their own:
+# ``quick`` by default (a developer's run), ``thorough`` under CI=true. HYPOTHESIS_PROFILE
+# names one explicitly (``HYPOTHESIS_PROFILE=thorough pytest tests/reliability``).
+# No deadline: on a shared two-core machine an example's wall time says nothing about it.
+_PROFILE_SETTINGS = {
+    "deadline": None,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
+}
+settings.register_profile("quick", max_examples=50, **_PROFILE_SETTINGS)
+settings.register_profile("thorough", max_examples=300, print_blob=True, **_PROFILE_SETTINGS)
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or (
+    "thorough" if os.environ.get("CI") == "true" else "quick"
+)
+settings.load_profile(HYPOTHESIS_PROFILE)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    examples = settings.default.max_examples
+    return f"hypothesis profile: {HYPOTHESIS_PROFILE} ({examples} examples a property)"
+
 
 PROVIDER_ENV = (
     "ANTHROPIC_API_KEY",
@@ -42,8 +77,6 @@ DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 @pytest.fixture(scope="session")
 def pg_server_url() -> str:
     """The test server's URL, or a skip naming why there is none."""
-    import os
-
     url = os.environ.get("ATTUNE_TEST_PG_URL") or DEFAULT_PG_URL
     try:
         import psycopg
@@ -72,11 +105,25 @@ def pg_url(pg_server_url: str) -> object:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
+# --- end-to-end tests ------------------------------------------------------------------------
+# ``e2e``: real processes, real sockets, real pseudo-terminals, the real PostgreSQL server
+# (``pytest -m e2e`` runs them alone, ``-m "not e2e"`` the rest). Every test under tests/e2e/
+# is one, and so is every test that uses the PostgreSQL server; elsewhere a test carries the
+# marker itself.
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    e2e_folder = Path(__file__).resolve().parent / "e2e"
+    for item in items:
+        in_folder = e2e_folder in Path(str(item.path)).resolve().parents
+        fixtures = getattr(item, "fixturenames", ())
+        if in_folder or "pg_server_url" in fixtures or "pg_url" in fixtures:
+            item.add_marker(pytest.mark.e2e)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
     """Under CI=true a PostgreSQL test must run: its skip is turned into a failure."""
-    import os
-
     outcome = yield
     report = outcome.get_result()
     if os.environ.get("CI") != "true" or not report.skipped:
@@ -87,135 +134,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = f"CI=true and a PostgreSQL test was skipped: {reason}"
 
 
-# --- Claude Code (the subscription path) ----------------------------------------------------
-# A stand-in `claude` that behaves as the documented print mode does (`claude -p` with
-# `--output-format stream-json|json`): text events, then the result object. What it does is
-# chosen by FAKE_CLAUDE_SCENARIO; what it received (argv, environment, stdin) is appended to
-# FAKE_CLAUDE_LOG as one JSON line per run, so tests assert on what attune sends.
-
-FAKE_CLAUDE = r"""#!{python}
-import json, os, sys, time
-
-args = sys.argv[1:]
-if args == ["--version"]:
-    if os.environ.get("FAKE_CLAUDE_LOG"):
-        with open(os.environ["FAKE_CLAUDE_LOG"] + ".versions", "a") as handle:
-            handle.write("asked\n")
-    print("2.0.14 (Claude Code)")
-    sys.exit(0)
-prompt = sys.stdin.read()
-log = os.environ.get("FAKE_CLAUDE_LOG")
-if log:
-    with open(log, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps({{"argv": args, "env": dict(os.environ), "stdin": prompt,
-                                  "pid": os.getpid()}}) + "\n")
-scenario = os.environ.get("FAKE_CLAUDE_SCENARIO", "ok")
-fmt = args[args.index("--output-format") + 1] if "--output-format" in args else "text"
-model = args[args.index("--model") + 1] if "--model" in args else "default"
-answer = os.environ.get("FAKE_CLAUDE_ANSWER", "Hello from the plan.")
-
-def emit(obj):
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
-
-def result(text, *, is_error=False, subtype="success"):
-    return {{"type": "result", "subtype": subtype, "is_error": is_error, "result": text,
-            "duration_ms": 1234, "duration_api_ms": 1100, "num_turns": 1,
-            "session_id": "5e551011-0000-4000-8000-000000000001", "total_cost_usd": 0.0123,
-            "usage": {{"input_tokens": 12, "cache_creation_input_tokens": 0,
-                      "cache_read_input_tokens": 8, "output_tokens": 7}}}}
-
-def finish(obj, code=0):
-    if fmt == "stream-json":
-        emit(obj)
-    else:
-        sys.stdout.write(json.dumps(obj))
-        sys.stdout.flush()
-    sys.exit(code)
-
-if fmt == "stream-json":
-    emit({{"type": "system", "subtype": "init", "model": model, "session_id": "x"}})
-if scenario == "ok":
-    if fmt == "stream-json":
-        for piece in (answer[:6], answer[6:]):
-            emit({{"type": "stream_event", "event": {{"type": "content_block_delta", "index": 0,
-                  "delta": {{"type": "text_delta", "text": piece}}}}}})
-        block = {{"type": "text", "text": answer}}
-        emit({{"type": "assistant", "message": {{"content": [block]}}}})
-    finish(result(answer))
-if scenario == "error":
-    finish(result("Something went wrong while running", is_error=True,
-                  subtype="error_during_execution"), 1)
-if scenario == "usage_limit":
-    reset = os.environ.get("FAKE_CLAUDE_RESET", str(int(time.time()) + 7200))
-    finish(result(f"Claude AI usage limit reached|{{reset}}", is_error=True), 1)
-if scenario == "usage_limit_clock":
-    finish(result("5-hour limit reached \u2219 resets 3pm (UTC)", is_error=True), 1)
-if scenario == "login":
-    finish(result("Invalid API key \u00b7 Please run /login", is_error=True), 1)
-if scenario == "hang":
-    pidfile = os.environ.get("FAKE_CLAUDE_PIDFILE")
-    if pidfile:
-        with open(pidfile, "w") as handle:
-            handle.write(str(os.getpid()))
-    time.sleep(600)
-if scenario == "linger":
-    pidfile = os.environ.get("FAKE_CLAUDE_PIDFILE")
-    if pidfile:
-        with open(pidfile, "w") as handle:
-            handle.write(str(os.getpid()))
-    emit(result(answer))
-    time.sleep(600)
-if scenario == "slow":
-    pidfile = os.environ.get("FAKE_CLAUDE_PIDFILE")
-    if pidfile:
-        with open(pidfile, "w") as handle:
-            handle.write(str(os.getpid()))
-    emit({{"type": "stream_event", "event": {{"type": "content_block_delta", "index": 0,
-          "delta": {{"type": "text_delta", "text": "Thinking"}}}}}})
-    time.sleep(600)
-if scenario == "crash":
-    emit({{"type": "stream_event", "event": {{"type": "content_block_delta", "index": 0,
-          "delta": {{"type": "text_delta", "text": "Half an ans"}}}}}})
-    sys.stderr.write("FATAL: the process ran out of memory\n")
-    sys.stderr.flush()
-    os._exit(3)
-sys.exit(9)
-"""
-
-
-class FakeClaude:
-    """A stand-in ``claude`` first on PATH; ``runs()`` reads back what each run received."""
-
-    def __init__(self, folder: Path) -> None:
-        import os
-        import stat
-        import sys
-
-        self.bin = folder / "fake-claude-bin"
-        self.bin.mkdir()
-        self.path = self.bin / "claude"
-        self.path.write_text(FAKE_CLAUDE.format(python=sys.executable), encoding="utf-8")
-        self.path.chmod(self.path.stat().st_mode | stat.S_IXUSR)
-        self.log = folder / "fake-claude.jsonl"
-        self.pidfile = folder / "fake-claude.pid"
-        self.env = {
-            "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}",
-            "FAKE_CLAUDE_LOG": str(self.log),
-            "FAKE_CLAUDE_PIDFILE": str(self.pidfile),
-        }
-
-    def version_asked(self) -> int:
-        """How many times ``claude --version`` ran."""
-        versions = self.log.with_name(self.log.name + ".versions")
-        return len(versions.read_text().splitlines()) if versions.exists() else 0
-
-    def runs(self) -> list[dict[str, object]]:
-        import json
-
-        if not self.log.exists():
-            return []
-        return [json.loads(line) for line in self.log.read_text(encoding="utf-8").splitlines()]
+# --- Claude Code (the subscription path): see helpers/fake_claude.py -------------------------
 
 
 @pytest.fixture
@@ -225,3 +144,60 @@ def fake_claude(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeClaude:
     for name, value in fake.env.items():
         monkeypatch.setenv(name, value)
     return fake
+
+
+# --- CPU time per test (``--cpu-durations=N``) ------------------------------------------------
+# On a shared machine a test's wall time says more about the load than about the test; the CPU
+# time of its process and of the processes it waited for does not. ``--cpu-durations=N`` lists
+# the N dearest tests by that measure, and the run's total, as ``--durations`` does wall time.
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--cpu-durations",
+        type=int,
+        default=None,
+        metavar="N",
+        help="show the N tests that used the most CPU (theirs and their subprocesses')",
+    )
+
+
+def _cpu_s() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    item.user_properties.append(("cpu_started_s", _cpu_s()))
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    yield
+    started = dict(item.user_properties).get("cpu_started_s")
+    if isinstance(started, float):
+        item.user_properties.append(("cpu_s", _cpu_s() - started))
+
+
+_CPU_BY_TEST: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "teardown":
+        spent = dict(report.user_properties).get("cpu_s")
+        if isinstance(spent, float):
+            _CPU_BY_TEST[report.nodeid] = spent
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    count = terminalreporter.config.getoption("cpu_durations")
+    if count is None or not _CPU_BY_TEST:
+        return
+    terminalreporter.section(f"most CPU: {count} tests (the test's process and its children)")
+    for nodeid, spent in sorted(_CPU_BY_TEST.items(), key=lambda kv: -kv[1])[:count]:
+        terminalreporter.write_line(f"{spent:7.2f}s cpu  {nodeid}")
+    total = sum(_CPU_BY_TEST.values())
+    terminalreporter.write_line(f"{total:7.1f}s cpu in all ({len(_CPU_BY_TEST)} tests)")

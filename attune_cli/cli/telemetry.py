@@ -609,8 +609,7 @@ def _scope(workflow: str | None, stage: str | None, model: str | None) -> str:
 class _ProgressBar:
     """A Rich progress bar on stderr, started on the first update.
 
-    Started lazily so an import that parses in a forked reader forks before Rich's refresh
-    thread exists.
+    Started lazily: a command that finishes before its first update draws no bar.
     """
 
     def __init__(self, label: str, verb: str = "Importing") -> None:

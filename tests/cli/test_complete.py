@@ -354,9 +354,7 @@ def command_lines(draw: st.DrawFn) -> tuple[list[str], str]:
     return args, word[: draw(st.integers(0, len(word)))]
 
 
-@settings(
-    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(line=command_lines())
 def test_fast_path_never_disagrees_with_click(
     attune_home: Path, line: tuple[list[str], str]
@@ -368,9 +366,7 @@ def test_fast_path_never_disagrees_with_click(
     assert fast == click_answer(list(args), incomplete)
 
 
-@settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(args=st.lists(NOISE, max_size=6), incomplete=NOISE)
 def test_fast_path_never_disagrees_with_click_on_noise(
     attune_home: Path, args: list[str], incomplete: str
@@ -480,6 +476,7 @@ def store_home(attune_home: Path) -> Iterator[Path]:
     yield attune_home
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
@@ -499,6 +496,7 @@ def test_a_tab_press_imports_neither_typer_nor_anything_heavy(
     assert sorted(loaded & set(HEAVY)) == []
 
 
+@pytest.mark.e2e
 def test_a_line_left_to_click_imports_nothing_heavy_either(store_home: Path) -> None:
     words, modules = _tab_press(store_home, "attune route explain -- ")
     assert words == ["triage"]

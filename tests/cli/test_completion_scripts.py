@@ -56,6 +56,7 @@ def attune(*args: str, home: Path, **env: str) -> subprocess.CompletedProcess[st
     )
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("shell", SHELLS)
 def test_show_completion_prints_the_shipped_script(tmp_path: Path, shell: str) -> None:
     result = attune("--show-completion", shell, home=tmp_path)
@@ -63,6 +64,7 @@ def test_show_completion_prints_the_shipped_script(tmp_path: Path, shell: str) -
     assert result.stdout == (SHIPPED / f"attune.{shell}").read_text(encoding="utf-8")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("shell", "installed", "rc_file", "rc_line"),
     [
@@ -83,6 +85,7 @@ def test_install_completion_installs_the_shipped_script(
         assert rc_line in (tmp_path / rc_file).read_text(encoding="utf-8")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("shell", SHELLS)
 def test_the_source_instruction_prints_the_shipped_script(tmp_path: Path, shell: str) -> None:
     result = attune(home=tmp_path, _ATTUNE_COMPLETE=f"source_{shell}")

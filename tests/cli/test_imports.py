@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 FORBIDDEN = (
     "httpx",
     "questionary",
@@ -49,22 +51,26 @@ def _heavy(loaded: set[str]) -> list[str]:
     return sorted(m for m in loaded if m.split(".")[0] in FORBIDDEN)
 
 
+@pytest.mark.e2e
 def test_root_help_imports_no_heavy_module() -> None:
     assert _heavy(_modules_after("--help")) == []
 
 
+@pytest.mark.e2e
 def test_version_imports_no_heavy_module() -> None:
     loaded = _modules_after("--version")
     assert _heavy(loaded) == []
     assert "attune_cli.cli.app" in loaded
 
 
+@pytest.mark.e2e
 def test_auth_status_imports_no_heavy_module(attune_home: Path) -> None:
     loaded = _modules_after("auth", "status")
     assert _heavy(loaded) == []
     assert "attune_cli.cli.auth_views" in loaded  # the table was really rendered
 
 
+@pytest.mark.e2e
 def test_auth_status_with_a_stored_key_imports_no_heavy_module(attune_home: Path) -> None:
     attune_home.mkdir(mode=0o700)
     credentials = attune_home / "credentials.toml"
@@ -75,10 +81,12 @@ def test_auth_status_with_a_stored_key_imports_no_heavy_module(attune_home: Path
     assert _heavy(loaded) == []
 
 
+@pytest.mark.e2e
 def test_auth_help_imports_no_heavy_module() -> None:
     assert _heavy(_modules_after("auth", "--help")) == []
 
 
+@pytest.mark.e2e
 def test_the_console_script_answers_auth_status_without_typer(attune_home: Path) -> None:
     loaded = _modules_after("auth", "status", entry="entry")
     assert "attune_cli.cli.auth_views" in loaded

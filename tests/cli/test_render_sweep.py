@@ -191,6 +191,7 @@ def test_every_figure_is_whole_at_every_width(
     assert check(in_process(args, width, monkeypatch), width, figures) > 0
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("table", sorted(TABLES))
 def test_every_figure_is_whole_in_a_pipe(table: str, seeded: Path) -> None:
     args, figures = TABLES[table]

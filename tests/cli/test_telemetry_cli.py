@@ -288,6 +288,7 @@ def test_import_assigns_a_workflow_and_stage_to_rows_without_them(
 # --- export ---------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_export_round_trips_through_import(attune_home: Path, tmp_path: Path) -> None:
     seed(attune_home, "a", 20, failures=3, latency_ms=800.0, cost_usd=0.001)
     seed(attune_home, "b", 10, stage="draft")
@@ -360,6 +361,7 @@ def test_prune_needs_yes_without_a_terminal_and_then_deletes(attune_home: Path) 
 # --- startup cost ---------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("command", ["show", "models", "record", "import", "export", "prune"])
 def test_telemetry_help_imports_no_sqlite(command: str) -> None:
     probe = (

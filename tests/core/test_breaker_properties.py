@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attune_cli.core.breaker.sqlite import CircuitBreaker
@@ -40,9 +40,7 @@ class Clock:
         return self.now
 
 
-@settings(
-    max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
-)
+@settings(database=None)
 @given(operations)
 def test_never_two_live_probes_and_never_a_call_through_an_open_breaker(ops: list) -> None:
     limits = BreakerSettings(min_calls=3, consecutive_failures=3, probe_lease_s=20)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from helpers.fake_claude import FakeClaude
 
 from attune_cli.core.errors import ConfigError
 from attune_cli.core.providers.base import CallFailed, ChatRequest, Endpoint, Message
@@ -21,7 +22,6 @@ from attune_cli.core.providers.claude_code import (
 )
 from attune_cli.core.providers.deadline import AttemptLimits
 from attune_cli.core.registry import Provider
-from tests.conftest import FakeClaude
 
 ANTHROPIC = Provider(
     "anthropic", api="anthropic", base_url="https://api.anthropic.com", key_env=None

@@ -41,6 +41,7 @@ def test_unknown_tables_and_entry_keys_are_named() -> None:
     assert any("providers.openai.base_ur" in w and "'base_url'" in w for w in warnings)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("command", [["route", "stats"], ["auth", "status"]])
 def test_every_command_warns_on_stderr_and_keeps_working(
     command: list[str], attune_home: Path

@@ -10,7 +10,7 @@ from email.utils import format_datetime
 
 import httpx
 import pytest
-from executor_fakes import (
+from helpers.executor_fakes import (
     EPOCH,
     KEY,
     FakeBreaker,

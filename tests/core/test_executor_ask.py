@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from executor_fakes import ScriptedProvider, answer, error
+from helpers.executor_fakes import ScriptedProvider, answer, error
 
 from attune_cli.core.ask import AskOptions, ask
 from attune_cli.core.errors import OperationError

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from executor_fakes import FakeClock, ScriptedProvider, answer, error, make_executor
+from helpers.executor_fakes import FakeClock, ScriptedProvider, answer, error, make_executor
 
 from attune_cli.core.breaker.sqlite import CircuitBreaker
 from attune_cli.core.breaker.state import BreakerSettings

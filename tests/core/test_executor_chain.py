@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from executor_fakes import (
+from helpers.executor_fakes import (
     FakeBreaker,
     FakeClock,
     ScriptedProvider,

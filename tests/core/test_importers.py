@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import multiprocessing
 import sqlite3
 from pathlib import Path
 
@@ -223,10 +222,7 @@ def test_an_interrupted_import_leaves_the_store_as_it_was(
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        import_calls(
-            store, ImportOptions(path=path), registry=REGISTRY, progress=interrupt, parallel=True
-        )
-    assert multiprocessing.active_children() == []  # the reader did not linger
+        import_calls(store, ImportOptions(path=path), registry=REGISTRY, progress=interrupt)
     assert store.count() == 1
     assert store.labels("workflow") == ["wf"]
     assert run(store, path).imported == 30_000  # and the store still works
@@ -252,7 +248,6 @@ def test_an_import_interrupted_after_committing_chunks_is_undone_and_other_calls
             ImportOptions(path=path),
             registry=REGISTRY,
             progress=interrupt_midway,
-            parallel=False,
         )
     assert max(seen) >= 4_000  # the import had committed chunks others could see
     assert other.count() == 1  # undone, and the call recorded meanwhile kept
@@ -311,32 +306,14 @@ def test_a_prune_in_chunks_keeps_the_rollups_equal_to_the_rows(store: TelemetryS
     assert store.verify().ok
 
 
-def test_the_forked_reader_gives_the_same_result_as_the_inline_one(
-    tmp_path: Path,
-) -> None:
-    path = write(tmp_path / "usage.jsonl", [legacy(i) for i in range(12_000)] + ["bad"])
-    results = []
-    for parallel in (False, True):
-        with TelemetryStore(tmp_path / f"{parallel}.db") as store:
-            rejected = import_calls(
-                store, ImportOptions(path=path), registry=REGISTRY, parallel=parallel
-            )
-            result = import_calls(
-                store, ImportOptions(path=path, skip_bad=True), registry=REGISTRY, parallel=parallel
-            )
-            results.append((rejected.rejected, rejected.errors, result.as_dict(), exported(store)))
-    assert results[0] == results[1]
-    assert results[0][2]["imported"] == 12_000
-
-
-def test_a_missing_folder_file_is_reported_by_the_forked_reader(tmp_path: Path) -> None:
+def test_a_folder_without_usage_files_is_reported(tmp_path: Path) -> None:
     folder = tmp_path / "empty"
     folder.mkdir()
     with (
         TelemetryStore(tmp_path / "t.db") as store,
         pytest.raises(InputFileError, match="no usage"),
     ):
-        import_calls(store, ImportOptions(path=folder), registry=REGISTRY, parallel=True)
+        import_calls(store, ImportOptions(path=folder), registry=REGISTRY)
 
 
 # --- llm's logs.db --------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """llm's logs.db as the real llm writes it: the current schema (``turns``, llm 0.36 and later),
 the older one (``responses``), and an upgraded file that holds both.
 
-The databases are made by running the real ``llm`` CLI (a test dependency) offline with its
-``llm-echo`` plugin, with ``LLM_USER_PATH`` in a temporary folder, as a user's file is made.
+The databases are made by the real ``llm`` CLI (a test dependency, its click command run in
+this process) offline with its ``llm-echo`` plugin, with ``LLM_USER_PATH`` in a temporary
+folder, as a user's file is made.
 """
 
 from __future__ import annotations
@@ -27,17 +28,16 @@ pytest.importorskip("llm_echo", reason="llm-echo is a test dependency")
 REGISTRY = load_registry({}, Path("config.toml"))
 
 
-def llm(user_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+def llm(user_path: Path, *args: str) -> str:
+    """Run ``llm ARGS`` (its own click command) with its files in ``user_path``; its output."""
+    from click.testing import CliRunner
+    from llm.cli import cli
+
+    env: dict[str, str | None] = {k: None for k in os.environ if k.endswith("_API_KEY")}
     env["LLM_USER_PATH"] = str(user_path)
-    return subprocess.run(
-        [sys.executable, "-m", "llm", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
+    result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
 
 
 def logs_db(tmp_path: Path, prompts: int) -> Path:
@@ -45,7 +45,7 @@ def logs_db(tmp_path: Path, prompts: int) -> Path:
     user_path.mkdir()
     for i in range(prompts):
         llm(user_path, "-m", "echo", f"prompt number {i}")
-    path = Path(llm(user_path, "logs", "path").stdout.strip())
+    path = Path(llm(user_path, "logs", "path").strip())
     if prompts == 0:
         # What llm does before logging its first call: create the file and migrate it.
         import sqlite_utils
@@ -117,6 +117,7 @@ def test_a_file_without_either_table_names_both(tmp_path: Path) -> None:
     assert "`responses` (llm before 0.36)" in caught.value.message
 
 
+@pytest.mark.e2e
 def test_the_cli_imports_a_real_logs_db(tmp_path: Path, attune_home: Path) -> None:
     path = logs_db(tmp_path, prompts=2)
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_routing import NOW, calls, router
+from helpers.routing import NOW, calls, router
 
 from attune_cli.core.telemetry.sqlite import TelemetryStore
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_routing import NOW, REGISTRY, calls
+from helpers.routing import NOW, REGISTRY, calls
 
 from attune_cli.core.routing import AdaptiveModelRouter, RoutingSettings
 from attune_cli.core.telemetry.sqlite import TelemetryStore

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import subprocess
 import sys
 import time
@@ -15,7 +17,13 @@ from attune_cli.core.telemetry.sqlite import TelemetryStore
 pytestmark = pytest.mark.e2e
 
 
-def seed(home: Path, n: int = 20_000) -> None:
+# The reader's pipe holds one page (Linux's smallest pipe), so any output past 4 KiB blocks
+# the writer until the reader has gone: 500 calls are several times that in every format.
+PIPE_BYTES = 4096
+CALLS = 500
+
+
+def seed(home: Path, n: int = CALLS) -> None:
     now = time.time()
     with TelemetryStore(home / "telemetry.db") as store:
         store.record_many(
@@ -25,21 +33,25 @@ def seed(home: Path, n: int = 20_000) -> None:
 
 
 def first_line_then_close(*args: str) -> tuple[int, str, str]:
+    read_end, write_end = os.pipe()
+    assert fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_BYTES) == PIPE_BYTES
     child = subprocess.Popen(
         [sys.executable, "-m", "attune_cli", *args],
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
+        stdout=write_end,
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert child.stdout is not None and child.stderr is not None
-    line = child.stdout.readline()
-    child.stdout.close()
+    os.close(write_end)
+    assert child.stderr is not None
+    with open(read_end, encoding="utf-8") as stdout:
+        line = stdout.readline()
     try:
         status = child.wait(timeout=60)
     finally:
         child.kill()
-    return status, line, child.stderr.read()
+    with child.stderr:
+        return status, line, child.stderr.read()
 
 
 @pytest.mark.parametrize(
@@ -47,8 +59,8 @@ def first_line_then_close(*args: str) -> tuple[int, str, str]:
     [
         ("telemetry", "export"),
         ("telemetry", "export", "--format", "csv"),
-        ("telemetry", "show", "-n", "20000", "--json"),
-        ("telemetry", "show", "-n", "20000"),
+        ("telemetry", "show", "-n", str(CALLS), "--json"),
+        ("telemetry", "show", "-n", str(CALLS)),
     ],
     ids=" ".join,
 )

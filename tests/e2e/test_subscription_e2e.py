@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers.fake_claude import FakeClaude
 
 from attune_cli.emulator import ProviderEmulator
-from tests.conftest import FakeClaude
 
 pytestmark = pytest.mark.e2e
 

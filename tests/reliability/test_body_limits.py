@@ -16,7 +16,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from reliability_support import FAKE_OPENAI_KEY, Exchange, LoopbackServer, assert_clean_failure
+from helpers.reliability import FAKE_OPENAI_KEY, Exchange, LoopbackServer, assert_clean_failure
 
 pytestmark = pytest.mark.e2e
 

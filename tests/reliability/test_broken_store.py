@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from reliability_support import FAKE_OPENAI_KEY, Exchange, LoopbackServer
+from helpers.reliability import FAKE_OPENAI_KEY, Exchange, LoopbackServer
 
 from attune_cli.core.telemetry.records import CallRecord
 from attune_cli.core.telemetry.sqlite import TelemetryStore

@@ -19,7 +19,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from reliability_support import FAKE_ANTHROPIC_KEY, FAKE_OPENAI_KEY, attune, zygote
+from helpers.reliability import FAKE_ANTHROPIC_KEY, FAKE_OPENAI_KEY, attune, zygote
 
 from attune_cli.core.auth import AuthStrategy
 from attune_cli.core.credentials import store_key

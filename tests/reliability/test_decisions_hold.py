@@ -1,5 +1,8 @@
 """Decisions that keep their limits, as real processes against a real server on 127.0.0.1.
 
+The history each test starts from is written by the ``telemetry record`` command run in this
+process (the decisions under test, ``route`` and ``ask``, run as processes of their own).
+
 The reproductions of issue 10: caps that leaked, an uncallable model chosen, an outage that
 became a model's record, and a recovered provider the router never came back to.
 """
@@ -11,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from reliability_support import (
+from helpers.reliability import (
     FAKE_ANTHROPIC_KEY,
     FAKE_OPENAI_KEY,
     Exchange,
@@ -37,8 +40,14 @@ def answers(exchange: Exchange) -> None:
 
 
 def record(*args: str, env: dict[str, str] | None = None) -> None:
-    result = attune("telemetry", "record", "-w", "ci", "-s", "triage", *args, env=env)
-    assert result.returncode == 0, result.stderr
+    """``attune telemetry record -w ci -s triage ARGS``, in this process."""
+    from typer.testing import CliRunner
+
+    from attune_cli.cli.app import app
+
+    command = ["telemetry", "record", "-w", "ci", "-s", "triage", *args]
+    result = CliRunner().invoke(app, command, env=env)
+    assert result.exit_code == 0, (result.stderr, result.exception)
 
 
 def seed_history(env: dict[str, str] | None = None, calls: int = 12) -> None:

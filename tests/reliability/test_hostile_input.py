@@ -5,7 +5,8 @@ documented exit code comes from its class), never another exception, and a rejec
 must leave every file as it was. Volume is tested at the core-function level; a few cases go
 through the real command to check the exit code and that no traceback is printed.
 
-Examples per parser in the default run are the ``max_examples`` below (``EXAMPLES``).
+Examples per parser come from the hypothesis profile (``tests/conftest.py``): quick by default,
+thorough under ``CI=true``; the ``soak`` variants give each parser 5,000.
 """
 
 from __future__ import annotations
@@ -24,15 +25,15 @@ from typing import Any
 import httpx
 import pytest
 import tomlkit
-from hypothesis import HealthCheck, assume, example, given, settings
-from hypothesis import strategies as st
-from reliability_support import (
+from helpers.reliability import (
     FAKE_ANTHROPIC_KEY,
     FAKE_KEYS,
     FAKE_OPENAI_KEY,
     assert_clean_failure,
     attune,
 )
+from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import strategies as st
 
 from attune_cli.core.auth import AuthStrategy
 from attune_cli.core.breaker.state import BreakerSettings
@@ -60,36 +61,23 @@ from attune_cli.core.telemetry.importers import (
 )
 from attune_cli.core.telemetry.sqlite import TelemetryStore
 
-EXAMPLES = 300
 SOAK_EXAMPLES = 5_000
+# The default variant takes its example count from the hypothesis profile (tests/conftest.py:
+# quick by default, thorough under CI=true); the soak variant always gives each parser 5,000.
 SCALES = pytest.mark.parametrize(
     "examples",
-    [EXAMPLES, pytest.param(SOAK_EXAMPLES, marks=pytest.mark.soak)],
-    ids=["300", "5000"],
+    [None, pytest.param(SOAK_EXAMPLES, marks=pytest.mark.soak)],
+    ids=["profile", "5000"],
 )
-TRIED: dict[str, int] = {}
-"""Examples each parser was given in this run (printed with -s; see ``tried``)."""
 
 
-def tried(parser: str) -> None:
-    """Count one example given to ``parser``."""
-    TRIED[parser] = TRIED.get(parser, 0) + 1
-
-
-def report(parser: str, at_least: int = EXAMPLES) -> None:
-    """Print how many examples ``parser`` got and check it was at least ``at_least``."""
-    count = TRIED.get(parser, 0)
-    print(f"{parser}: {count} examples")
-    assert count >= at_least, f"{parser}: only {count} examples ran"
-
-
-def scaled(examples: int) -> settings:
-    """The suite's settings with ``examples`` examples."""
-    return settings(SETTINGS, max_examples=examples)
+def scaled(examples: int | None, share: int = 1) -> settings:
+    """The suite's settings with ``examples`` examples (None: the profile's), over ``share``."""
+    count = settings.default.max_examples if examples is None else examples
+    return settings(SETTINGS, max_examples=max(1, count // share))
 
 
 SETTINGS = settings(
-    max_examples=EXAMPLES,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -249,7 +237,7 @@ def load_every_setting(config: dict[str, Any], path: Path, home: Path) -> None:
 
 
 @SCALES
-def test_config_toml_documents_load_or_fail_with_a_config_error(examples: int) -> None:
+def test_config_toml_documents_load_or_fail_with_a_config_error(examples: int | None) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         home = Path(scratch)
         path = home / "config.toml"
@@ -261,7 +249,6 @@ def test_config_toml_documents_load_or_fail_with_a_config_error(examples: int) -
         @example({"executor": {"read_timeout_s": math.nan}})
         @example({"breaker": {"window_s": math.inf}})
         def check(document: dict[str, Any]) -> None:
-            tried("config.toml documents")
             path.write_text(dump_toml(document), encoding="utf-8")
             try:
                 config = read_toml(path)
@@ -270,12 +257,11 @@ def test_config_toml_documents_load_or_fail_with_a_config_error(examples: int) -
                 assert str(path) in exc.message
 
         check()
-        report("config.toml documents", examples)
 
 
 @SCALES
 def test_config_toml_bytes_never_crash_a_read_and_a_refused_rewrite_changes_nothing(
-    examples: int,
+    examples: int | None,
 ) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         home = Path(scratch)
@@ -292,7 +278,6 @@ def test_config_toml_bytes_never_crash_a_read_and_a_refused_rewrite_changes_noth
             )
         )
         def check(raw: bytes) -> None:
-            tried("config.toml bytes")
             path.write_bytes(raw)
             with contextlib.suppress(ConfigError):
                 load_every_setting(read_toml(path), path, home)
@@ -306,7 +291,6 @@ def test_config_toml_bytes_never_crash_a_read_and_a_refused_rewrite_changes_noth
             assert list(home.glob(".config.toml.*.tmp")) == []
 
         check()
-        report("config.toml bytes", examples)
 
 
 # --- credentials.toml -------------------------------------------------------------------
@@ -323,7 +307,9 @@ credential_documents = st.dictionaries(
 
 
 @SCALES
-def test_credentials_toml_documents_resolve_or_fail_without_echoing_a_key(examples: int) -> None:
+def test_credentials_toml_documents_resolve_or_fail_without_echoing_a_key(
+    examples: int | None,
+) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         home = Path(scratch)
         paths = Paths(home, home)
@@ -332,7 +318,6 @@ def test_credentials_toml_documents_resolve_or_fail_without_echoing_a_key(exampl
         @scaled(examples)
         @given(credential_documents | st.binary(max_size=120).map(lambda b: {"__raw__": b}))
         def check(document: dict[str, Any]) -> None:
-            tried("credentials.toml documents")
             raw = document.get("__raw__")
             if isinstance(raw, bytes):
                 paths.credentials_file.write_bytes(raw)
@@ -355,11 +340,10 @@ def test_credentials_toml_documents_resolve_or_fail_without_echoing_a_key(exampl
             assert list(home.glob(".credentials.toml.*.tmp")) == []
 
         check()
-        report("credentials.toml documents", examples)
 
 
 @SCALES
-def test_any_accepted_key_is_stored_and_read_back_exactly(examples: int) -> None:
+def test_any_accepted_key_is_stored_and_read_back_exactly(examples: int | None) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         home = Path(scratch)
         paths = Paths(home, home)
@@ -368,7 +352,6 @@ def test_any_accepted_key_is_stored_and_read_back_exactly(examples: int) -> None
         @scaled(examples)
         @given(st.text(min_size=0, max_size=80))
         def check(key: str) -> None:
-            tried("credential keys")
             try:
                 store_key(paths, "anthropic", key)
             except UsageError as exc:
@@ -380,7 +363,6 @@ def test_any_accepted_key_is_stored_and_read_back_exactly(examples: int) -> None
                 assert key.strip() not in repr(resolved)
 
         check()
-        report("credential keys", examples)
 
 
 # --- telemetry imports -------------------------------------------------------------------
@@ -557,9 +539,9 @@ def run_import_property(
     fmt: str,
     write: Callable[[Path, Any], None],
     regressions: tuple[Any, ...] = (),
-    examples: int = EXAMPLES,
-) -> int:
-    """Import every generated file; return how many examples the import was given."""
+    examples: int | None = None,
+) -> None:
+    """Import every generated file (and each regression, with and without skip_bad)."""
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         registry = load_registry({}, folder / "config.toml")
@@ -570,7 +552,6 @@ def run_import_property(
             @scaled(examples)
             @given(strategy, st.booleans(), st.booleans())
             def check(content: Any, skip_bad: bool, auto: bool) -> None:
-                tried(f"{fmt} import")
                 write(source, content)
                 check_import(store, source, "auto" if auto else fmt, skip_bad, registry)
 
@@ -579,30 +560,27 @@ def run_import_property(
                     write(source, content)
                     check_import(store, source, fmt, skip_bad, registry)
             check()
-            report(f"{fmt} import", examples)
             assert store.conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         finally:
             store.close()
-    return TRIED[f"{fmt} import"]
 
 
 @SCALES
-def test_jsonl_imports_never_crash_and_never_half_write(examples: int) -> None:
+def test_jsonl_imports_never_crash_and_never_half_write(examples: int | None) -> None:
     huge = b'{"ts": "2026-01-07T07:30:45.123Z", "model": "m", "success": true, "status": '
-    tried_count = run_import_property(
+    run_import_property(
         json_lines(export_objects),
         "jsonl",
         Path.write_bytes,
         (huge + b"9" * 5000 + b"}\n", huge + b"9" * 30 + b"}\n", b"[" * 100_000 + b"\n"),
         examples,
     )
-    assert tried_count >= examples
 
 
 @SCALES
-def test_attune_jsonl_imports_never_crash_and_never_half_write(examples: int) -> None:
+def test_attune_jsonl_imports_never_crash_and_never_half_write(examples: int | None) -> None:
     line = {"ts": "2026-01-07T07:30:45.123Z", "model": "gpt-5-mini", "duration_ms": 1}
-    tried_count = run_import_property(
+    run_import_property(
         json_lines(legacy_objects),
         "attune-jsonl",
         Path.write_bytes,
@@ -616,24 +594,22 @@ def test_attune_jsonl_imports_never_crash_and_never_half_write(examples: int) ->
         ),
         examples,
     )
-    assert tried_count >= examples
 
 
 @SCALES
-def test_csv_imports_never_crash_and_never_half_write(examples: int) -> None:
+def test_csv_imports_never_crash_and_never_half_write(examples: int | None) -> None:
     header = b"ts,model,success,input_tokens\n2026-01-07T07:30:45.123Z,m,true,"
-    tried_count = run_import_property(
+    run_import_property(
         csv_files(),
         "csv",
         Path.write_bytes,
         (header + b"9" * 30 + b"\n", header + b"9" * 5000),
         examples,
     )
-    assert tried_count >= examples
 
 
 @SCALES
-def test_llm_db_imports_never_crash_and_never_half_write(examples: int) -> None:
+def test_llm_db_imports_never_crash_and_never_half_write(examples: int | None) -> None:
     columns = st.sampled_from(
         [
             ["id", "model", "datetime_utc", "duration_ms", "input_tokens", "output_tokens"],
@@ -646,10 +622,7 @@ def test_llm_db_imports_never_crash_and_never_half_write(examples: int) -> None:
     def write(path: Path, content: tuple[Any, list[str]]) -> None:
         write_llm_db(path, content[0], content[1])
 
-    tried_count = run_import_property(
-        st.tuples(llm_databases(), columns), "llm-db", write, (), examples
-    )
-    assert tried_count >= examples
+    run_import_property(st.tuples(llm_databases(), columns), "llm-db", write, (), examples)
 
 
 # --- provider responses -----------------------------------------------------------------
@@ -824,7 +797,7 @@ def _spec(status: int, body: str | bytes, content_type: str = "application/json"
 @pytest.mark.parametrize("api", ["anthropic", "openai"])
 @SCALES
 def test_provider_responses_become_an_answer_or_a_classified_failure(
-    api: str, examples: int
+    api: str, examples: int | None
 ) -> None:
     adapter = adapter_for(endpoint(api))
     key = adapter.endpoint.api_key
@@ -837,7 +810,6 @@ def test_provider_responses_become_an_answer_or_a_classified_failure(
     @example(_spec(200, 'data: {"type": "content_block_delta", "delta": "x"}\n\n', SSE), True)
     @example(_spec(500, DEEP), True)
     def check(spec: dict[str, Any], stream: bool) -> None:
-        tried(f"{api} responses")
         with mock_client([spec]) as client:
             try:
                 completion = adapter.call(
@@ -853,24 +825,22 @@ def test_provider_responses_become_an_answer_or_a_classified_failure(
             assert tokens is None or (isinstance(tokens, int) and not isinstance(tokens, bool))
 
     check()
-    report(f"{api} responses", examples)
 
 
 @SCALES
-def test_executor_turns_any_sequence_of_responses_into_an_envelope(examples: int) -> None:
+def test_executor_turns_any_sequence_of_responses_into_an_envelope(examples: int | None) -> None:
     registry = load_registry({}, Path("config.toml"))
     endpoints = {
         "openai": endpoint("openai"),
         "anthropic": endpoint("anthropic"),
     }
 
-    @scaled(examples // 2)
+    @scaled(examples, share=2)
     @given(
         st.lists(responses(), min_size=1, max_size=4),
         st.sampled_from(["gpt-5-mini", "claude-haiku-4-5"]),
     )
     def check(plan: list[dict[str, Any]], model: str) -> None:
-        tried("executor")
         waits: list[float] = []
         with mock_client(plan) as client:
             executor = ResilientExecutor(
@@ -888,7 +858,6 @@ def test_executor_turns_any_sequence_of_responses_into_an_envelope(examples: int
             assert response.error
 
     check()
-    report("executor", examples // 2)
 
 
 def test_huge_provider_bodies_are_cut_to_a_readable_message() -> None:

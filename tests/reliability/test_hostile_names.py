@@ -81,8 +81,10 @@ def seed(name: str) -> None:
         )
 
 
+# Each example runs nine reports: an eighth of the profile's examples (at least 10), so the
+# thorough profile (CI) gives it about 40 and a developer's quick run 10.
 @settings(
-    max_examples=40,
+    max_examples=max(10, settings.default.max_examples // 8),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

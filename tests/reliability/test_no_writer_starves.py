@@ -19,11 +19,14 @@ from pathlib import Path
 import pytest
 
 from attune_cli.core.telemetry.records import CallFilter, ts_to_iso
-from attune_cli.core.telemetry.sqlite import TelemetryStore
+from attune_cli.core.telemetry.sqlite import CHUNK_ROWS, PRUNE_CHUNK_ROWS, TelemetryStore
 
 pytestmark = pytest.mark.e2e
 
+# The soak run imports 100k calls; the default run 20k, still 4 import chunks of CHUNK_ROWS
+# (more once writers contend) and 10 prune chunks of PRUNE_CHUNK_ROWS, with writers in between.
 IMPORT_ROWS = 100_000
+LOSSLESS_IMPORT_ROWS = 20_000
 WRITERS = 8
 MAX_WAIT_S = 1.0
 
@@ -114,17 +117,20 @@ def _attune(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 # bound is checked in the soak run and measured by benchmarks/writers.py; the default run holds
 # everything else (nothing lost, rollups exact, nothing left in the spool).
 @pytest.mark.parametrize(
-    "timed", [False, pytest.param(True, marks=pytest.mark.soak)], ids=["lossless", "timed"]
+    ("timed", "rows"),
+    [(False, LOSSLESS_IMPORT_ROWS), pytest.param(True, IMPORT_ROWS, marks=pytest.mark.soak)],
+    ids=["lossless", "timed"],
 )
 def test_recorders_lose_nothing_and_never_wait_a_second_during_an_import_and_a_prune(
-    tmp_path: Path, timed: bool
+    tmp_path: Path, timed: bool, rows: int
 ) -> None:
+    assert rows >= 4 * CHUNK_ROWS and rows >= 4 * PRUNE_CHUNK_ROWS, "writers must get turns"
     home = tmp_path / "home"
     home.mkdir(mode=0o700)
     db = home / "telemetry.db"
     history = tmp_path / "history.jsonl"
     now = time.time()
-    _history(history, IMPORT_ROWS, now - IMPORT_ROWS - 10 * 86_400)
+    _history(history, rows, now - rows - 10 * 86_400)
     TelemetryStore(db).close()
     stop = tmp_path / "stop"
 
@@ -132,13 +138,13 @@ def test_recorders_lose_nothing_and_never_wait_a_second_during_an_import_and_a_p
     imported = _attune(home, "telemetry", "import", str(history), "--json")
     during_import = _stop_recorders(recorders, stop)
     assert imported.returncode == 0, imported.stderr
-    assert json.loads(imported.stdout)["imported"] == IMPORT_ROWS
+    assert json.loads(imported.stdout)["imported"] == rows
 
     recorders = _start_recorders(db, stop)
     pruned = _attune(home, "telemetry", "prune", "--older-than", "1", "--yes", "--json")
     during_prune = _stop_recorders(recorders, stop)
     assert pruned.returncode == 0, pruned.stderr
-    assert json.loads(pruned.stdout)["deleted"] == IMPORT_ROWS
+    assert json.loads(pruned.stdout)["deleted"] == rows
 
     with TelemetryStore(db) as store:
         store.drain_spool()

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from reliability_support import (
+from helpers.reliability import (
     FAKE_ANTHROPIC_KEY,
     FAKE_OPENAI_KEY,
     Exchange,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from reliability_support import (
+from helpers.reliability import (
     FAKE_OPENAI_KEY,
     Exchange,
     LoopbackServer,

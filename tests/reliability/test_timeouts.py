@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from reliability_support import FAKE_ANTHROPIC_KEY, FAKE_OPENAI_KEY, assert_clean_failure
+from helpers.reliability import FAKE_ANTHROPIC_KEY, FAKE_OPENAI_KEY, assert_clean_failure
 
 pytestmark = pytest.mark.e2e
 

@@ -18,7 +18,7 @@ from attune_cli.core.telemetry.sqlite import TelemetryStore
 NOW = 1_800_000_000.0
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.e2e)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TelemetryStore]:
     """The same store contract over each backend."""
     if request.param == "sqlite":

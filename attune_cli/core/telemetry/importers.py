@@ -34,20 +34,16 @@ import hashlib
 import io
 import json
 import math
-import multiprocessing
 import os
-import signal
 import sqlite3
-import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import IO, Any
 
 from attune_cli.core.clock import now
-from attune_cli.core.errors import InputFileError, OperationError
+from attune_cli.core.errors import InputFileError
 from attune_cli.core.registry import Registry, normalise_tier
 from attune_cli.core.safe_text import quote, unsafe_characters
 from attune_cli.core.telemetry.db import interruptible, raise_if_interrupted
@@ -179,10 +175,6 @@ class _Rollback(Exception):
     """Leave the transaction without writing (dry run, or rejected input)."""
 
 
-# Inputs at least this large are parsed in a forked helper process while this one inserts:
-# parsing JSON and maintaining the indexes each take about half the time of an import, and
-# on two cores they overlap. Smaller inputs are not worth a process.
-PARALLEL_MIN_BYTES = 8 << 20
 _BATCH_ROWS = 5_000
 
 
@@ -192,7 +184,6 @@ def import_calls(
     *,
     registry: Registry,
     progress: Progress | None = None,
-    parallel: bool | None = None,
 ) -> ImportResult:
     """Read a call history into ``store``, in short chunks undone unless it all goes in.
 
@@ -201,8 +192,6 @@ def import_calls(
         options: what to read and how.
         registry: fills provider, tier and cost a format does not carry.
         progress: called now and then with (done, total) while reading.
-        parallel: parse in a helper process (None: when the input is large and the
-            platform forks safely).
 
     Returns:
         What was read, imported and skipped. When ``result.rejected``, nothing was written.
@@ -227,19 +216,12 @@ def import_calls(
         stage=options.stage or UNKNOWN,
         registry=registry,
     )
-    if parallel is None:
-        parallel = (
-            sys.platform.startswith("linux")
-            and fmt != "llm-db"
-            and _input_bytes(path, fmt) >= PARALLEL_MIN_BYTES
-        )
     tally = _Tally()
-    source = _forked_batches if parallel else _batches
     imported = 0
     try:
         with store.bulk_import() as bulk:
             statement = _STATEMENTS.get(fmt)
-            for batch in source(fmt, path, defaults, options.skip_bad, tally, progress):
+            for batch in _batches(fmt, path, defaults, options.skip_bad, tally, progress):
                 if statement is None:
                     imported += bulk.insert(batch)
                 else:
@@ -267,11 +249,6 @@ def import_calls(
     )
 
 
-def _input_bytes(path: Path, fmt: str) -> int:
-    files = _legacy_files(path) if fmt == "attune-jsonl" else [path]
-    return sum(f.stat().st_size for f in files)
-
-
 def _batches(
     fmt: str,
     path: Path,
@@ -296,96 +273,6 @@ def _batches(
             batch = []
     if batch:
         yield batch
-
-
-def _forked_batches(
-    fmt: str,
-    path: Path,
-    defaults: _Defaults,
-    skip_bad: bool,
-    tally: _Tally,
-    progress: Progress | None,
-) -> Iterator[list[Row]]:
-    """``_batches``, parsed in a forked child and received through a pipe.
-
-    The child reads files and nothing else: it never touches the SQLite connection it
-    inherits, ignores Ctrl-C (the parent rolls back and closes the pipe), and exits when the
-    pipe breaks, so a killed parent leaves no reader behind.
-    """
-    context = multiprocessing.get_context("fork")
-    receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(
-        target=_produce,
-        args=(sender, receiver, fmt, path, defaults, skip_bad),
-        name="attune-import-reader",
-        daemon=True,
-    )
-    child.start()
-    sender.close()
-    try:
-        while True:
-            try:
-                kind, payload, done, total = receiver.recv()
-            except EOFError:
-                raise OperationError(
-                    f"{path}: the import's reader process stopped unexpectedly; "
-                    "nothing was imported"
-                ) from None
-            if progress is not None and total:
-                progress(done, total)
-            if kind == "rows":
-                yield payload
-            elif kind == "done":
-                tally.read = payload.read
-                tally.cache_hits = payload.cache_hits
-                tally.bad = payload.bad
-                tally.errors = payload.errors
-                tally.names = payload.names
-                return
-            else:
-                message, hint = payload
-                raise InputFileError(message, hint=hint)
-    finally:
-        receiver.close()
-        child.join(timeout=5)
-        if child.is_alive():
-            child.kill()
-            child.join()
-
-
-def _produce(
-    sender: Connection,
-    receiver: Connection,
-    fmt: str,
-    path: Path,
-    defaults: _Defaults,
-    skip_bad: bool,
-) -> None:
-    """The forked reader: send ``_batches`` of ``path`` down ``sender``."""
-    # Our copy of the read end must go, or a parent that stops reading (Ctrl-C, killed)
-    # would leave this process blocked on a full pipe forever instead of getting EPIPE.
-    receiver.close()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    tally = _Tally()
-    position = [0, 0]
-
-    def note(done: int, total: int) -> None:
-        position[0], position[1] = done, total
-
-    try:
-        for batch in _batches(fmt, path, defaults, skip_bad, tally, note):
-            sender.send(("rows", batch, *position))
-        sender.send(("done", tally, *position))
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # the parent is gone or gave up; nothing to tell
-    except InputFileError as exc:
-        sender.send(("error", (exc.message, exc.hint), 0, 0))
-    except Exception as exc:
-        sender.send(
-            ("error", (f"{path}: cannot read it ({type(exc).__name__}: {exc})", None), 0, 0)
-        )
-    finally:
-        sender.close()
 
 
 def detect_format(path: Path) -> str:
@@ -626,7 +513,7 @@ def _read_attune_jsonl(
     workflow_default, stage_default = defaults.workflow, defaults.stage
     model_id, provider_tier = defaults.model_id, defaults.provider_tier
     number_types = (int, float)
-    # One string object per distinct name: rows pickle smaller between processes and
+    # One string object per distinct name: rows are smaller in memory and
     # SQLite binds the same object over and over.
     names: dict[str, str] = {}
     tiers: dict[str, str] = {}

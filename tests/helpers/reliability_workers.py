@@ -1,4 +1,4 @@
-"""What the zygote's forked children do until they are killed (see ``reliability_support``).
+"""What the zygote's forked children do until they are killed (see ``helpers.reliability``).
 
 Each worker writes one byte to ``started_fd`` just before its first write, then writes for
 real, through attune's own code paths, until SIGKILL ends it mid-way.

@@ -326,8 +326,8 @@ def overlapping(visits: list[Visit]) -> list[tuple[Visit, Visit]]:
 
 _ZYGOTE = r"""
 import json, os, sys, traceback
-sys.path.insert(0, os.environ["RELIABILITY_SUPPORT_DIR"])
-import reliability_workers as workers
+sys.path.insert(0, os.environ["ATTUNE_TESTS_DIR"])
+from helpers import reliability_workers as workers
 workers.warm_up()
 print("ready", flush=True)
 for line in sys.stdin:
@@ -372,7 +372,7 @@ class Zygote:
             env={
                 **os.environ,
                 **(env or {}),
-                "RELIABILITY_SUPPORT_DIR": str(Path(__file__).parent),
+                "ATTUNE_TESTS_DIR": str(Path(__file__).parent.parent),
             },
         )
         assert self._readline() == "ready"
@@ -409,6 +409,8 @@ class Zygote:
             if self._process.poll() is None:
                 self._process.kill()
                 self._process.wait()
+            if self._process.stdout is not None:
+                self._process.stdout.close()
 
 
 @contextmanager
