@@ -22,6 +22,7 @@ are weighed by their own age, and older whole hours are weighed by the middle of
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -159,8 +160,12 @@ def aggregate_sql(source: str, *, bucket_function: str = "attune_bucket") -> tup
     return rollups, histogram
 
 
+@functools.lru_cache(maxsize=32)
 def upsert_sql(source: str, *, bucket_function: str = "attune_bucket") -> tuple[str, str]:
-    """Statements that add the rollups of ``source``'s rows to the rollup tables."""
+    """Statements that add the rollups of ``source``'s rows to the rollup tables.
+
+    Cached: every recorded call asks for the same two (building them took a third of a ms).
+    """
     rollups, histogram = aggregate_sql(source, bucket_function=bucket_function)
     added = ", ".join(f"{c} = {c} + excluded.{c}" for c in _COUNTS)
     newest = (
