@@ -301,8 +301,9 @@ def test_bodies_that_are_not_json_or_too_large_get_an_error_in_the_callers_shape
     assert anthropic_bad.status_code == 400
     assert anthropic_bad.json()["type"] == "error"
     assert anthropic_bad.json()["error"]["type"] == "invalid_request_error"
-    assert too_large.status_code == 413
-    assert too_large.json()["error"]["type"] == "request_too_large"
+    assert too_large.status_code == 400
+    assert too_large.json()["error"]["type"] == "invalid_request_error"
+    assert "over 4 MiB" in too_large.json()["error"]["message"]
     assert no_messages.status_code == 400 and "messages" in no_messages.json()["error"]["message"]
     assert gateway.emulator.requests_for() == 0
     assert gateway.rows() == []
