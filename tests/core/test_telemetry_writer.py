@@ -124,3 +124,23 @@ def test_a_breaker_over_the_writer_trips_before_after_call_returns(path: Path) -
         assert [s.state for s in other.states()] == ["open"]
         other.close()
         breaker.close()
+
+
+def test_close_waits_for_a_store_held_by_another_process_and_loses_nothing(path: Path) -> None:
+    TelemetryStore(path).close()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    writer = BatchWriter(path)
+    for n in range(100):
+        writer.record(call(n))
+    closer = threading.Thread(target=writer.close)
+    closer.start()
+    closer.join(timeout=0.5)
+    assert closer.is_alive(), "close returned while 100 calls were still unwritten"
+    other.execute("ROLLBACK")
+    other.close()
+    closer.join(timeout=30)
+    assert not closer.is_alive()
+    with TelemetryStore(path) as store:
+        assert store.count(CallFilter()) == 100
+    assert (writer.spooled, writer.lost) == (0, 0)

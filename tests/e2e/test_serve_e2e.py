@@ -360,6 +360,44 @@ def test_sigterm_lets_a_call_in_flight_finish_and_record_its_row(
         httpx.get(f"{gateway.url}/v1/models", timeout=5)
 
 
+def test_sigterm_with_many_calls_in_flight_writes_a_row_for_every_one(
+    attune_home: Path, emulator: ProviderEmulator
+) -> None:
+    # Rows are queued to the gateway's one telemetry writer; shutdown must write them all.
+    emulator.set_behaviour("gpt-5-mini", Behaviour.slow(1.0, "made it"))
+    gateway = start_gateway(attune_home, emulator, "[executor]\nmax_retries = 0\n")
+    answers: list[str] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def call() -> None:
+        try:
+            completion = gateway.openai(max_retries=0).chat.completions.create(
+                model="gpt-5-mini", messages=[{"role": "user", "content": "hi"}]
+            )
+            with lock:
+                answers.append(completion.choices[0].message.content or "")
+        except Exception as exc:  # reported by the assertion below
+            with lock:
+                errors.append(exc)
+
+    callers = [threading.Thread(target=call) for _ in range(20)]
+    for caller in callers:
+        caller.start()
+    deadline = time.monotonic() + 30
+    while emulator.requests_for("gpt-5-mini") < 20 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    gateway.process.send_signal(signal.SIGTERM)
+    for caller in callers:
+        caller.join(timeout=30)
+    gateway.process.wait(timeout=30)
+    assert errors == []
+    assert answers == ["made it"] * 20
+    rows = gateway.rows()
+    assert len(rows) == 20
+    assert all(row["success"] is True and row["model"] == "gpt-5-mini" for row in rows)
+
+
 def test_models_lists_the_registry_and_the_routing_aliases_of_recorded_stages(
     gateway: Gateway,
 ) -> None:
