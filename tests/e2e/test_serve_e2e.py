@@ -398,6 +398,57 @@ def test_sigterm_with_many_calls_in_flight_writes_a_row_for_every_one(
     assert all(row["success"] is True and row["model"] == "gpt-5-mini" for row in rows)
 
 
+def test_llm_cli_through_its_openai_compatible_model_config_gets_answers_and_rows(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    # simonw/llm, configured as its docs say for an OpenAI-compatible server: a model in
+    # extra-openai-models.yaml whose api_base is the gateway (llm sends no OpenAI key then).
+    user_dir = tmp_path / "llm-user"
+    user_dir.mkdir()
+    (user_dir / "extra-openai-models.yaml").write_text(
+        "- model_id: attune-notes\n"
+        "  model_name: gpt-5-mini\n"
+        f"  api_base: {gateway.url}/v1\n"
+        "  headers:\n"
+        "    X-Attune-Workflow: notes\n"
+        "    X-Attune-Stage: summary\n"
+        "- model_id: attune-routed\n"
+        "  model_name: attune/ci/triage\n"
+        f"  api_base: {gateway.url}/v1\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "LLM_USER_PATH": str(user_dir)}
+    env.pop("OPENAI_API_KEY", None)
+
+    def llm(*args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "llm", "prompt", "--no-log", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    streamed = llm("-m", "attune-notes", "hi")
+    whole = llm("-m", "attune-notes", "--no-stream", "-s", "be brief", "hi")
+    routed = llm("-m", "attune-routed", "--no-stream", "hi")
+    assert streamed == whole == "Hello from gpt-5-mini on the attune emulator."
+    assert routed.startswith("Hello from ") and routed.endswith(" on the attune emulator.")
+    chosen = routed.removeprefix("Hello from ").removesuffix(" on the attune emulator.")
+    rows = gateway.rows()
+    assert [(r["workflow"], r["stage"], r["model"], r["success"]) for r in rows] == [
+        ("notes", "summary", "gpt-5-mini", True),
+        ("notes", "summary", "gpt-5-mini", True),
+        ("ci", "triage", chosen, True),
+    ]
+    assert gateway.emulator.requests[1].body["messages"][0] == {
+        "role": "system",
+        "content": "be brief",
+    }
+
+
 def test_models_lists_the_registry_and_the_routing_aliases_of_recorded_stages(
     gateway: Gateway,
 ) -> None:
