@@ -13,9 +13,14 @@ talks back to the event loop through an ``asyncio.Queue``::
                                               upstream response is closed, the attempt is
                                               recorded as ``cancelled``, CallCancelled raised
 
-Every worker thread keeps its own telemetry store, circuit breaker and executor (SQLite
-connections belong to one thread); they share one keep-alive HTTP client. Nothing here
-decides anything: routing, fallback, retries and recording are ``core.ask.route_and_call``'s.
+Every worker thread keeps its own executor and a telemetry store to route from (SQLite
+connections belong to one thread); they share one keep-alive HTTP client, one circuit breaker
+and one telemetry writer (``core.telemetry.writer.BatchWriter``): every row and every breaker
+outcome of the process is written by that one thread, many per transaction, instead of fifty
+threads taking turns at SQLite's write lock. An answer does not wait for its row's commit
+(the next batch, milliseconds later); ``close`` writes every queued row before the process
+ends. Nothing here decides anything: routing,
+fallback, retries and recording are ``core.ask.route_and_call``'s.
 
 A call that has not produced text yet notices a cancellation only when text arrives or the
 attempt ends (a silent upstream is abandoned at the executor's own deadline).
@@ -38,8 +43,14 @@ if TYPE_CHECKING:
     from attune_cli.core.executor import ResilientExecutor
     from attune_cli.core.response import LLMResponse
     from attune_cli.core.telemetry.sqlite import TelemetryStore
+    from attune_cli.core.telemetry.writer import BatchWriter
     from attune_cli.core.workspace import Workspace
     from attune_cli.serve.shapes import GatewayRequest
+
+
+ROUTING_CACHE_KIB = 256
+"""The page cache of each worker thread's store connection, which only routing reads (the
+rollups and the newest rows of a stage); the OS's file cache answers the rest."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +131,6 @@ class CallHandle:
 class _Resources(threading.local):
     executor: ResilientExecutor | None = None
     store: TelemetryStore | None = None
-    breaker: CircuitBreaker | None = None
 
 
 class Gateway:
@@ -149,6 +159,8 @@ class Gateway:
         self._opened: list[Any] = []
         self._lock = threading.Lock()
         self._client: httpx.Client | None = None
+        self._writer: BatchWriter | None = None
+        self._breaker: CircuitBreaker | None = None
         self.threads = threads
 
     def _http_client(self) -> httpx.Client:
@@ -162,27 +174,42 @@ class Gateway:
                 self._client = make_client(timeouts, max_connections=self.threads)
             return self._client
 
+    def _shared(self) -> tuple[BatchWriter, CircuitBreaker]:
+        """The process's telemetry writer and circuit breaker, made on first use."""
+        with self._lock:
+            if self._writer is None or self._breaker is None:
+                from attune_cli.core.breaker.sqlite import CircuitBreaker
+                from attune_cli.core.breaker.state import BreakerSettings
+                from attune_cli.core.telemetry.writer import BatchWriter
+
+                workspace = self.workspace
+                path = workspace.paths.telemetry_db
+                config_file = workspace.paths.config_file
+                settings = BreakerSettings.from_config(workspace.config, config_file)
+                self._writer = BatchWriter(path)
+                self._breaker = CircuitBreaker(path, settings, writer=self._writer)
+            return self._writer, self._breaker
+
     def _executor(self) -> tuple[ResilientExecutor, TelemetryStore]:
         local = self._local
         if local.executor is None or local.store is None:
-            from attune_cli.core.breaker.sqlite import CircuitBreaker
-            from attune_cli.core.breaker.state import BreakerSettings
             from attune_cli.core.executor import ResilientExecutor
             from attune_cli.core.telemetry.sqlite import TelemetryStore
 
-            workspace = self.workspace
-            settings = BreakerSettings.from_config(workspace.config, workspace.paths.config_file)
-            local.store = TelemetryStore.open(workspace)
-            local.breaker = CircuitBreaker(workspace.paths.telemetry_db, settings)
+            writer, breaker = self._shared()
+            local.store = TelemetryStore.open(self.workspace)
+            # Up to ``threads`` of these stay open; at SQLite's default 2 MB page cache each,
+            # the server grew by megabytes per thousand routed calls as the caches filled.
+            local.store.conn.execute(f"PRAGMA cache_size = -{ROUTING_CACHE_KIB}")
             local.executor = ResilientExecutor.from_workspace(
-                workspace,
-                breaker=local.breaker,
-                store=local.store,
+                self.workspace,
+                breaker=breaker,
+                store=writer,  # rows are queued; routing reads this thread's store
                 environ=self.environ,
                 client=self._http_client(),
             )
             with self._lock:
-                self._opened += [local.breaker, local.store]
+                self._opened.append(local.store)
         return local.executor, local.store
 
     def start(
@@ -235,9 +262,13 @@ class Gateway:
         return handle
 
     def close(self) -> None:
-        """Wait for calls in flight (their rows get written), then close every resource."""
+        """Wait for calls in flight, write every row they queued, then close every resource."""
         self._pool.shutdown(wait=True)
         with self._lock:
+            if self._writer is not None:
+                self._writer.close()  # returns once every queued row is written or spooled
+            if self._breaker is not None:
+                self._breaker.close()
             for resource in self._opened:
                 # SQLite refuses a close from another thread than the opener's; every row
                 # was committed by then, and the process is ending.

@@ -301,8 +301,9 @@ def test_bodies_that_are_not_json_or_too_large_get_an_error_in_the_callers_shape
     assert anthropic_bad.status_code == 400
     assert anthropic_bad.json()["type"] == "error"
     assert anthropic_bad.json()["error"]["type"] == "invalid_request_error"
-    assert too_large.status_code == 413
-    assert too_large.json()["error"]["type"] == "request_too_large"
+    assert too_large.status_code == 400
+    assert too_large.json()["error"]["type"] == "invalid_request_error"
+    assert "over 4 MiB" in too_large.json()["error"]["message"]
     assert no_messages.status_code == 400 and "messages" in no_messages.json()["error"]["message"]
     assert gateway.emulator.requests_for() == 0
     assert gateway.rows() == []
@@ -357,6 +358,95 @@ def test_sigterm_lets_a_call_in_flight_finish_and_record_its_row(
     assert (row["model"], row["success"]) == ("gpt-5-mini", True)
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{gateway.url}/v1/models", timeout=5)
+
+
+def test_sigterm_with_many_calls_in_flight_writes_a_row_for_every_one(
+    attune_home: Path, emulator: ProviderEmulator
+) -> None:
+    # Rows are queued to the gateway's one telemetry writer; shutdown must write them all.
+    emulator.set_behaviour("gpt-5-mini", Behaviour.slow(1.0, "made it"))
+    gateway = start_gateway(attune_home, emulator, "[executor]\nmax_retries = 0\n")
+    answers: list[str] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def call() -> None:
+        try:
+            completion = gateway.openai(max_retries=0).chat.completions.create(
+                model="gpt-5-mini", messages=[{"role": "user", "content": "hi"}]
+            )
+            with lock:
+                answers.append(completion.choices[0].message.content or "")
+        except Exception as exc:  # reported by the assertion below
+            with lock:
+                errors.append(exc)
+
+    callers = [threading.Thread(target=call) for _ in range(20)]
+    for caller in callers:
+        caller.start()
+    deadline = time.monotonic() + 30
+    while emulator.requests_for("gpt-5-mini") < 20 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    gateway.process.send_signal(signal.SIGTERM)
+    for caller in callers:
+        caller.join(timeout=30)
+    gateway.process.wait(timeout=30)
+    assert errors == []
+    assert answers == ["made it"] * 20
+    rows = gateway.rows()
+    assert len(rows) == 20
+    assert all(row["success"] is True and row["model"] == "gpt-5-mini" for row in rows)
+
+
+def test_llm_cli_through_its_openai_compatible_model_config_gets_answers_and_rows(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    # simonw/llm, configured as its docs say for an OpenAI-compatible server: a model in
+    # extra-openai-models.yaml whose api_base is the gateway (llm sends no OpenAI key then).
+    user_dir = tmp_path / "llm-user"
+    user_dir.mkdir()
+    (user_dir / "extra-openai-models.yaml").write_text(
+        "- model_id: attune-notes\n"
+        "  model_name: gpt-5-mini\n"
+        f"  api_base: {gateway.url}/v1\n"
+        "  headers:\n"
+        "    X-Attune-Workflow: notes\n"
+        "    X-Attune-Stage: summary\n"
+        "- model_id: attune-routed\n"
+        "  model_name: attune/ci/triage\n"
+        f"  api_base: {gateway.url}/v1\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "LLM_USER_PATH": str(user_dir)}
+    env.pop("OPENAI_API_KEY", None)
+
+    def llm(*args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "llm", "prompt", "--no-log", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    streamed = llm("-m", "attune-notes", "hi")
+    whole = llm("-m", "attune-notes", "--no-stream", "-s", "be brief", "hi")
+    routed = llm("-m", "attune-routed", "--no-stream", "hi")
+    assert streamed == whole == "Hello from gpt-5-mini on the attune emulator."
+    assert routed.startswith("Hello from ") and routed.endswith(" on the attune emulator.")
+    chosen = routed.removeprefix("Hello from ").removesuffix(" on the attune emulator.")
+    rows = gateway.rows()
+    assert [(r["workflow"], r["stage"], r["model"], r["success"]) for r in rows] == [
+        ("notes", "summary", "gpt-5-mini", True),
+        ("notes", "summary", "gpt-5-mini", True),
+        ("ci", "triage", chosen, True),
+    ]
+    assert gateway.emulator.requests[1].body["messages"][0] == {
+        "role": "system",
+        "content": "be brief",
+    }
 
 
 def test_models_lists_the_registry_and_the_routing_aliases_of_recorded_stages(

@@ -3,6 +3,7 @@ read-decide-write, shared by every process on this machine."""
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import threading
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from attune_cli.core.breaker.state import (
     CLOSED,
@@ -34,7 +35,10 @@ from attune_cli.core.telemetry import db
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from attune_cli.core.telemetry.writer import BatchWriter
     from attune_cli.core.workspace import Workspace
+
+T = TypeVar("T")
 
 __all__ = [
     "ENDPOINT_PREFIX",
@@ -109,6 +113,7 @@ class CircuitBreaker:
         clock: Callable[[], float] = time.time,
         owner: str | None = None,
         on_warning: Callable[[str], None] | None = None,
+        writer: BatchWriter | None = None,
     ) -> None:
         """Create a breaker set over the store at ``path`` (nothing is opened yet).
 
@@ -119,6 +124,9 @@ class CircuitBreaker:
             owner: who holds probe leases taken by this instance; host:pid:random by default.
             on_warning: told (once per run of failures) when the store is unusable and calls go
                 ahead unprotected; logged to ``attune.breaker`` when None.
+            writer: the process's telemetry writer: decisions that write are made in its
+                transactions (one connection for the whole process, committed in batches)
+                instead of each thread's own; reads still use each thread's connection.
         """
         self.path = path
         self.settings = settings or BreakerSettings()
@@ -129,6 +137,7 @@ class CircuitBreaker:
         self._lock = threading.Lock()
         self._connections: list[tuple[int, sqlite3.Connection]] = []
         self._warned = False
+        self.writer = writer
 
     @classmethod
     def from_workspace(cls, workspace: Workspace, **options: Any) -> CircuitBreaker:
@@ -197,8 +206,17 @@ class CircuitBreaker:
             # there would be a write on every call that changes nothing.
             return
         try:
-            with self._transaction() as conn:
-                self._settle(conn, permit, failure, retry_after_s)
+            work = functools.partial(
+                self._settle, permit=permit, failure=failure, retry_after_s=retry_after_s
+            )
+            if failure is False and not permit.probe and self.writer is not None:
+                # A success counted by a closed breaker decides nothing now: not waited for.
+                from attune_cli.core.telemetry.writer import WriterClosed
+
+                with suppress(WriterClosed):
+                    self.writer.submit(work)
+                    return
+            self._write(work)
             self._warned = False
         except self._store_errors as exc:
             self._store_failed(exc, "its outcome was not recorded")
@@ -304,7 +322,8 @@ class CircuitBreaker:
 
     def _take_probe(self, key: str) -> Permit | float:
         """Take the half-open probe lease, or say how long to wait if someone was first."""
-        with self._transaction() as conn:
+
+        def take(conn: Any) -> Permit | float:
             now = self._clock()
             row = self._read_for_update(conn, key)
             if row is None or row.state == CLOSED:
@@ -318,8 +337,24 @@ class CircuitBreaker:
                 "WHERE key = ?",
                 (self.owner, now + self.settings.probe_lease_s, now, key),
             )
-        self._warned = False
-        return Permit(key, row.generation, probe=True, started_at=now)
+            return Permit(key, row.generation, probe=True, started_at=now)
+
+        decision = self._write(take)
+        if isinstance(decision, Permit) and decision.probe:
+            self._warned = False
+        return decision
+
+    def _write(self, work: Callable[[Any], T]) -> T:
+        """``work(conn)`` in one write transaction: the writer's when there is one."""
+        if self.writer is not None:
+            from attune_cli.core.telemetry.writer import WriterClosed
+
+            try:
+                return self.writer.run(work, timeout_s=self.settings.lock_timeout_s)
+            except WriterClosed:
+                pass  # the process is shutting down: a connection of this thread's own
+        with self._transaction() as conn:
+            return work(conn)
 
     def _settle(
         self,

@@ -24,6 +24,7 @@ are weighed by their own age, and older whole hours are weighed by the middle of
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -213,8 +214,12 @@ def daily_from_hourly_sql(condition: str = "true") -> str:
 _NEW_HISTOGRAM = "temp.attune_new_latency"
 
 
+@functools.lru_cache(maxsize=32)
 def upsert_sql(source: str, *, bucket_function: str = "attune_bucket") -> tuple[str, ...]:
     """Statements that add the rollups of ``source``'s rows to the rollup tables.
+
+    Cached: every recorded call asks for the same statements (building them took a third
+    of a ms).
 
     The rows' hourly histogram is worked out once, into a temporary table, and added to both
     the hourly and the daily histogram from there (each row's bucket is a function call).

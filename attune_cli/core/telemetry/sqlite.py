@@ -209,7 +209,11 @@ class TelemetryStore:
             with db.write_transaction(self.conn):
                 yield self.conn
         except sqlite3.Error as exc:
+            self._known_labels.clear()  # the labels it added were rolled back too
             raise _write_error(self.path, exc) from None
+        except BaseException:
+            self._known_labels.clear()
+            raise
 
     def _check_writable(self) -> None:
         """Refuse a write to a store opened read-only, saying what is read-only."""
@@ -277,7 +281,7 @@ class TelemetryStore:
         """
         row = self.row_of(call)
         if self.unusable_reason is not None:
-            return self._spool_row(row, self.unusable_reason)
+            return self.spool_row(row, self.unusable_reason)
         labels = self._new_labels(((call.workflow, call.stage, call.model),))
         try:
             with self.transaction() as conn:
@@ -289,14 +293,24 @@ class TelemetryStore:
                         "INSERT OR IGNORE INTO labels (kind, value) VALUES (?, ?)", labels
                     )
         except OperationError as exc:
-            return self._spool_row(row, exc.message, exc)
+            return self.spool_row(row, exc.message, exc)
         self._known_labels.update(labels)
         if self.spool is not None and self.spool.exists():
             with suppress(AttuneError, sqlite3.Error, OSError):
                 self.drain_spool()
         return None
 
-    def _spool_row(self, row: Row, reason: str, error: OperationError | None = None) -> Spooled:
+    def spool_row(self, row: Row, reason: str, error: OperationError | None = None) -> Spooled:
+        """Put one row (``row_of``) in the spool beside the store, for the next write to add.
+
+        Args:
+            row: the call's row.
+            reason: why the store did not take it, as a person reads it.
+            error: the store's error, whose hint is kept.
+
+        Raises:
+            OperationError: the spool cannot be written either.
+        """
         where = self.spool
         try:
             if where is None:
