@@ -152,7 +152,7 @@ _backfill_bar = _BackfillBar()
 
 
 def _register() -> None:
-    from attune_cli.cli import ask, auth, doctor, route, serve, store, telemetry
+    from attune_cli.cli import ask, auth, doctor, route, serve, spend, store, telemetry
 
     app.add_typer(auth.app, name="auth")
     app.add_typer(route.app, name="route")
@@ -161,6 +161,7 @@ def _register() -> None:
     app.add_typer(store.app, name="store")
     ask.register(app)
     doctor.register(app)
+    spend.register(app)
 
 
 _register()

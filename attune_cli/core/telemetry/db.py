@@ -159,11 +159,18 @@ CREATE TABLE import_chunks (
 ) WITHOUT ROWID;
 """
 
+# Version 5: spend and budgets. Spend reports and budget checks read the rollups of a range
+# of hours across every workflow, so the rollups get an index led by the hour that carries
+# what they add up; budget reservations (``attune_cli.core.spend.budgets``) hold the worst-case
+# price of the calls in flight, written in the transaction that checked the budget.
+_SPEND = rollups.SPEND_SCHEMA
+
 MIGRATIONS: tuple[str, ...] = (
     _CALLS_SCHEMA + _BREAKER_SCHEMA,
     _FAILURE_CLASS,
     _ROLLUPS,
     _IMPORT_CHUNKS,
+    _SPEND,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -134,7 +134,10 @@ CREATE TABLE breaker_events (
 CREATE INDEX breaker_events_key_ts ON breaker_events(key, ts, failure);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1,)
+# Version 2: spend reads by hour and budget reservations (as SQLite's schema 5).
+_V2 = rollups.SPEND_SCHEMA.replace("TEXT ", f"{_TEXT} ")
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # The failure class with an INTEGER success column (PostgreSQL has no integer truth).
@@ -585,6 +588,14 @@ class PostgresCallStore(TelemetryStore):
             merged.extend(super()._newest(columns, [pair], model, since, limit, condition))
         merged.sort(key=lambda row: row[0], reverse=True)
         return merged[:limit]
+
+    @contextmanager
+    def budget_transaction(self) -> Iterator[None]:
+        """One transaction holding the budgets' advisory lock: checks and reservations of all
+        machines take turns, so two cannot both spend the last dollars."""
+        with self.transaction():
+            self.raw.execute("SELECT pg_advisory_xact_lock(hashtext('attune:budgets'))")
+            yield
 
     def verify(self, *, limit: int = 20) -> rollups.VerifyReport:
         """Recompute the rollups from the rows and compare them with the stored ones."""

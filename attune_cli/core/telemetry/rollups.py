@@ -79,6 +79,24 @@ CREATE TABLE rollup_latency (
 ) WITHOUT ROWID;
 """
 
+# Spend reads (schema version 5 of the SQLite store, 2 of PostgreSQL): the rollups of a range of
+# hours across every workflow, from an index that carries what a spend report adds up; and the
+# budget reservations of the calls in flight.
+SPEND_SCHEMA = """
+CREATE INDEX rollups_hour
+    ON rollups(hour, workflow, stage, model, provider, calls, cost_usd, costs, input_tokens,
+               output_tokens);
+CREATE TABLE budget_reservations (
+    id         TEXT   NOT NULL,     -- one call's reservation (random)
+    budget     TEXT   NOT NULL,     -- the budget's name: a workflow, or '*'
+    amount_usd DOUBLE PRECISION NOT NULL,
+    created_ts DOUBLE PRECISION NOT NULL,
+    expires_ts DOUBLE PRECISION NOT NULL,   -- a process that died holds it no longer
+    PRIMARY KEY (id, budget)
+);
+CREATE INDEX budget_reservations_budget ON budget_reservations(budget, expires_ts, amount_usd);
+"""
+
 _COUNTS = (
     "calls",
     "successes",

@@ -40,9 +40,11 @@ from attune_cli.core.telemetry import db, rollups, spool
 from attune_cli.core.telemetry.records import (
     COLUMNS,
     LABEL_KINDS,
+    SPEND_GROUPS,
     CallFilter,
     CallRecord,
     Row,
+    SpendCell,
     Spooled,
     quantise_ts,
 )
@@ -1034,6 +1036,158 @@ class TelemetryStore:
             found.append(value)
             value = self.conn.execute(f"{first}{column} > ?", (*fixed, value)).fetchone()[0]
         return found
+
+    # --- spend and budgets ------------------------------------------------------------------
+
+    def spend_cells(
+        self,
+        since_ts: float,
+        until_ts: float,
+        *,
+        group: str | None = None,
+        workflow: str | None = None,
+        stage: str | None = None,
+        model: str | None = None,
+    ) -> list[SpendCell]:
+        """What was spent in ``[since_ts, until_ts)``, per hour and model (and ``group``).
+
+        Whole hours come from the rollups (index ``rollups_hour``); the parts of hours the
+        window's ends cut (a time zone half an hour off UTC, a window ending now) from the
+        rows, exactly. Each edge part is reported in the hour it lies in.
+
+        Args:
+            since_ts: the window's start, epoch seconds.
+            until_ts: its end (exclusive); ``math.inf`` for everything from ``since_ts`` on.
+            group: also group by this column (``SPEND_GROUPS``); None: by model alone.
+            workflow: only this workflow.
+            stage: only this stage.
+            model: only this model.
+
+        Raises:
+            ValueError: ``group`` is not one of ``SPEND_GROUPS``.
+        """
+        if group is not None and group not in SPEND_GROUPS:
+            raise ValueError(f"cannot group spend by {group!r}")
+        if until_ts <= since_ts:
+            return []
+        # The whole hours [first, last) come from the rollups.
+        first = (
+            rollups.UNBOUNDED_HOUR
+            if since_ts == -math.inf
+            else -(-math.ceil(since_ts) // rollups.HOUR_S) * rollups.HOUR_S
+        )
+        last = -rollups.UNBOUNDED_HOUR if until_ts == math.inf else rollups.hour_of(until_ts)
+        filters = ""
+        params: dict[str, Any] = {}
+        for column, value in (("workflow", workflow), ("stage", stage), ("model", model)):
+            if value is not None:
+                filters += f" AND {column} = :{column}"
+                params[column] = value
+        cells: list[SpendCell] = []
+        if first >= last:
+            # No whole hour inside: one cut hour, or the ends of two.
+            if since_ts < first < until_ts:
+                self._spend_rows(cells, since_ts, float(first), group, filters, params)
+                self._spend_rows(cells, float(first), until_ts, group, filters, params)
+            else:
+                self._spend_rows(cells, since_ts, until_ts, group, filters, params)
+            return cells
+        if since_ts < first:
+            self._spend_rows(cells, since_ts, float(first), group, filters, params)
+        column, grouped = (group, "1, 2, 3") if group is not None else ("''", "1, 2")
+        sql = (
+            f"SELECT hour, model, {column}, SUM(calls), COALESCE(SUM(cost_usd), 0), "
+            "SUM(costs), SUM(CASE WHEN costs = 0 THEN input_tokens ELSE 0 END), "
+            "SUM(CASE WHEN costs = 0 THEN output_tokens ELSE 0 END) "
+            f"FROM rollups WHERE hour >= :first AND hour < :last{filters} GROUP BY {grouped}"
+        )
+        for row in self.conn.execute(sql, {**params, "first": first, "last": last}):
+            cells.append(
+                SpendCell(
+                    int(row[0]),
+                    row[1],
+                    row[2],
+                    int(row[3]),
+                    float(row[4]),
+                    int(row[5]),
+                    int(row[6]),
+                    int(row[7]),
+                )
+            )
+        if until_ts > last:
+            self._spend_rows(cells, float(last), until_ts, group, filters, params)
+        return cells
+
+    def _spend_rows(
+        self,
+        cells: list[SpendCell],
+        start: float,
+        end: float,
+        group: str | None,
+        filters: str,
+        params: dict[str, Any],
+    ) -> None:
+        """Add the spend of the rows in ``[start, end)``, which lies within one hour."""
+        column, grouped = (f"COALESCE({group}, '')", "1, 2") if group is not None else ("''", "1")
+        sql = (
+            f"SELECT model, {column}, COUNT(*), COALESCE(SUM(cost_usd), 0), COUNT(cost_usd), "
+            "COALESCE(SUM(CASE WHEN cost_usd IS NULL THEN input_tokens END), 0), "
+            "COALESCE(SUM(CASE WHEN cost_usd IS NULL THEN output_tokens END), 0) "
+            f"FROM calls WHERE ts >= :start AND ts < :end{filters} GROUP BY {grouped}"
+        )
+        hour = rollups.hour_of(start)
+        bounded = {**params, "start": start, "end": min(end, 1e300)}
+        for row in self.conn.execute(sql, bounded):
+            cells.append(
+                SpendCell(
+                    hour,
+                    row[0],
+                    row[1],
+                    int(row[2]),
+                    float(row[3]),
+                    int(row[4]),
+                    int(row[5]),
+                    int(row[6]),
+                )
+            )
+
+    @contextmanager
+    def budget_transaction(self) -> Iterator[None]:
+        """One transaction in which budgets are checked and reservations written.
+
+        Two processes cannot both be inside one at once (SQLite: ``BEGIN IMMEDIATE`` holds
+        the write lock from the start), so the second sees the first's reservation.
+        """
+        with self.transaction():
+            yield
+
+    def reserved_usd(self, budget: str, now: float) -> float:
+        """The reservations of ``budget`` that have not expired at ``now``, in dollars."""
+        row = self.conn.execute(
+            "SELECT COALESCE(SUM(amount_usd), 0) FROM budget_reservations "
+            "WHERE budget = ? AND expires_ts > ?",
+            (budget, now),
+        ).fetchone()
+        return float(row[0])
+
+    def add_reservation(
+        self, reservation_id: str, budget: str, amount_usd: float, now: float, expires_ts: float
+    ) -> None:
+        """Reserve ``amount_usd`` of ``budget`` until ``expires_ts`` (inside a transaction).
+
+        Expired reservations are deleted on the way.
+        """
+        self.conn.execute("DELETE FROM budget_reservations WHERE expires_ts <= ?", (now,))
+        self.conn.execute(
+            "INSERT INTO budget_reservations (id, budget, amount_usd, created_ts, expires_ts) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (reservation_id, budget, amount_usd, now, expires_ts),
+        )
+
+    def release_reservation(self, reservation_id: str) -> None:
+        """Drop a reservation (the call's real cost is recorded by now)."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM budget_reservations WHERE id = ?", (reservation_id,))
 
     # --- upkeep ----------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from attune_cli.core.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from attune_cli.core.performance import ModelPerformance, ScoreWeights
-    from attune_cli.core.telemetry.records import CallFilter, CallRecord, Row
+    from attune_cli.core.telemetry.records import CallFilter, CallRecord, Row, SpendCell
     from attune_cli.core.telemetry.rollups import VerifyReport
     from attune_cli.core.workspace import Workspace
 
@@ -115,6 +115,37 @@ class CallStore(Protocol):
         outage_since_ts: float | None = None,
     ) -> list[ModelPerformance]:
         """Per-model figures over a window, best first."""
+        ...
+
+    def spend_cells(
+        self,
+        since_ts: float,
+        until_ts: float,
+        *,
+        group: str | None = None,
+        workflow: str | None = None,
+        stage: str | None = None,
+        model: str | None = None,
+    ) -> list[SpendCell]:
+        """What was spent in ``[since_ts, until_ts)`` per hour and model (and ``group``)."""
+        ...
+
+    def budget_transaction(self) -> AbstractContextManager[None]:
+        """A transaction in which budget checks and reservations of all processes take turns."""
+        ...
+
+    def reserved_usd(self, budget: str, now: float) -> float:
+        """The unexpired reservations of ``budget``, in dollars."""
+        ...
+
+    def add_reservation(
+        self, reservation_id: str, budget: str, amount_usd: float, now: float, expires_ts: float
+    ) -> None:
+        """Reserve ``amount_usd`` of ``budget`` until ``expires_ts`` (in a budget transaction)."""
+        ...
+
+    def release_reservation(self, reservation_id: str) -> None:
+        """Drop a reservation once the call's real cost is recorded."""
         ...
 
     def verify(self, *, limit: int = 20) -> VerifyReport:
