@@ -14,6 +14,10 @@ from attune_cli.cli.complete import complete_models, complete_stages, complete_w
 from attune_cli.core.money import format_usd
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
+    from attune_cli.cli.render import Column
     from attune_cli.core.spend.report import SpendReport
 
 BY_VALUES = "day|week|month|model|provider|workflow|stage|tier"
@@ -212,7 +216,10 @@ def _render(report: SpendReport) -> None:
         f"Total {format_usd(report.total_usd)} in {plural(report.calls, 'call')}; "
         f"the {_length_text(query.window.length_s)} before: {format_usd(report.previous_total_usd)}"
     )
-    print_table(console, columns, rows, title=title, caption=total)
+    if query.by.period is not None:
+        _print_aligned(console, columns, rows, title, total)
+    else:
+        print_table(console, columns, rows, title=title, caption=total)
     if report.estimated_usd > 0:
         console.print(
             Text(
@@ -232,6 +239,55 @@ def _render(report: SpendReport) -> None:
         )
     if query.by.period is not None and report.rows:
         _render_chart(report)
+
+
+def _print_aligned(
+    console: Console,
+    columns: list[Column],
+    rows: list[list[Text]],
+    title: Text,
+    caption: Text,
+) -> None:
+    """A period series: short keys and figures, so its columns are laid out here, in one
+    pass (a year of days through Rich's table measuring takes seconds)."""
+    from rich.text import Text
+
+    widths = [max(len(c.header), *(len(r[i].plain) for r in rows)) for i, c in enumerate(columns)]
+    kept = list(range(len(columns)))
+    for index in sorted(
+        (i for i, c in enumerate(columns) if c.drop_order),
+        key=lambda i: -columns[i].drop_order,
+    ):
+        if sum(widths[i] + 2 for i in kept) - 2 <= console.width:
+            break
+        kept.remove(index)
+
+    def line(cells: list[Text]) -> Text:
+        text = Text()
+        for position, i in enumerate(kept):
+            cell = cells[i]
+            pad = " " * (widths[i] - len(cell.plain))
+            if position:
+                text.append("  ")
+            if columns[i].justify == "right":
+                text.append(pad)
+                text.append_text(cell)
+            else:
+                text.append_text(cell)
+                if position < len(kept) - 1:
+                    text.append(pad)
+        return text
+
+    block = Text()
+    block.append_text(title)
+    block.append("\n")
+    block.append_text(line([Text(c.header, style="bold") for c in columns]))
+    block.append("\n" + "─" * min(console.width, sum(widths[i] + 2 for i in kept) - 2) + "\n")
+    for row in rows:
+        block.append_text(line(row))
+        block.append("\n")
+    block.append_text(caption)
+    console.print(block, crop=False, soft_wrap=True)
 
 
 def _length_text(seconds: float) -> str:

@@ -145,3 +145,34 @@ def test_a_half_hour_zone_cuts_its_window_exactly(store: TelemetryStore) -> None
     today = build_report(store, REGISTRY, SpendQuery(window, GroupBy.MODEL), kolkata)
     assert today.total_usd == pytest.approx(2.0)
     assert today.previous_total_usd == pytest.approx(1.0)
+
+
+def test_spend_tables_follow_the_rollups_through_writes_and_prunes(
+    store: TelemetryStore,
+) -> None:
+    """The triggers keep ``spend_hours`` and ``spend_workflow_hours`` equal to the rollups'
+    sums whatever writes them: record, record_many, a second call in the same hour, prune."""
+    seed(store)
+    store.record(call(MIDNIGHT + 3 * HOUR + 60, 0.5))  # adds to an existing rollup
+    store.record(call(MIDNIGHT + 3 * HOUR + 90, None, input_tokens=10, output_tokens=5))
+
+    def compare() -> None:
+        for table, key in (
+            ("spend_hours", "hour, model, provider"),
+            ("spend_workflow_hours", "workflow, hour, model, provider"),
+        ):
+            expected = store.conn.execute(
+                f"SELECT {key}, SUM(calls), ROUND(CAST(SUM(cost_usd) AS NUMERIC), 9), "
+                "SUM(costs), SUM(CASE WHEN costs = 0 THEN input_tokens ELSE 0 END) "
+                f"FROM rollups GROUP BY {key} ORDER BY {key}"
+            ).fetchall()
+            kept = store.conn.execute(
+                f"SELECT {key}, calls, ROUND(CAST(cost_usd AS NUMERIC), 9), costs, "
+                f"unpriced_input_tokens FROM {table} ORDER BY {key}"
+            ).fetchall()
+            assert [tuple(map(str, r)) for r in kept] == [tuple(map(str, r)) for r in expected]
+            assert kept, table
+
+    compare()
+    assert store.prune(MIDNIGHT - 3 * DAY) == 3
+    compare()

@@ -12,6 +12,7 @@ are exact.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
@@ -64,6 +65,35 @@ class Zone:
     def day_of(self, ts: float) -> date:
         """The local date at ``ts``."""
         return datetime.fromtimestamp(ts, self.tz).date()
+
+    def offset_s(self, ts: float) -> int:
+        """The zone's UTC offset at ``ts``, in seconds."""
+        moment = datetime.fromtimestamp(ts, self.tz)
+        offset = (moment if self.tz is not None else moment.astimezone()).utcoffset()
+        return int(offset.total_seconds()) if offset is not None else 0
+
+    def utc_offsets(self, since_ts: float, until_ts: float) -> tuple[tuple[float, int], ...]:
+        """The zone's offsets over ``[since_ts, until_ts)``: (from when, seconds), the first
+        from ``-inf``; each change found to the hour (zones change at a whole hour of UTC)."""
+        found: list[tuple[float, int]] = [(-math.inf, self.offset_s(since_ts))]
+        step = 86_400.0
+        before = since_ts
+        ts = since_ts + step
+        while True:
+            at = min(ts, until_ts)
+            offset = self.offset_s(at)
+            if offset != found[-1][1]:
+                low, high = before, at  # the offset changes in (low, high]
+                while high - low > 3600:
+                    middle = low + (high - low) / 2
+                    if self.offset_s(middle) == found[-1][1]:
+                        low = middle
+                    else:
+                        high = middle
+                found.append((math.floor(high / 3600) * 3600.0, offset))
+            if at >= until_ts:
+                return tuple(found)
+            before, ts = at, ts + step
 
     def moment(self, ts: float) -> datetime:
         """``ts`` as an aware local date-time."""

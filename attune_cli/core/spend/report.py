@@ -267,6 +267,8 @@ def build_report(
         str(query.by) if query.by in (GroupBy.PROVIDER, GroupBy.WORKFLOW, GroupBy.STAGE) else None
     )
 
+    period = query.by.period
+
     def read(since_ts: float, until_ts: float) -> list[SpendCell]:
         return store.spend_cells(
             since_ts,
@@ -275,13 +277,13 @@ def build_report(
             workflow=query.workflow,
             stage=query.stage,
             model=query.model,
+            day_offsets=None if period is None else zone.utc_offsets(since_ts, until_ts),
         )
 
     current = read(window.since_ts, window.until_ts)
     previous = read(window.since_ts - window.length_s, window.since_ts)
     previous_total = math.fsum(cell_cost(c, registry)[0] for c in previous)
     unpriced = sum(unpriced_calls(c, registry) for c in current)
-    period = query.by.period
     if period is None:
         rows = _by_name(current, previous, query.by, registry)
         return SpendReport(query, zone, rows, previous_total, unpriced_calls=unpriced)

@@ -159,11 +159,10 @@ CREATE TABLE import_chunks (
 ) WITHOUT ROWID;
 """
 
-# Version 5: spend and budgets. Spend reports and budget checks read the rollups of a range
-# of hours across every workflow, so the rollups get an index led by the hour that carries
-# what they add up; budget reservations (``attune_cli.core.spend.budgets``) hold the worst-case
-# price of the calls in flight, written in the transaction that checked the budget.
-_SPEND = rollups.SPEND_SCHEMA
+# Version 5: spend and budgets (``rollups.spend_schema``): the spend tables kept from the
+# rollups by triggers, an index of the rollups led by the hour, and the budget reservations
+# (``attune_cli.core.spend.budgets``) written in the transaction that checked the budget.
+_SPEND = rollups.spend_schema() + rollups.sqlite_spend_triggers()
 
 MIGRATIONS: tuple[str, ...] = (
     _CALLS_SCHEMA + _BREAKER_SCHEMA,
@@ -417,9 +416,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
         # Another process may have migrated while we waited for the write lock.
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         for number in range(version, SCHEMA_VERSION):
-            for statement in MIGRATIONS[number].split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            for statement in _statements(MIGRATIONS[number]):
+                conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {number + 1}")
         if backfill_pending(conn):
             marker = conn.execute("SELECT next_id, first_id FROM rollup_backfill").fetchone()
@@ -429,6 +427,17 @@ def _migrate(conn: sqlite3.Connection) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of ``script`` (a trigger's body holds ``;`` too)."""
+    buffer = ""
+    for piece in script.split(";"):
+        buffer += piece + ";"
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip(" \n\t;"):
+                yield buffer
+            buffer = ""
 
 
 # Rows rolled up per transaction when an existing store gets its rollups (schema 3).

@@ -134,8 +134,11 @@ CREATE TABLE breaker_events (
 CREATE INDEX breaker_events_key_ts ON breaker_events(key, ts, failure);
 """
 
-# Version 2: spend reads by hour and budget reservations (as SQLite's schema 5).
-_V2 = rollups.SPEND_SCHEMA.replace("TEXT ", f"{_TEXT} ")
+# Version 2: spend tables kept by a trigger, and budget reservations (as SQLite's schema 5).
+_V2 = (
+    rollups.spend_schema(text=_TEXT, integer="BIGINT", real="DOUBLE PRECISION")
+    + rollups.postgres_spend_triggers()
+)
 
 MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -588,6 +591,8 @@ class PostgresCallStore(TelemetryStore):
             merged.extend(super()._newest(columns, [pair], model, since, limit, condition))
         merged.sort(key=lambda row: row[0], reverse=True)
         return merged[:limit]
+
+    _calls_by_time = "calls"
 
     @contextmanager
     def budget_transaction(self) -> Iterator[None]:

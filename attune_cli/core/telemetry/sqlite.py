@@ -24,7 +24,7 @@ import os
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,6 +106,9 @@ class TelemetryStore:
         conn: the connection, public so routers may run read-only SQL of their own.
         path: the database file.
     """
+
+    # An edge hour's rows by their time (SQLite would otherwise walk a whole workflow's index).
+    _calls_by_time = "calls INDEXED BY calls_identity"
 
     def __init__(
         self,
@@ -1048,12 +1051,14 @@ class TelemetryStore:
         workflow: str | None = None,
         stage: str | None = None,
         model: str | None = None,
+        day_offsets: Sequence[tuple[float, int]] | None = None,
     ) -> list[SpendCell]:
-        """What was spent in ``[since_ts, until_ts)``, per hour and model (and ``group``).
+        """What was spent in ``[since_ts, until_ts)`` per model (and ``group``), per local day
+        when ``day_offsets`` is given.
 
-        Whole hours come from the rollups (index ``rollups_hour``); the parts of hours the
-        window's ends cut (a time zone half an hour off UTC, a window ending now) from the
-        rows, exactly. Each edge part is reported in the hour it lies in.
+        Whole hours come from the spend tables or the rollups; the parts of hours the window's
+        ends cut (a time zone half an hour off UTC, a window ending now) from the rows, exactly.
+        Each cell is stamped with its first hour (an edge part with the hour it lies in).
 
         Args:
             since_ts: the window's start, epoch seconds.
@@ -1062,6 +1067,9 @@ class TelemetryStore:
             workflow: only this workflow.
             stage: only this stage.
             model: only this model.
+            day_offsets: (from epoch seconds, UTC offset in whole seconds) of the user's zone,
+                oldest first, the first from ``-inf``: hours are grouped by the local day in
+                which they begin. None: one cell per model (and group) for the whole window.
 
         Raises:
             ValueError: ``group`` is not one of ``SPEND_GROUPS``.
@@ -1094,12 +1102,27 @@ class TelemetryStore:
             return cells
         if since_ts < first:
             self._spend_rows(cells, since_ts, float(first), group, filters, params)
-        column, grouped = (group, "1, 2, 3") if group is not None else ("''", "1, 2")
+        column, grouped = (group, "2, 3") if group is not None else ("''", "2")
+        if day_offsets is not None:
+            grouped += f", {_local_day_sql(day_offsets)}"
+        if stage is None and group != "stage":
+            # The coarser tables the rollups' triggers keep (``rollups.SPEND_TABLES``).
+            table = (
+                "spend_hours"
+                if workflow is None and group != "workflow"
+                else "spend_workflow_hours"
+            )
+            sums = "SUM(unpriced_input_tokens), SUM(unpriced_output_tokens)"
+        else:
+            table = "rollups"
+            sums = (
+                "SUM(CASE WHEN costs = 0 THEN input_tokens ELSE 0 END), "
+                "SUM(CASE WHEN costs = 0 THEN output_tokens ELSE 0 END)"
+            )
         sql = (
-            f"SELECT hour, model, {column}, SUM(calls), COALESCE(SUM(cost_usd), 0), "
-            "SUM(costs), SUM(CASE WHEN costs = 0 THEN input_tokens ELSE 0 END), "
-            "SUM(CASE WHEN costs = 0 THEN output_tokens ELSE 0 END) "
-            f"FROM rollups WHERE hour >= :first AND hour < :last{filters} GROUP BY {grouped}"
+            f"SELECT MIN(hour), model, {column}, SUM(calls), COALESCE(SUM(cost_usd), 0), "
+            f"SUM(costs), {sums} "
+            f"FROM {table} WHERE hour >= :first AND hour < :last{filters} GROUP BY {grouped}"
         )
         for row in self.conn.execute(sql, {**params, "first": first, "last": last}):
             cells.append(
@@ -1133,7 +1156,8 @@ class TelemetryStore:
             f"SELECT model, {column}, COUNT(*), COALESCE(SUM(cost_usd), 0), COUNT(cost_usd), "
             "COALESCE(SUM(CASE WHEN cost_usd IS NULL THEN input_tokens END), 0), "
             "COALESCE(SUM(CASE WHEN cost_usd IS NULL THEN output_tokens END), 0) "
-            f"FROM calls WHERE ts >= :start AND ts < :end{filters} GROUP BY {grouped}"
+            f"FROM {self._calls_by_time} WHERE ts >= :start AND ts < :end{filters} "
+            f"GROUP BY {grouped}"
         )
         hour = rollups.hour_of(start)
         bounded = {**params, "start": start, "end": min(end, 1e300)}
@@ -1388,6 +1412,18 @@ class _Recent:
     outage_run: int
     provider: str | None
     tier: str | None
+
+
+def _local_day_sql(day_offsets: Sequence[tuple[float, int]]) -> str:
+    """The local day (days since the epoch) in which ``hour`` begins, as SQL."""
+    arms = " ".join(
+        f"WHEN hour < {int(start)} THEN {int(offset)}"
+        for (start, _), (_, offset) in zip(day_offsets[1:], day_offsets, strict=False)
+    )
+    last = int(day_offsets[-1][1]) if day_offsets else 0
+    shift = f"CASE {arms} ELSE {last} END" if arms else str(last)
+    # Integer division: both sides are whole numbers (hours after 1970 are positive).
+    return f"((hour + {shift}) / 86400)"
 
 
 def _write_error(path: Path, exc: sqlite3.Error) -> OperationError:

@@ -12,7 +12,7 @@ the default) implements ``CallStore``; nothing outside a store implementation ru
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -126,8 +126,10 @@ class CallStore(Protocol):
         workflow: str | None = None,
         stage: str | None = None,
         model: str | None = None,
+        day_offsets: Sequence[tuple[float, int]] | None = None,
     ) -> list[SpendCell]:
-        """What was spent in ``[since_ts, until_ts)`` per hour and model (and ``group``)."""
+        """What was spent in ``[since_ts, until_ts)`` per model (and ``group``), per local day
+        when ``day_offsets`` gives the zone's UTC offsets."""
         ...
 
     def budget_transaction(self) -> AbstractContextManager[None]:
