@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from rich.text import Text
 
     from attune_cli.cli.render import Column
+    from attune_cli.core.spend.budgets import BudgetStatus
+    from attune_cli.core.spend.periods import Zone
     from attune_cli.core.spend.report import SpendReport
 
 BY_VALUES = "day|week|month|model|provider|workflow|stage|tier"
@@ -195,7 +197,7 @@ def _render(report: SpendReport) -> None:
         Column("Share", "right", drop_order=2),
         Column("Per call", "right", drop_order=3),
         Column("Change", "right", drop_order=1),
-        Column("", drop_order=4),
+        Column("Bar", drop_order=4),
     ]
     rows = []
     for row in report.rows:
@@ -341,3 +343,197 @@ budget_app = typer.Typer(
     help="Budgets per workflow (\\[budgets.W] in config.toml): status, and a check for pipelines.",
     no_args_is_help=True,
 )
+
+
+@budget_app.command("status")
+def budget_status(
+    json_: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document on stdout.")
+    ] = False,
+) -> None:
+    """Each budget's spend this day or month, what is left, the burn rate and the projection.
+
+    Projections: linear on the period so far, and on the last 7 days' rate. A budget at 80 %
+    shows a warning; at its limit, `attune ask` refuses (or downgrades) its calls. Periods are
+    calendar days and months in \\[budgets] timezone.
+
+    Examples:
+
+        attune budget status
+
+        attune budget status --json
+    """
+    from attune_cli.core.clock import now as clock_now
+    from attune_cli.core.spend.budgets import BudgetSettings, status
+    from attune_cli.core.telemetry.team import open_call_store
+    from attune_cli.core.workspace import Workspace
+
+    workspace = Workspace.load()
+    settings = BudgetSettings.from_config(workspace.config, workspace.paths.config_file)
+    now = clock_now()
+    if settings.budgets:
+        with open_call_store(workspace, reading=True) as store:
+            found = status(store, workspace.registry, settings, now)
+    else:
+        found = []
+    if json_:
+        from attune_cli.cli.console import print_json
+
+        print_json([s.as_dict(settings.zone) for s in found])
+        return
+    if not found:
+        from attune_cli.cli.console import message
+
+        message(
+            "No budget is set. Add one to config.toml, e.g. [budgets.code-review] "
+            'monthly_usd = 50 (or [budgets."*"] for every workflow).',
+            markup=False,
+        )
+        return
+    _render_status(found, settings.zone)
+
+
+def _render_status(found: list[BudgetStatus], zone: Zone) -> None:
+    from rich.text import Text
+
+    from attune_cli.cli.charts import bar
+    from attune_cli.cli.console import out, plain
+    from attune_cli.cli.render import Column, print_table
+
+    styles = {"ok": "green", "warning": "yellow", "exceeded": "red"}
+    columns = [
+        Column("Budget"),
+        Column("Period"),
+        Column("Spent", "right"),
+        Column("Limit", "right"),
+        Column("Left", "right"),
+        Column("Per day", "right", drop_order=3),
+        Column("Projected", "right", drop_order=1),
+        Column("At 7-day rate", "right", drop_order=2),
+        Column("State"),
+        Column("Resets", drop_order=4),
+        Column("Used", drop_order=5),
+    ]
+    rows = []
+    for s in found:
+        state = str(s.state)
+        rows.append(
+            [
+                plain(s.budget),
+                Text(str(s.period)),
+                Text(format_usd(s.spent_usd)),
+                Text(format_usd(s.limit_usd)),
+                Text(format_usd(s.left_usd)),
+                Text(format_usd(s.burn_usd_per_day)),
+                Text(format_usd(s.projected_usd)),
+                Text(format_usd(s.projected_recent_usd)),
+                Text(state, style=styles[state]),
+                Text(zone.moment(s.resets_at_ts).strftime("%Y-%m-%d %H:%M")),
+                Text(bar(min(s.spent_usd, s.limit_usd), s.limit_usd, 12), style=styles[state]),
+            ]
+        )
+    print_table(out(), columns, rows, title=f"Budgets ({zone.name} time)")
+
+
+@budget_app.command("check")
+def budget_check(
+    workflow: Annotated[
+        str,
+        typer.Option(
+            "--workflow",
+            "-w",
+            metavar="W",
+            help="The workflow about to spend.",
+            autocompletion=complete_workflows,
+            show_default=False,
+        ),
+    ],
+    cost: Annotated[
+        float,
+        typer.Option(
+            "--cost",
+            metavar="USD",
+            help="What it is about to spend, in dollars.",
+            show_default=False,
+        ),
+    ],
+    hold: Annotated[
+        float,
+        typer.Option(
+            "--hold",
+            metavar="SECONDS",
+            help=(
+                "Reserve the amount for this long when it fits, so concurrent checks see it "
+                "(it expires by itself; record the real cost with `attune telemetry record`)."
+            ),
+        ),
+    ] = 0.0,
+    json_: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document on stdout.")
+    ] = False,
+) -> None:
+    """Exit 0 when spending USD more on workflow W stays within its budgets, 1 when it would not.
+
+    For pipelines that call providers themselves. The check (and the hold) is one transaction
+    on the store, so of several checks racing for the last dollars with --hold only as many
+    pass as fit.
+
+    Examples:
+
+        attune budget check -w code-review --cost 0.25
+
+        attune budget check -w nightly --cost 2 --hold 600 && ./run-nightly.sh
+    """
+    import math
+
+    from attune_cli.core.clock import now as clock_now
+    from attune_cli.core.errors import UsageError
+    from attune_cli.core.spend.budgets import BudgetSettings, check
+    from attune_cli.core.telemetry.team import open_call_store
+    from attune_cli.core.workspace import Workspace
+
+    if not math.isfinite(cost) or cost < 0:
+        raise UsageError(f"--cost must be a finite number of dollars, zero or more (got {cost})")
+    if not math.isfinite(hold) or hold < 0:
+        raise UsageError(f"--hold must be a finite number of seconds, zero or more (got {hold})")
+    workspace = Workspace.load()
+    settings = BudgetSettings.from_config(workspace.config, workspace.paths.config_file)
+    if settings.for_workflow(workflow):
+        with open_call_store(workspace) as store:
+            within, limits = check(
+                store, workspace.registry, settings, workflow, cost, now=clock_now(), hold_s=hold
+            )
+    else:
+        within, limits = True, []
+    if json_:
+        from attune_cli.cli.console import print_json
+
+        print_json(
+            {
+                "workflow": workflow,
+                "cost_usd": cost,
+                "within": within,
+                "held": within and hold > 0 and bool(limits),
+                "limits": [s.as_dict(settings.zone) for s in limits],
+            }
+        )
+    else:
+        from attune_cli.cli.console import message
+
+        if not limits:
+            message(f"No budget applies to {workflow!r}: within.", markup=False)
+        for s in limits:
+            fits = cost <= s.left_usd
+            message(
+                f"{'within' if fits else 'over'}: budget {s.budget!r} {s.period}: "
+                f"{format_usd(s.spent_usd)} spent of {format_usd(s.limit_usd)}, "
+                f"{format_usd(s.left_usd)} left for {format_usd(cost)}"
+                + (
+                    ""
+                    if fits
+                    else f"; resets {settings.zone.moment(s.resets_at_ts):%Y-%m-%d %H:%M}"
+                ),
+                markup=False,
+            )
+    if not within:
+        raise typer.Exit(1)
