@@ -171,7 +171,8 @@ def _print_csv(report: SpendReport) -> None:
 def _change_text(change: float | None) -> str:
     if change is None:
         return "—"
-    return f"{change * 100:+.0f} %"
+    percent = round(change * 100)
+    return f"{percent:+d} %" if percent else "0 %"
 
 
 def _render(report: SpendReport) -> None:
