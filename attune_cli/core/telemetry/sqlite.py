@@ -46,6 +46,7 @@ from attune_cli.core.telemetry.records import (
     Row,
     SpendCell,
     Spooled,
+    StageHour,
     quantise_ts,
 )
 from attune_cli.core.telemetry.spool import spool_path
@@ -1174,6 +1175,51 @@ class TelemetryStore:
                     int(row[6]),
                 )
             )
+
+    def stage_hours(
+        self, workflow: str, stage: str, first_hour: int, last_hour: int
+    ) -> list[StageHour]:
+        """Each model's rollup of one (workflow, stage) per hour in ``[first_hour, last_hour)``,
+        with its latency histogram (what ``route simulate`` replays)."""
+        params = {"workflow": workflow, "stage": stage, "first": first_hour, "last": last_hour}
+        where = "workflow = :workflow AND stage = :stage AND hour >= :first AND hour < :last"
+        histograms: dict[tuple[int, str], list[tuple[int, int, float]]] = {}
+        for hour, model, bucket, calls, total in self.conn.execute(
+            "SELECT hour, model, bucket, SUM(calls), SUM(latency_ms) FROM rollup_latency "
+            f"WHERE {where} GROUP BY hour, model, bucket",
+            params,
+        ):
+            histograms.setdefault((int(hour), model), []).append(
+                (int(bucket), int(calls), float(total))
+            )
+        found = []
+        for row in self.conn.execute(
+            "SELECT hour, model, MAX(provider), SUM(calls), SUM(successes), "
+            "SUM(quality_failures), SUM(outage_failures), SUM(rate_limited), "
+            "SUM(caller_errors), COALESCE(SUM(cost_usd), 0), SUM(costs), SUM(input_tokens), "
+            f"SUM(output_tokens) FROM rollups WHERE {where} GROUP BY hour, model",
+            params,
+        ):
+            hour = int(row[0])
+            found.append(
+                StageHour(
+                    hour=hour,
+                    model=row[1],
+                    provider=row[2] or "",
+                    calls=int(row[3]),
+                    successes=int(row[4]),
+                    quality_failures=int(row[5]),
+                    outage_failures=int(row[6]),
+                    rate_limited=int(row[7]),
+                    caller_errors=int(row[8]),
+                    cost_usd=float(row[9]),
+                    costs=int(row[10]),
+                    input_tokens=int(row[11]),
+                    output_tokens=int(row[12]),
+                    buckets=tuple(histograms.get((hour, row[1]), ())),
+                )
+            )
+        return found
 
     @contextmanager
     def budget_transaction(self) -> Iterator[None]:

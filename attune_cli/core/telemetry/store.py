@@ -22,7 +22,13 @@ from attune_cli.core.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from attune_cli.core.performance import ModelPerformance, ScoreWeights
-    from attune_cli.core.telemetry.records import CallFilter, CallRecord, Row, SpendCell
+    from attune_cli.core.telemetry.records import (
+        CallFilter,
+        CallRecord,
+        Row,
+        SpendCell,
+        StageHour,
+    )
     from attune_cli.core.telemetry.rollups import VerifyReport
     from attune_cli.core.workspace import Workspace
 
@@ -130,6 +136,12 @@ class CallStore(Protocol):
     ) -> list[SpendCell]:
         """What was spent in ``[since_ts, until_ts)`` per model (and ``group``), per local day
         when ``day_offsets`` gives the zone's UTC offsets."""
+        ...
+
+    def stage_hours(
+        self, workflow: str, stage: str, first_hour: int, last_hour: int
+    ) -> list[StageHour]:
+        """Each model's rollup of a (workflow, stage) per hour, with its latency histogram."""
         ...
 
     def budget_transaction(self) -> AbstractContextManager[None]:
