@@ -176,3 +176,25 @@ def test_spend_tables_follow_the_rollups_through_writes_and_prunes(
     compare()
     assert store.prune(MIDNIGHT - 3 * DAY) == 3
     compare()
+
+
+def test_days_follow_summer_time(store: TelemetryStore) -> None:
+    """Europe/Paris moves from +01:00 to +02:00 at 01:00 UTC on 2027-03-28: the day's calls
+    at 22:30 UTC on the 28th belong to the 29th in Paris, at 22:30 UTC on the 27th to the
+    27th."""
+    paris = Zone.named("Europe/Paris")
+    march_27 = 1_806_105_600.0  # 2027-03-27 00:00 UTC
+    store.record_many(
+        [
+            call(march_27 + 22.5 * HOUR, 1.0),  # 23:30 on the 27th in Paris (+01:00)
+            call(march_27 + DAY + 22.5 * HOUR, 2.0),  # 00:30 on the 29th in Paris (+02:00)
+            call(march_27 + DAY + 21.5 * HOUR, 4.0),  # 23:30 on the 28th in Paris
+        ]
+    )
+    window = Window.of(paris, march_27 + 5 * DAY, since=date(2027, 3, 27), until=date(2027, 3, 29))
+    report = build_report(store, REGISTRY, SpendQuery(window, GroupBy.DAY), paris)
+    assert [(r.key, r.cost_usd) for r in report.rows] == [
+        ("2027-03-27", 1.0),
+        ("2027-03-28", 4.0),
+        ("2027-03-29", 2.0),
+    ]
