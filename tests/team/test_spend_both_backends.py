@@ -150,21 +150,29 @@ def test_a_half_hour_zone_cuts_its_window_exactly(store: TelemetryStore) -> None
 def test_spend_tables_follow_the_rollups_through_writes_and_prunes(
     store: TelemetryStore,
 ) -> None:
-    """The triggers keep ``spend_hours`` and ``spend_workflow_hours`` equal to the rollups'
-    sums whatever writes them: record, record_many, a second call in the same hour, prune."""
+    """The triggers keep the spend tables (per hour and per day) equal to the rollups' sums
+    whatever writes them: record, record_many, a second call in the same hour, prune."""
     seed(store)
     store.record(call(MIDNIGHT + 3 * HOUR + 60, 0.5))  # adds to an existing rollup
     store.record(call(MIDNIGHT + 3 * HOUR + 90, None, input_tokens=10, output_tokens=5))
 
     def compare() -> None:
-        for table, key in (
-            ("spend_hours", "hour, model, provider"),
-            ("spend_workflow_hours", "workflow, hour, model, provider"),
+        day = "(hour / 86400 * 86400)"
+        for table, key, source in (
+            ("spend_hours", "hour, model, provider", "hour, model, provider"),
+            ("spend_workflow_hours", "workflow, hour, model, provider", None),
+            ("spend_days", "hour, model, provider", f"{day}, model, provider"),
+            (
+                "spend_workflow_days",
+                "workflow, hour, model, provider",
+                f"workflow, {day}, model, provider",
+            ),
         ):
+            grouped = source or key
             expected = store.conn.execute(
-                f"SELECT {key}, SUM(calls), ROUND(CAST(SUM(cost_usd) AS NUMERIC), 9), "
+                f"SELECT {grouped}, SUM(calls), ROUND(CAST(SUM(cost_usd) AS NUMERIC), 9), "
                 "SUM(costs), SUM(CASE WHEN costs = 0 THEN input_tokens ELSE 0 END) "
-                f"FROM rollups GROUP BY {key} ORDER BY {key}"
+                f"FROM rollups GROUP BY {grouped} ORDER BY {grouped}"
             ).fetchall()
             kept = store.conn.execute(
                 f"SELECT {key}, calls, ROUND(CAST(cost_usd AS NUMERIC), 9), costs, "

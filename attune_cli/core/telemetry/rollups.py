@@ -84,12 +84,31 @@ CREATE TABLE rollup_latency (
 # add up in well under a second. Two coarser tables are kept from the rollups by triggers (so
 # every writer — record, import, prune, backfill — keeps them right without knowing of them):
 # ``spend_hours`` per (hour, model, provider) and ``spend_workflow_hours`` per (workflow, hour,
-# model, provider). A report filtered or grouped by stage reads the rollups (index
-# ``rollups_hour``). Budget reservations hold the worst-case price of the calls in flight.
+# model, provider), and the same per UTC day (``spend_days``, ``spend_workflow_days``: their
+# ``hour`` is the day's first), which a month's budget reads for its whole days. A report
+# filtered or grouped by stage reads the rollups (index ``rollups_hour``). Budget reservations
+# hold the worst-case price of the calls in flight.
 SPEND_TABLES: dict[str, tuple[str, ...]] = {
     "spend_hours": ("hour", "model", "provider"),
     "spend_workflow_hours": ("workflow", "hour", "model", "provider"),
+    "spend_days": ("hour", "model", "provider"),
+    "spend_workflow_days": ("workflow", "hour", "model", "provider"),
 }
+DAY_S = 86_400
+SPEND_DAY_TABLES: dict[str, str] = {
+    "spend_hours": "spend_days",
+    "spend_workflow_hours": "spend_workflow_days",
+}
+"""Each hourly spend table's daily twin."""
+
+
+def _key_value(name: str, column: str, row: str) -> str:
+    """The value of key ``column`` of spend table ``name`` for rollup ``row``."""
+    if column == "hour" and name in SPEND_DAY_TABLES.values():
+        return f"({row}.hour - {row}.hour % {DAY_S})"
+    return f"{row}.{column}"
+
+
 SPEND_SUMS: tuple[str, ...] = (
     "calls",
     "cost_usd",
@@ -114,11 +133,12 @@ def _spend_table(name: str, key: tuple[str, ...], text: str, integer: str, real:
     types = {"hour": integer}
     columns = [f"{c} {types.get(c, text)} NOT NULL" for c in key]
     columns += [f"{c} {real if c == 'cost_usd' else integer} NOT NULL" for c in SPEND_SUMS]
+    values = ", ".join(_key_value(name, c, "r") for c in key)
     return (
         f"CREATE TABLE {name} ({', '.join(columns)}, PRIMARY KEY ({', '.join(key)}));\n"
-        f"INSERT INTO {name} ({', '.join(key + SPEND_SUMS)}) SELECT {', '.join(key)}, "
+        f"INSERT INTO {name} ({', '.join(key + SPEND_SUMS)}) SELECT {values}, "
         f"{', '.join(f'SUM({v})' for v in spend_values('r'))} FROM rollups AS r "
-        f"GROUP BY {', '.join(key)};\n"
+        f"GROUP BY {values};\n"
     )
 
 
@@ -147,7 +167,7 @@ def spend_upsert(name: str, row: str = "NEW", *, qualify: bool = False) -> str:
     key = SPEND_TABLES[name]
     prefix = f"{name}." if qualify else ""
     added = ", ".join(f"{c} = {prefix}{c} + excluded.{c}" for c in SPEND_SUMS)
-    values = ", ".join((*(f"{row}.{c}" for c in key), *spend_values(row)))
+    values = ", ".join((*(_key_value(name, c, row) for c in key), *spend_values(row)))
     return (
         f"INSERT INTO {name} ({', '.join(key + SPEND_SUMS)}) VALUES ({values}) "
         f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {added}"
@@ -160,13 +180,13 @@ def spend_subtract(name: str, row: str = "OLD") -> str:
     taken = ", ".join(
         f"{c} = {c} - {v}" for c, v in zip(SPEND_SUMS, spend_values(row), strict=True)
     )
-    where = " AND ".join(f"{c} = {row}.{c}" for c in key)
+    where = " AND ".join(f"{c} = {_key_value(name, c, row)}" for c in key)
     return f"UPDATE {name} SET {taken} WHERE {where}"
 
 
 def spend_forget(name: str, row: str = "OLD") -> str:
     """Delete the row of spend table ``name`` that rollup ``row`` emptied."""
-    where = " AND ".join(f"{c} = {row}.{c}" for c in SPEND_TABLES[name])
+    where = " AND ".join(f"{c} = {_key_value(name, c, row)}" for c in SPEND_TABLES[name])
     return f"DELETE FROM {name} WHERE {where} AND calls <= 0"
 
 

@@ -1120,24 +1120,39 @@ class TelemetryStore:
                 "SUM(CASE WHEN costs = 0 THEN input_tokens ELSE 0 END), "
                 "SUM(CASE WHEN costs = 0 THEN output_tokens ELSE 0 END)"
             )
-        sql = (
-            f"SELECT MIN(hour), model, {column}, SUM(calls), COALESCE(SUM(cost_usd), 0), "
-            f"SUM(costs), {sums} "
-            f"FROM {table} WHERE hour >= :first AND hour < :last{filters} GROUP BY {grouped}"
-        )
-        for row in self.conn.execute(sql, {**params, "first": first, "last": last}):
-            cells.append(
-                SpendCell(
-                    int(row[0]),
-                    row[1],
-                    row[2],
-                    int(row[3]),
-                    float(row[4]),
-                    int(row[5]),
-                    int(row[6]),
-                    int(row[7]),
-                )
+        ranges: list[tuple[str, int, int]] = [(table, first, last)]
+        daily = rollups.SPEND_DAY_TABLES.get(table)
+        if daily is not None and day_offsets is None:
+            # Whole UTC days from the daily twin, the hours around them from the hourly table.
+            day_first = -(-first // rollups.DAY_S) * rollups.DAY_S
+            day_last = last // rollups.DAY_S * rollups.DAY_S
+            if day_first < day_last:
+                ranges = [
+                    (table, first, day_first),
+                    (daily, day_first, day_last),
+                    (table, day_last, last),
+                ]
+        for source, low, high in ranges:
+            if low >= high:
+                continue
+            sql = (
+                f"SELECT MIN(hour), model, {column}, SUM(calls), COALESCE(SUM(cost_usd), 0), "
+                f"SUM(costs), {sums} FROM {source} "
+                f"WHERE hour >= :first AND hour < :last{filters} GROUP BY {grouped}"
             )
+            for row in self.conn.execute(sql, {**params, "first": low, "last": high}):
+                cells.append(
+                    SpendCell(
+                        int(row[0]),
+                        row[1],
+                        row[2],
+                        int(row[3]),
+                        float(row[4]),
+                        int(row[5]),
+                        int(row[6]),
+                        int(row[7]),
+                    )
+                )
         if until_ts > last:
             self._spend_rows(cells, float(last), until_ts, group, filters, params)
         return cells
