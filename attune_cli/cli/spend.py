@@ -524,7 +524,7 @@ def budget_check(
         if not limits:
             message(f"No budget applies to {workflow!r}: within.", markup=False)
         for s in limits:
-            fits = cost <= s.left_usd
+            fits = s.fits(cost)
             message(
                 f"{'within' if fits else 'over'}: budget {s.budget!r} {s.period}: "
                 f"{format_usd(s.spent_usd)} spent of {format_usd(s.limit_usd)}, "

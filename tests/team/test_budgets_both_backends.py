@@ -169,3 +169,14 @@ def test_settings_read_each_limit() -> None:
     assert budget.limits == ((Period.MONTH, 50.0), (Period.DAY, 5.0))
     assert budget.on_exceed is OnExceed.DOWNGRADE
     assert read.for_workflow("other") == ()
+
+
+def test_a_spent_budget_refuses_even_a_call_priced_at_zero(store: TelemetryStore) -> None:
+    """$2 spent today of $2: a model without registry prices (worst case $0) is refused too,
+    and so is a check of $0."""
+    spent = settings(**{"code-review": {"daily_usd": 2, "on_exceed": "downgrade"}})
+    with pytest.raises(BudgetExceeded):
+        admit(store, REGISTRY, spent, "code-review", [("local-llm", 0.0)], now=NOW, hold_s=60)
+    assert not check(store, REGISTRY, spent, "code-review", 0.0, now=NOW)[0]
+    roomy = settings(**{"code-review": {"daily_usd": 2.5}})
+    assert check(store, REGISTRY, roomy, "code-review", 0.0, now=NOW)[0]

@@ -201,6 +201,16 @@ class BudgetStatus:
         return max(0.0, self.limit_usd - self.spent_usd - self.reserved_usd)
 
     @property
+    def exhausted(self) -> bool:
+        """Whether nothing is left: not even a call priced at $0 (a model without registry
+        prices) may go through."""
+        return self.spent_usd + self.reserved_usd >= self.limit_usd
+
+    def fits(self, cost_usd: float) -> bool:
+        """Whether ``cost_usd`` more stays within this limit."""
+        return not self.exhausted and cost_usd <= self.left_usd
+
+    @property
     def burn_usd_per_day(self) -> float:
         """Spend per day over the period so far."""
         elapsed = max(self.now_ts - self.period_start_ts, 1.0)
@@ -356,11 +366,11 @@ def admit(
         limits = _limits(store, registry, settings, budgets, now, recent=False)
         if not limits:
             return Admission(asked, math.inf, None, None, math.inf)
-        tightest = min(limits, key=lambda limit: limit.left_usd)
+        tightest = min(limits, key=lambda limit: (not limit.exhausted, limit.left_usd))
         left = tightest.left_usd
-        fitting = [(model, usd) for model, usd in choices if usd <= left]
+        fitting = [(model, usd) for model, usd in choices if tightest.fits(usd)]
         chosen: str | None = None
-        if asked_usd <= left:
+        if tightest.fits(asked_usd):
             chosen = asked
         elif fitting and tightest.on_exceed is OnExceed.DOWNGRADE:
             chosen = min(fitting, key=lambda choice: choice[1])[0]
@@ -415,7 +425,7 @@ def check(
     budgets = settings.for_workflow(workflow)
     with store.budget_transaction():
         limits = _limits(store, registry, settings, budgets, now)
-        within = all(cost_usd <= s.left_usd for s in limits)
+        within = all(s.fits(cost_usd) for s in limits)
         if within and hold_s > 0 and budgets:
             reservation = os.urandom(8).hex()
             for budget in budgets:
