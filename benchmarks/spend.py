@@ -210,7 +210,12 @@ def main() -> int:
         scoped = load_into_postgres(options.pg_url, spec)
         try:
             print(f"PostgreSQL, the same {options.rows:,} calls:")
-            print_processes(options.out, options.runs, {"ATTUNE_STORE_URL": scoped})
+            # A home of its own: with a team store configured, a local telemetry.db is the
+            # spool, and its calls would be pushed into the team store.
+            team_home = options.out / "team-home"
+            team_home.mkdir(exist_ok=True)
+            (team_home / "config.toml").write_text(BUDGETS)
+            print_processes(team_home, options.runs, {"ATTUNE_STORE_URL": scoped})
         finally:
             schema = scoped.rsplit("%3D", 1)[1]
             with psycopg.connect(options.pg_url, autocommit=True) as conn:
