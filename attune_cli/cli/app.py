@@ -130,7 +130,7 @@ _backfill_bar = _BackfillBar()
 
 
 def _register() -> None:
-    from attune_cli.cli import ask, auth, demo, doctor, route, serve, store, telemetry
+    from attune_cli.cli import ask, auth, demo, doctor, route, serve, spend, store, telemetry
 
     app.add_typer(auth.app, name="auth")
     app.add_typer(route.app, name="route")
@@ -140,6 +140,7 @@ def _register() -> None:
     ask.register(app)
     demo.register(app)
     doctor.register(app)
+    spend.register(app)
 
 
 _register()

@@ -254,6 +254,178 @@ def stats(
     _render_stats(result)
 
 
+@app.command("simulate")
+def simulate(
+    stage: StageArg,
+    workflow: Annotated[
+        str, workflow_option("The workflow whose history is replayed.", show_default=False)
+    ],
+    max_cost: MaxCostOpt = None,
+    max_latency: MaxLatencyOpt = None,
+    min_success: MinSuccessOpt = None,
+    score_weights: Annotated[
+        str | None,
+        typer.Option(
+            "--score-weights",
+            metavar="KEY=N,…",
+            help="Proposed quality-score weights: success, cost, latency (e.g. cost=8,latency=1).",
+        ),
+    ] = None,
+    days: Annotated[
+        int,
+        typer.Option("--days", min=1, metavar="N", help="Days of history to replay."),
+    ] = 30,
+    json_: JsonOpt = False,
+) -> None:
+    """Try a routing policy on your own history before adopting it.
+
+    Replays the last N days hour by hour: at each hour, the model routing with these settings
+    would have chosen from the history before that hour, and what that hour's calls would then
+    have cost and how often they would have succeeded (that model's figures in the hour, or
+    over its window when it had no calls then). Shown beside what actually happened.
+
+    This is an estimate from observed rates, not a counterfactual truth.
+
+    Example:  attune route simulate analysis -w code-review --max-cost 0.005
+    """
+    from dataclasses import replace
+
+    from attune_cli.core.clock import now as clock_now
+    from attune_cli.core.routing import RoutingSettings
+    from attune_cli.core.routing.simulate import parse_score_weights
+    from attune_cli.core.routing.simulate import simulate as replay
+    from attune_cli.core.telemetry.team import open_call_store
+    from attune_cli.core.workspace import Workspace
+
+    workspace = Workspace.load()
+    settings = RoutingSettings.from_config(workspace.config, workspace.paths.config_file)
+    changes: dict[str, Any] = {}
+    if max_cost is not None:
+        changes["max_cost_usd"] = max_cost
+    if max_latency is not None:
+        changes["max_latency_ms"] = max_latency
+    if min_success is not None:
+        changes["min_success_rate"] = min_success
+    if score_weights is not None:
+        changes["weights"] = parse_score_weights(score_weights, settings.weights)
+    settings = replace(settings, **changes)
+    with open_call_store(workspace, reading=True) as store:
+        result = replay(
+            store,
+            workspace.registry,
+            settings,
+            workflow=workflow,
+            stage=stage,
+            days=days,
+            now=clock_now(),
+        )
+    if json_:
+        from attune_cli.cli.console import print_json
+
+        print_json(result.as_dict())
+        return
+    _render_simulation(result)
+
+
+def _render_simulation(result: Any) -> None:
+    from rich.text import Text
+
+    from attune_cli.cli.console import out, plain
+    from attune_cli.cli.render import Column, print_table
+    from attune_cli.core.money import format_usd
+    from attune_cli.core.telemetry.records import ts_to_iso
+
+    console = out()
+    document = result.as_dict()
+
+    def rate(value: float | None) -> str:
+        return "—" if value is None else f"{value * 100:.1f} %"
+
+    def ms(value: float | None) -> str:
+        return "—" if value is None else f"{value:,.0f} ms"
+
+    proposed, actual, diff = document["proposed"], document["actual"], document["difference"]
+    rows = [
+        [Text("Calls"), Text(f"{actual['calls']:,}"), Text(f"{proposed['calls']:,}"), Text("")],
+        [
+            Text("Spend"),
+            Text(format_usd(actual["cost_usd"])),
+            Text(format_usd(proposed["cost_usd"])),
+            Text(("+" if diff["cost_usd"] > 0 else "") + format_usd(diff["cost_usd"])),
+        ],
+        [
+            Text("Success"),
+            Text(rate(actual["success_rate"])),
+            Text(rate(proposed["success_rate"])),
+            Text("—" if diff["success_rate"] is None else f"{diff['success_rate'] * 100:+.1f} pts"),
+        ],
+        [
+            Text("p95 latency"),
+            Text(ms(actual["p95_latency_ms"])),
+            Text(ms(proposed["p95_latency_ms"])),
+            Text("—" if diff["p95_latency_ms"] is None else f"{diff['p95_latency_ms']:+,.0f} ms"),
+        ],
+    ]
+    print_table(
+        console,
+        [
+            Column(""),
+            Column("Actual", "right"),
+            Column("Proposed", "right"),
+            Column("Difference", "right"),
+        ],
+        rows,
+        title=plain(f"{result.workflow} / {result.stage}, last {result.days} days, hour by hour"),
+    )
+    chosen = ", ".join(f"{m} ({c:,} calls)" for m, c in result.chosen.items()) or "nothing"
+    console.print(plain(f"The policy would have chosen: {chosen}."))
+    console.print(
+        plain(
+            f"It disagreed with what served most calls in {result.hours_disagreeing} of "
+            f"{result.hours} hours."
+        )
+    )
+    if result.unknown_calls:
+        console.print(
+            plain(
+                f"{result.unknown_calls:,} calls went to models without history: priced from "
+                "the registry, their success and latency unknown."
+            ),
+            style="dim",
+        )
+    if result.disagreements:
+        rows = [
+            [
+                Text(ts_to_iso(d.hour)[:13] + "h"),
+                plain(d.actual_model),
+                plain(d.proposed_model),
+                Text(f"{d.calls:,}"),
+                Text(format_usd(d.actual_cost_usd)),
+                Text(format_usd(d.proposed_cost_usd)),
+            ]
+            for d in result.disagreements
+        ]
+        print_table(
+            console,
+            [
+                Column("Hour (UTC)"),
+                Column("Actual"),
+                Column("Proposed"),
+                Column("Calls", "right"),
+                Column("Actual $", "right"),
+                Column("Proposed $", "right", drop_order=1),
+            ],
+            rows,
+            title="Where they disagreed most",
+        )
+    console.print(
+        Text(
+            "An estimate from observed rates per model and hour, not a counterfactual truth.",
+            style="dim",
+        )
+    )
+
+
 @app.command("check")
 def check(
     workflow: WorkflowOpt = None,

@@ -7,14 +7,19 @@ callable model within the caps; when there is none, nobody is called.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from attune_cli.core.billing import Billing, BillingChoice
 from attune_cli.core.errors import AttuneError, OperationError
+from attune_cli.core.money import format_usd
 from attune_cli.core.plans import AuthMode
+
+# A reservation outlives its call's deadline by this much before it expires by itself.
+HOLD_MARGIN_S = 60.0
 
 if TYPE_CHECKING:
     import httpx
@@ -22,6 +27,7 @@ if TYPE_CHECKING:
     from attune_cli.core.executor import ResilientExecutor
     from attune_cli.core.providers.base import Message
     from attune_cli.core.response import LLMResponse
+    from attune_cli.core.spend.budgets import Admission
     from attune_cli.core.telemetry.sqlite import TelemetryStore
     from attune_cli.core.workspace import Workspace
 
@@ -215,30 +221,113 @@ def route_and_call(
         notice(f"routed to {model}: {decision.reason}")
     if choice.worth_saying or options.mode is not None:
         notice(f"billing: {choice.reason}")
+    max_cost_usd = options.max_cost_usd
+    admission = _within_budget(workspace, executor, store, options, model, admissible, notice)
+    if admission is not None:
+        model = admission.model
+        if admission.cap_usd < (max_cost_usd if max_cost_usd is not None else math.inf):
+            max_cost_usd = admission.cap_usd
     watching: AbstractContextManager[None] = (
         watching_attempts(on_attempt) if on_attempt else nullcontext()
     )
-    with watching:
-        return executor.execute(
-            options.prompt,
-            model=model,
-            workflow=options.workflow,
-            stage=options.stage,
-            system=options.system,
-            max_tokens=options.max_tokens,
-            fallback=options.model is None,
+    try:
+        with watching:
+            return executor.execute(
+                options.prompt,
+                model=model,
+                workflow=options.workflow,
+                stage=options.stage,
+                system=options.system,
+                max_tokens=options.max_tokens,
+                fallback=options.model is None,
+                max_cost_usd=max_cost_usd,
+                admissible=admissible,
+                admissible_cap="the routing caps and configured providers",
+                stream=options.stream,
+                on_text=on_text,
+                on_notice=notice,
+                deadline_s=options.timeout_s,
+                messages=messages,
+                cancelled=cancelled,
+                billing=choice.billing,
+                api_fallback=choice.api_fallback,
+            )
+    finally:
+        if admission is not None and admission.reservation_id is not None:
+            # The call's rows (its real cost) are recorded by now; a reservation that cannot
+            # be released expires by itself.
+            with suppress(AttuneError, OSError, *_store_errors()):
+                store.release_reservation(admission.reservation_id)
+
+
+def _within_budget(
+    workspace: Workspace,
+    executor: ResilientExecutor,
+    store: TelemetryStore,
+    options: AskOptions,
+    model: str,
+    admissible: Callable[[str], bool] | None,
+    notice: Callable[[str], None],
+) -> Admission | None:
+    """Check the workflow's budgets with the call's worst-case price and reserve it (None: no
+    budget applies).
+
+    The choices are the model asked for, then the models its fallback chain may reach within
+    the other caps (``downgrade`` picks the cheapest of those that fit).
+
+    Raises:
+        BudgetExceeded: the call would go over a budget (nothing is called).
+        ConfigError: invalid ``[budgets]``.
+    """
+    if "budgets" not in workspace.config:
+        return None
+    from attune_cli.core.clock import now as clock_now
+    from attune_cli.core.executor import worst_case_tokens
+    from attune_cli.core.spend.budgets import BudgetSettings, admit
+
+    settings = BudgetSettings.from_config(workspace.config, workspace.paths.config_file)
+    if not settings.for_workflow(options.workflow):
+        return None
+    if getattr(store, "unusable_reason", None) is not None:
+        notice(f"budgets of {options.workflow!r} not checked: the store cannot be used")
+        return None
+    tokens = worst_case_tokens(options.prompt, options.system, options.max_tokens)
+
+    def worst_usd(model_id: str) -> float:
+        return executor.registry.cost_usd(model_id, *tokens) or 0.0
+
+    choices = [(model, worst_usd(model))]
+    if options.model is None:
+        plan = executor.chain_for(
+            model,
             max_cost_usd=options.max_cost_usd,
+            worst_case_tokens=tokens,
             admissible=admissible,
-            admissible_cap="the routing caps and configured providers",
-            stream=options.stream,
-            on_text=on_text,
-            on_notice=notice,
-            deadline_s=options.timeout_s,
-            messages=messages,
-            cancelled=cancelled,
-            billing=choice.billing,
-            api_fallback=choice.api_fallback,
         )
+        choices += [(t.model, worst_usd(t.model)) for t in plan.chain if t.model != model]
+    deadline_s = options.timeout_s if options.timeout_s is not None else executor.policy.deadline_s
+    admission = admit(
+        store,
+        workspace.registry,
+        settings,
+        options.workflow,
+        choices,
+        now=clock_now(),
+        hold_s=deadline_s + HOLD_MARGIN_S,
+    )
+    if admission.downgraded_from is not None:
+        asked_usd = worst_usd(admission.downgraded_from)
+        notice(
+            f"budget: {format_usd(admission.left_usd)} left, so {admission.model} instead of "
+            f"{admission.downgraded_from} (which could cost {format_usd(asked_usd)})"
+        )
+    return admission
+
+
+def _store_errors() -> tuple[type[BaseException], ...]:
+    import sqlite3
+
+    return (sqlite3.Error,)
 
 
 def _billing_choice(

@@ -14,9 +14,16 @@ from typing import Any
 # Tables whose keys are names the user chooses (a provider, a model, a stage): their
 # entries are checked against the entry schema instead.
 _NAMED_ENTRIES = {"providers", "models", "routing.stages"}
+# Tables holding both settings of their own and named entries (``[budgets] timezone`` beside
+# ``[budgets.code-review]``): a sub-table is an entry, any other key a setting.
+_MIXED_ENTRIES = {"budgets"}
 
 KNOWN_KEYS: dict[str, frozenset[str]] = {
-    "": frozenset({"auth", "providers", "models", "routing", "breaker", "executor", "store"}),
+    "": frozenset(
+        {"auth", "providers", "models", "routing", "breaker", "executor", "store", "budgets"}
+    ),
+    "budgets": frozenset({"timezone"}),
+    "budgets.*": frozenset({"monthly_usd", "daily_usd", "on_exceed"}),
     "auth": frozenset(
         {
             "subscription_tier",
@@ -122,6 +129,9 @@ def _walk(table: dict[str, Any], schema: str, dotted: str, found: list[str], pat
         return
     for key, value in table.items():
         name = f"{dotted}.{key}" if dotted else str(key)
+        if schema in _MIXED_ENTRIES and isinstance(value, dict):
+            _walk(value, f"{schema}.*", name, found, path)
+            continue
         if key not in known:
             found.append(_warning(path, name, str(key), known, dotted))
             continue

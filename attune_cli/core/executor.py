@@ -100,6 +100,12 @@ CHARS_PER_TOKEN = 4
 """A rough prompt-size estimate, used only to keep fallbacks under ``max_cost_usd``."""
 
 
+def worst_case_tokens(prompt: str, system: str | None, max_tokens: int) -> tuple[int, int]:
+    """(input, output) tokens a call may be billed at most: the prompt's size estimate and
+    ``max_tokens`` (what cost caps and budgets hold a call to)."""
+    return len(prompt + (system or "")) // CHARS_PER_TOKEN + 1, max_tokens
+
+
 class Breaker(Protocol):
     """What the executor needs of a circuit breaker (``attune_cli.core.breaker``)."""
 
@@ -731,7 +737,7 @@ class ResilientExecutor:
             UsageError: the provider of an unknown model cannot be told.
             CallCancelled: ``cancelled`` turned True; the attempt in flight was recorded.
         """
-        worst_case = (len(prompt + (system or "")) // CHARS_PER_TOKEN + 1, max_tokens)
+        worst_case = worst_case_tokens(prompt, system, max_tokens)
         planned = self.chain_for(
             model,
             fallback=fallback,

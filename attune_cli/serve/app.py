@@ -290,6 +290,11 @@ def _failure_of_exception(exc: BaseException) -> Failure:
         return Failure(404, "not_found", str(exc))
     if isinstance(exc, ConfigError):
         return Failure(500, "config", str(exc))
+    from attune_cli.core.spend.budgets import BudgetExceeded
+
+    if isinstance(exc, BudgetExceeded):
+        # Not a 429 or 5xx: SDKs retry those, and a spent budget stays spent until it resets.
+        return Failure(402, "budget_exceeded", str(exc))
     if isinstance(exc, OperationError):
         return Failure(503, "unavailable", str(exc))
     if isinstance(exc, AttuneError):

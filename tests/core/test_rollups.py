@@ -266,6 +266,16 @@ def test_a_store_from_before_billing_gets_the_column_and_stays_verified(tmp_path
     with TelemetryStore(path, clock=Clock(T0 + DAY)) as old:
         old.record(call(T0 + 60, cost_usd=0.5))
     conn = sqlite3.connect(path, isolation_level=None)
+    # Back to schema 5: what the later migrations (billing, then spend) added goes.
+    later = conn.execute(
+        "SELECT type, name FROM sqlite_master WHERE name LIKE 'rollups_spend_%' "
+        "OR name LIKE 'spend_%' OR name IN ('budget_reservations', 'rollups_hour') "
+        "ORDER BY type = 'trigger' DESC, type = 'index' DESC"
+    ).fetchall()
+    assert later, "schema 7's spend tables were expected"
+    for kind, name in later:
+        if not name.startswith("sqlite_autoindex"):
+            conn.execute(f"DROP {kind.upper()} IF EXISTS {name}")
     conn.execute("ALTER TABLE calls DROP COLUMN billing")
     conn.execute("ALTER TABLE rollups DROP COLUMN plan_cost_usd")
     conn.execute("PRAGMA user_version = 5")
@@ -273,7 +283,7 @@ def test_a_store_from_before_billing_gets_the_column_and_stays_verified(tmp_path
 
     with TelemetryStore(path, clock=Clock(T0 + DAY)) as store:
         store.record(call(T0 + 120, cost_usd=0.25, billing="subscription"))
-        assert store.schema_version() == db.SCHEMA_VERSION == 6
+        assert store.schema_version() == db.SCHEMA_VERSION == 7
         assert store.verify().ok
         got = figures(store)["m"]
         assert (got.calls, got.plan_covered_usd) == (2, pytest.approx(0.25))

@@ -174,6 +174,11 @@ ALTER TABLE calls ADD COLUMN billing TEXT;
 ALTER TABLE rollups ADD COLUMN plan_cost_usd REAL NOT NULL DEFAULT 0;
 """
 
+# Version 7: spend and budgets (``rollups.spend_schema``): the spend tables kept from the
+# rollups by triggers, an index of the rollups led by the hour, and the budget reservations
+# (``attune_cli.core.spend.budgets``) written in the transaction that checked the budget.
+_SPEND = rollups.spend_schema() + rollups.sqlite_spend_triggers()
+
 MIGRATIONS: tuple[str, ...] = (
     _CALLS_SCHEMA + _BREAKER_SCHEMA,
     _FAILURE_CLASS,
@@ -181,6 +186,7 @@ MIGRATIONS: tuple[str, ...] = (
     _IMPORT_CHUNKS,
     _DAILY_LATENCY,
     _BILLING,
+    _SPEND,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -428,9 +434,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
         # Another process may have migrated while we waited for the write lock.
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         for number in range(version, SCHEMA_VERSION):
-            for statement in MIGRATIONS[number].split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            for statement in _statements(MIGRATIONS[number]):
+                conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {number + 1}")
         if backfill_pending(conn):
             marker = conn.execute("SELECT next_id, first_id FROM rollup_backfill").fetchone()
@@ -440,6 +445,17 @@ def _migrate(conn: sqlite3.Connection) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of ``script`` (a trigger's body holds ``;`` too)."""
+    buffer = ""
+    for piece in script.split(";"):
+        buffer += piece + ";"
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip(" \n\t;"):
+                yield buffer
+            buffer = ""
 
 
 # Rows rolled up per transaction when an existing store gets its rollups (schema 3).

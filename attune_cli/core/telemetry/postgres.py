@@ -160,7 +160,14 @@ ALTER TABLE calls ADD COLUMN billing TEXT COLLATE "C";
 ALTER TABLE rollups ADD COLUMN plan_cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+
+# Version 4: spend tables kept by a trigger, and budget reservations (as SQLite's schema 7).
+_V4 = (
+    rollups.spend_schema(text=_TEXT, integer="BIGINT", real="DOUBLE PRECISION")
+    + rollups.postgres_spend_triggers()
+)
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # The failure class with an INTEGER success column (PostgreSQL has no integer truth).
@@ -834,6 +841,16 @@ class PostgresCallStore(TelemetryStore):
             merged.extend(super()._newest(columns, [pair], model, since, limit, condition))
         merged.sort(key=lambda row: row[0], reverse=True)
         return merged[:limit]
+
+    _calls_by_time = "calls"
+
+    @contextmanager
+    def budget_transaction(self) -> Iterator[None]:
+        """One transaction holding the budgets' advisory lock: checks and reservations of all
+        machines take turns, so two cannot both spend the last dollars."""
+        with self.transaction():
+            self.raw.execute("SELECT pg_advisory_xact_lock(hashtext('attune:budgets'))")
+            yield
 
     def verify(self, *, limit: int = 20) -> rollups.VerifyReport:
         """Recompute the rollups from the rows and compare them with the stored ones."""

@@ -314,3 +314,69 @@ def outcome_conflict(
     if success and error_kind:
         return f"--success contradicts --error-kind {error_kind}: pass --failure"
     return None
+
+
+SPEND_GROUPS: tuple[str, ...] = ("workflow", "stage", "provider")
+"""The columns besides the model that a spend read may group by."""
+
+
+@dataclass(frozen=True)
+class SpendCell:
+    """The spend of one model (and one value of the grouped column) in one hour.
+
+    Attributes:
+        hour: the hour's start, epoch seconds UTC.
+        model: the model id.
+        group: the grouped column's value ('' when not grouped, or no provider).
+        calls: calls in the hour.
+        cost_usd: their recorded cost.
+        priced_calls: calls recorded with a cost.
+        unpriced_input_tokens: input tokens of calls recorded without a cost (to estimate).
+        unpriced_output_tokens: their output tokens.
+    """
+
+    hour: int
+    model: str
+    group: str
+    calls: int
+    cost_usd: float
+    priced_calls: int
+    unpriced_input_tokens: int
+    unpriced_output_tokens: int
+
+
+@dataclass(frozen=True)
+class StageHour:
+    """One model's figures in one stage in one hour (from the rollups), for a replay.
+
+    Attributes:
+        hour: the hour's start, epoch seconds UTC.
+        model: the model id.
+        provider: who served it ('' when unknown).
+        calls: calls in the hour.
+        successes: successful ones.
+        quality_failures: failures of the answer itself.
+        outage_failures: the provider could not answer.
+        rate_limited: rate limits.
+        caller_errors: requests refused as wrong.
+        cost_usd: recorded cost.
+        costs: calls with a recorded cost.
+        input_tokens: input tokens.
+        output_tokens: output tokens.
+        buckets: latency histogram: (bucket, calls, latency total).
+    """
+
+    hour: int
+    model: str
+    provider: str
+    calls: int
+    successes: int
+    quality_failures: int
+    outage_failures: int
+    rate_limited: int
+    caller_errors: int
+    cost_usd: float
+    costs: int
+    input_tokens: int
+    output_tokens: int
+    buckets: tuple[tuple[int, int, float], ...] = ()

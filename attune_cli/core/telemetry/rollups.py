@@ -103,6 +103,139 @@ CREATE TABLE rollup_latency_day (
 ) WITHOUT ROWID;
 """
 
+
+# Spend reads (schema version 7 of the SQLite store, 4 of PostgreSQL). A year of rollups is
+# some 800,000 rows when a hundred (workflow, stage, model) keys are busy each hour: too many to
+# add up in well under a second. Two coarser tables are kept from the rollups by triggers (so
+# every writer — record, import, prune, backfill — keeps them right without knowing of them):
+# ``spend_hours`` per (hour, model, provider) and ``spend_workflow_hours`` per (workflow, hour,
+# model, provider), and the same per UTC day (``spend_days``, ``spend_workflow_days``: their
+# ``hour`` is the day's first), which a month's budget reads for its whole days. A report
+# filtered or grouped by stage reads the rollups (index ``rollups_hour``). Budget reservations
+# hold the worst-case price of the calls in flight.
+SPEND_TABLES: dict[str, tuple[str, ...]] = {
+    "spend_hours": ("hour", "model", "provider"),
+    "spend_workflow_hours": ("workflow", "hour", "model", "provider"),
+    "spend_days": ("hour", "model", "provider"),
+    "spend_workflow_days": ("workflow", "hour", "model", "provider"),
+}
+SPEND_DAY_TABLES: dict[str, str] = {
+    "spend_hours": "spend_days",
+    "spend_workflow_hours": "spend_workflow_days",
+}
+"""Each hourly spend table's daily twin."""
+
+
+def _key_value(name: str, column: str, row: str) -> str:
+    """The value of key ``column`` of spend table ``name`` for rollup ``row``."""
+    if column == "hour" and name in SPEND_DAY_TABLES.values():
+        return f"({row}.hour - {row}.hour % {DAY_S})"
+    return f"{row}.{column}"
+
+
+SPEND_SUMS: tuple[str, ...] = (
+    "calls",
+    "cost_usd",
+    "costs",
+    "unpriced_input_tokens",
+    "unpriced_output_tokens",
+)
+
+
+def spend_values(row: str) -> tuple[str, ...]:
+    """The ``SPEND_SUMS`` of one rollup row (``NEW`` or ``OLD`` in a trigger)."""
+    return (
+        f"{row}.calls",
+        f"{row}.cost_usd",
+        f"{row}.costs",
+        f"CASE WHEN {row}.costs = 0 THEN {row}.input_tokens ELSE 0 END",
+        f"CASE WHEN {row}.costs = 0 THEN {row}.output_tokens ELSE 0 END",
+    )
+
+
+def _spend_table(name: str, key: tuple[str, ...], text: str, integer: str, real: str) -> str:
+    types = {"hour": integer}
+    columns = [f"{c} {types.get(c, text)} NOT NULL" for c in key]
+    columns += [f"{c} {real if c == 'cost_usd' else integer} NOT NULL" for c in SPEND_SUMS]
+    values = ", ".join(_key_value(name, c, "r") for c in key)
+    return (
+        f"CREATE TABLE {name} ({', '.join(columns)}, PRIMARY KEY ({', '.join(key)}));\n"
+        f"INSERT INTO {name} ({', '.join(key + SPEND_SUMS)}) SELECT {values}, "
+        f"{', '.join(f'SUM({v})' for v in spend_values('r'))} FROM rollups AS r "
+        f"GROUP BY {values};\n"
+    )
+
+
+def spend_schema(*, text: str = "TEXT", integer: str = "INTEGER", real: str = "REAL") -> str:
+    """The spend tables (filled from the existing rollups) and the reservations table."""
+    tables = "".join(_spend_table(n, k, text, integer, real) for n, k in SPEND_TABLES.items())
+    return (
+        "CREATE INDEX rollups_hour ON rollups(hour, workflow, stage, model, provider, calls, "
+        "cost_usd, costs, input_tokens, output_tokens);\n"
+        + tables
+        + f"""CREATE TABLE budget_reservations (
+    id         {text} NOT NULL,
+    budget     {text} NOT NULL,
+    amount_usd {real} NOT NULL,
+    created_ts {real} NOT NULL,
+    expires_ts {real} NOT NULL,
+    PRIMARY KEY (id, budget)
+);
+CREATE INDEX budget_reservations_budget ON budget_reservations(budget, expires_ts, amount_usd);
+"""
+    )
+
+
+def spend_upsert(name: str, row: str = "NEW", *, qualify: bool = False) -> str:
+    """Add rollup ``row`` to spend table ``name`` (``qualify``: PostgreSQL's column names)."""
+    key = SPEND_TABLES[name]
+    prefix = f"{name}." if qualify else ""
+    added = ", ".join(f"{c} = {prefix}{c} + excluded.{c}" for c in SPEND_SUMS)
+    values = ", ".join((*(_key_value(name, c, row) for c in key), *spend_values(row)))
+    return (
+        f"INSERT INTO {name} ({', '.join(key + SPEND_SUMS)}) VALUES ({values}) "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {added}"
+    )
+
+
+def spend_subtract(name: str, row: str = "OLD") -> str:
+    """Take rollup ``row`` off spend table ``name``."""
+    key = SPEND_TABLES[name]
+    taken = ", ".join(
+        f"{c} = {c} - {v}" for c, v in zip(SPEND_SUMS, spend_values(row), strict=True)
+    )
+    where = " AND ".join(f"{c} = {_key_value(name, c, row)}" for c in key)
+    return f"UPDATE {name} SET {taken} WHERE {where}"
+
+
+def spend_forget(name: str, row: str = "OLD") -> str:
+    """Delete the row of spend table ``name`` that rollup ``row`` emptied."""
+    where = " AND ".join(f"{c} = {_key_value(name, c, row)}" for c in SPEND_TABLES[name])
+    return f"DELETE FROM {name} WHERE {where} AND calls <= 0"
+
+
+def sqlite_spend_triggers() -> str:
+    """SQLite triggers keeping the spend tables equal to the sums of the rollups."""
+    parts = []
+    for event, body in (
+        ("INSERT", [spend_upsert(n) for n in SPEND_TABLES]),
+        (
+            "UPDATE",
+            [spend_subtract(n) for n in SPEND_TABLES] + [spend_upsert(n) for n in SPEND_TABLES],
+        ),
+        (
+            "DELETE",
+            [spend_subtract(n) for n in SPEND_TABLES] + [spend_forget(n) for n in SPEND_TABLES],
+        ),
+    ):
+        statements = "".join(f"    {b};\n" for b in body)
+        parts.append(
+            f"CREATE TRIGGER rollups_spend_{event.lower()} AFTER {event} ON rollups BEGIN\n"
+            f"{statements}END"
+        )
+    return ";\n".join(parts) + ";\n"
+
+
 _COUNTS = (
     "calls",
     "successes",
@@ -359,3 +492,24 @@ class VerifyReport:
     def ok(self) -> bool:
         """Whether the rollups equal their recomputation."""
         return self.total_differences == 0
+
+
+def postgres_spend_triggers() -> str:
+    """The PostgreSQL trigger (one function, row level) doing what ``sqlite_spend_triggers``
+    does."""
+    subtract = "".join(f"        {spend_subtract(n)};\n" for n in SPEND_TABLES)
+    forget = "".join(f"        {spend_forget(n)};\n" for n in SPEND_TABLES)
+    add = "".join(f"        {spend_upsert(n, qualify=True)};\n" for n in SPEND_TABLES)
+    return f"""CREATE FUNCTION attune_spend_rollup() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+{subtract}    END IF;
+    IF TG_OP = 'DELETE' THEN
+{forget}    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+{add}    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER rollups_spend AFTER INSERT OR UPDATE OR DELETE ON rollups
+    FOR EACH ROW EXECUTE FUNCTION attune_spend_rollup();
+"""

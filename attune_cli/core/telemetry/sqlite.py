@@ -24,7 +24,7 @@ import os
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,11 +40,14 @@ from attune_cli.core.telemetry import db, rollups, spool
 from attune_cli.core.telemetry.records import (
     COLUMNS,
     LABEL_KINDS,
+    SPEND_GROUPS,
     BillingTotal,
     CallFilter,
     CallRecord,
     Row,
+    SpendCell,
     Spooled,
+    StageHour,
     quantise_ts,
 )
 from attune_cli.core.telemetry.spool import spool_path
@@ -105,6 +108,9 @@ class TelemetryStore:
         conn: the connection, public so routers may run read-only SQL of their own.
         path: the database file.
     """
+
+    # An edge hour's rows by their time (SQLite would otherwise walk a whole workflow's index).
+    _calls_by_time = "calls INDEXED BY calls_identity"
 
     def __init__(
         self,
@@ -1090,6 +1096,239 @@ class TelemetryStore:
             value = self.conn.execute(f"{first}{column} > ?", (*fixed, value)).fetchone()[0]
         return found
 
+    # --- spend and budgets ------------------------------------------------------------------
+
+    def spend_cells(
+        self,
+        since_ts: float,
+        until_ts: float,
+        *,
+        group: str | None = None,
+        workflow: str | None = None,
+        stage: str | None = None,
+        model: str | None = None,
+        day_offsets: Sequence[tuple[float, int]] | None = None,
+    ) -> list[SpendCell]:
+        """What was spent in ``[since_ts, until_ts)`` per model (and ``group``), per local day
+        when ``day_offsets`` is given.
+
+        Whole hours come from the spend tables or the rollups; the parts of hours the window's
+        ends cut (a time zone half an hour off UTC, a window ending now) from the rows, exactly.
+        Each cell is stamped with its first hour (an edge part with the hour it lies in).
+
+        Args:
+            since_ts: the window's start, epoch seconds.
+            until_ts: its end (exclusive); ``math.inf`` for everything from ``since_ts`` on.
+            group: also group by this column (``SPEND_GROUPS``); None: by model alone.
+            workflow: only this workflow.
+            stage: only this stage.
+            model: only this model.
+            day_offsets: (from epoch seconds, UTC offset in whole seconds) of the user's zone,
+                oldest first, the first from ``-inf``: hours are grouped by the local day in
+                which they begin. None: one cell per model (and group) for the whole window.
+
+        Raises:
+            ValueError: ``group`` is not one of ``SPEND_GROUPS``.
+        """
+        if group is not None and group not in SPEND_GROUPS:
+            raise ValueError(f"cannot group spend by {group!r}")
+        if until_ts <= since_ts:
+            return []
+        # The whole hours [first, last) come from the rollups.
+        first = (
+            rollups.UNBOUNDED_HOUR
+            if since_ts == -math.inf
+            else -(-math.ceil(since_ts) // rollups.HOUR_S) * rollups.HOUR_S
+        )
+        last = -rollups.UNBOUNDED_HOUR if until_ts == math.inf else rollups.hour_of(until_ts)
+        filters = ""
+        params: dict[str, Any] = {}
+        for column, value in (("workflow", workflow), ("stage", stage), ("model", model)):
+            if value is not None:
+                filters += f" AND {column} = :{column}"
+                params[column] = value
+        cells: list[SpendCell] = []
+        if first >= last:
+            # No whole hour inside: one cut hour, or the ends of two.
+            if since_ts < first < until_ts:
+                self._spend_rows(cells, since_ts, float(first), group, filters, params)
+                self._spend_rows(cells, float(first), until_ts, group, filters, params)
+            else:
+                self._spend_rows(cells, since_ts, until_ts, group, filters, params)
+            return cells
+        if since_ts < first:
+            self._spend_rows(cells, since_ts, float(first), group, filters, params)
+        column, grouped = (group, "2, 3") if group is not None else ("''", "2")
+        if day_offsets is not None:
+            grouped += f", {_local_day_sql(day_offsets)}"
+        if stage is None and group != "stage":
+            # The coarser tables the rollups' triggers keep (``rollups.SPEND_TABLES``).
+            table = (
+                "spend_hours"
+                if workflow is None and group != "workflow"
+                else "spend_workflow_hours"
+            )
+            sums = "SUM(unpriced_input_tokens), SUM(unpriced_output_tokens)"
+        else:
+            table = "rollups"
+            sums = (
+                "SUM(CASE WHEN costs = 0 THEN input_tokens ELSE 0 END), "
+                "SUM(CASE WHEN costs = 0 THEN output_tokens ELSE 0 END)"
+            )
+        ranges: list[tuple[str, int, int]] = [(table, first, last)]
+        daily = rollups.SPEND_DAY_TABLES.get(table)
+        if daily is not None and day_offsets is None:
+            # Whole UTC days from the daily twin, the hours around them from the hourly table.
+            day_first = -(-first // rollups.DAY_S) * rollups.DAY_S
+            day_last = last // rollups.DAY_S * rollups.DAY_S
+            if day_first < day_last:
+                ranges = [
+                    (table, first, day_first),
+                    (daily, day_first, day_last),
+                    (table, day_last, last),
+                ]
+        for source, low, high in ranges:
+            if low >= high:
+                continue
+            sql = (
+                f"SELECT MIN(hour), model, {column}, SUM(calls), COALESCE(SUM(cost_usd), 0), "
+                f"SUM(costs), {sums} FROM {source} "
+                f"WHERE hour >= :first AND hour < :last{filters} GROUP BY {grouped}"
+            )
+            for row in self.conn.execute(sql, {**params, "first": low, "last": high}):
+                cells.append(
+                    SpendCell(
+                        int(row[0]),
+                        row[1],
+                        row[2],
+                        int(row[3]),
+                        float(row[4]),
+                        int(row[5]),
+                        int(row[6]),
+                        int(row[7]),
+                    )
+                )
+        if until_ts > last:
+            self._spend_rows(cells, float(last), until_ts, group, filters, params)
+        return cells
+
+    def _spend_rows(
+        self,
+        cells: list[SpendCell],
+        start: float,
+        end: float,
+        group: str | None,
+        filters: str,
+        params: dict[str, Any],
+    ) -> None:
+        """Add the spend of the rows in ``[start, end)``, which lies within one hour."""
+        column, grouped = (f"COALESCE({group}, '')", "1, 2") if group is not None else ("''", "1")
+        sql = (
+            f"SELECT model, {column}, COUNT(*), COALESCE(SUM(cost_usd), 0), COUNT(cost_usd), "
+            "COALESCE(SUM(CASE WHEN cost_usd IS NULL THEN input_tokens END), 0), "
+            "COALESCE(SUM(CASE WHEN cost_usd IS NULL THEN output_tokens END), 0) "
+            f"FROM {self._calls_by_time} WHERE ts >= :start AND ts < :end{filters} "
+            f"GROUP BY {grouped}"
+        )
+        hour = rollups.hour_of(start)
+        bounded = {**params, "start": start, "end": min(end, 1e300)}
+        for row in self.conn.execute(sql, bounded):
+            cells.append(
+                SpendCell(
+                    hour,
+                    row[0],
+                    row[1],
+                    int(row[2]),
+                    float(row[3]),
+                    int(row[4]),
+                    int(row[5]),
+                    int(row[6]),
+                )
+            )
+
+    def stage_hours(
+        self, workflow: str, stage: str, first_hour: int, last_hour: int
+    ) -> list[StageHour]:
+        """Each model's rollup of one (workflow, stage) per hour in ``[first_hour, last_hour)``,
+        with its latency histogram (what ``route simulate`` replays)."""
+        params = {"workflow": workflow, "stage": stage, "first": first_hour, "last": last_hour}
+        where = "workflow = :workflow AND stage = :stage AND hour >= :first AND hour < :last"
+        histograms: dict[tuple[int, str], list[tuple[int, int, float]]] = {}
+        for hour, model, bucket, calls, total in self.conn.execute(
+            "SELECT hour, model, bucket, SUM(calls), SUM(latency_ms) FROM rollup_latency "
+            f"WHERE {where} GROUP BY hour, model, bucket",
+            params,
+        ):
+            histograms.setdefault((int(hour), model), []).append(
+                (int(bucket), int(calls), float(total))
+            )
+        found = []
+        for row in self.conn.execute(
+            "SELECT hour, model, MAX(provider), SUM(calls), SUM(successes), "
+            "SUM(quality_failures), SUM(outage_failures), SUM(rate_limited), "
+            "SUM(caller_errors), COALESCE(SUM(cost_usd), 0), SUM(costs), SUM(input_tokens), "
+            f"SUM(output_tokens) FROM rollups WHERE {where} GROUP BY hour, model",
+            params,
+        ):
+            hour = int(row[0])
+            found.append(
+                StageHour(
+                    hour=hour,
+                    model=row[1],
+                    provider=row[2] or "",
+                    calls=int(row[3]),
+                    successes=int(row[4]),
+                    quality_failures=int(row[5]),
+                    outage_failures=int(row[6]),
+                    rate_limited=int(row[7]),
+                    caller_errors=int(row[8]),
+                    cost_usd=float(row[9]),
+                    costs=int(row[10]),
+                    input_tokens=int(row[11]),
+                    output_tokens=int(row[12]),
+                    buckets=tuple(histograms.get((hour, row[1]), ())),
+                )
+            )
+        return found
+
+    @contextmanager
+    def budget_transaction(self) -> Iterator[None]:
+        """One transaction in which budgets are checked and reservations written.
+
+        Two processes cannot both be inside one at once (SQLite: ``BEGIN IMMEDIATE`` holds
+        the write lock from the start), so the second sees the first's reservation.
+        """
+        with self.transaction():
+            yield
+
+    def reserved_usd(self, budget: str, now: float) -> float:
+        """The reservations of ``budget`` that have not expired at ``now``, in dollars."""
+        row = self.conn.execute(
+            "SELECT COALESCE(SUM(amount_usd), 0) FROM budget_reservations "
+            "WHERE budget = ? AND expires_ts > ?",
+            (budget, now),
+        ).fetchone()
+        return float(row[0])
+
+    def add_reservation(
+        self, reservation_id: str, budget: str, amount_usd: float, now: float, expires_ts: float
+    ) -> None:
+        """Reserve ``amount_usd`` of ``budget`` until ``expires_ts`` (inside a transaction).
+
+        Expired reservations are deleted on the way.
+        """
+        self.conn.execute("DELETE FROM budget_reservations WHERE expires_ts <= ?", (now,))
+        self.conn.execute(
+            "INSERT INTO budget_reservations (id, budget, amount_usd, created_ts, expires_ts) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (reservation_id, budget, amount_usd, now, expires_ts),
+        )
+
+    def release_reservation(self, reservation_id: str) -> None:
+        """Drop a reservation (the call's real cost is recorded by now)."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM budget_reservations WHERE id = ?", (reservation_id,))
+
     # --- upkeep ----------------------------------------------------------------------------
 
     def verify(self, *, limit: int = 20) -> rollups.VerifyReport:
@@ -1329,6 +1568,18 @@ def _histogram_ranges(first: int, last: int) -> tuple[int, int, int, int, int, i
     if day_start == day_end:
         return (day_start, day_end, first, last, last, last)
     return (day_start, day_end, first, day_start, day_end, last)
+
+
+def _local_day_sql(day_offsets: Sequence[tuple[float, int]]) -> str:
+    """The local day (days since the epoch) in which ``hour`` begins, as SQL."""
+    arms = " ".join(
+        f"WHEN hour < {int(start)} THEN {int(offset)}"
+        for (start, _), (_, offset) in zip(day_offsets[1:], day_offsets, strict=False)
+    )
+    last = int(day_offsets[-1][1]) if day_offsets else 0
+    shift = f"CASE {arms} ELSE {last} END" if arms else str(last)
+    # Integer division: both sides are whole numbers (hours after 1970 are positive).
+    return f"((hour + {shift}) / 86400)"
 
 
 def _write_error(path: Path, exc: sqlite3.Error) -> OperationError:

@@ -12,7 +12,7 @@ the default) implements ``CallStore``; nothing outside a store implementation ru
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -22,7 +22,14 @@ from attune_cli.core.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from attune_cli.core.performance import ModelPerformance, ScoreWeights
-    from attune_cli.core.telemetry.records import BillingTotal, CallFilter, CallRecord, Row
+    from attune_cli.core.telemetry.records import (
+        BillingTotal,
+        CallFilter,
+        CallRecord,
+        Row,
+        SpendCell,
+        StageHour,
+    )
     from attune_cli.core.telemetry.rollups import VerifyReport
     from attune_cli.core.workspace import Workspace
 
@@ -119,6 +126,45 @@ class CallStore(Protocol):
         outage_since_ts: float | None = None,
     ) -> list[ModelPerformance]:
         """Per-model figures over a window, best first."""
+        ...
+
+    def spend_cells(
+        self,
+        since_ts: float,
+        until_ts: float,
+        *,
+        group: str | None = None,
+        workflow: str | None = None,
+        stage: str | None = None,
+        model: str | None = None,
+        day_offsets: Sequence[tuple[float, int]] | None = None,
+    ) -> list[SpendCell]:
+        """What was spent in ``[since_ts, until_ts)`` per model (and ``group``), per local day
+        when ``day_offsets`` gives the zone's UTC offsets."""
+        ...
+
+    def stage_hours(
+        self, workflow: str, stage: str, first_hour: int, last_hour: int
+    ) -> list[StageHour]:
+        """Each model's rollup of a (workflow, stage) per hour, with its latency histogram."""
+        ...
+
+    def budget_transaction(self) -> AbstractContextManager[None]:
+        """A transaction in which budget checks and reservations of all processes take turns."""
+        ...
+
+    def reserved_usd(self, budget: str, now: float) -> float:
+        """The unexpired reservations of ``budget``, in dollars."""
+        ...
+
+    def add_reservation(
+        self, reservation_id: str, budget: str, amount_usd: float, now: float, expires_ts: float
+    ) -> None:
+        """Reserve ``amount_usd`` of ``budget`` until ``expires_ts`` (in a budget transaction)."""
+        ...
+
+    def release_reservation(self, reservation_id: str) -> None:
+        """Drop a reservation once the call's real cost is recorded."""
         ...
 
     def verify(self, *, limit: int = 20) -> VerifyReport:
