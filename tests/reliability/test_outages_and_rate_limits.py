@@ -19,6 +19,7 @@ from helpers.reliability import (
     LoopbackServer,
     assert_clean_failure,
     attune,
+    attune_in_process,
 )
 
 from attune_cli.core.registry import BUILTIN_MODELS, TIERS
@@ -146,8 +147,10 @@ def test_a_failing_server_still_opens_the_models_circuit_not_the_endpoints(
 
     with LoopbackServer(down) as server:
         env = {"OPENAI_BASE_URL": f"{server.url}/v1", "OPENAI_API_KEY": FAKE_OPENAI_KEY}
-        for _ in range(5):
-            assert_clean_failure(attune("ask", "hi", "-m", "gpt-5", env=env), 1)
+        # The first failure in a process of its own, the rest in this process; the refusal
+        # below is a process again, reading the circuit the others left in the store.
+        for run in (attune, *[attune_in_process] * 4):
+            assert_clean_failure(run("ask", "hi", "-m", "gpt-5", env=env), 1)
         refused = attune("ask", "hi", "-m", "gpt-5", env=env)
         received = len(server.visits)
     assert received == 5  # the sixth call was refused before the network
