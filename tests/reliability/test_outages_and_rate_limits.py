@@ -109,8 +109,10 @@ def test_rate_limits_stay_within_the_attempt_budget_and_open_no_circuit(
 
     with LoopbackServer(limited) as server:
         env = both_providers_at(server.url)
-        for _ in range(3):
-            result = attune("ask", "hi", "-w", "review", "-s", "triage", "--json", env=env)
+        # The first ask in a process of its own, the next two in this process; the breakers
+        # they leave are read by a new process below.
+        for run in (attune, attune_in_process, attune_in_process):
+            result = run("ask", "hi", "-w", "review", "-s", "triage", "--json", env=env)
             assert_clean_failure(result, 1)
             document = json.loads(result.stdout)
             assert len(sent(document)) <= 6  # [executor] max_attempts, by default
