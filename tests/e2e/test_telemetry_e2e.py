@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import sqlite3
@@ -18,10 +19,12 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 
 # Each writer process runs the `attune telemetry record` command (flags parsed, config and
-# registry loaded, a new connection, one transaction) 500 times, all starting when the test
-# says go. The command tree is built once: rebuilding it is 30 ms of typer per call, which
-# would make this a test of typer rather than of concurrent writers (the reliability suite's
-# soak variant runs 4,000 separate processes).
+# registry loaded, a new connection, one transaction) 100 times, all starting when the test
+# says go, which it says once every writer is ready: the 800 transactions overlap from the
+# first, and the test checks that they did (a run of writes one process at a time would prove
+# nothing about concurrent writers). The command tree is built once: rebuilding it is 30 ms of
+# typer per call, which would make this a test of typer rather than of concurrent writers (the
+# reliability suite's soak variant runs 4,000 separate processes).
 WRITER = """
 import sys
 import typer
@@ -29,6 +32,7 @@ from attune_cli.cli.app import app
 command = typer.main.get_command(app)
 worker = sys.argv[1]
 count = int(sys.argv[2])
+print("ready", flush=True)
 sys.stdin.readline()
 for i in range(count):
     code = command.main(
@@ -53,7 +57,7 @@ def _attune(*args: str) -> list[str]:
 
 
 def test_eight_writers_at_once_lose_no_call(attune_home: Path) -> None:
-    writers, per_writer = 8, 500
+    writers, per_writer = 8, 100
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", WRITER, str(n), str(per_writer)],
@@ -65,6 +69,9 @@ def test_eight_writers_at_once_lose_no_call(attune_home: Path) -> None:
         )
         for n in range(writers)
     ]
+    for proc in procs:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n", proc.communicate(timeout=60)
     for proc in procs:
         assert proc.stdin is not None
         proc.stdin.write("go\n")
@@ -79,9 +86,15 @@ def test_eight_writers_at_once_lose_no_call(attune_home: Path) -> None:
         per_stage = conn.execute(
             "SELECT stage, COUNT(*), COUNT(DISTINCT latency_ms) FROM calls GROUP BY stage"
         ).fetchall()
+        in_commit_order = [
+            stage for (stage,) in conn.execute("SELECT stage FROM calls ORDER BY rowid")
+        ]
     finally:
         conn.close()
     assert per_stage == [(f"w{n}", per_writer, per_writer) for n in range(writers)]
+    # The writers took turns: more runs of one writer's rows than there are writers.
+    runs = 1 + sum(a != b for a, b in itertools.pairwise(in_commit_order))
+    assert runs > writers, f"the writers wrote one after another ({runs} runs)"
 
 
 def _legacy_history(folder: Path, rows: int) -> Path:

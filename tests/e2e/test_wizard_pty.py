@@ -105,18 +105,26 @@ def test_ctrl_c_at_the_hidden_key_prompt_saves_nothing(attune_home: Path) -> Non
 
 
 def test_setup_with_stdin_closed_exits_2_at_once_naming_the_flags(attune_home: Path) -> None:
-    started = time.monotonic()
-    result = subprocess.run(
-        [*attune_argv(), "auth", "setup"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-    )
-    elapsed_s = time.monotonic() - started
+    def timed(*args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+        started = time.monotonic()
+        result = subprocess.run(
+            [*attune_argv(), *args],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        return result, time.monotonic() - started
+
+    # "At once" is measured against a usage error of the same command timed in the same test
+    # (start-up, imports and exit at this moment's load), not a fixed wall time that a busy
+    # machine exceeds; a setup that waited for input would take the whole 10 s.
+    reference, reference_s = timed("auth", "setup", "--tier")
+    assert reference.returncode == 2, reference.stderr
+    result, elapsed_s = timed("auth", "setup")
     assert result.returncode == 2
-    assert elapsed_s < 2.0
+    assert elapsed_s < 2 * reference_s + 1.0, (elapsed_s, reference_s)
     for flag in ("--tier", "--mode", "--yes"):
         assert flag in result.stderr
     assert not (attune_home / "config.toml").exists()

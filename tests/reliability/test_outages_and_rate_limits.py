@@ -19,6 +19,7 @@ from helpers.reliability import (
     LoopbackServer,
     assert_clean_failure,
     attune,
+    attune_in_process,
 )
 
 from attune_cli.core.registry import BUILTIN_MODELS, TIERS
@@ -108,8 +109,10 @@ def test_rate_limits_stay_within_the_attempt_budget_and_open_no_circuit(
 
     with LoopbackServer(limited) as server:
         env = both_providers_at(server.url)
-        for _ in range(3):
-            result = attune("ask", "hi", "-w", "review", "-s", "triage", "--json", env=env)
+        # The first ask in a process of its own, the next two in this process; the breakers
+        # they leave are read by a new process below.
+        for run in (attune, attune_in_process, attune_in_process):
+            result = run("ask", "hi", "-w", "review", "-s", "triage", "--json", env=env)
             assert_clean_failure(result, 1)
             document = json.loads(result.stdout)
             assert len(sent(document)) <= 6  # [executor] max_attempts, by default
@@ -146,8 +149,10 @@ def test_a_failing_server_still_opens_the_models_circuit_not_the_endpoints(
 
     with LoopbackServer(down) as server:
         env = {"OPENAI_BASE_URL": f"{server.url}/v1", "OPENAI_API_KEY": FAKE_OPENAI_KEY}
-        for _ in range(5):
-            assert_clean_failure(attune("ask", "hi", "-m", "gpt-5", env=env), 1)
+        # The first failure in a process of its own, the rest in this process; the refusal
+        # below is a process again, reading the circuit the others left in the store.
+        for run in (attune, *[attune_in_process] * 4):
+            assert_clean_failure(run("ask", "hi", "-m", "gpt-5", env=env), 1)
         refused = attune("ask", "hi", "-m", "gpt-5", env=env)
         received = len(server.visits)
     assert received == 5  # the sixth call was refused before the network
