@@ -27,9 +27,10 @@ pytestmark = pytest.mark.e2e
 
 DEADLINE_S = 2.0
 MARGIN_S = 1.0
-"""Beyond the deadline and what a quick failure of the same command took in the same test
-(``quick_failure_s``: process start-up, imports, config, SQLite and exit on this machine,
-at this moment's load); a run that ignored its deadline takes the test's whole 15 s."""
+"""Beyond the deadline and twice what a quick failure of the same command took in the same
+test (``quick_failure_s``: process start-up, imports, config, SQLite and exit on this
+machine, at this moment's load; twice, as the load changes between the two runs); a run
+that ignored its deadline takes the test's whole 15 s."""
 
 Script = Callable[[socket.socket, threading.Event], None]
 
@@ -190,7 +191,7 @@ def test_ask_gives_up_at_its_timeout_whatever_the_server_sends(
         took_s = time.monotonic() - began
         requests = server.requests
     stderr = assert_clean_failure(result, 1)
-    assert took_s < DEADLINE_S + reference_s + MARGIN_S, (
+    assert took_s < DEADLINE_S + 2 * reference_s + MARGIN_S, (
         f"{name}: --timeout 2 took {took_s:.1f} s (a quick failure took {reference_s:.1f} s)"
     )
     assert requests >= 1, "the request never reached the server"
