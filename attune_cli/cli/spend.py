@@ -149,6 +149,8 @@ def _print_csv(report: SpendReport) -> None:
             "previous_cost_usd",
             "estimated",
             "estimated_usd",
+            "plan_covered_usd",
+            "pay_per_token_usd",
         ]
     )
     for row in report.rows:
@@ -163,6 +165,8 @@ def _print_csv(report: SpendReport) -> None:
                 f"{row.previous_cost_usd:.6f}",
                 "true" if row.estimated_usd > 0 else "false",
                 f"{row.estimated_usd:.6f}",
+                f"{row.plan_covered_usd:.6f}",
+                f"{row.pay_per_token_usd:.6f}",
             ]
         )
     sys.stdout.flush()
@@ -200,23 +204,42 @@ def _render(report: SpendReport) -> None:
         Column("Change", "right", drop_order=1),
         Column("Bar", drop_order=4),
     ]
+    # Plan-covered and pay-per-token amounts apart, once any call went through the plan.
+    covered = any(r.plan_covered_usd > 0 for r in report.rows)
+    if covered:
+        columns[3:3] = [
+            Column("Plan-covered", "right", drop_order=1),
+            Column("Per token", "right", drop_order=1),
+        ]
     rows = []
     for row in report.rows:
         mark = "~" if row.estimated_usd > 0 else ""
         per_call = row.cost_per_call_usd
+        split = (
+            [Text(format_usd(row.plan_covered_usd)), Text(format_usd(row.pay_per_token_usd))]
+            if covered
+            else []
+        )
         rows.append(
             [
                 plain(row.key),
                 Text(f"{row.calls:,}"),
                 Text(mark + format_usd(row.cost_usd)),
+                *split,
                 Text(f"{report.share(row) * 100:.1f} %"),
                 Text("—" if per_call is None else format_usd(per_call)),
                 Text(_change_text(row.change)),
                 Text(bar(row.cost_usd, top, 20), style="cyan"),
             ]
         )
+    saved = (
+        f" ({format_usd(report.plan_covered_usd)} covered by the subscription plan, "
+        f"{format_usd(report.pay_per_token_usd)} paid per token)"
+        if covered
+        else ""
+    )
     total = Text(
-        f"Total {format_usd(report.total_usd)} in {plural(report.calls, 'call')}; "
+        f"Total {format_usd(report.total_usd)} in {plural(report.calls, 'call')}{saved}; "
         f"the {_length_text(query.window.length_s)} before: {format_usd(report.previous_total_usd)}"
     )
     if query.by.period is not None:

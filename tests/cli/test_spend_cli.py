@@ -77,6 +77,8 @@ def test_table_and_chart(history: Path) -> None:
     assert "Cost per day" in result.stdout
     assert "claude-haiku-4-5" in result.stdout  # the sparkline's model
     assert "█" in result.stdout
+    # Nothing went through a subscription plan: no plan-covered column.
+    assert "Plan-covered" not in result.stdout and "Per token" not in result.stdout
 
 
 def test_csv_defuses_formulas(history: Path) -> None:
@@ -113,3 +115,48 @@ def test_an_unknown_timezone_names_the_key(history: Path) -> None:
     result = runner.invoke(app, ["spend"])
     assert result.exit_code == 2
     assert "budgets.timezone" in result.stderr
+
+
+@pytest.fixture
+def billed(history: Path) -> Path:
+    """The history, plus a call the subscription plan covered and one paid through the API."""
+    with TelemetryStore(history / "telemetry.db") as store:
+        for cost, billing in ((2.25, "subscription"), (0.75, "api")):
+            store.record(
+                CallRecord(
+                    "code-review",
+                    "analysis",
+                    "claude-haiku-4-5",
+                    True,
+                    ts=MIDNIGHT + 2 * HOUR,
+                    cost_usd=cost,
+                    billing=billing,
+                )
+            )
+    return history
+
+
+def test_plan_covered_and_per_token_in_table_json_and_csv(billed: Path) -> None:
+    args = ["spend", "--by", "workflow", "--days", "4"]
+    table = runner.invoke(app, args, env={"COLUMNS": "160"})
+    assert table.exit_code == 0, table.output
+    assert "Plan-covered" in table.stdout and "Per token" in table.stdout
+    review = next(line for line in table.stdout.splitlines() if "code-review" in line)
+    assert review.split()[1:5] == ["3", "$3.50", "$2.25", "$1.25"]
+    words = " ".join(table.stdout.split())  # the caption wraps at the table's width
+    assert "$2.25 covered by the subscription plan, $2.75 paid per token" in words
+
+    document = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+    assert (document["plan_covered_usd"], document["pay_per_token_usd"]) == (2.25, 2.75)
+    assert [
+        (r["key"], r["plan_covered_usd"], r["pay_per_token_usd"]) for r in document["rows"]
+    ] == [
+        ("code-review", 2.25, 1.25),
+        ("=evil", 0.0, 1.5),
+    ]
+
+    rows = list(csv.DictReader(io.StringIO(runner.invoke(app, [*args, "--csv"]).stdout)))
+    assert [(r["key"], r["plan_covered_usd"], r["pay_per_token_usd"]) for r in rows] == [
+        ("code-review", "2.250000", "1.250000"),
+        ("'=evil", "0.000000", "1.500000"),
+    ]

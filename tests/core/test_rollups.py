@@ -291,3 +291,36 @@ def test_a_store_from_before_billing_gets_the_column_and_stays_verified(tmp_path
             "subscription",
             None,
         ]
+
+
+def test_a_store_from_before_spend_fills_its_plan_covered_cost_from_the_rollups(
+    tmp_path: Path,
+) -> None:
+    """Migration 7 builds the spend tables from the existing rollups, the plan-covered cost
+    with the rest."""
+    path = tmp_path / "telemetry.db"
+    with TelemetryStore(path, clock=Clock(T0 + DAY)) as old:
+        old.record(call(T0 + 60, cost_usd=0.25, billing="subscription"))
+        old.record(call(T0 + 90, cost_usd=0.5, billing="api"))
+        old.record(call(T0 + 2 * HOUR, cost_usd=2.0, billing="subscription"))
+    conn = sqlite3.connect(path, isolation_level=None)
+    # Back to schema 6: what the spend migration added goes.
+    later = conn.execute(
+        "SELECT type, name FROM sqlite_master WHERE name LIKE 'rollups_spend_%' "
+        "OR name LIKE 'spend_%' OR name IN ('budget_reservations', 'rollups_hour') "
+        "ORDER BY type = 'trigger' DESC, type = 'index' DESC"
+    ).fetchall()
+    for kind, name in later:
+        if not name.startswith("sqlite_autoindex"):
+            conn.execute(f"DROP {kind.upper()} IF EXISTS {name}")
+    conn.execute("PRAGMA user_version = 6")
+    conn.close()
+
+    with TelemetryStore(path, clock=Clock(T0 + DAY)) as store:
+        assert store.schema_version() == db.SCHEMA_VERSION == 7
+        for table in rollups.SPEND_TABLES:
+            kept = store.conn.execute(f"SELECT SUM(plan_cost_usd), SUM(cost_usd) FROM {table}")
+            assert kept.fetchone() == (2.25, 2.75), table
+        cells = store.spend_cells(T0, T0 + DAY)
+        assert [(c.calls, c.cost_usd, c.plan_cost_usd) for c in cells] == [(3, 2.75, 2.25)]
+        assert store.verify().ok

@@ -10,7 +10,7 @@ import pytest
 
 from attune_cli.core.registry import load_registry
 from attune_cli.core.spend.periods import Zone
-from attune_cli.core.spend.report import GroupBy, SpendQuery, Window, build_report
+from attune_cli.core.spend.report import GroupBy, SpendQuery, SpendReport, Window, build_report
 from attune_cli.core.telemetry.records import CallRecord
 from attune_cli.core.telemetry.sqlite import TelemetryStore
 
@@ -153,7 +153,8 @@ def test_spend_tables_follow_the_rollups_through_writes_and_prunes(
     """The triggers keep the spend tables (per hour and per day) equal to the rollups' sums
     whatever writes them: record, record_many, a second call in the same hour, prune."""
     seed(store)
-    store.record(call(MIDNIGHT + 3 * HOUR + 60, 0.5))  # adds to an existing rollup
+    # Adds to an existing rollup, covered by the plan.
+    store.record(call(MIDNIGHT + 3 * HOUR + 60, 0.5, billing="subscription"))
     store.record(call(MIDNIGHT + 3 * HOUR + 90, None, input_tokens=10, output_tokens=5))
 
     def compare() -> None:
@@ -171,15 +172,18 @@ def test_spend_tables_follow_the_rollups_through_writes_and_prunes(
             grouped = source or key
             expected = store.conn.execute(
                 f"SELECT {grouped}, SUM(calls), ROUND(CAST(SUM(cost_usd) AS NUMERIC), 9), "
-                "SUM(costs), SUM(CASE WHEN costs = 0 THEN input_tokens ELSE 0 END) "
+                "SUM(costs), SUM(CASE WHEN costs = 0 THEN input_tokens ELSE 0 END), "
+                "ROUND(CAST(SUM(plan_cost_usd) AS NUMERIC), 9) "
                 f"FROM rollups GROUP BY {grouped} ORDER BY {grouped}"
             ).fetchall()
             kept = store.conn.execute(
                 f"SELECT {key}, calls, ROUND(CAST(cost_usd AS NUMERIC), 9), costs, "
-                f"unpriced_input_tokens FROM {table} ORDER BY {key}"
+                f"unpriced_input_tokens, ROUND(CAST(plan_cost_usd AS NUMERIC), 9) "
+                f"FROM {table} ORDER BY {key}"
             ).fetchall()
             assert [tuple(map(str, r)) for r in kept] == [tuple(map(str, r)) for r in expected]
             assert kept, table
+            assert any(float(r[-1]) > 0 for r in kept), table
 
     compare()
     assert store.prune(MIDNIGHT - 3 * DAY) == 3
@@ -206,3 +210,97 @@ def test_days_follow_summer_time(store: TelemetryStore) -> None:
         ("2027-03-28", 4.0),
         ("2027-03-29", 2.0),
     ]
+
+
+def seed_billing(store: TelemetryStore) -> None:
+    """Calls through the subscription plan, the API and unknown billing (pay per token)."""
+    sub, api = "subscription", "api"
+    store.record_many(
+        [
+            # 2027-01-11: whole hours, read from the daily tables.
+            call(MIDNIGHT - 4 * DAY + 5 * HOUR, 0.25, billing=sub),
+            call(MIDNIGHT - 4 * DAY + 6 * HOUR, 0.5, billing=api),
+            call(MIDNIGHT - 4 * DAY + 6 * HOUR + 60, 1.0, workflow="docs", stage="gen"),
+            # 2027-01-14: another model, all covered by the plan.
+            call(
+                MIDNIGHT - 2 * HOUR,
+                2.0,
+                billing=sub,
+                model="claude-sonnet-4-5",
+                workflow="docs",
+                stage="gen",
+            ),
+            # Today: plan and API calls in one rollup, then the current hour (from the rows).
+            call(MIDNIGHT + 3 * HOUR, 0.125, billing=sub),
+            call(MIDNIGHT + 3 * HOUR + 60, 4.0, billing=api),
+            call(NOW - 5, 8.0, billing=sub, workflow="docs", stage="gen"),
+            call(NOW - 10, 0.0625, billing=api),
+        ]
+    )
+
+
+def split(report: SpendReport) -> dict[str, tuple[int, float, float, float]]:
+    return {
+        r.key: (r.calls, r.cost_usd, r.plan_covered_usd, r.pay_per_token_usd) for r in report.rows
+    }
+
+
+@pytest.mark.parametrize(
+    ("by", "expected"),
+    [
+        (
+            GroupBy.DAY,
+            {
+                "2027-01-11": (3, 1.75, 0.25, 1.5),
+                "2027-01-12": (0, 0.0, 0.0, 0.0),
+                "2027-01-13": (0, 0.0, 0.0, 0.0),
+                "2027-01-14": (1, 2.0, 2.0, 0.0),
+                "2027-01-15": (4, 12.1875, 8.125, 4.0625),
+            },
+        ),
+        (
+            GroupBy.MODEL,
+            {
+                "claude-haiku-4-5": (7, 13.9375, 8.375, 5.5625),
+                "claude-sonnet-4-5": (1, 2.0, 2.0, 0.0),
+            },
+        ),
+        (
+            GroupBy.WORKFLOW,
+            {"code-review": (5, 4.9375, 0.375, 4.5625), "docs": (3, 11.0, 10.0, 1.0)},
+        ),
+        (GroupBy.STAGE, {"analysis": (5, 4.9375, 0.375, 4.5625), "gen": (3, 11.0, 10.0, 1.0)}),
+    ],
+)
+def test_plan_covered_and_pay_per_token_apart(
+    store: TelemetryStore, by: GroupBy, expected: dict[str, tuple[int, float, float, float]]
+) -> None:
+    """What the subscription covered and what was paid per token, per row and in total, from
+    every source a report reads (daily and hourly spend tables, rollups, the current hour's
+    rows)."""
+    seed_billing(store)
+    report = build_report(store, REGISTRY, SpendQuery(Window.of(UTC, NOW, days=5), by), UTC)
+    assert split(report) == expected
+    assert report.total_usd == 15.9375
+    assert report.plan_covered_usd == 10.375
+    assert report.pay_per_token_usd == 5.5625
+    document = report.as_dict()
+    assert (document["plan_covered_usd"], document["pay_per_token_usd"]) == (10.375, 5.5625)
+    assert {
+        r["key"]: (r["calls"], r["cost_usd"], r["plan_covered_usd"], r["pay_per_token_usd"])
+        for r in document["rows"]
+    } == expected
+    assert store.verify().ok
+
+
+def test_plan_covered_leaves_with_pruned_calls(store: TelemetryStore) -> None:
+    """Pruning the oldest day takes its plan-covered cost off the spend tables too."""
+    seed_billing(store)
+    assert store.prune(MIDNIGHT - 3 * DAY) == 3
+    query = SpendQuery(Window.of(UTC, NOW, days=5), GroupBy.MODEL)
+    report = build_report(store, REGISTRY, query, UTC)
+    assert split(report) == {
+        "claude-haiku-4-5": (4, 12.1875, 8.125, 4.0625),
+        "claude-sonnet-4-5": (1, 2.0, 2.0, 0.0),
+    }
+    assert store.verify().ok

@@ -11,6 +11,10 @@ token counts (an import from a tool that keeps no cost) is priced from the regis
 that part is reported apart (``estimated_usd``), never mixed in silently. An hour's rollup
 that holds both priced and unpriced calls keeps token sums for all of them together, so its
 unpriced calls are not estimated (exact rows at a window's edges always are).
+
+Calls billed to a subscription plan carry what the API would have charged: that part of the
+cost is reported apart (``plan_covered_usd``, what the plan saved); the rest
+(``pay_per_token_usd``, estimates included) is what was paid per token.
 """
 
 from __future__ import annotations
@@ -140,6 +144,7 @@ class SpendRow:
         cost_usd: what they cost (estimated part included).
         estimated_usd: the part of ``cost_usd`` priced from the registry.
         previous_cost_usd: the same figure one period (or one window) earlier.
+        plan_covered_usd: the part of ``cost_usd`` a subscription plan covered.
     """
 
     key: str
@@ -147,6 +152,12 @@ class SpendRow:
     cost_usd: float
     estimated_usd: float
     previous_cost_usd: float
+    plan_covered_usd: float = 0.0
+
+    @property
+    def pay_per_token_usd(self) -> float:
+        """The part of ``cost_usd`` paid per token (what the plan did not cover)."""
+        return max(self.cost_usd - self.plan_covered_usd, 0.0)
 
     @property
     def cost_per_call_usd(self) -> float | None:
@@ -197,6 +208,16 @@ class SpendReport:
         """The part of it priced from the registry."""
         return math.fsum(r.estimated_usd for r in self.rows)
 
+    @property
+    def plan_covered_usd(self) -> float:
+        """The part of the spend a subscription plan covered."""
+        return math.fsum(r.plan_covered_usd for r in self.rows)
+
+    @property
+    def pay_per_token_usd(self) -> float:
+        """The part of the spend paid per token."""
+        return math.fsum(r.pay_per_token_usd for r in self.rows)
+
     def share(self, row: SpendRow) -> float:
         """``row``'s part of the total (0 when nothing was spent)."""
         total = self.total_usd
@@ -213,6 +234,8 @@ class SpendReport:
             "calls": self.calls,
             "total_usd": self.total_usd,
             "estimated_usd": self.estimated_usd,
+            "plan_covered_usd": self.plan_covered_usd,
+            "pay_per_token_usd": self.pay_per_token_usd,
             "previous_total_usd": self.previous_total_usd,
             "unpriced_calls": self.unpriced_calls,
             "rows": [
@@ -225,6 +248,8 @@ class SpendReport:
                     "previous_cost_usd": r.previous_cost_usd,
                     "estimated": r.estimated_usd > 0,
                     "estimated_usd": r.estimated_usd,
+                    "plan_covered_usd": r.plan_covered_usd,
+                    "pay_per_token_usd": r.pay_per_token_usd,
                 }
                 for r in self.rows
             ],
@@ -237,6 +262,13 @@ class _Sum:
     calls: int = 0
     cost_usd: float = 0.0
     estimated_usd: float = 0.0
+    plan_covered_usd: float = 0.0
+
+    def add(self, cell: SpendCell, cost: float, estimated: float) -> None:
+        self.calls += cell.calls
+        self.cost_usd += cost
+        self.estimated_usd += estimated
+        self.plan_covered_usd += cell.plan_cost_usd
 
 
 def cell_cost(cell: SpendCell, registry: Registry) -> tuple[float, float]:
@@ -295,17 +327,23 @@ def build_report(
         if index is None:
             continue
         cost, estimated = cell_cost(cell, registry)
-        found = sums[index]
-        found.calls += cell.calls
-        found.cost_usd += cost
-        found.estimated_usd += estimated
+        sums[index].add(cell, cost, estimated)
         series.setdefault(cell.model, [0.0] * len(sums))[index] += cost
     before_first = _previous_period_cost(read, registry, zone, buckets.starts[0], period)
     series_rows = []
     for index, key in enumerate(buckets.keys):
         found = sums[index]
         prior = before_first if index == 0 else sums[index - 1].cost_usd
-        series_rows.append(SpendRow(key, found.calls, found.cost_usd, found.estimated_usd, prior))
+        series_rows.append(
+            SpendRow(
+                key,
+                found.calls,
+                found.cost_usd,
+                found.estimated_usd,
+                prior,
+                found.plan_covered_usd,
+            )
+        )
     ordered = sorted(series.items(), key=lambda item: (-math.fsum(item[1]), item[0]))
     return SpendReport(
         query,
@@ -346,16 +384,15 @@ def _by_name(
     sums: dict[str, _Sum] = {}
     for cell in current:
         cost, estimated = cell_cost(cell, registry)
-        found = sums.setdefault(key_of(cell), _Sum())
-        found.calls += cell.calls
-        found.cost_usd += cost
-        found.estimated_usd += estimated
+        sums.setdefault(key_of(cell), _Sum()).add(cell, cost, estimated)
     before: dict[str, float] = {}
     for cell in previous:
         key = key_of(cell)
         before[key] = before.get(key, 0.0) + cell_cost(cell, registry)[0]
     rows = [
-        SpendRow(key, s.calls, s.cost_usd, s.estimated_usd, before.get(key, 0.0))
+        SpendRow(
+            key, s.calls, s.cost_usd, s.estimated_usd, before.get(key, 0.0), s.plan_covered_usd
+        )
         for key, s in sums.items()
     ]
     rows.sort(key=lambda r: (-r.cost_usd, r.key))

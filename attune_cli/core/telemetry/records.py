@@ -333,6 +333,8 @@ class SpendCell:
         priced_calls: calls recorded with a cost.
         unpriced_input_tokens: input tokens of calls recorded without a cost (to estimate).
         unpriced_output_tokens: their output tokens.
+        plan_cost_usd: the part of ``cost_usd`` a subscription plan covered (calls billed
+            ``subscription``); the rest was paid per token.
     """
 
     hour: int
@@ -343,6 +345,7 @@ class SpendCell:
     priced_calls: int
     unpriced_input_tokens: int
     unpriced_output_tokens: int
+    plan_cost_usd: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -139,7 +139,9 @@ SPEND_SUMS: tuple[str, ...] = (
     "costs",
     "unpriced_input_tokens",
     "unpriced_output_tokens",
+    "plan_cost_usd",
 )
+_SPEND_REALS = ("cost_usd", "plan_cost_usd")
 
 
 def spend_values(row: str) -> tuple[str, ...]:
@@ -150,13 +152,14 @@ def spend_values(row: str) -> tuple[str, ...]:
         f"{row}.costs",
         f"CASE WHEN {row}.costs = 0 THEN {row}.input_tokens ELSE 0 END",
         f"CASE WHEN {row}.costs = 0 THEN {row}.output_tokens ELSE 0 END",
+        f"{row}.plan_cost_usd",
     )
 
 
 def _spend_table(name: str, key: tuple[str, ...], text: str, integer: str, real: str) -> str:
     types = {"hour": integer}
     columns = [f"{c} {types.get(c, text)} NOT NULL" for c in key]
-    columns += [f"{c} {real if c == 'cost_usd' else integer} NOT NULL" for c in SPEND_SUMS]
+    columns += [f"{c} {real if c in _SPEND_REALS else integer} NOT NULL" for c in SPEND_SUMS]
     values = ", ".join(_key_value(name, c, "r") for c in key)
     return (
         f"CREATE TABLE {name} ({', '.join(columns)}, PRIMARY KEY ({', '.join(key)}));\n"
@@ -171,7 +174,7 @@ def spend_schema(*, text: str = "TEXT", integer: str = "INTEGER", real: str = "R
     tables = "".join(_spend_table(n, k, text, integer, real) for n, k in SPEND_TABLES.items())
     return (
         "CREATE INDEX rollups_hour ON rollups(hour, workflow, stage, model, provider, calls, "
-        "cost_usd, costs, input_tokens, output_tokens);\n"
+        "cost_usd, costs, input_tokens, output_tokens, plan_cost_usd);\n"
         + tables
         + f"""CREATE TABLE budget_reservations (
     id         {text} NOT NULL,

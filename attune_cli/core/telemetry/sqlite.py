@@ -1175,6 +1175,7 @@ class TelemetryStore:
                 "SUM(CASE WHEN costs = 0 THEN input_tokens ELSE 0 END), "
                 "SUM(CASE WHEN costs = 0 THEN output_tokens ELSE 0 END)"
             )
+        sums += ", COALESCE(SUM(plan_cost_usd), 0)"
         ranges: list[tuple[str, int, int]] = [(table, first, last)]
         daily = rollups.SPEND_DAY_TABLES.get(table)
         if daily is not None and day_offsets is None:
@@ -1206,6 +1207,7 @@ class TelemetryStore:
                         int(row[5]),
                         int(row[6]),
                         int(row[7]),
+                        float(row[8]),
                     )
                 )
         if until_ts > last:
@@ -1226,7 +1228,8 @@ class TelemetryStore:
         sql = (
             f"SELECT model, {column}, COUNT(*), COALESCE(SUM(cost_usd), 0), COUNT(cost_usd), "
             "COALESCE(SUM(CASE WHEN cost_usd IS NULL THEN input_tokens END), 0), "
-            "COALESCE(SUM(CASE WHEN cost_usd IS NULL THEN output_tokens END), 0) "
+            "COALESCE(SUM(CASE WHEN cost_usd IS NULL THEN output_tokens END), 0), "
+            f"COALESCE(SUM(CASE WHEN billing = '{rollups.PLAN_COVERED}' THEN cost_usd END), 0) "
             f"FROM {self._calls_by_time} WHERE ts >= :start AND ts < :end{filters} "
             f"GROUP BY {grouped}"
         )
@@ -1243,6 +1246,7 @@ class TelemetryStore:
                     int(row[4]),
                     int(row[5]),
                     int(row[6]),
+                    float(row[7]),
                 )
             )
 
