@@ -52,22 +52,3 @@ def test_console_script_answers_version_without_loading_typer() -> None:
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert result.stdout.splitlines() == [f"attune {__version__}", "exit 0 False"]
-
-
-@pytest.mark.e2e
-def test_deferred_rich_modules_still_work_when_used() -> None:
-    probe = (
-        "import io, sys\n"
-        "from attune_cli.cli.typer_compat import defer_unused_rich_modules\n"
-        "defer_unused_rich_modules()\n"
-        "assert 'markdown_it' not in sys.modules\n"
-        "from rich.console import Console\n"
-        "from rich.markdown import Markdown\n"
-        "from rich.traceback import Traceback\n"
-        "buf = io.StringIO()\n"
-        "Console(file=buf, width=40).print(Markdown('# Title'))\n"
-        "print(type(Markdown('x')).__module__, 'Title' in buf.getvalue())\n"
-    )
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["rich.markdown", "True"]

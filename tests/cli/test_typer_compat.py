@@ -159,6 +159,7 @@ def test_typers_help_renderer_still_imports_the_deferred_modules() -> None:
     assert "from rich.traceback import Traceback" in source
 
 
+@pytest.mark.e2e
 def test_deferred_rich_modules_still_work_when_used() -> None:
     probe = (
         "import io, sys\n"
