@@ -667,9 +667,9 @@ TREE: dict[str, Any] = {'help': 'Pick the right LLM for each workflow...',
                                                              'nargs': 1,
                                                              'multiple': False,
                                                              'hidden': False,
-                                                             'help': 'Sometimes try an uncertain '
-                                                                     'model instead of the best '
-                                                                     '(Thompson sampling, at most '
+                                                             'help': 'Sometimes try a model whose '
+                                                                     'uncertain record could beat '
+                                                                     'the best (at most '
                                                                      'routing.explore_share of '
                                                                      'calls); record the outcome '
                                                                      'with `attune telemetry '
@@ -780,9 +780,9 @@ TREE: dict[str, Any] = {'help': 'Pick the right LLM for each workflow...',
                                                           'nargs': 1,
                                                           'multiple': False,
                                                           'hidden': False,
-                                                          'help': 'Sometimes try an uncertain '
-                                                                  'model instead of the best '
-                                                                  '(Thompson sampling, at most '
+                                                          'help': 'Sometimes try a model whose '
+                                                                  'uncertain record could beat the '
+                                                                  'best (at most '
                                                                   'routing.explore_share of '
                                                                   'calls); record the outcome with '
                                                                   '`attune telemetry record`.',

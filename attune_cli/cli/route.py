@@ -117,7 +117,7 @@ ExploreOpt = Annotated[
     typer.Option(
         "--explore",
         help=(
-            "Sometimes try an uncertain model instead of the best (Thompson sampling, at most "
+            "Sometimes try a model whose uncertain record could beat the best (at most "
             "routing.explore_share of calls); record the outcome with `attune telemetry record`."
         ),
     ),

@@ -273,3 +273,53 @@ def test_when_every_model_within_the_caps_is_down_the_best_record_is_tried_and_s
     )
     assert decision.chosen == "gpt-5"
     assert "using gpt-5, down like every other model within the caps" in decision.reason
+
+
+def test_exploring_tries_the_model_that_could_be_best_not_the_closest() -> None:
+    # claude-sonnet-4-5's record is close to gpt-5's but well known: it cannot be much better.
+    # claude-haiku-4-5 has 6 calls, all good: its rate could well be above gpt-5's.
+    figures = [
+        perf("gpt-5", calls=400, failures=10),
+        perf("claude-sonnet-4-5", calls=400, failures=12),
+        perf("claude-haiku-4-5", calls=6),
+    ]
+    for seed in range(50):
+        decision = run(*figures, explore=True, seed=seed, explore_share=1.0)
+        assert decision.chosen == "claude-haiku-4-5" and decision.explored
+        assert decision.best == "gpt-5"
+        assert decision.reason.startswith("Exploring: claude-haiku-4-5 could be the best")
+
+
+def test_exploring_stays_with_the_leader_when_no_challenger_could_beat_it() -> None:
+    # Both challengers are well known and worse: the explore share is not spent on them.
+    figures = [
+        perf("gpt-5", calls=1000, failures=10),
+        perf("claude-sonnet-4-5", calls=1000, failures=50),
+        perf("claude-haiku-4-5", calls=500, failures=100),
+    ]
+    for seed in range(50):
+        decision = run(*figures, explore=True, seed=seed, explore_share=1.0)
+        assert decision.chosen == "gpt-5" and not decision.explored
+
+
+def test_exploring_tries_a_model_without_history_first() -> None:
+    # Never called, claude-sonnet-4-5 could be anything: it is worth a try over a good record
+    # at a similar price (0.0105 by the registry).
+    good = perf("gpt-5", calls=400, failures=4, cost=0.01)
+    decision = run(good, explore=True, explore_share=1.0)
+    assert decision.chosen == "claude-sonnet-4-5" and decision.explored
+    assert decision.best == "gpt-5"
+    # At a fifth of the price gpt-5 stays: even a perfect rate would not pay sonnet's price.
+    cheap = perf("gpt-5", calls=400, failures=4, cost=0.002)
+    assert run(cheap, explore=True, explore_share=1.0).chosen == "gpt-5"
+
+
+def test_a_demoted_model_is_explored_on_its_newest_calls_not_its_window() -> None:
+    # gpt-5's window is excellent but 12 of its newest 20 calls failed: demoted, and its
+    # newest calls say it cannot beat claude-sonnet-4-5, so it is not tried.
+    demoted = perf("gpt-5", calls=400, failures=12, recent_calls=20, recent_failures=12)
+    sonnet = perf("claude-sonnet-4-5", calls=400, failures=20)
+    for seed in range(50):
+        decision = run(demoted, sonnet, explore=True, seed=seed, explore_share=1.0)
+        assert decision.best == "claude-sonnet-4-5"
+        assert decision.chosen == "claude-sonnet-4-5" and not decision.explored

@@ -19,9 +19,11 @@ once: its success bound becomes that of its newest calls, so a model that degrad
 place within a few dozen calls, not after the half-life has worn its good history away.
 
 With ``explore=True`` a share of decisions (``explore_share``, the cap on exploration traffic)
-goes to a challenger found by top-two Thompson sampling over the success posteriors of the
-candidates that meet the caps: models whose figures are uncertain (few or old calls) get
-tried and a model that improved is noticed, while one known to be poor is left alone.
+goes to the challenger that could be best: among the candidates that meet the caps, the one
+whose success posterior, taken one standard deviation above its mean (``EXPLORE_OPTIMISM``),
+scores best, if that beats the leader's posterior mean. Models whose figures are uncertain
+(few or old calls) get tried and a model that improved is noticed, while one known to be poor
+is left alone and nobody is tried when no challenger could win.
 
 Every setting is a key of ``[routing]`` in ``config.toml`` (``RoutingSettings``); README.md,
 "Routing: which model should this stage use?", is the reference for each key and its default.

@@ -6,7 +6,9 @@ and a random source, and returns the decision with every candidate and its verdi
     candidates = models with history in the window + the registry's models of the stage's tier
     verdict    = eligible, or the checks it failed (``Reason``), each with its figures
     choice     = the eligible candidate with the best quality_score; with ``explore``, at most
-                 ``explore_share`` of decisions go to a Thompson-sampled challenger
+                 ``explore_share`` of decisions go to the challenger that could be best (its
+                 success rate optimistic by ``EXPLORE_OPTIMISM`` standard deviations beats
+                 the leader's estimate), if there is one
     fallback   = nobody eligible: the best model within the caps (the stage's tier, then
                  cheaper tiers, then dearer ones; in a tier, models without a poor record in
                  registry order, then those below the minimum or demoted by their record, then
@@ -30,7 +32,7 @@ from collections.abc import Iterable
 from attune_cli.core.performance import ModelPerformance, wilson_lower_bound
 from attune_cli.core.registry import TIERS, Registry, normalise_tier
 from attune_cli.core.routing.decision import (
-    CHALLENGER_DRAWS,
+    EXPLORE_OPTIMISM,
     Candidate,
     Reason,
     Rejection,
@@ -90,7 +92,7 @@ def decide(
     chosen = best
     explored = False
     if explore and rng.random() < settings.explore_share:
-        sampled = thompson(candidates, best, settings, rng)
+        sampled = challenger(candidates, best, settings, rng)
         if sampled is not None and sampled is not best:
             chosen, explored = sampled, True
 
@@ -280,44 +282,66 @@ def is_demoted(
     return recent_bound > window_failure_rate + settings.demote_margin
 
 
-def thompson(
+def challenger(
     candidates: list[Candidate],
     leader: Candidate | None,
     settings: RoutingSettings,
     rng: random.Random,
 ) -> Candidate | None:
-    """Top-two Thompson sampling: the challenger most likely to beat ``leader``.
+    """The model worth a try instead of ``leader``: the one that could be best.
 
-    Each draw samples a success rate per candidate from its Beta posterior (recency-weighted
-    counts, so old evidence is uncertain evidence; a demoted model samples from its newest
-    calls) and scores it with the cost and latency terms. The first draw won by a model other
-    than the leader names the challenger; a model whose posterior never beats the leader's (a
-    known poor one) is never tried, and when nobody does the leader stays. Candidates over a
-    cap, not configured or down take no part.
+    Each candidate's success rate has a Beta posterior (recency-weighted counts, so old
+    evidence is uncertain evidence; a demoted model's from its newest calls). A challenger is
+    scored with its rate taken ``EXPLORE_OPTIMISM`` standard deviations above the posterior
+    mean, plus the cost and latency terms; the leader with its posterior mean. The challenger
+    with the best such score is tried if it beats the leader: a model is explored for what
+    could be learnt (few or old calls widen its posterior), not for being close to the leader,
+    and one known to be poor is never tried. A model without history could be anything: its
+    rate is taken to be 1, so it is tried before the others. Ties are broken at random.
+    Candidates over a cap, not configured or down take no part; when no challenger could beat
+    the leader, the leader stays.
     """
-    pool = []
+    picked, picked_key = None, (-math.inf, 0.0)
     for c in candidates:
         if not c.callable_within_caps or c.ruled_out_by(Reason.DOWN):
             continue
-        if c.demoted:
-            successes = float(c.recent_calls - c.recent_failures)
-            failures = float(c.recent_failures)
-        else:
-            successes = c.weighted_successes
-            failures = max(c.weighted_calls - c.weighted_successes, 0.0)
-        pool.append((c, 1.0 + successes, 1.0 + failures))
-    if not pool:
+        if leader is not None and c.model == leader.model:
+            continue
+        key = (_posterior_score(c, settings, EXPLORE_OPTIMISM), rng.random())
+        if key > picked_key:
+            picked, picked_key = c, key
+    picked_score = picked_key[0]
+    if picked is None:
         return leader
-    for _ in range(CHALLENGER_DRAWS):
-        winner, best_score = pool[0][0], -math.inf
-        for c, alpha, beta in pool:
-            draw = rng.betavariate(alpha, beta)
-            score = settings.weights.score(draw, c.avg_cost_usd, c.p95_latency_ms)
-            if score > best_score:
-                winner, best_score = c, score
-        if leader is None or winner.model != leader.model:
-            return winner
-    return leader
+    if leader is not None and picked_score <= _posterior_score(leader, settings, 0.0):
+        return leader
+    return picked
+
+
+def posterior(c: Candidate) -> tuple[float, float]:
+    """``c``'s Beta posterior of the success rate: (1 + successes, 1 + failures).
+
+    Recency-weighted counts; a demoted model's newest calls (its window no longer describes it).
+    """
+    if c.demoted:
+        successes = float(c.recent_calls - c.recent_failures)
+        failures = float(c.recent_failures)
+    else:
+        successes = c.weighted_successes
+        failures = max(c.weighted_calls - c.weighted_successes, 0.0)
+    return 1.0 + successes, 1.0 + failures
+
+
+def _posterior_score(c: Candidate, settings: RoutingSettings, optimism: float) -> float:
+    """``c``'s score with its success rate ``optimism`` standard deviations above the mean."""
+    if not c.has_history and optimism > 0:
+        return settings.weights.score(1.0, c.avg_cost_usd, c.p95_latency_ms)
+    alpha, beta = posterior(c)
+    total = alpha + beta
+    mean = alpha / total
+    deviation = math.sqrt(alpha * beta / (total * total * (total + 1.0)))
+    rate = min(1.0, mean + optimism * deviation)
+    return settings.weights.score(rate, c.avg_cost_usd, c.p95_latency_ms)
 
 
 def ordered(candidates: list[Candidate], chosen: str | None) -> list[Candidate]:

@@ -158,11 +158,14 @@ def decision_reason(
             f"configured ({_caps(settings)})."
         )
     if explored:
-        instead = f"the best by its figures is {best.model}" if best else "no model qualifies yet"
-        return (
-            f"Exploring: {chosen} was drawn by Thompson sampling among the models within the "
-            f"caps for {where} ({instead})."
-        )
+        if best is None:
+            why = "no model qualifies yet, and its record is the most promising"
+        else:
+            why = (
+                f"its record is uncertain enough that it may beat {best.model}, the best by "
+                "its figures"
+            )
+        return f"Exploring: {chosen} could be the best within the caps for {where} ({why})."
     if fallback:
         picked = next(c for c in candidates if c.model == chosen)
         poor = picked.has_history and any(
