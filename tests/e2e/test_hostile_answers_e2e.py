@@ -50,24 +50,25 @@ def test_an_answer_on_a_terminal_shows_control_characters_escaped(
     emulator.set_behaviour("gpt-5-mini", Behaviour.healthy(ANSWER))
     leader, follower = pty.openpty()
     try:
-        child = subprocess.Popen(
+        # The with block closes the stderr pipe once the child is reaped.
+        with subprocess.Popen(
             ASK,
             env=env(attune_home, emulator),
             stdin=subprocess.DEVNULL,
             stdout=follower,
             stderr=subprocess.PIPE,
-        )
-        os.close(follower)
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        assert child.wait(timeout=60) == 0
+        ) as child:
+            os.close(follower)
+            chunks = []
+            while True:
+                try:
+                    chunk = os.read(leader, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            assert child.wait(timeout=60) == 0
     finally:
         os.close(leader)
     shown = b"".join(chunks).decode("utf-8").replace("\r\n", "\n")

@@ -95,6 +95,8 @@ def test_ctrl_c_stops_a_sqlite_query_that_never_ends() -> None:
         if child.poll() is None:
             child.kill()
             child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
 
 
 ENDLESS_CALLS = f"""
@@ -151,3 +153,6 @@ def test_ctrl_c_stops_a_report_stuck_in_an_endless_store_query(attune_home: Path
         if child.poll() is None:
             child.kill()
             child.wait()
+        for pipe in (child.stdout, child.stderr):
+            if pipe is not None:
+                pipe.close()

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anthropic
@@ -38,12 +38,18 @@ class Gateway:
     emulator: ProviderEmulator
     env: dict[str, str]
     home: Path
+    # The SDK clients handed out, closed by stop() so their pooled sockets do not leak.
+    clients: list[openai.OpenAI | anthropic.Anthropic] = field(default_factory=list)
 
     def openai(self, **kw: object) -> openai.OpenAI:
-        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=CLIENT_KEY, **kw)  # type: ignore[arg-type]
+        client = openai.OpenAI(base_url=f"{self.url}/v1", api_key=CLIENT_KEY, **kw)  # type: ignore[arg-type]
+        self.clients.append(client)
+        return client
 
     def anthropic(self, **kw: object) -> anthropic.Anthropic:
-        return anthropic.Anthropic(base_url=self.url, api_key=CLIENT_KEY, **kw)  # type: ignore[arg-type]
+        client = anthropic.Anthropic(base_url=self.url, api_key=CLIENT_KEY, **kw)  # type: ignore[arg-type]
+        self.clients.append(client)
+        return client
 
     def rows(self) -> list[dict[str, object]]:
         result = subprocess.run(
@@ -57,6 +63,10 @@ class Gateway:
         return list(reversed(json.loads(result.stdout)))
 
     def stop(self) -> str:
+        """SIGTERM the gateway (if still running), reap it, close its pipes and the clients."""
+        for client in self.clients:
+            client.close()
+        self.clients.clear()
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
@@ -350,14 +360,17 @@ def test_sigterm_lets_a_call_in_flight_finish_and_record_its_row(
     deadline = time.monotonic() + 20
     while emulator.requests_for("gpt-5-mini") == 0 and time.monotonic() < deadline:
         time.sleep(0.02)
-    gateway.process.send_signal(signal.SIGTERM)
-    caller.join(timeout=30)
-    gateway.process.wait(timeout=30)
-    assert outcome == {"text": "made it"}
-    [row] = gateway.rows()
-    assert (row["model"], row["success"]) == ("gpt-5-mini", True)
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(f"{gateway.url}/v1/models", timeout=5)
+    try:
+        gateway.process.send_signal(signal.SIGTERM)
+        caller.join(timeout=30)
+        gateway.process.wait(timeout=30)
+        assert outcome == {"text": "made it"}
+        [row] = gateway.rows()
+        assert (row["model"], row["success"]) == ("gpt-5-mini", True)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{gateway.url}/v1/models", timeout=5)
+    finally:
+        gateway.stop()
 
 
 def test_sigterm_with_many_calls_in_flight_writes_a_row_for_every_one(
@@ -387,15 +400,18 @@ def test_sigterm_with_many_calls_in_flight_writes_a_row_for_every_one(
     deadline = time.monotonic() + 30
     while emulator.requests_for("gpt-5-mini") < 20 and time.monotonic() < deadline:
         time.sleep(0.02)
-    gateway.process.send_signal(signal.SIGTERM)
-    for caller in callers:
-        caller.join(timeout=30)
-    gateway.process.wait(timeout=30)
-    assert errors == []
-    assert answers == ["made it"] * 20
-    rows = gateway.rows()
-    assert len(rows) == 20
-    assert all(row["success"] is True and row["model"] == "gpt-5-mini" for row in rows)
+    try:
+        gateway.process.send_signal(signal.SIGTERM)
+        for caller in callers:
+            caller.join(timeout=30)
+        gateway.process.wait(timeout=30)
+        assert errors == []
+        assert answers == ["made it"] * 20
+        rows = gateway.rows()
+        assert len(rows) == 20
+        assert all(row["success"] is True and row["model"] == "gpt-5-mini" for row in rows)
+    finally:
+        gateway.stop()
 
 
 def test_llm_cli_through_its_openai_compatible_model_config_gets_answers_and_rows(

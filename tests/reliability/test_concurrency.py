@@ -106,6 +106,13 @@ def release_together(
                 child.wait()
 
 
+def close_pipes(child: subprocess.Popen[str]) -> None:
+    """Close the pipes of a child the test waited for (a wait alone leaves them open)."""
+    for pipe in (child.stdin, child.stdout, child.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
 def check_records(db_file: Path, processes: int, records: int) -> None:
     conn = sqlite3.connect(db_file)
     try:
@@ -367,7 +374,10 @@ def test_two_auth_logins_at_once_leave_one_valid_file_with_both_keys(attune_home
             finally:
                 os.close(fd)
             for child in children.values():
-                assert child.wait(timeout=30) == 0, child.stderr.read() if child.stderr else ""
+                try:
+                    assert child.wait(timeout=30) == 0, child.stderr.read() if child.stderr else ""
+                finally:
+                    close_pipes(child)
             document = tomllib.loads(credentials.read_text())
             assert document["anthropic"]["api_key"] == anthropic_key
             assert document["openai"]["api_key"] == openai_key

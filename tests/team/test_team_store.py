@@ -71,7 +71,11 @@ class Proxy:
                 client, _ = listener.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(self.target)
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
             self.conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
@@ -95,11 +99,10 @@ class Proxy:
             self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
         for conn in self.conns:
-            try:
+            # A pipe thread may have shut the socket down already: close it regardless.
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-                conn.close()
-            except OSError:
-                pass
+            conn.close()
         self.conns = []
 
 
