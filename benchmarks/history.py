@@ -285,7 +285,7 @@ def write_legacy_jsonl(spec: HistorySpec, folder: Path) -> list[Path]:
 
 
 def history_row(call: GeneratedCall, key: str) -> tuple[object, ...]:
-    """A generated call as a row in the store's column order, with its identity ``key``."""
+    """A generated call as a row in ``records.COLUMNS`` order, with its identity ``key``."""
     return (
         call.ts,
         call.workflow,
@@ -302,6 +302,7 @@ def history_row(call: GeneratedCall, key: str) -> tuple[object, ...]:
         call.cost_usd,
         1,
         "generated",
+        None,  # billing: unknown, as for any call not made by attune
         key,
     )
 
