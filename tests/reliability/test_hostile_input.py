@@ -540,8 +540,10 @@ def run_import_property(
     write: Callable[[Path, Any], None],
     regressions: tuple[Any, ...] = (),
     examples: int | None = None,
-) -> None:
-    """Import every generated file (and each regression, with and without skip_bad)."""
+) -> str:
+    """Import every generated file (and each regression, with and without skip_bad); each
+    import is checked as it ends (``check_import``). Returns the store's integrity check
+    after all of them (``ok`` for a sound file)."""
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         registry = load_registry({}, folder / "config.toml")
@@ -560,7 +562,7 @@ def run_import_property(
                     write(source, content)
                     check_import(store, source, fmt, skip_bad, registry)
             check()
-            assert store.conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            return str(store.conn.execute("PRAGMA integrity_check").fetchone()[0])
         finally:
             store.close()
 
@@ -568,19 +570,20 @@ def run_import_property(
 @SCALES
 def test_jsonl_imports_never_crash_and_never_half_write(examples: int | None) -> None:
     huge = b'{"ts": "2026-01-07T07:30:45.123Z", "model": "m", "success": true, "status": '
-    run_import_property(
+    integrity = run_import_property(
         json_lines(export_objects),
         "jsonl",
         Path.write_bytes,
         (huge + b"9" * 5000 + b"}\n", huge + b"9" * 30 + b"}\n", b"[" * 100_000 + b"\n"),
         examples,
     )
+    assert integrity == "ok"
 
 
 @SCALES
 def test_attune_jsonl_imports_never_crash_and_never_half_write(examples: int | None) -> None:
     line = {"ts": "2026-01-07T07:30:45.123Z", "model": "gpt-5-mini", "duration_ms": 1}
-    run_import_property(
+    integrity = run_import_property(
         json_lines(legacy_objects),
         "attune-jsonl",
         Path.write_bytes,
@@ -594,18 +597,20 @@ def test_attune_jsonl_imports_never_crash_and_never_half_write(examples: int | N
         ),
         examples,
     )
+    assert integrity == "ok"
 
 
 @SCALES
 def test_csv_imports_never_crash_and_never_half_write(examples: int | None) -> None:
     header = b"ts,model,success,input_tokens\n2026-01-07T07:30:45.123Z,m,true,"
-    run_import_property(
+    integrity = run_import_property(
         csv_files(),
         "csv",
         Path.write_bytes,
         (header + b"9" * 30 + b"\n", header + b"9" * 5000),
         examples,
     )
+    assert integrity == "ok"
 
 
 @SCALES
@@ -622,7 +627,10 @@ def test_llm_db_imports_never_crash_and_never_half_write(examples: int | None) -
     def write(path: Path, content: tuple[Any, list[str]]) -> None:
         write_llm_db(path, content[0], content[1])
 
-    run_import_property(st.tuples(llm_databases(), columns), "llm-db", write, (), examples)
+    integrity = run_import_property(
+        st.tuples(llm_databases(), columns), "llm-db", write, (), examples
+    )
+    assert integrity == "ok"
 
 
 # --- provider responses -----------------------------------------------------------------
