@@ -778,24 +778,9 @@ class PostgresCallStore(TelemetryStore):
         for kind, model, *row in self.raw.execute(_WINDOW, params, prepare=True):
             total = totals.setdefault(model, _Totals())
             if kind == 2:
-                bucket, calls, latency_ms = int(row[0]), int(row[1]), float(row[2])
-                found = total.buckets.get(bucket, (0, 0.0))
-                total.buckets[bucket] = (found[0] + calls, found[1] + latency_ms)
+                total.add_bucket(int(row[0]), int(row[1]), float(row[2]))
                 continue
-            total.calls += int(row[0])
-            total.successes += int(row[1])
-            total.quality_failures += int(row[2])
-            total.outage_failures += int(row[3])
-            total.outage_failures_counted += int(row[4])
-            total.rate_limited += int(row[5])
-            total.caller_errors += int(row[6])
-            total.note_outage(row[7])
-            total.cost_usd += float(row[8])
-            total.costs += int(row[9])
-            total.latencies += int(row[10])
-            total.weighted_calls += float(row[11])
-            total.weighted_successes += float(row[12])
-            total.plan_cost_usd += float(row[13])
+            total.add_sums(row[:14])
             if row[14]:
                 total.exact_latencies.extend(float(value) for value in row[14])
         return totals

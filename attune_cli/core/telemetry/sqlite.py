@@ -935,26 +935,12 @@ class TelemetryStore:
         for row in self.conn.execute(sql, params).fetchall():
             model = row[0]
             total = totals.setdefault(model, _Totals())
-            total.calls += row[1]
-            total.successes += row[2]
-            total.quality_failures += row[3]
-            total.outage_failures += row[4]
-            total.outage_failures_counted += row[5]
-            total.rate_limited += row[6]
-            total.caller_errors += row[7]
-            total.note_outage(row[8])
-            total.cost_usd += row[9]
-            total.costs += row[10]
-            total.latencies += row[11]
-            total.weighted_calls += row[12]
-            total.weighted_successes += row[13]
-            total.plan_cost_usd += row[14]
+            total.add_sums(row[1:15])
             if row[11]:
                 for bucket, calls, latency_ms in self.conn.execute(
                     _HISTOGRAM, (*pair, model, *_histogram_ranges(first, last))
                 ):
-                    found = total.buckets.get(bucket, (0, 0.0))
-                    total.buckets[bucket] = (found[0] + calls, found[1] + latency_ms)
+                    total.add_bucket(bucket, calls, latency_ms)
 
     def _add_row_range(
         self,
@@ -1524,6 +1510,31 @@ class _Totals:
     def note_outage(self, ts: float | None) -> None:
         if ts is not None and (self.newest_outage_ts is None or ts > self.newest_outage_ts):
             self.newest_outage_ts = ts
+
+    def add_sums(self, sums: Sequence[Any]) -> None:
+        """Add a window read's sums, in this order: calls, successes, quality failures,
+        outage failures, counted outage failures, rate limited, caller errors, newest outage,
+        cost, priced calls, timed calls, weighted calls, weighted successes, plan-covered cost.
+        """
+        self.calls += int(sums[0])
+        self.successes += int(sums[1])
+        self.quality_failures += int(sums[2])
+        self.outage_failures += int(sums[3])
+        self.outage_failures_counted += int(sums[4])
+        self.rate_limited += int(sums[5])
+        self.caller_errors += int(sums[6])
+        self.note_outage(sums[7])
+        self.cost_usd += float(sums[8])
+        self.costs += int(sums[9])
+        self.latencies += int(sums[10])
+        self.weighted_calls += float(sums[11])
+        self.weighted_successes += float(sums[12])
+        self.plan_cost_usd += float(sums[13])
+
+    def add_bucket(self, bucket: int, calls: int, latency_ms: float) -> None:
+        """Add ``calls`` latencies totalling ``latency_ms`` to histogram bucket ``bucket``."""
+        found = self.buckets.get(bucket, (0, 0.0))
+        self.buckets[bucket] = (found[0] + calls, found[1] + latency_ms)
 
 
 @dataclass(frozen=True)
