@@ -28,6 +28,10 @@ if TYPE_CHECKING:
     from attune_cli.core.auth import AuthStrategy
 
 
+_API_ONLY_TIERS = ("pro", "api_only")
+"""Tiers whose ``auto`` mode sends every size to the API."""
+
+
 class Billing(StrEnum):
     """How one call is paid (``billing`` in ``ask --json`` and in telemetry rows)."""
 
@@ -46,6 +50,7 @@ class BillingChoice:
             subscription cannot answer.
         lines: the size of what is sent in lines of code (as ``auth recommend`` counts).
         reason: one line for the person.
+        tier: the subscription tier of ``[auth]``.
     """
 
     billing: Billing
@@ -53,14 +58,20 @@ class BillingChoice:
     api_fallback: bool
     lines: int
     reason: str
+    tier: str
 
     @property
     def worth_saying(self) -> bool:
         """Whether the person learns something from ``reason``: not for a setup that only
         ever uses the API (mode api, or auto on a tier that sends every size to it)."""
         return self.billing is Billing.SUBSCRIPTION or not (
-            self.mode is AuthMode.API or "sends every size to the API" in self.reason
+            self.mode is AuthMode.API or self.every_size_to_api
         )
+
+    @property
+    def every_size_to_api(self) -> bool:
+        """Mode auto on a tier with no subscription worth using (``pro``, ``api_only``)."""
+        return self.mode is AuthMode.AUTO and self.tier in _API_ONLY_TIERS
 
 
 def choose_billing(
@@ -94,14 +105,15 @@ def choose_billing(
     lines = count_text_lines(text)
     decided = replace(strategy, default_mode=chosen_mode).get_recommended_mode(lines)
     fallback = strategy.api_fallback
+    tier = strategy.subscription_tier.value
     if decided is AuthMode.API:
         why = "mode api" if chosen_mode is AuthMode.API else _auto_reason(strategy, lines)
-        return BillingChoice(Billing.API, chosen_mode, fallback, lines, f"API ({why})")
+        return BillingChoice(Billing.API, chosen_mode, fallback, lines, f"API ({why})", tier)
     if subscription_available:
         why = "mode subscription" if chosen_mode is AuthMode.SUBSCRIPTION else ""
         why = why or _auto_reason(strategy, lines)
         return BillingChoice(
-            Billing.SUBSCRIPTION, chosen_mode, fallback, lines, f"subscription ({why})"
+            Billing.SUBSCRIPTION, chosen_mode, fallback, lines, f"subscription ({why})", tier
         )
     if chosen_mode is AuthMode.AUTO:
         return BillingChoice(
@@ -110,6 +122,7 @@ def choose_billing(
             fallback,
             lines,
             "API (auto would use the subscription, but no claude executable was found)",
+            tier,
         )
     if fallback:
         return BillingChoice(
@@ -119,6 +132,7 @@ def choose_billing(
             lines,
             "API (mode subscription, but no claude executable was found; "
             "[auth] api_fallback = true lets the API stand in)",
+            tier,
         )
     raise OperationError(
         "mode subscription sends Anthropic calls through Claude Code, and no `claude` "
@@ -130,6 +144,6 @@ def choose_billing(
 def _auto_reason(strategy: AuthStrategy, lines: int) -> str:
     size = strategy.size_category(lines)
     tier = strategy.subscription_tier.value
-    if tier in ("pro", "api_only"):
+    if tier in _API_ONLY_TIERS:
         return f"auto: tier {tier} sends every size to the API"
     return f"auto: {lines:,} lines, a {size.value} module"
