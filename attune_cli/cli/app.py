@@ -7,9 +7,10 @@ it, so ``attune --help`` and every Tab press of completion stay fast.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import typer
@@ -64,23 +65,7 @@ def _version(ctx: typer.Context, value: bool) -> None:
         raise typer.Exit()
 
 
-app = typer.Typer(
-    name="attune",
-    cls=AttuneGroup,
-    help=(
-        "Pick the right LLM for each workflow stage, keep credentials boring, "
-        "and survive provider failures."
-    ),
-    epilog="Files live in $ATTUNE_HOME, or ~/.config/attune and ~/.local/share/attune.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-
-@app.callback()
-def root(
+def _root(
     version: bool = typer.Option(
         False,
         "--version",
@@ -93,6 +78,33 @@ def root(
     from attune_cli.core import hooks
 
     hooks.backfill_progress = _backfill_bar
+
+
+def build_app(command: str | None = None) -> typer.Typer:
+    """The root ``attune`` app with every command, or with only ``command`` and its group.
+
+    Building typer's command tree means reading the signature and type hints of every command
+    (about 60 ms for all of them); a run that names its command needs only that one's
+    (about 5 ms). Help, usage errors and completion that need the whole tree get all of it.
+    """
+    app = typer.Typer(
+        name="attune",
+        cls=AttuneGroup,
+        help=(
+            "Pick the right LLM for each workflow stage, keep credentials boring, "
+            "and survive provider failures."
+        ),
+        epilog="Files live in $ATTUNE_HOME, or ~/.config/attune and ~/.local/share/attune.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        rich_markup_mode="rich",
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    app.callback()(_root)
+    registrars = [_COMMANDS[command]] if command in _COMMANDS else _REGISTRARS
+    for register in registrars:
+        register(app)
+    return app
 
 
 class _BackfillBar:
@@ -129,21 +141,42 @@ class _BackfillBar:
 _backfill_bar = _BackfillBar()
 
 
-def _register() -> None:
-    from attune_cli.cli import ask, auth, demo, doctor, route, serve, spend, store, telemetry
+def _group(name: str) -> Callable[[typer.Typer], None]:
+    def register(app: typer.Typer) -> None:
+        module = importlib.import_module(f"attune_cli.cli.{name}")
+        app.add_typer(module.app, name=name)
 
-    app.add_typer(auth.app, name="auth")
-    app.add_typer(route.app, name="route")
-    app.add_typer(telemetry.app, name="telemetry")
-    app.add_typer(serve.app, name="serve")
-    app.add_typer(store.app, name="store")
-    ask.register(app)
-    demo.register(app)
-    doctor.register(app)
-    spend.register(app)
+    return register
 
 
-_register()
+def _top_level(name: str) -> Callable[[typer.Typer], None]:
+    def register(app: typer.Typer) -> None:
+        importlib.import_module(f"attune_cli.cli.{name}").register(app)
+
+    return register
+
+
+_GROUPS = ("auth", "route", "telemetry", "serve", "store")
+_TOP_LEVEL = ("ask", "demo", "doctor", "spend")
+
+_REGISTRARS = [_group(name) for name in _GROUPS] + [_top_level(name) for name in _TOP_LEVEL]
+"""Every command, in the order ``attune --help`` lists them."""
+
+_COMMANDS: dict[str, Callable[[typer.Typer], None]] = {
+    **{name: _group(name) for name in _GROUPS},
+    **{name: _top_level(name) for name in _TOP_LEVEL},
+    "budget": _top_level("spend"),  # `spend.register` adds both `spend` and `budget`
+}
+"""What a run that names its command (``attune NAME …``) registers."""
+
+
+def __getattr__(name: str) -> Any:
+    # ``attune_cli.cli.app.app``: the whole tree, for tests and the completion generator.
+    if name == "app":
+        app = build_app()
+        globals()["app"] = app
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
@@ -162,6 +195,7 @@ def main() -> None:
 
         install_config_warnings()
     was_devnull = _stdout_is_devnull()
+    app = build_app(sys.argv[1] if len(sys.argv) > 1 else None)
     try:
         app()
     except SystemExit as stop:

@@ -92,3 +92,33 @@ def test_the_console_script_answers_auth_status_without_typer(attune_home: Path)
     assert "attune_cli.cli.auth_views" in loaded
     assert "typer" not in loaded
     assert _heavy(loaded) == []
+
+
+@pytest.mark.e2e
+def test_a_run_that_names_its_command_builds_only_that_commands_tree(attune_home: Path) -> None:
+    loaded = _modules_after("route", "explain", "triage", "-w", "ci")
+    assert "attune_cli.cli.route" in loaded
+    others = {f"attune_cli.cli.{name}" for name in ("ask", "auth", "serve", "spend", "telemetry")}
+    assert loaded & others == set()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["route", "explain", "--help"],
+        ["budget", "--help"],
+        ["spend", "--help"],
+        ["telemetry", "record", "--help"],
+        ["ask", "--no-such-flag"],
+    ],
+)
+def test_the_tree_of_one_command_answers_as_the_whole_tree_does(args: list[str]) -> None:
+    from typer.testing import CliRunner
+
+    from attune_cli.cli.app import build_app
+
+    runner = CliRunner()
+    whole = runner.invoke(build_app(), args, prog_name="attune")
+    alone = runner.invoke(build_app(args[0]), args, prog_name="attune")
+    assert (alone.exit_code, alone.output) == (whole.exit_code, whole.output)
+    assert whole.output.strip()
