@@ -16,6 +16,9 @@ Usage::
     python benchmarks/startup.py --runs 50
     python benchmarks/startup.py --check    # exit 1 when a median misses its target
 
+It also builds typer's command tree in-process, whole and for one command (``route``), as a
+run that names its command does (``attune_cli.cli.app.build_app``): median ms per build.
+
 Find what to cut with ``python -X importtime -m attune_cli auth status 2>&1 | sort -t'|' -k2 -n``.
 """
 
@@ -77,6 +80,23 @@ def time_runs_ms(
     return wall_ms, cpu_ms
 
 
+def command_tree_ms(runs: int) -> tuple[float, float]:
+    """Median ms to build typer's click tree of every command, and of ``route`` alone."""
+    from typer.main import get_command
+
+    from attune_cli.cli.app import build_app
+
+    def build(command: str | None) -> float:
+        started = time.perf_counter()
+        get_command(build_app(command))
+        return (time.perf_counter() - started) * 1000
+
+    build(None)  # imports every command module once, outside the timing
+    whole = [build(None) for _ in range(runs)]
+    one = [build("route") for _ in range(runs)]
+    return statistics.median(whole), statistics.median(one)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30, help="runs per command (default 30)")
@@ -118,6 +138,8 @@ def main() -> int:
                 f"{label:<22} {statistics.median(wall_ms):>10.1f} {min(wall_ms):>8.1f} "
                 f"{max(wall_ms):>8.1f} {statistics.median(cpu_ms):>8.1f}   (reference)"
             )
+    whole_ms, one_ms = command_tree_ms(args.runs)
+    print(f"command tree: whole {whole_ms:.1f} ms, `route` only {one_ms:.1f} ms (median build)")
     load = os.getloadavg()[0]
     print(f"({args.runs} runs each, {' '.join(base)}; load average {load:.2f})")
     return 1 if args.check and missed else 0
