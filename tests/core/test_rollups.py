@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -324,3 +325,50 @@ def test_a_store_from_before_spend_fills_its_plan_covered_cost_from_the_rollups(
         cells = store.spend_cells(T0, T0 + DAY)
         assert [(c.calls, c.cost_usd, c.plan_cost_usd) for c in cells] == [(3, 2.75, 2.25)]
         assert store.verify().ok
+
+
+def _work_of(read: Callable[[], object], store: TelemetryStore) -> int:
+    """SQLite virtual-machine steps (in thousands) that ``read`` costs."""
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0
+
+    store.conn.set_progress_handler(count, 1000)
+    try:
+        read()
+    finally:
+        store.conn.set_progress_handler(None, 0)
+    return steps[0]
+
+
+def test_a_windows_figures_cost_the_same_whatever_history_lies_before_it(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """The window's hours are read, not the stage's whole history (issue 11: cost flat in
+    history size), for routing's figures and for ``route simulate``'s hours. Counted in
+    SQLite's steps, so a busy machine cannot change the answer."""
+
+    def hourly_calls(first_day: float) -> list[CallRecord]:
+        return [
+            call(T0 + first_day * DAY + hour * HOUR + 60, model, latency_ms=100 + hour % 7)
+            for hour in range(int((40 - first_day) * 24))
+            for model in ("m1", "m2", "m3")
+        ]
+
+    window_start = int(T0 + 10 * DAY)
+    work: dict[str, tuple[int, int]] = {}
+    for name, first_day in (("window only", 10.0), ("a year before it too", -325.0)):
+        with TelemetryStore(tmp_path / f"{name}.db", clock=clock) as store:
+            store.record_many(hourly_calls(first_day))
+            work[name] = (
+                _work_of(lambda: figures(store, since_ts=window_start, half_life_s=3 * DAY), store),
+                _work_of(
+                    lambda: store.stage_hours("wf", "st", window_start, int(T0 + 40 * DAY)), store
+                ),
+            )
+    small, large = work["window only"], work["a year before it too"]
+    assert min(small) > 0
+    assert large[0] <= 1.3 * small[0], work
+    assert large[1] <= 1.3 * small[1], work

@@ -893,8 +893,14 @@ class TelemetryStore:
         totals: dict[str, _Totals] = {}
         decay_per_s = math.log(2) / half_life_s if half_life_s else 0.0
         for pair in pairs:
-            for first, last in plan.rollup_ranges:
-                self._add_rollup_range(totals, pair, first, last, now, decay_per_s, outage_since)
+            # One range of the rollups' key per model: (workflow, stage) alone would read the
+            # pair's whole history, not the window's hours.
+            models = self._next_values("model", pair) if plan.rollup_ranges else []
+            for model in models:
+                for first, last in plan.rollup_ranges:
+                    self._add_rollup_range(
+                        totals, (*pair, model), first, last, now, decay_per_s, outage_since
+                    )
             for start, end in plan.row_ranges:
                 self._add_row_range(totals, pair, start, end, now, decay_per_s, outage_since)
         return totals
@@ -902,14 +908,17 @@ class TelemetryStore:
     def _add_rollup_range(
         self,
         totals: dict[str, _Totals],
-        pair: tuple[str, str],
+        key: tuple[str, str, str],
         first: int,
         last: int,
         now: float,
         decay_per_s: float,
         outage_since: float,
     ) -> None:
-        """Add the rollups of hours [first, last); each hour weighed by its middle."""
+        """Add the rollups of one (workflow, stage, model) ``key`` over hours [first, last).
+
+        Each hour is weighed by its middle.
+        """
         middle = rollups.HOUR_S / 2
         weight = f"exp(min(hour + {middle} - :now, 0) * :decay)"
         # An hour read from rollups lies wholly before or wholly after ``outage_since``.
@@ -920,12 +929,13 @@ class TelemetryStore:
             "SUM(rate_limited), SUM(caller_errors), MAX(newest_outage_ts), TOTAL(cost_usd), "
             f"SUM(costs), SUM(latencies), TOTAL(({counted}) * {weight}), "
             f"TOTAL(successes * {weight}), TOTAL(plan_cost_usd) "
-            "FROM rollups WHERE workflow = :workflow AND stage = :stage "
+            "FROM rollups WHERE workflow = :workflow AND stage = :stage AND model = :model "
             "AND hour >= :first AND hour < :last GROUP BY model"
         )
         params = {
-            "workflow": pair[0],
-            "stage": pair[1],
+            "workflow": key[0],
+            "stage": key[1],
+            "model": key[2],
             "first": first,
             "last": last,
             "now": now,
@@ -938,7 +948,7 @@ class TelemetryStore:
             total.add_sums(row[1:15])
             if row[11]:
                 for bucket, calls, latency_ms in self.conn.execute(
-                    _HISTOGRAM, (*pair, model, *_histogram_ranges(first, last))
+                    _HISTOGRAM, (*key, *_histogram_ranges(first, last))
                 ):
                     total.add_bucket(bucket, calls, latency_ms)
 
@@ -1241,25 +1251,41 @@ class TelemetryStore:
     ) -> list[StageHour]:
         """Each model's rollup of one (workflow, stage) per hour in ``[first_hour, last_hour)``,
         with its latency histogram (what ``route simulate`` replays)."""
-        params = {"workflow": workflow, "stage": stage, "first": first_hour, "last": last_hour}
-        where = "workflow = :workflow AND stage = :stage AND hour >= :first AND hour < :last"
+        # Model by model: each is one range of the rollups' key, so the window's hours are
+        # read, not the stage's whole history.
+        models = self._next_values("model", (workflow, stage))
+        where = (
+            "workflow = :workflow AND stage = :stage AND model = :model "
+            "AND hour >= :first AND hour < :last"
+        )
         histograms: dict[tuple[int, str], list[tuple[int, int, float]]] = {}
-        for hour, model, bucket, calls, total in self.conn.execute(
-            "SELECT hour, model, bucket, SUM(calls), SUM(latency_ms) FROM rollup_latency "
-            f"WHERE {where} GROUP BY hour, model, bucket",
-            params,
-        ):
-            histograms.setdefault((int(hour), model), []).append(
-                (int(bucket), int(calls), float(total))
-            )
+        rows = []
+        for model in models:
+            params = {
+                "workflow": workflow,
+                "stage": stage,
+                "model": model,
+                "first": first_hour,
+                "last": last_hour,
+            }
+            for hour, bucket, calls, total in self.conn.execute(
+                "SELECT hour, bucket, SUM(calls), SUM(latency_ms) FROM rollup_latency "
+                f"WHERE {where} GROUP BY hour, bucket",
+                params,
+            ):
+                histograms.setdefault((int(hour), model), []).append(
+                    (int(bucket), int(calls), float(total))
+                )
+            rows += self.conn.execute(
+                "SELECT hour, model, MAX(provider), SUM(calls), SUM(successes), "
+                "SUM(quality_failures), SUM(outage_failures), SUM(rate_limited), "
+                "SUM(caller_errors), COALESCE(SUM(cost_usd), 0), SUM(costs), SUM(input_tokens), "
+                f"SUM(output_tokens) FROM rollups WHERE {where} GROUP BY hour",
+                params,
+            ).fetchall()
+        rows.sort(key=lambda row: (row[0], row[1]))
         found = []
-        for row in self.conn.execute(
-            "SELECT hour, model, MAX(provider), SUM(calls), SUM(successes), "
-            "SUM(quality_failures), SUM(outage_failures), SUM(rate_limited), "
-            "SUM(caller_errors), COALESCE(SUM(cost_usd), 0), SUM(costs), SUM(input_tokens), "
-            f"SUM(output_tokens) FROM rollups WHERE {where} GROUP BY hour, model",
-            params,
-        ):
+        for row in rows:
             hour = int(row[0])
             found.append(
                 StageHour(
