@@ -85,6 +85,7 @@ class RawServer:
         self.script = script
         self.stop = threading.Event()
         self.requests = 0
+        self.reached = threading.Event()  # a request's head has arrived
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.1)
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -112,6 +113,7 @@ class RawServer:
                         return
                     received += piece
                 self.requests += 1
+                self.reached.set()
                 self.script(connection, self.stop)
             except OSError:
                 pass  # attune hung up at its deadline: what the test wants
@@ -181,17 +183,27 @@ def test_ask_gives_up_at_its_timeout_whatever_the_server_sends(
 ) -> None:
     script, api = CASES[name]
     model = "claude-haiku-4-5" if api == "anthropic" else "gpt-5-mini"
-    reference_s = quick_failure_s(api, model, tmp_path / "reference-home")
     with serving(script) as server:
         began = time.monotonic()
-        result = subprocess.run(
+        child = subprocess.Popen(
             [sys.executable, "-m", "attune_cli", "ask", "hi", "-m", model, "--timeout", DEADLINE],
             env=provider_env(server, api, attune_home),
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=15,
         )
-        took_s = time.monotonic() - began
+        try:
+            # The reference runs while the ask waits on the server (it is idle until its
+            # deadline), so both see the same load; a request that never arrives fails below.
+            server.reached.wait(timeout=15)
+            reference_s = quick_failure_s(api, model, tmp_path / "reference-home")
+            stdout, stderr_text = child.communicate(timeout=15)
+            took_s = time.monotonic() - began
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.communicate()
+        result = subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr_text)
         requests = server.requests
     stderr = assert_clean_failure(result, 1)
     assert took_s < DEADLINE_S + 2 * reference_s + MARGIN_S, (
