@@ -198,7 +198,8 @@ def test_api_mode_never_runs_claude(
 def test_failures_of_the_cli_are_one_line_with_what_to_do(
     attune_home: Path, fake_claude: FakeClaude, scenario: str
 ) -> None:
-    configure(attune_home, MAX_SUBSCRIPTION)
+    # An error result is retried: after a short back-off (0.05 s, not the default 0.5 s).
+    configure(attune_home, MAX_SUBSCRIPTION + "\n[executor]\nretry_delay_s = 0.05\n")
 
     result = attune("ask", "Say hello", env={"FAKE_CLAUDE_SCENARIO": scenario})
 

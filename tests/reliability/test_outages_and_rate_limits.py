@@ -108,9 +108,11 @@ def test_rate_limits_stay_within_the_attempt_budget_and_open_no_circuit(
         kind = "api_error" if exchange.api == "anthropic" else "rate_limit_exceeded"
         exchange.error(429, kind, "Too many requests", **hints)
 
-    # The asks run in this process note their waits instead of sleeping them (the process of
-    # its own sleeps for real): the waits are checked below, and the test does not sit through
-    # the back-offs of a server that gives no hint.
+    # A short back-off where the server names no wait (0.05 s, doubled per retry), which the
+    # process of its own sleeps for real; the asks run in this process note their waits
+    # instead of sleeping them, and the waits are checked below.
+    attune_home.mkdir(mode=0o700)
+    (attune_home / "config.toml").write_text("[executor]\nretry_delay_s = 0.05\n")
     waits: list[float] = []
     monkeypatch.setitem(ResilientExecutor.__init__.__kwdefaults__, "sleep", waits.append)
     with LoopbackServer(limited) as server:
@@ -132,8 +134,8 @@ def test_rate_limits_stay_within_the_attempt_budget_and_open_no_circuit(
     if retry_after_ms:
         assert waits == [pytest.approx(int(retry_after_ms) / 1000)] * len(waits)
     else:
-        # The client's own back-off, 0.5 s doubled per retry, less up to a quarter of jitter.
-        assert all(0.375 <= w <= 8 for w in waits), waits
+        # The client's own back-off: 0.05 s, then 0.1 s, less up to a quarter of jitter.
+        assert all(0.0375 <= w <= 0.1 for w in waits), waits
 
 
 def test_max_attempts_from_config_caps_what_the_server_receives(attune_home: Path) -> None:

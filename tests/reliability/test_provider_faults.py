@@ -34,7 +34,8 @@ from helpers.reliability import (
 
 pytestmark = pytest.mark.e2e
 
-FAST = "[executor]\nmax_retries = 1\n"
+# One retry, after a short back-off (0.05 s, not the default 0.5 s: no case is about its length).
+FAST = "[executor]\nmax_retries = 1\nretry_delay_s = 0.05\n"
 
 
 @dataclass(frozen=True)
