@@ -83,6 +83,7 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
             "escalate",
             "max_attempts",
             "max_retries",
+            "retry_delay_s",
             "connect_timeout_s",
             "first_byte_timeout_s",
             "read_timeout_s",

@@ -29,8 +29,9 @@ Retries follow the official SDKs: 408, 409, 429, 5xx, 529, timeouts and connecti
 retried, an ``x-should-retry: true|false`` header overrides that verdict (except that a caller
 error is never retried); the wait is the server's ``retry-after-ms`` or ``retry-after`` (seconds
 or an HTTP date) when it is positive and at most 60 s, otherwise ``min(0.5 · 2ⁿ, 8) s`` less up
-to 25 % jitter. A wait that would end past the overall deadline is not slept: the executor
-moves on to the next model instead, or stops when the deadline has passed.
+to 25 % jitter (0.5 s is ``[executor] retry_delay_s``). A wait that would end past the overall
+deadline is not slept: the executor moves on to the next model instead, or stops when the
+deadline has passed.
 
 Time, sleep and randomness are injected, so tests check every delay without sleeping.
 """
@@ -169,7 +170,7 @@ class RetryPolicy:
 
     Attributes:
         max_retries: retries per model after its first attempt.
-        base_delay_s: the first back-off, doubled on each retry.
+        base_delay_s: the first back-off, doubled on each retry (``retry_delay_s``).
         max_delay_s: the longest back-off.
         max_retry_after_s: the longest server-requested wait honoured as given.
         jitter: the share of a back-off randomly taken off (spreads synchronised clients).
@@ -190,7 +191,8 @@ class RetryPolicy:
 
     @classmethod
     def from_config(cls, config: dict[str, Any], path: Path) -> RetryPolicy:
-        """Read ``[executor]``: ``max_retries``, ``deadline_s``, ``max_attempts``, ``escalate``.
+        """Read ``[executor]``: ``max_retries``, ``retry_delay_s``, ``deadline_s``,
+        ``max_attempts``, ``escalate``.
 
         Raises:
             ConfigError: a value of the wrong type or out of range, naming ``executor.KEY``.
@@ -209,6 +211,15 @@ class RetryPolicy:
                     maximum=10,
                     integer=True,
                 )
+            ),
+            base_delay_s=get_number(
+                section,
+                "retry_delay_s",
+                defaults.base_delay_s,
+                path=path,
+                prefix="executor",
+                minimum=0,
+                maximum=defaults.max_delay_s,
             ),
             deadline_s=get_number(
                 section, "deadline_s", defaults.deadline_s, path=path, prefix="executor", minimum=1

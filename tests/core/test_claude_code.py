@@ -28,11 +28,15 @@ ANTHROPIC = Provider(
 )
 
 
-def adapter(fake: FakeClaude, tmp_path: Path, **env: str) -> ClaudeCodeAdapter:
+def adapter(
+    fake: FakeClaude, tmp_path: Path, *, exit_grace_s: float = 5.0, **env: str
+) -> ClaudeCodeAdapter:
     endpoint = Endpoint(ANTHROPIC, f"claude-code:{fake.path}", None, True)
     environ = {**os.environ, "ANTHROPIC_API_KEY": "sk-ant-must-not-pass", **env}
     environ["ANTHROPIC_AUTH_TOKEN"] = "token-must-not-pass"
-    return ClaudeCodeAdapter(endpoint, fake.path, environ, data_dir=tmp_path / "data")
+    return ClaudeCodeAdapter(
+        endpoint, fake.path, environ, data_dir=tmp_path / "data", exit_grace_s=exit_grace_s
+    )
 
 
 def limits(total_s: float = 20.0, first_s: float = 20.0) -> AttemptLimits:
@@ -244,9 +248,10 @@ def test_reset_times_in_the_forms_claude_code_prints() -> None:
 def test_a_child_that_lingers_after_its_result_is_stopped_and_the_answer_stands(
     fake_claude: FakeClaude, tmp_path: Path
 ) -> None:
-    done = adapter(fake_claude, tmp_path, FAKE_CLAUDE_SCENARIO="linger").call(
-        None, ChatRequest("claude-haiku-4-5", "x"), limits=limits()
-    )
+    # The child sleeps for ten minutes after its result: half a second of grace (five by
+    # default) tells a lingering child from one that exits as well as the default does.
+    lingering = adapter(fake_claude, tmp_path, exit_grace_s=0.5, FAKE_CLAUDE_SCENARIO="linger")
+    done = lingering.call(None, ChatRequest("claude-haiku-4-5", "x"), limits=limits())
 
     assert done.content == "Hello from the plan."
     assert not alive(int(fake_claude.pidfile.read_text()))

@@ -239,6 +239,9 @@ def test_the_default_budget_is_six_attempts(clock: FakeClock) -> None:
         ({"max_attempts": "6"}, "executor.max_attempts"),
         ({"escalate": "yes"}, "executor.escalate"),
         ({"escalate": 1}, "executor.escalate"),
+        ({"retry_delay_s": -0.1}, "executor.retry_delay_s"),
+        ({"retry_delay_s": 9}, "executor.retry_delay_s"),
+        ({"retry_delay_s": "1"}, "executor.retry_delay_s"),
     ],
 )
 def test_bad_budget_or_escalate_settings_name_the_key(section: dict, named: str) -> None:
@@ -252,6 +255,13 @@ def test_budget_and_escalate_are_read_from_config() -> None:
     )
     assert (policy.max_attempts, policy.escalate) == (3, True)
     assert (RetryPolicy().max_attempts, RetryPolicy().escalate) == (6, False)
+
+
+def test_the_first_back_off_is_read_from_config() -> None:
+    policy = RetryPolicy.from_config({"executor": {"retry_delay_s": 0.05}}, Path("c.toml"))
+    assert policy.delay_s(0, None, 0.0) == pytest.approx(0.05)
+    assert policy.delay_s(2, None, 0.0) == pytest.approx(0.2)
+    assert RetryPolicy().delay_s(0, None, 0.0) == pytest.approx(0.5)
 
 
 # Caps are hard, the first model included

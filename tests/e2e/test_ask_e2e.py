@@ -142,6 +142,8 @@ def test_transient_fault_then_recovery_is_retried_and_recorded(
     first_status: int | None,
     first_kind: str,
 ) -> None:
+    # A fault without a wait of its own is retried after a short back-off (0.05 s, not 0.5 s).
+    write_config(attune_home, "[executor]\nretry_delay_s = 0.05\n")
     emulator.set_behaviour("gpt-5-mini", Behaviour.script(fault))  # type: ignore[arg-type]
     result = attune("ask", "hi", "-m", "gpt-5-mini", "--json", env=openai_env(emulator))
     assert result.returncode == 0, result.stderr
@@ -167,7 +169,7 @@ def test_rate_limit_waits_as_retry_after_says(emulator: ProviderEmulator) -> Non
 
 
 def test_slow_model_times_out_then_answers(emulator: ProviderEmulator, attune_home: Path) -> None:
-    write_config(attune_home, "[executor]\nread_timeout_s = 0.3\n")
+    write_config(attune_home, "[executor]\nread_timeout_s = 0.3\nretry_delay_s = 0.05\n")
     emulator.set_behaviour("gpt-5-mini", Behaviour.script(Reply(delay_s=5)))
     result = attune("ask", "hi", "-m", "gpt-5-mini", "--json", env=openai_env(emulator))
     assert result.returncode == 0, result.stderr

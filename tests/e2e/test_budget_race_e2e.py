@@ -1,8 +1,9 @@
 """Eight processes race for the last dollars of a budget: only as many pass as fit.
 
-Each process imports attune, then waits for one shared start time so the eight checks hit the
-store within milliseconds of each other; each runs `attune budget check --hold` (check and
-reservation in one transaction). On SQLite and on PostgreSQL.
+Each process imports attune and says so, then waits for one shared start time, set once all
+eight are ready, so the eight checks hit the store within milliseconds of each other; each runs
+`attune budget check --hold` (check and reservation in one transaction). On SQLite and on
+PostgreSQL.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from attune_cli.core.telemetry.records import CallRecord
 pytestmark = pytest.mark.e2e
 
 PROCESSES = 8
+START_AHEAD_S = 0.2
 RACER = """
 import sys, time
 from attune_cli.cli import app  # imported before the start line: the race is the check
-start = float(sys.argv[1])
+print("ready", flush=True)
+start = float(sys.stdin.readline())
 time.sleep(max(0.0, start - time.time()))
 sys.argv = ["attune", "budget", "check", "-w", "code-review", "--cost", "0.6", "--hold", "600",
             "--json"]
@@ -34,17 +37,25 @@ app.main()
 
 def race(home: Path, extra_env: dict[str, str]) -> list[dict[str, object]]:
     env = {**os.environ, "ATTUNE_HOME": str(home), **extra_env}
-    start = time.time() + 3.0
     racers = [
         subprocess.Popen(
-            [sys.executable, "-c", RACER, str(start)],
+            [sys.executable, "-c", RACER],
             env=env,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         for _ in range(PROCESSES)
     ]
+    for racer in racers:
+        assert racer.stdout is not None and racer.stdout.readline() == "ready\n"
+    # A moment ahead, so that every racer has read the start time before it comes.
+    start = time.time() + START_AHEAD_S
+    for racer in racers:
+        assert racer.stdin is not None
+        racer.stdin.write(f"{start!r}\n")
+        racer.stdin.flush()
     results = []
     for racer in racers:
         out, err = racer.communicate(timeout=120)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import signal
 import sqlite3
@@ -197,7 +198,8 @@ def test_api_mode_never_runs_claude(
 def test_failures_of_the_cli_are_one_line_with_what_to_do(
     attune_home: Path, fake_claude: FakeClaude, scenario: str
 ) -> None:
-    configure(attune_home, MAX_SUBSCRIPTION)
+    # An error result is retried: after a short back-off (0.05 s, not the default 0.5 s).
+    configure(attune_home, MAX_SUBSCRIPTION + "\n[executor]\nretry_delay_s = 0.05\n")
 
     result = attune("ask", "Say hello", env={"FAKE_CLAUDE_SCENARIO": scenario})
 
@@ -220,7 +222,7 @@ def test_a_hang_is_cut_at_the_deadline_and_the_child_is_gone(
 ) -> None:
     configure(attune_home, MAX_SUBSCRIPTION)
 
-    result = attune("ask", "Say hello", "--timeout", "2", env={"FAKE_CLAUDE_SCENARIO": "hang"})
+    result = attune("ask", "Say hello", "--timeout", "1", env={"FAKE_CLAUDE_SCENARIO": "hang"})
 
     assert result.returncode == 1
     assert "deadline" in result.stderr
@@ -245,7 +247,13 @@ def test_ctrl_c_stops_attune_and_leaves_no_claude_running(
         while not fake_claude.pidfile.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         pid = int(fake_claude.pidfile.read_text())
-        time.sleep(0.3)  # let the first text arrive
+        # Mid-answer: the first text has reached attune's stdout.
+        assert process.stdout is not None
+        shown = b""
+        while b"Thinking" not in shown and time.monotonic() < deadline:
+            if select.select([process.stdout], [], [], 0.1)[0]:
+                shown += os.read(process.stdout.fileno(), 4096)
+        assert b"Thinking" in shown, shown
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=30)
     finally:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
-import sys
 import tomllib
 from pathlib import Path
 
-import pexpect
 import pytest
+from helpers.terminal import Terminal, finish, spawn_attune
 
 pytestmark = pytest.mark.e2e
 
@@ -18,23 +16,8 @@ KEY = "sk-ant-test-0123456789"
 OTHER_KEY = "sk-ant-other-9876543210"
 
 
-def spawn(*args: str) -> pexpect.spawn:
-    script = Path(sys.executable).with_name("attune")
-    argv = [str(script)] if script.exists() else [sys.executable, "-m", "attune_cli"]
-    return pexpect.spawn(
-        argv[0],
-        [*argv[1:], *args],
-        env={**os.environ, "TERM": "xterm"},
-        encoding="utf-8",
-        timeout=20,
-        dimensions=(60, 160),
-    )
-
-
-def finish(child: pexpect.spawn) -> tuple[int, str]:
-    child.expect(pexpect.EOF)
-    child.close()
-    return child.exitstatus, child.before or ""
+def spawn(*args: str) -> Terminal:
+    return spawn_attune(*args, dimensions=(60, 160))
 
 
 def plain(text: str) -> str:

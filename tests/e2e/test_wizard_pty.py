@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import stat
 import subprocess
-import sys
 import time
 import tomllib
 from pathlib import Path
 
-import pexpect
 import pytest
+from helpers.terminal import attune_argv, finish, spawn_attune
 
 pytestmark = pytest.mark.e2e
 
@@ -19,33 +17,8 @@ DOWN, UP, ENTER, CTRL_C = "\x1b[B", "\x1b[A", "\r", "\x03"
 KEY = "sk-ant-test-0123456789"
 
 
-def attune_argv() -> list[str]:
-    """The installed console script next to this interpreter, else ``python -m attune_cli``."""
-    script = Path(sys.executable).with_name("attune")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "attune_cli"]
-
-
-def spawn(*args: str) -> pexpect.spawn:
-    argv = [*attune_argv(), *args]
-    child = pexpect.spawn(
-        argv[0],
-        argv[1:],
-        env={**os.environ, "TERM": "xterm"},
-        encoding="utf-8",
-        timeout=20,
-        dimensions=(50, 140),
-    )
-    return child
-
-
-def finish(child: pexpect.spawn) -> tuple[int, str]:
-    child.expect(pexpect.EOF)
-    child.close()
-    return child.exitstatus, child.before or ""
-
-
 def test_walking_the_wizard_saves_the_answers(attune_home: Path) -> None:
-    child = spawn("auth", "setup")
+    child = spawn_attune("auth", "setup")
     screen = []
     child.expect("Which Claude subscription")
     child.send(DOWN)  # the default pro (as auth status shows it) → max
@@ -79,7 +52,7 @@ def test_walking_the_wizard_saves_the_answers(attune_home: Path) -> None:
 
 
 def test_ctrl_c_midway_saves_nothing_and_exits_130(attune_home: Path) -> None:
-    child = spawn("auth", "setup")
+    child = spawn_attune("auth", "setup")
     child.expect("Which Claude subscription")
     child.send(DOWN + ENTER)
     child.expect("How should attune send work")
@@ -92,7 +65,7 @@ def test_ctrl_c_midway_saves_nothing_and_exits_130(attune_home: Path) -> None:
 
 
 def test_ctrl_c_at_the_hidden_key_prompt_saves_nothing(attune_home: Path) -> None:
-    child = spawn("auth", "setup", "--tier", "pro", "--mode", "api")
+    child = spawn_attune("auth", "setup", "--tier", "pro", "--mode", "api")
     child.expect("Store an API key")
     child.send(ENTER)
     child.expect("API key for anthropic")
@@ -131,7 +104,7 @@ def test_setup_with_stdin_closed_exits_2_at_once_naming_the_flags(attune_home: P
 
 
 def test_login_asks_for_the_key_without_echoing_it(attune_home: Path) -> None:
-    child = spawn("auth", "login", "openai")
+    child = spawn_attune("auth", "login", "openai")
     child.expect("API key for openai")
     child.sendline("sk-proj-typed-in-4242")
     status, rest = finish(child)
@@ -143,7 +116,7 @@ def test_login_asks_for_the_key_without_echoing_it(attune_home: Path) -> None:
 
 
 def test_ctrl_c_at_the_login_prompt_stores_nothing(attune_home: Path) -> None:
-    child = spawn("auth", "login", "anthropic")
+    child = spawn_attune("auth", "login", "anthropic")
     child.expect("API key for anthropic")
     child.send("sk-half")
     child.send(CTRL_C)
@@ -157,14 +130,14 @@ def test_reset_asks_before_changing_anything(attune_home: Path) -> None:
     subprocess.run(
         [*attune_argv(), "auth", "setup", "--tier", "max", "--mode", "auto", "--yes"], check=True
     )
-    child = spawn("auth", "reset")
+    child = spawn_attune("auth", "reset")
     child.expect(r"Remove the auth strategy")
     child.sendline("n")
     status, _ = finish(child)
     assert status == 1
     assert tomllib.loads((attune_home / "config.toml").read_text())["auth"]
 
-    child = spawn("auth", "reset")
+    child = spawn_attune("auth", "reset")
     child.expect(r"Remove the auth strategy")
     child.sendline("y")
     status, _ = finish(child)

@@ -22,6 +22,7 @@ from helpers.reliability import (
     attune_in_process,
 )
 
+from attune_cli.core.executor import ResilientExecutor
 from attune_cli.core.registry import BUILTIN_MODELS, TIERS
 
 pytestmark = pytest.mark.e2e
@@ -99,7 +100,7 @@ def test_a_dead_server_costs_one_attempt_per_endpoint_and_opens_their_circuits(
 
 @pytest.mark.parametrize("retry_after_ms", [None, "50"], ids=["no-wait", "wait-50ms"])
 def test_rate_limits_stay_within_the_attempt_budget_and_open_no_circuit(
-    attune_home: Path, retry_after_ms: str | None
+    attune_home: Path, retry_after_ms: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def limited(exchange: Exchange) -> None:
         hints = {"retry_after_ms": retry_after_ms} if retry_after_ms else {}
@@ -107,6 +108,13 @@ def test_rate_limits_stay_within_the_attempt_budget_and_open_no_circuit(
         kind = "api_error" if exchange.api == "anthropic" else "rate_limit_exceeded"
         exchange.error(429, kind, "Too many requests", **hints)
 
+    # A short back-off where the server names no wait (0.05 s, doubled per retry), which the
+    # process of its own sleeps for real; the asks run in this process note their waits
+    # instead of sleeping them, and the waits are checked below.
+    attune_home.mkdir(mode=0o700)
+    (attune_home / "config.toml").write_text("[executor]\nretry_delay_s = 0.05\n")
+    waits: list[float] = []
+    monkeypatch.setitem(ResilientExecutor.__init__.__kwdefaults__, "sleep", waits.append)
     with LoopbackServer(limited) as server:
         env = both_providers_at(server.url)
         # The first ask in a process of its own, the next two in this process; the breakers
@@ -122,6 +130,12 @@ def test_rate_limits_stay_within_the_attempt_budget_and_open_no_circuit(
     assert all(TIER_OF[v.model] <= first_tier for v in visits)
     assert "HTTP 429" in result.stderr
     assert {v["state"] for v in breakers().values()} <= {"closed"}
+    assert waits, "the in-process asks never waited"
+    if retry_after_ms:
+        assert waits == [pytest.approx(int(retry_after_ms) / 1000)] * len(waits)
+    else:
+        # The client's own back-off: 0.05 s, then 0.1 s, less up to a quarter of jitter.
+        assert all(0.0375 <= w <= 0.1 for w in waits), waits
 
 
 def test_max_attempts_from_config_caps_what_the_server_receives(attune_home: Path) -> None:

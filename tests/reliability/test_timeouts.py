@@ -1,9 +1,11 @@
-"""Deadlines end to end: servers that never finish answering, against ``attune ask --timeout 2``.
+"""Deadlines end to end: servers that never finish answering, against ``attune ask --timeout 1``.
 
 Each server is a raw socket on 127.0.0.1 (so it can misbehave below HTTP: headers a byte at a
 time, a body that never completes) and stays misbehaving for longer than any test. A real
 ``attune`` process must give up at its deadline plus process start-up, exit 1, and say it timed
-out, whatever the server keeps sending.
+out, whatever the server keeps sending. A script that sends anything sends a byte at least every
+0.2 s, well inside the deadline, so a timeout that restarts with each byte read never fires: only
+a deadline on the whole call ends these runs.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from helpers.reliability import FAKE_ANTHROPIC_KEY, FAKE_OPENAI_KEY, assert_clea
 
 pytestmark = pytest.mark.e2e
 
-DEADLINE_S = 2.0
+DEADLINE_S = 1.0
+DEADLINE = f"{DEADLINE_S:g}"  # as given to --timeout and as the error message says it
 MARGIN_S = 1.0
 """Beyond the deadline and twice what a quick failure of the same command took in the same
 test (``quick_failure_s``: process start-up, imports, config, SQLite and exit on this
@@ -82,6 +85,7 @@ class RawServer:
         self.script = script
         self.stop = threading.Event()
         self.requests = 0
+        self.reached = threading.Event()  # a request's head has arrived
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.1)
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -109,6 +113,7 @@ class RawServer:
                         return
                     received += piece
                 self.requests += 1
+                self.reached.set()
                 self.script(connection, self.stop)
             except OSError:
                 pass  # attune hung up at its deadline: what the test wants
@@ -161,7 +166,7 @@ def quick_failure_s(api: str, model: str, home: Path) -> float:
     refused = RawServerAddress(f"http://127.0.0.1:{port}")
     began = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "attune_cli", "ask", "hi", "-m", model, "--timeout", "2"],
+        [sys.executable, "-m", "attune_cli", "ask", "hi", "-m", model, "--timeout", DEADLINE],
         env=provider_env(refused, api, home),
         capture_output=True,
         text=True,
@@ -178,24 +183,35 @@ def test_ask_gives_up_at_its_timeout_whatever_the_server_sends(
 ) -> None:
     script, api = CASES[name]
     model = "claude-haiku-4-5" if api == "anthropic" else "gpt-5-mini"
-    reference_s = quick_failure_s(api, model, tmp_path / "reference-home")
     with serving(script) as server:
         began = time.monotonic()
-        result = subprocess.run(
-            [sys.executable, "-m", "attune_cli", "ask", "hi", "-m", model, "--timeout", "2"],
+        child = subprocess.Popen(
+            [sys.executable, "-m", "attune_cli", "ask", "hi", "-m", model, "--timeout", DEADLINE],
             env=provider_env(server, api, attune_home),
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=15,
         )
-        took_s = time.monotonic() - began
+        try:
+            # The reference runs while the ask waits on the server (it is idle until its
+            # deadline), so both see the same load; a request that never arrives fails below.
+            server.reached.wait(timeout=15)
+            reference_s = quick_failure_s(api, model, tmp_path / "reference-home")
+            stdout, stderr_text = child.communicate(timeout=15)
+            took_s = time.monotonic() - began
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.communicate()
+        result = subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr_text)
         requests = server.requests
     stderr = assert_clean_failure(result, 1)
     assert took_s < DEADLINE_S + 2 * reference_s + MARGIN_S, (
-        f"{name}: --timeout 2 took {took_s:.1f} s (a quick failure took {reference_s:.1f} s)"
+        f"{name}: --timeout {DEADLINE} took {took_s:.1f} s "
+        f"(a quick failure took {reference_s:.1f} s)"
     )
     assert requests >= 1, "the request never reached the server"
-    assert "timed out" in stderr and "2 s deadline" in stderr, stderr
+    assert "timed out" in stderr and f"{DEADLINE} s deadline" in stderr, stderr
     assert "--timeout" in stderr  # the hint says how to allow more time
     assert result.stdout == ""
     # Not a terminal: no trace of the spinner.
@@ -232,7 +248,8 @@ def test_on_a_terminal_a_spinner_names_the_model_and_counts_the_seconds(
     attune_home: Path,
 ) -> None:
     with serving(never_answers) as server:
-        child = _spawn_ask(server, attune_home, "--timeout", "2.5")
+        # The second count ("1 s") shows for the whole second before the 2 s deadline ends it.
+        child = _spawn_ask(server, attune_home, "--timeout", "2")
         child.expect(r"waiting for gpt-5-mini \(openai\) · 0 s")
         child.expect(r"waiting for gpt-5-mini \(openai\) · 1 s")
         child.expect("Error:")

@@ -114,6 +114,8 @@ class ClaudeCodeAdapter:
         environ: the environment the child inherits, less ``STRIPPED_ENV``.
         data_dir: where a usage-limit failure is kept for ``auth status``; None: nowhere.
         wall_clock: epoch seconds (reset times).
+        exit_grace_s: how long a child that has given its whole answer may take to exit
+            before it is stopped (the answer stands either way).
     """
 
     def __init__(
@@ -124,12 +126,14 @@ class ClaudeCodeAdapter:
         *,
         data_dir: Path | None = None,
         wall_clock: Callable[[], float] = time.time,
+        exit_grace_s: float = _EXIT_GRACE_S,
     ) -> None:
         self.endpoint = endpoint
         self.executable = executable
         self.environ = dict(os.environ if environ is None else environ)
         self.data_dir = data_dir
         self._wall_clock = wall_clock
+        self._exit_grace_s = exit_grace_s
 
     @property
     def name(self) -> str:
@@ -239,7 +243,7 @@ class ClaudeCodeAdapter:
             if parser.result is not None:
                 break  # the run is over; a child that lingers after it is stopped below
         left_s = max(deadline - time.monotonic(), 0.001)
-        code = run.wait(min(left_s, _EXIT_GRACE_S) if parser.result is not None else left_s)
+        code = run.wait(min(left_s, self._exit_grace_s) if parser.result is not None else left_s)
         if code is None and parser.result is not None:
             code = 0  # it answered in full, then did not exit: the answer stands
         if code is None:
