@@ -152,9 +152,7 @@ def test_verify_finds_corrupted_spend_table_rows(store: TelemetryStore) -> None:
     hour = store.conn.execute(
         "SELECT MAX(hour) FROM spend_workflow_hours WHERE model = 'm-c'"
     ).fetchone()[0]
-    store.conn.execute(
-        "DELETE FROM spend_workflow_hours WHERE model = 'm-c' AND hour = ?", (hour,)
-    )
+    store.conn.execute("DELETE FROM spend_workflow_hours WHERE model = 'm-c' AND hour = ?", (hour,))
     report = store.verify()
     assert not report.ok
     assert report.total_differences == 2
