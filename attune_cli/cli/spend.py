@@ -378,8 +378,13 @@ def budget_status(
     """Each budget's spend this day or month, what is left, the burn rate and the projection.
 
     Projections: linear on the period so far, and on the last 7 days' rate. A budget at 80 %
-    shows a warning; at its limit, `attune ask` refuses (or downgrades) its calls. Periods are
-    calendar days and months in \\[budgets] timezone.
+    shows a warning; at its limit, `attune ask` refuses (or downgrades) its calls paid per
+    token. Periods are calendar days and months in \\[budgets] timezone.
+
+    A budget limits money paid per token: calls your subscription plan covers (billing
+    subscription) cost none, so they do not count toward Spent and are never refused, even at
+    the limit; what they would have cost on the API is shown apart (Plan-covered,
+    plan_covered_usd).
 
     Examples:
 
@@ -425,10 +430,13 @@ def _render_status(found: list[BudgetStatus], zone: Zone) -> None:
     from attune_cli.cli.render import Column, print_table
 
     styles = {"ok": "green", "warning": "yellow", "exceeded": "red"}
+    # Calls covered by a subscription plan count toward no limit: shown apart once there are.
+    covered = any(s.plan_covered_usd > 0 for s in found)
     columns = [
         Column("Budget"),
         Column("Period"),
         Column("Spent", "right"),
+        *([Column("Plan-covered", "right", drop_order=4)] if covered else []),
         Column("Limit", "right"),
         Column("Left", "right"),
         Column("Per day", "right", drop_order=3),
@@ -446,6 +454,7 @@ def _render_status(found: list[BudgetStatus], zone: Zone) -> None:
                 plain(s.budget),
                 Text(str(s.period)),
                 Text(format_usd(s.spent_usd)),
+                *([Text(format_usd(s.plan_covered_usd))] if covered else []),
                 Text(format_usd(s.limit_usd)),
                 Text(format_usd(s.left_usd)),
                 Text(format_usd(s.burn_usd_per_day)),
@@ -500,7 +509,8 @@ def budget_check(
 
     For pipelines that call providers themselves. The check (and the hold) is one transaction
     on the store, so of several checks racing for the last dollars with --hold only as many
-    pass as fit.
+    pass as fit. USD is money paid per token; what it is checked against leaves out calls a
+    subscription plan covered (they cost no money).
 
     Examples:
 

@@ -72,7 +72,8 @@ def status(
 def verify(
     json_output: JsonOpt = False,
 ) -> None:
-    """Recompute the hourly rollups from the rows and report any difference (exit 1 if any).
+    """Recompute the hourly rollups from the rows, and the spend tables from the rollups, and
+    report any difference (exit 1 if any).
 
     Examples:
 
@@ -84,7 +85,7 @@ def verify(
     store = _existing_store()
     if store is None:
         if json_output:
-            print_json({"ok": True, "rollups": 0, "differences": []})
+            print_json({"ok": True, "rollups": 0, "spend_rows": 0, "differences": []})
         else:
             message("Nothing recorded yet: nothing to verify.")
         return
@@ -95,6 +96,7 @@ def verify(
             {
                 "ok": report.ok,
                 "rollups": report.rollups,
+                "spend_rows": report.spend_rows,
                 "total_differences": report.total_differences,
                 "differences": [
                     {
@@ -108,15 +110,21 @@ def verify(
             }
         )
     elif report.ok:
-        message(f"The {report.rollups:,} hourly rollups equal their recomputation from the rows.")
-    else:
         message(
-            f"{report.total_differences:,} rollup(s) differ from their rows "
-            f"({report.rollups:,} recomputed):",
+            f"The {report.rollups:,} hourly rollups equal their recomputation from the rows, "
+            f"and the {report.spend_rows:,} spend table rows their sums of the rollups."
+        )
+    else:
+        from attune_cli.core.telemetry.rollups import SPEND_TABLES
+
+        message(
+            f"{report.total_differences:,} difference(s) ({report.rollups:,} rollups recomputed "
+            f"from the rows, {report.spend_rows:,} spend table rows from the rollups):",
             markup=False,
         )
         for d in report.differences:
-            out().print(plain(f"  {d.table} {d.key}: stored {d.stored}, rows give {d.expected}"))
+            source = "the rollups give" if d.table in SPEND_TABLES else "rows give"
+            out().print(plain(f"  {d.table} {d.key}: stored {d.stored}, {source} {d.expected}"))
     if not report.ok:
         raise typer.Exit(1)
 

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from attune_cli.core.executor import ResilientExecutor
     from attune_cli.core.providers.base import Message
     from attune_cli.core.response import LLMResponse
-    from attune_cli.core.spend.budgets import Admission
+    from attune_cli.core.spend.budgets import BudgetSettings
     from attune_cli.core.telemetry.sqlite import TelemetryStore
     from attune_cli.core.workspace import Workspace
 
@@ -222,11 +222,17 @@ def route_and_call(
     if choice.worth_saying or options.mode is not None:
         notice(f"billing: {choice.reason}")
     max_cost_usd = options.max_cost_usd
-    admission = _within_budget(workspace, executor, store, options, model, admissible, notice)
-    if admission is not None:
-        model = admission.model
-        if admission.cap_usd < (max_cost_usd if max_cost_usd is not None else math.inf):
-            max_cost_usd = admission.cap_usd
+    budgeted = _within_budget(
+        workspace, executor, store, options, model, admissible, notice, choice
+    )
+    api_fallback = choice.api_fallback
+    paid_cap_usd: float | None = None
+    if budgeted is not None:
+        model = budgeted.model
+        api_fallback = budgeted.api_fallback
+        paid_cap_usd = budgeted.paid_cap_usd
+        if budgeted.cap_usd < (max_cost_usd if max_cost_usd is not None else math.inf):
+            max_cost_usd = budgeted.cap_usd
     watching: AbstractContextManager[None] = (
         watching_attempts(on_attempt) if on_attempt else nullcontext()
     )
@@ -250,14 +256,35 @@ def route_and_call(
                 messages=messages,
                 cancelled=cancelled,
                 billing=choice.billing,
-                api_fallback=choice.api_fallback,
+                api_fallback=api_fallback,
+                paid_cap_usd=paid_cap_usd,
             )
     finally:
-        if admission is not None and admission.reservation_id is not None:
+        if budgeted is not None and budgeted.reservation_id is not None:
             # The call's rows (its real cost) are recorded by now; a reservation that cannot
             # be released expires by itself.
             with suppress(AttuneError, OSError, *_store_errors()):
-                store.release_reservation(admission.reservation_id)
+                store.release_reservation(budgeted.reservation_id)
+
+
+@dataclass(frozen=True)
+class _Budgeted:
+    """What the budgets let one call do.
+
+    Attributes:
+        model: the model to call first (a cheaper one when a budget downgraded the call).
+        cap_usd: no attempt may cost more than this (inf: no budget cap on every attempt).
+        paid_cap_usd: no pay-per-token attempt may cost more than this (a plan-covered call's
+            fallback to the API; None: no such cap).
+        api_fallback: whether a subscription call may still go on to the API.
+        reservation_id: the reservation to release when the call ends (None: nothing held).
+    """
+
+    model: str
+    cap_usd: float = math.inf
+    paid_cap_usd: float | None = None
+    api_fallback: bool = False
+    reservation_id: str | None = None
 
 
 def _within_budget(
@@ -268,15 +295,20 @@ def _within_budget(
     model: str,
     admissible: Callable[[str], bool] | None,
     notice: Callable[[str], None],
-) -> Admission | None:
+    choice: BillingChoice,
+) -> _Budgeted | None:
     """Check the workflow's budgets with the call's worst-case price and reserve it (None: no
-    budget applies).
+    budget applies, or nothing is paid per token).
 
-    The choices are the model asked for, then the models its fallback chain may reach within
-    the other caps (``downgrade`` picks the cheapest of those that fit).
+    A budget limits money paid per token. A call the subscription plan covers costs none:
+    when every attempt it may make is on the plan, no budget is read and nothing reserved,
+    even at a limit. When it may go on to the API (``[auth] api_fallback``), that fallback is
+    budgeted as any paid call (``_paid_fallback``). Paid per token, the choices are the model
+    asked for, then the models its fallback chain may reach within the other caps
+    (``downgrade`` picks the cheapest of those that fit).
 
     Raises:
-        BudgetExceeded: the call would go over a budget (nothing is called).
+        BudgetExceeded: a call paid per token would go over a budget (nothing is called).
         ConfigError: invalid ``[budgets]``.
     """
     if "budgets" not in workspace.config:
@@ -296,6 +328,31 @@ def _within_budget(
     def worst_usd(model_id: str) -> float:
         return executor.registry.cost_usd(model_id, *tokens) or 0.0
 
+    deadline_s = options.timeout_s if options.timeout_s is not None else executor.policy.deadline_s
+    if choice.billing is Billing.SUBSCRIPTION:
+        planned = executor.chain_for(
+            model,
+            fallback=options.model is None,
+            max_cost_usd=options.max_cost_usd,
+            worst_case_tokens=tokens,
+            admissible=admissible,
+            billing=choice.billing,
+            api_fallback=choice.api_fallback,
+        )
+        paid = [t.model for t in planned.chain if not t.subscription]
+        if any(t.subscription for t in planned.chain) or not planned.chain:
+            if not paid:
+                return None  # all on the plan: no money per token, nothing to reserve
+            return _paid_fallback(
+                store,
+                workspace,
+                settings,
+                options.workflow,
+                model,
+                [(m, worst_usd(m)) for m in dict.fromkeys(paid)],
+                deadline_s + HOLD_MARGIN_S,
+                notice,
+            )
     choices = [(model, worst_usd(model))]
     if options.model is None:
         plan = executor.chain_for(
@@ -305,7 +362,6 @@ def _within_budget(
             admissible=admissible,
         )
         choices += [(t.model, worst_usd(t.model)) for t in plan.chain if t.model != model]
-    deadline_s = options.timeout_s if options.timeout_s is not None else executor.policy.deadline_s
     admission = admit(
         store,
         workspace.registry,
@@ -321,7 +377,56 @@ def _within_budget(
             f"budget: {format_usd(admission.left_usd)} left, so {admission.model} instead of "
             f"{admission.downgraded_from} (which could cost {format_usd(asked_usd)})"
         )
-    return admission
+    return _Budgeted(
+        admission.model,
+        admission.cap_usd,
+        api_fallback=choice.api_fallback,
+        reservation_id=admission.reservation_id,
+    )
+
+
+def _paid_fallback(
+    store: TelemetryStore,
+    workspace: Workspace,
+    settings: BudgetSettings,
+    workflow: str,
+    model: str,
+    choices: Sequence[tuple[str, float]],
+    hold_s: float,
+    notice: Callable[[str], None],
+) -> _Budgeted:
+    """Budget the pay-per-token fallback of a call the plan covers (``[auth] api_fallback``).
+
+    The plan's attempts go ahead whatever the budgets say; the fallback's worst case is
+    checked and reserved as a paid call's (``choices``: the paid models of its chain, first
+    first). When it fits, each paid attempt is capped at what was reserved (``downgrade``:
+    the dearest choice that fits, so the cheaper ones may still stand in); when it does not,
+    the call stays on the plan with no fallback, and says so.
+    """
+    from attune_cli.core.clock import now as clock_now
+    from attune_cli.core.spend.budgets import BudgetExceeded, admit
+
+    try:
+        admission = admit(
+            store, workspace.registry, settings, workflow, choices, now=clock_now(), hold_s=hold_s
+        )
+    except BudgetExceeded as exc:
+        notice(
+            "budget: the plan covers this call, so it goes ahead with no pay-per-token "
+            f"fallback ({exc.message})"
+        )
+        return _Budgeted(model)
+    if admission.downgraded_from is not None:
+        notice(
+            f"budget: {format_usd(admission.left_usd)} left, so a pay-per-token fallback may "
+            f"use only models that could cost at most {format_usd(admission.cap_usd)}"
+        )
+    return _Budgeted(
+        model,
+        paid_cap_usd=admission.cap_usd,
+        api_fallback=True,
+        reservation_id=admission.reservation_id,
+    )
 
 
 def _store_errors() -> tuple[type[BaseException], ...]:

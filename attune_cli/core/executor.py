@@ -596,6 +596,7 @@ class ResilientExecutor:
         admissible_cap: str = "the routing caps",
         billing: Billing = Billing.API,
         api_fallback: bool = False,
+        paid_cap_usd: float | None = None,
     ) -> Plan:
         """The chain of models to try for ``model``: the model, then its fallbacks, within the caps.
 
@@ -617,6 +618,8 @@ class ResilientExecutor:
                 (and only them, unless ``api_fallback``).
             api_fallback: after the subscription targets, the chain goes on through the
                 pay-per-token APIs.
+            paid_cap_usd: pay-per-token models whose worst-case price is above this are left
+                out (what a budget reserved for them); models on the subscription are not.
 
         Raises:
             OperationError: ``fallback`` is off and the model's provider is not configured;
@@ -649,6 +652,14 @@ class ResilientExecutor:
                 )
             elif admissible is not None and not admissible(target.model):
                 over_caps.append((target, f"ruled out by {admissible_cap}"))
+            elif paid_cap_usd is not None and not target.subscription and cost_usd > paid_cap_usd:
+                over_caps.append(
+                    (
+                        target,
+                        f"could cost {format_usd(cost_usd)} per token, over what the budget "
+                        f"holds for it ({format_usd(paid_cap_usd)})",
+                    )
+                )
             else:
                 chain.append(target)
         return Plan(
@@ -706,6 +717,7 @@ class ResilientExecutor:
         cancelled: Callable[[], bool] | None = None,
         billing: Billing = Billing.API,
         api_fallback: bool = False,
+        paid_cap_usd: float | None = None,
     ) -> LLMResponse:
         """Ask ``model`` (then its fallbacks) for an answer to ``prompt``.
 
@@ -736,6 +748,8 @@ class ResilientExecutor:
             billing: how the call is paid (``attune_cli.core.billing``); ``subscription``
                 calls Anthropic models through Claude Code.
             api_fallback: a subscription call may go on to the pay-per-token APIs.
+            paid_cap_usd: no pay-per-token model whose worst-case price is above this is
+                called (a budget's reservation); subscription attempts are not capped by it.
 
         Returns:
             The envelope; ``success`` is False when no model could answer, and ``error`` then
@@ -758,6 +772,7 @@ class ResilientExecutor:
             admissible_cap=admissible_cap,
             billing=billing,
             api_fallback=api_fallback,
+            paid_cap_usd=paid_cap_usd,
         )
         chain, skipped = planned.chain, planned.unconfigured
         notice = on_notice or (lambda _text: None)

@@ -72,3 +72,25 @@ def test_verify_passes_then_exits_1_naming_a_corrupted_rollup(attune_home: Path)
     assert report["ok"] is False
     assert report["differences"][0]["table"] == "rollups"
     assert report["differences"][0]["key"][:3] == ["ci", "triage", "gpt-5-mini"]
+
+
+def test_verify_names_a_spend_table_that_left_its_rollups(attune_home: Path) -> None:
+    seed(attune_home, 100)
+    ok = runner.invoke(app, ["store", "verify", "--json"])
+    assert ok.exit_code == 0, ok.output
+    clean = json.loads(ok.stdout)
+    assert clean["ok"] is True and clean["spend_rows"] > 0
+    conn = sqlite3.connect(attune_home / "telemetry.db")
+    hours = conn.execute("SELECT COUNT(*) FROM spend_hours").fetchone()[0]
+    conn.execute("UPDATE spend_hours SET calls = calls + 3")
+    conn.commit()
+    conn.close()
+    bad = runner.invoke(app, ["store", "verify"])
+    assert bad.exit_code == 1
+    assert "difference(s)" in bad.stderr
+    assert "spend_hours" in bad.stdout and "the rollups give" in bad.stdout
+    report = json.loads(runner.invoke(app, ["store", "verify", "--json"]).stdout)
+    assert {d["table"] for d in report["differences"]} == {"spend_hours"}
+    assert report["total_differences"] == hours > 0  # every row of that table, nothing else
+    first = report["differences"][0]
+    assert first["stored"][0] == first["expected"][0] + 3

@@ -144,6 +144,80 @@ def test_admit_refuses_or_downgrades(store: TelemetryStore) -> None:
     assert other.reservation_id is None and other.model == "claude-sonnet-4-5"
 
 
+def covered_by_the_plan(store: TelemetryStore) -> None:
+    """Calls billed to the subscription (API-equivalent prices), today and on January 10th."""
+    store.record_many(
+        [
+            CallRecord(
+                "code-review",
+                "a",
+                "claude-sonnet-4-5",
+                True,
+                ts=MIDNIGHT + 3 * HOUR,
+                cost_usd=40.0,
+                billing="subscription",
+            ),
+            CallRecord(
+                "code-review",
+                "a",
+                "claude-haiku-4-5",
+                True,
+                ts=MIDNIGHT - 5 * DAY + HOUR,
+                cost_usd=8.0,
+                billing="subscription",
+            ),
+            # In the hour of a call paid per token ($2 at 01:00 today): one rollup holds both.
+            CallRecord(
+                "code-review",
+                "a",
+                "claude-haiku-4-5",
+                True,
+                ts=MIDNIGHT + HOUR + 60,
+                cost_usd=0.5,
+                billing="subscription",
+            ),
+        ]
+    )
+
+
+def test_plan_covered_calls_count_toward_no_limit_and_are_shown_apart(
+    store: TelemetryStore,
+) -> None:
+    """$48.50 of plan-covered calls this month, $40.50 of them today: spent, left, burn rates,
+    projections and states are the money paid per token alone, as without them."""
+    covered_by_the_plan(store)
+    found = status(
+        store,
+        REGISTRY,
+        settings(**{"code-review": {"monthly_usd": 40, "daily_usd": 2.5}}),
+        NOW,
+    )
+    by_period = {s.period: s for s in found}
+    month, day = by_period[Period.MONTH], by_period[Period.DAY]
+    assert (month.spent_usd, month.plan_covered_usd) == (pytest.approx(29.0), 48.5)
+    assert month.left_usd == pytest.approx(11.0)
+    assert month.burn_usd_per_day == pytest.approx(29.0 / 14.5)
+    assert month.projected_recent_usd == pytest.approx(29.0 + 9.0 / 7 * 16.5)
+    assert month.state is BudgetState.OK
+    assert (day.spent_usd, day.plan_covered_usd) == (pytest.approx(2.0), 40.5)
+    assert day.state is BudgetState.WARNING
+    document = day.as_dict(settings().zone)
+    assert (document["spent_usd"], document["plan_covered_usd"]) == (
+        pytest.approx(2.0),
+        40.5,
+    )
+    assert document["left_usd"] == pytest.approx(0.5)
+
+
+def test_a_pipeline_check_counts_only_money_paid(store: TelemetryStore) -> None:
+    """``budget check --cost`` is money a pipeline pays; what the plan covered leaves the
+    $0.50 of today's $2.50 as it was."""
+    covered_by_the_plan(store)
+    limits = settings(**{"code-review": {"daily_usd": 2.5}})
+    assert check(store, REGISTRY, limits, "code-review", 0.5, now=NOW)[0]
+    assert not check(store, REGISTRY, limits, "code-review", 0.51, now=NOW)[0]
+
+
 @pytest.mark.parametrize(
     ("entry", "key"),
     [

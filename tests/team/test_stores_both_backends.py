@@ -128,6 +128,48 @@ def test_verify_finds_a_corrupted_rollup(store: TelemetryStore) -> None:
     assert {d.key[2] for d in report.differences} == {"m-b"}
 
 
+def test_verify_finds_corrupted_spend_table_rows(store: TelemetryStore) -> None:
+    """The spend tables are kept from the rollups by triggers; a write to them that bypasses
+    the rollups (here: by hand) is found by verify, per table and key, and the rollups
+    themselves still verify clean."""
+    with store.bulk_transaction():
+        store.insert_rows(_rows(300))
+    clean = store.verify()
+    assert clean.ok
+    # Every table has rows: per hour and per day, with and without the workflow.
+    kept = {
+        table: int(store.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+        for table in ("spend_hours", "spend_workflow_hours", "spend_days", "spend_workflow_days")
+    }
+    assert all(kept.values()) and clean.spend_rows == sum(kept.values())
+    day, cost = store.conn.execute(
+        "SELECT hour, cost_usd FROM spend_days WHERE model = 'm-a' ORDER BY hour LIMIT 1"
+    ).fetchone()
+    store.conn.execute(
+        "UPDATE spend_days SET cost_usd = cost_usd + 0.5 WHERE model = 'm-a' AND hour = ?",
+        (day,),
+    )
+    hour = store.conn.execute(
+        "SELECT MAX(hour) FROM spend_workflow_hours WHERE model = 'm-c'"
+    ).fetchone()[0]
+    store.conn.execute("DELETE FROM spend_workflow_hours WHERE model = 'm-c' AND hour = ?", (hour,))
+    report = store.verify()
+    assert not report.ok
+    assert report.total_differences == 2
+    by_table = {d.table: d for d in report.differences}
+    assert set(by_table) == {"spend_days", "spend_workflow_hours"}
+    days = by_table["spend_days"]
+    assert days.key == (day, "m-a", "openai")
+    assert days.stored is not None and days.expected is not None
+    assert days.stored[1] == pytest.approx(cost + 0.5)
+    assert days.expected[1] == pytest.approx(cost)
+    assert days.stored[0] == days.expected[0]  # the calls still agree
+    missing = by_table["spend_workflow_hours"]
+    assert missing.key == ("review", hour, "m-c", "openai")
+    assert missing.stored is None and missing.expected is not None
+    assert missing.expected[0] > 0
+
+
 def test_a_postgresql_store_of_schema_1_gets_its_daily_histogram_from_the_hourly_one(
     pg_url: str,
 ) -> None:

@@ -10,9 +10,14 @@ daily_usd = 5
 on_exceed = "refuse"        # or "downgrade": the cheapest model that still qualifies
 ```
 
-Spent means the cost recorded with each call since the period began (calls recorded without a
-price are priced from the registry, as ``attune spend`` does) plus the reservations of calls
-in flight. Before a call, ``admit`` reserves the call's worst-case price (the prompt's size
+Spent means the money paid per token since the period began: the cost recorded with each call
+(calls recorded without a price are priced from the registry, as ``attune spend`` does) less
+what a subscription plan covered (calls billed ``subscription``, recorded at their
+API-equivalent price: they cost no extra money, so they never count toward a limit and are
+reported apart, ``plan_covered_usd``), plus the reservations of calls in flight. A call the
+plan covers reserves nothing and is never refused (``attune_cli.core.ask``); only its
+pay-per-token fallback, if any, is budgeted. Before a call, ``admit`` reserves the call's
+worst-case price (the prompt's size
 estimate and ``max_tokens`` at the registry's prices, the dearest model its fallback chain may
 reach) in the same transaction that checked the budget (``CallStore.budget_transaction``), so
 of two processes racing for the last dollars only one passes. The reservation is released
@@ -161,10 +166,21 @@ def period_bounds(zone: Zone, now: float, period: Period) -> tuple[float, float]
 
 def spent_usd(
     store: CallStore, registry: Registry, budget: Budget, since_ts: float, until_ts: float
-) -> float:
-    """What the calls counted by ``budget`` cost in ``[since_ts, until_ts)``."""
+) -> tuple[float, float]:
+    """What the calls counted by ``budget`` cost in ``[since_ts, until_ts)``.
+
+    Returns:
+        (paid per token, covered by a subscription plan at its API-equivalent price). Only
+        the first counts toward a limit.
+    """
     cells = store.spend_cells(since_ts, until_ts, workflow=budget.workflow)
-    return math.fsum(cell_cost(c, registry)[0] for c in cells)
+    paid: list[float] = []
+    covered: list[float] = []
+    for cell in cells:
+        cost = cell_cost(cell, registry)[0]
+        paid.append(max(cost - cell.plan_cost_usd, 0.0))
+        covered.append(cell.plan_cost_usd)
+    return math.fsum(paid), math.fsum(covered)
 
 
 @dataclass(frozen=True)
@@ -175,13 +191,15 @@ class BudgetStatus:
         budget: its name.
         period: day or month.
         limit_usd: the limit.
-        spent_usd: spent since the period began.
+        spent_usd: paid per token since the period began (plan-covered calls left out).
         reserved_usd: held by calls in flight.
         period_start_ts: when the period began.
         resets_at_ts: when the next one begins.
         now_ts: when this was read.
-        recent_usd: spent in the last ``RECENT_DAYS`` days.
+        recent_usd: paid per token in the last ``RECENT_DAYS`` days.
         on_exceed: what ``ask`` does past it.
+        plan_covered_usd: what calls covered by a subscription plan would have cost on the
+            API since the period began (shown apart; not counted toward the limit).
     """
 
     budget: str
@@ -194,6 +212,7 @@ class BudgetStatus:
     now_ts: float
     recent_usd: float
     on_exceed: OnExceed
+    plan_covered_usd: float = 0.0
 
     @property
     def left_usd(self) -> float:
@@ -248,6 +267,7 @@ class BudgetStatus:
             "period": str(self.period),
             "limit_usd": self.limit_usd,
             "spent_usd": self.spent_usd,
+            "plan_covered_usd": self.plan_covered_usd,
             "reserved_usd": self.reserved_usd,
             "left_usd": self.left_usd,
             "burn_usd_per_day": self.burn_usd_per_day,
@@ -306,13 +326,13 @@ def _limits(
     for budget in budgets:
         reserved = store.reserved_usd(budget.name, now)
         recent_usd = (
-            spent_usd(store, registry, budget, now - RECENT_DAYS * DAY_S, math.inf)
+            spent_usd(store, registry, budget, now - RECENT_DAYS * DAY_S, math.inf)[0]
             if recent
             else 0.0
         )
         for period, limit in budget.limits:
             start, end = period_bounds(settings.zone, now, period)
-            spent = spent_usd(store, registry, budget, start, math.inf)
+            spent, covered = spent_usd(store, registry, budget, start, math.inf)
             found.append(
                 BudgetStatus(
                     budget.name,
@@ -325,6 +345,7 @@ def _limits(
                     now,
                     recent_usd,
                     budget.on_exceed,
+                    covered,
                 )
             )
     return found

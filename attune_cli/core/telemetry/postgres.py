@@ -838,7 +838,8 @@ class PostgresCallStore(TelemetryStore):
             yield
 
     def verify(self, *, limit: int = 20) -> rollups.VerifyReport:
-        """Recompute the rollups from the rows and compare them with the stored ones."""
+        """Recompute the rollups from the rows, and the spend tables from the rollups, and
+        compare them with the stored ones (as ``TelemetryStore.verify``)."""
         aggregate, histogram = _aggregate("calls")
         key = ("workflow", "stage", "model", "hour", "provider")
         checks = (
@@ -850,10 +851,20 @@ class PostgresCallStore(TelemetryStore):
                 ("workflow", "stage", "model", "day", "provider", "bucket"),
                 ("calls", "latency_ms"),
             ),
+            *(
+                (
+                    name,
+                    rollups.spend_from_rollups(name, integer="BIGINT"),
+                    spend_key,
+                    rollups.SPEND_SUMS,
+                )
+                for name, spend_key in rollups.SPEND_TABLES.items()
+            ),
         )
         differences: list[rollups.RollupDifference] = []
         total = 0
         checked = 0
+        spend_rows = 0
         with self.raw.transaction(force_rollback=True):
             self.raw.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             for table, select, columns, values in checks:
@@ -869,6 +880,8 @@ class PostgresCallStore(TelemetryStore):
                 }
                 if table == "rollups":
                     checked = len(expected)
+                elif table in rollups.SPEND_TABLES:
+                    spend_rows += len(expected)
                 for found_key in sorted(set(expected) | set(stored), key=repr):
                     want, have = expected.get(found_key), stored.get(found_key)
                     if want is not None and have is not None and _same(want, have):
@@ -876,7 +889,7 @@ class PostgresCallStore(TelemetryStore):
                     total += 1
                     if len(differences) < limit:
                         differences.append(rollups.RollupDifference(table, found_key, have, want))
-        return rollups.VerifyReport(checked, tuple(differences), total)
+        return rollups.VerifyReport(checked, tuple(differences), total, spend_rows)
 
     def rollup_hours(self) -> int:
         """How many distinct hours the rollups cover."""

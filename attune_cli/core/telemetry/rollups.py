@@ -111,7 +111,8 @@ CREATE TABLE rollup_latency_day (
 # ``spend_hours`` per (hour, model, provider) and ``spend_workflow_hours`` per (workflow, hour,
 # model, provider), and the same per UTC day (``spend_days``, ``spend_workflow_days``: their
 # ``hour`` is the day's first), which a month's budget reads for its whole days. A report
-# filtered or grouped by stage reads the rollups (index ``rollups_hour``). Budget reservations
+# filtered or grouped by stage reads the rollups (index ``rollups_hour``); ``store verify`` adds
+# the spend tables up again from the rollups (``spend_from_rollups``). Budget reservations
 # hold the worst-case price of the calls in flight.
 SPEND_TABLES: dict[str, tuple[str, ...]] = {
     "spend_hours": ("hour", "model", "provider"),
@@ -187,6 +188,24 @@ def spend_schema(*, text: str = "TEXT", integer: str = "INTEGER", real: str = "R
 CREATE INDEX budget_reservations_budget ON budget_reservations(budget, expires_ts, amount_usd);
 """
     )
+
+
+def spend_from_rollups(name: str, *, integer: str = "INTEGER") -> str:
+    """A SELECT of what spend table ``name`` should hold: its key, then ``SPEND_SUMS``, added
+    up from the rollups as the triggers add them (``store verify`` compares the two).
+
+    Args:
+        name: one of ``SPEND_TABLES``.
+        integer: the SQL type the counts are cast to (PostgreSQL's SUM of a BIGINT is a
+            NUMERIC).
+    """
+    key = SPEND_TABLES[name]
+    values = ", ".join(_key_value(name, c, "r") for c in key)
+    sums = ", ".join(
+        f"SUM({v})" if c in _SPEND_REALS else f"CAST(SUM({v}) AS {integer})"
+        for c, v in zip(SPEND_SUMS, spend_values("r"), strict=True)
+    )
+    return f"SELECT {values}, {sums} FROM rollups AS r GROUP BY {values}"
 
 
 def spend_upsert(name: str, row: str = "NEW", *, qualify: bool = False) -> str:
@@ -465,10 +484,12 @@ class RollupDifference:
     """One rollup that differs from what its rows add up to.
 
     Attributes:
-        table: ``rollups`` or ``rollup_latency``.
-        key: (workflow, stage, model, hour, provider[, bucket]).
+        table: ``rollups``, ``rollup_latency`` or ``rollup_latency_day`` (recomputed from the
+            rows), or one of ``SPEND_TABLES`` (recomputed from the rollups).
+        key: (workflow, stage, model, hour, provider[, bucket]) for the rollups; the spend
+            table's key (``SPEND_TABLES``) for a spend table.
         stored: the stored figures (None: missing).
-        expected: the figures recomputed from the rows (None: there should be none).
+        expected: the figures recomputed (None: there should be none).
     """
 
     table: str
@@ -485,15 +506,17 @@ class VerifyReport:
         rollups: rollup rows checked (recomputed from the rows).
         differences: every difference found (at most ``limit`` of them listed).
         total_differences: how many there were in all.
+        spend_rows: spend table rows checked (recomputed from the rollups).
     """
 
     rollups: int
     differences: tuple[RollupDifference, ...]
     total_differences: int
+    spend_rows: int = 0
 
     @property
     def ok(self) -> bool:
-        """Whether the rollups equal their recomputation."""
+        """Whether the rollups and spend tables equal their recomputation."""
         return self.total_differences == 0
 
 
