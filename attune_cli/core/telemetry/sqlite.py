@@ -1283,7 +1283,7 @@ class TelemetryStore:
                 "SELECT hour, model, MAX(provider), SUM(calls), SUM(successes), "
                 "SUM(quality_failures), SUM(outage_failures), SUM(rate_limited), "
                 "SUM(caller_errors), COALESCE(SUM(cost_usd), 0), SUM(costs), SUM(input_tokens), "
-                f"SUM(output_tokens) FROM rollups WHERE {where} GROUP BY hour",
+                f"SUM(output_tokens) FROM rollups WHERE {where} GROUP BY hour, model",
                 params,
             ).fetchall()
         rows.sort(key=lambda row: (row[0], row[1]))
