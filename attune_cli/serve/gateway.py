@@ -162,6 +162,10 @@ class Gateway:
         self._writer: BatchWriter | None = None
         self._breaker: CircuitBreaker | None = None
         self.threads = threads
+        from attune_cli.core.routing.cache import PerformanceCache
+
+        # Routed calls rank models by figures read at most a second ago (``routing.cache``).
+        self.routing_cache = PerformanceCache()
 
     def _http_client(self) -> httpx.Client:
         with self._lock:
@@ -249,6 +253,7 @@ class Gateway:
                 on_attempt=handle.attempt,
                 messages=request.messages,
                 cancelled=lambda: handle.cancelled,
+                performance_cache=self.routing_cache,
             )
 
         future = loop.run_in_executor(self._pool, work)
