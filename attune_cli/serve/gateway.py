@@ -13,9 +13,10 @@ talks back to the event loop through an ``asyncio.Queue``::
                                               upstream response is closed, the attempt is
                                               recorded as ``cancelled``, CallCancelled raised
 
-Every worker thread keeps its own executor and a telemetry store to route from (SQLite
-connections belong to one thread); they share one keep-alive HTTP client, one circuit breaker
-and one telemetry writer (``core.telemetry.writer.BatchWriter``): every row and every breaker
+Every worker thread keeps its own executor, keep-alive HTTP client (no cookie jar: callers
+do not share cookies) and telemetry store to route from (SQLite connections belong to one
+thread); they share one TLS context, one routing cache, one circuit breaker and one telemetry
+writer (``core.telemetry.writer.BatchWriter``): every row and every breaker
 outcome of the process is written by that one thread, many per transaction, instead of fifty
 threads taking turns at SQLite's write lock. An answer does not wait for its row's commit
 (the next batch, milliseconds later); ``close`` writes every queued row before the process
@@ -37,6 +38,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
 
     from attune_cli.core.breaker.sqlite import CircuitBreaker
@@ -158,7 +161,8 @@ class Gateway:
         self._local = _Resources()
         self._opened: list[Any] = []
         self._lock = threading.Lock()
-        self._client: httpx.Client | None = None
+        self._clients: list[httpx.Client] = []
+        self._ssl: ssl.SSLContext | None = None
         self._writer: BatchWriter | None = None
         self._breaker: CircuitBreaker | None = None
         self.threads = threads
@@ -168,15 +172,26 @@ class Gateway:
         self.routing_cache = PerformanceCache()
 
     def _http_client(self) -> httpx.Client:
-        with self._lock:
-            if self._client is None:
-                from attune_cli.core.executor import Timeouts, make_client
+        """A new HTTP client for one worker thread, which makes one call at a time.
 
-                timeouts = Timeouts.from_config(
-                    self.workspace.config, self.workspace.paths.config_file
-                )
-                self._client = make_client(timeouts, max_connections=self.threads)
-            return self._client
+        One client per thread rather than one pool for all: httpcore looks through every
+        connection of a pool (a ``poll`` each) to place each request, so a pool of 64 cost
+        more CPU per call than the rest of httpx. The threads share one TLS context.
+        """
+        from attune_cli.core.executor import Timeouts, make_client
+
+        with self._lock:
+            if self._ssl is None:
+                import httpx
+
+                self._ssl = httpx.create_ssl_context(trust_env=True)
+            timeouts = Timeouts.from_config(self.workspace.config, self.workspace.paths.config_file)
+            # A few connections: a fallback to another provider opens one more.
+            client = make_client(
+                timeouts, max_connections=4, keep_cookies=False, ssl_context=self._ssl
+            )
+            self._clients.append(client)
+            return client
 
     def _shared(self) -> tuple[BatchWriter, CircuitBreaker]:
         """The process's telemetry writer and circuit breaker, made on first use."""
@@ -280,6 +295,6 @@ class Gateway:
                 with contextlib.suppress(Exception):
                     resource.close()
             self._opened.clear()
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+            for client in self._clients:
+                client.close()
+            self._clients.clear()
