@@ -194,32 +194,72 @@ class Gateway:
             return client
 
     def _shared(self) -> tuple[BatchWriter, CircuitBreaker]:
-        """The process's telemetry writer and circuit breaker, made on first use."""
+        """The process's telemetry writer and circuit breaker, made on first use.
+
+        With a team store (``[store] url``), both live there, as ``attune ask``'s do: rows are
+        written to PostgreSQL (to the local store while it cannot be reached, sent once it
+        can), and breakers are shared with every machine of the team; when the server cannot
+        be reached as the gateway starts, its breakers are the local ones.
+        """
         with self._lock:
             if self._writer is None or self._breaker is None:
                 from attune_cli.core.breaker.sqlite import CircuitBreaker
                 from attune_cli.core.breaker.state import BreakerSettings
+                from attune_cli.core.telemetry.store import Backend, store_location
                 from attune_cli.core.telemetry.writer import BatchWriter
 
                 workspace = self.workspace
                 path = workspace.paths.telemetry_db
                 config_file = workspace.paths.config_file
                 settings = BreakerSettings.from_config(workspace.config, config_file)
-                self._writer = BatchWriter(path)
-                self._breaker = CircuitBreaker(path, settings, writer=self._writer)
+                location = store_location(workspace)
+                if location.backend is Backend.POSTGRES:
+                    from attune_cli.core.telemetry.postgres import (
+                        PostgresBreaker,
+                        StoreUnreachableError,
+                    )
+                    from attune_cli.core.telemetry.team import TeamWriter
+
+                    self._writer = TeamWriter(workspace, location.target)
+                    try:
+                        self._breaker = PostgresBreaker(
+                            location.target, settings, writer=self._writer
+                        )
+                    except StoreUnreachableError:
+                        self._breaker = CircuitBreaker(path, settings)
+                else:
+                    self._writer = BatchWriter(path)
+                    self._breaker = CircuitBreaker(path, settings, writer=self._writer)
             return self._writer, self._breaker
+
+    def routing_store(self) -> TelemetryStore:
+        """A store to route from (and check budgets in): the team store when one is set and
+        reachable, else the local one; one per worker thread (their connections are theirs)."""
+        from attune_cli.core.telemetry.sqlite import TelemetryStore
+        from attune_cli.core.telemetry.store import Backend, store_location
+
+        location = store_location(self.workspace)
+        if location.backend is Backend.POSTGRES:
+            from attune_cli.core.errors import AttuneError
+            from attune_cli.core.telemetry.postgres import PostgresCallStore
+
+            # The writer warns and keeps the rows when the server cannot be reached; routing
+            # then reads the local history.
+            with contextlib.suppress(AttuneError):
+                return PostgresCallStore(location.target)
+        store = TelemetryStore.open(self.workspace)
+        # Up to ``threads`` of these stay open; at SQLite's default 2 MB page cache each,
+        # the server grew by megabytes per thousand routed calls as the caches filled.
+        store.conn.execute(f"PRAGMA cache_size = -{ROUTING_CACHE_KIB}")
+        return store
 
     def _executor(self) -> tuple[ResilientExecutor, TelemetryStore]:
         local = self._local
         if local.executor is None or local.store is None:
             from attune_cli.core.executor import ResilientExecutor
-            from attune_cli.core.telemetry.sqlite import TelemetryStore
 
             writer, breaker = self._shared()
-            local.store = TelemetryStore.open(self.workspace)
-            # Up to ``threads`` of these stay open; at SQLite's default 2 MB page cache each,
-            # the server grew by megabytes per thousand routed calls as the caches filled.
-            local.store.conn.execute(f"PRAGMA cache_size = -{ROUTING_CACHE_KIB}")
+            local.store = self.routing_store()
             local.executor = ResilientExecutor.from_workspace(
                 self.workspace,
                 breaker=breaker,
