@@ -115,3 +115,31 @@ def test_the_cache_does_not_grow_with_the_names_callers_send() -> None:
 
     cache.get("stage-99", read)
     assert reads == []  # the newest entry survived the pruning
+
+
+def test_one_thread_reads_expired_figures_while_the_others_use_the_kept_ones() -> None:
+    import threading
+
+    clock = Clock()
+    cache = PerformanceCache(ttl_s=1.0, clock=clock)
+    old = [cast(ModelPerformance, "old")]
+    new = [cast(ModelPerformance, "new")]
+    cache.get("k", lambda: old)
+    clock.now += 2.0
+    reading, release = threading.Event(), threading.Event()
+
+    def slow_read() -> list[ModelPerformance]:
+        reading.set()
+        release.wait(30)
+        return new
+
+    def never() -> list[ModelPerformance]:
+        raise AssertionError("a second thread read the same figures at the same time")
+
+    refresher = threading.Thread(target=cache.get, args=("k", slow_read))
+    refresher.start()
+    assert reading.wait(30)
+    assert cache.get("k", never) == old  # not held up by the read in progress
+    release.set()
+    refresher.join(30)
+    assert cache.get("k", never) == new

@@ -46,21 +46,28 @@ class PerformanceCache:
         self._max_entries = max_entries
         self._lock = threading.Lock()
         self._entries: dict[Hashable, tuple[float, tuple[ModelPerformance, ...]]] = {}
+        self._reading: set[Hashable] = set()
 
     def get(
         self, key: Hashable, read: Callable[[], list[ModelPerformance]]
     ) -> list[ModelPerformance]:
         """The figures for ``key``: the kept ones while fresh, else ``read()`` (then kept).
 
-        ``read`` runs outside the lock: two threads that find the same key expired may both
-        read it, and neither waits for the other's store.
+        Once they expire, one thread reads them again while the others go on with the kept
+        ones: fifty threads finding them expired at once would otherwise all read the same
+        hour of rows together, and every call in flight would wait for that.
         """
         now = self._clock()
         with self._lock:
             found = self._entries.get(key)
-        if found is not None and now - found[0] < self.ttl_s:
-            return list(found[1])
-        figures = read()
+            if found is not None and (now - found[0] < self.ttl_s or key in self._reading):
+                return list(found[1])
+            self._reading.add(key)
+        try:
+            figures = read()
+        finally:
+            with self._lock:
+                self._reading.discard(key)
         with self._lock:
             if len(self._entries) >= self._max_entries:
                 self._drop_expired(now)
