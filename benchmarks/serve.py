@@ -1,13 +1,27 @@
 """How much `attune serve` adds over calling the provider emulator directly.
 
-    python benchmarks/serve.py [--repeats 3] [--clients 50] [--requests 1000] [--memory 10000]
+    python benchmarks/serve.py [--repeats 3] [--clients 50] [--rate 200] [--few 8]
+                               [--requests 1000] [--memory 10000]
 
 Both the emulator (``python -m attune_cli.emulator``) and the gateway (``attune serve``) run as
 their own processes on 127.0.0.1, on a throwaway ATTUNE_HOME; the clients are threads of this
-process, each with its own keep-alive httpx client. Printed, as medians over ``--repeats`` runs:
+process, each with its own keep-alive httpx client. Printed, as medians over ``--repeats`` runs,
+each gateway figure beside the same figure calling the emulator directly in the same run:
 
-- overhead per non-streamed request with N concurrent clients: p50 and p99 latency through the
-  gateway minus the same percentiles calling the emulator directly;
+- overhead per non-streamed request with N concurrent clients, each sending its next request
+  as soon as the last one is answered (closed loop): p50 and p99 latency through the gateway
+  minus the same percentiles direct. On a small machine this is a throughput figure: N clients
+  keep every core busy, each request waits behind the others' CPU, and the overhead is N × the
+  gateway's CPU per request ÷ the cores, whatever the gateway's own latency;
+- the same N clients sending ``--rate`` requests a second in all, on a fixed schedule (open
+  loop, below what the machine can serve): latency counted from when each request was due, so
+  a late start counts against it; this is the overhead a caller sees when the gateway is not
+  the bottleneck;
+- ``--few`` clients in a closed loop;
+- the CPU time the gateway and the emulator spend per request (from /proc, over the N-client
+  runs): what decides where the closed loop saturates;
+- (routed) the N-client closed loop with ``attune/bench/general`` as the model, routed like
+  ``route best`` on every call;
 - time to the first streamed chunk, through the gateway minus direct (one client at a time);
 - M requests with N concurrent clients: errors, and telemetry rows lost (M − rows recorded);
 - the gateway's resident memory after a warm-up and after ``--memory`` more requests.
@@ -18,6 +32,7 @@ The machine may be shared and loaded: the figures are what this run saw, nothing
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -32,6 +47,7 @@ from pathlib import Path
 import httpx
 
 BODY = {"model": "gpt-5-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 32}
+ROUTED = "attune/bench/general"
 
 
 def start(
@@ -53,37 +69,72 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def hammer(url: str, clients: int, total: int, stream: bool = False) -> tuple[list[float], int]:
-    """``total`` requests from ``clients`` threads; latencies in ms and how many failed."""
+def hammer(
+    url: str, clients: int, total: int, stream: bool = False, model: str | None = None
+) -> tuple[list[float], int]:
+    """``total`` requests from ``clients`` threads, each sending its next request as soon as
+    the last one is answered; latencies in ms and how many failed."""
+    return _clients(url, clients, total, None, stream, model)
+
+
+def paced(url: str, clients: int, rate: float, total: int) -> tuple[list[float], int]:
+    """``total`` requests due at ``rate`` a second in all, taken in turn by ``clients`` threads;
+    each latency runs from when the request was due (a late start counts against it)."""
+    return _clients(url, clients, total, rate, False, None)
+
+
+def _clients(
+    url: str, clients: int, total: int, rate: float | None, stream: bool, model: str | None
+) -> tuple[list[float], int]:
     latencies: list[float] = []
     errors = 0
     lock = threading.Lock()
     per_client = total // clients
+    body = {**BODY, "stream": stream, **({"model": model} if model else {})}
+    # Every client has its connection open before the first timed request: a burst of fifty
+    # connects overflows the emulator's listen queue, and a dropped SYN waits a second.
+    began: list[float] = []
+    ready = threading.Barrier(clients, action=lambda: began.append(time.perf_counter()))
 
-    def run() -> None:
+    def run(index: int) -> None:
         nonlocal errors
         mine: list[float] = []
         failed = 0
         with httpx.Client(timeout=60) as client:
-            for _ in range(per_client):
-                began = time.perf_counter()
+            with contextlib.suppress(httpx.HTTPError):
+                client.post(url, json=body)
+            ready.wait()
+            for n in range(per_client):
+                if rate is None:
+                    due = time.perf_counter()
+                else:
+                    due = began[0] + (n * clients + index) / rate
+                    wait = due - time.perf_counter()
+                    if wait > 0:
+                        time.sleep(wait)
                 try:
-                    response = client.post(url, json={**BODY, "stream": stream})
+                    response = client.post(url, json=body)
                     ok = response.status_code == 200
                 except httpx.HTTPError:
                     ok = False
-                mine.append((time.perf_counter() - began) * 1000)
+                mine.append((time.perf_counter() - due) * 1000)
                 failed += not ok
         with lock:
             latencies.extend(mine)
             errors += failed
 
-    threads = [threading.Thread(target=run) for _ in range(clients)]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     return latencies, errors
+
+
+def cpu_s(pid: int) -> float:
+    """The CPU time (user + system) process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def first_chunk_ms(url: str, count: int) -> float:
@@ -120,6 +171,29 @@ def rows(env: dict[str, str]) -> int:
     return len(json.loads(result.stdout))
 
 
+class Percentiles:
+    """p50 and p99 of each run, direct and through the gateway; shown as medians over runs."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, list[float]] = {"d50": [], "d99": [], "p50": [], "p99": []}
+
+    def add(self, direct: list[float], through: list[float]) -> None:
+        self.runs["d50"].append(percentile(direct, 0.50))
+        self.runs["d99"].append(percentile(direct, 0.99))
+        self.runs["p50"].append(percentile(through, 0.50))
+        self.runs["p99"].append(percentile(through, 0.99))
+
+    def show(self, title: str, repeats: int) -> None:
+        med = {k: statistics.median(v) for k, v in self.runs.items()}
+        print(f"{title} (median of {repeats} runs):")
+        print(f"  direct   p50 {med['d50']:7.2f} ms   p99 {med['d99']:7.2f} ms")
+        print(f"  gateway  p50 {med['p50']:7.2f} ms   p99 {med['p99']:7.2f} ms")
+        print(
+            f"  overhead p50 {med['p50'] - med['d50']:7.2f} ms   "
+            f"p99 {med['p99'] - med['d99']:7.2f} ms   (targets: 3 ms, 10 ms)"
+        )
+
+
 def median_of(repeats: int, measure: Callable[[], float]) -> float:
     return statistics.median(measure() for _ in range(repeats))
 
@@ -128,6 +202,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--rate", type=float, default=200.0, help="open-loop requests a second")
+    parser.add_argument("--few", type=int, default=8, help="clients of the small closed loop")
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--memory", type=int, default=10_000)
     options = parser.parse_args()
@@ -146,22 +222,41 @@ def main() -> int:
         hammer(through, 10, 200)  # warm-up: threads, connections, SQLite pages
         hammer(direct, 10, 200)
         n = options.clients
-        figures: dict[str, list[float]] = {"p50": [], "p99": [], "d50": [], "d99": []}
+        print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores at the start")
+        closed = Percentiles()
+        emulator_s = gateway_s = 0.0
         for _ in range(options.repeats):
+            used = cpu_s(emulator.pid)
             d, _ = hammer(direct, n, n * 20)
+            emulator_s += cpu_s(emulator.pid) - used
+            used = cpu_s(gateway.pid)
             g, _ = hammer(through, n, n * 20)
-            figures["d50"].append(percentile(d, 0.50))
-            figures["d99"].append(percentile(d, 0.99))
-            figures["p50"].append(percentile(g, 0.50))
-            figures["p99"].append(percentile(g, 0.99))
-        med = {k: statistics.median(v) for k, v in figures.items()}
-        print(f"non-streamed, {n} concurrent clients (median of {options.repeats} runs):")
-        print(f"  direct   p50 {med['d50']:7.2f} ms   p99 {med['d99']:7.2f} ms")
-        print(f"  gateway  p50 {med['p50']:7.2f} ms   p99 {med['p99']:7.2f} ms")
+            gateway_s += cpu_s(gateway.pid) - used
+            closed.add(d, g)
+        closed.show(f"non-streamed, {n} concurrent clients, closed loop", options.repeats)
+        counted = options.repeats * n * 20
         print(
-            f"  overhead p50 {med['p50'] - med['d50']:7.2f} ms   "
-            f"p99 {med['p99'] - med['d99']:7.2f} ms   (targets: 3 ms, 10 ms)"
+            f"  CPU per request: gateway {gateway_s / counted * 1000:.2f} ms "
+            f"(emulator, answering direct: {emulator_s / counted * 1000:.2f} ms)"
         )
+        rate = options.rate
+        due = max(n, int(rate * 5) // n * n)  # about five seconds of requests
+        opened = Percentiles()
+        for _ in range(options.repeats):
+            opened.add(paced(direct, n, rate, due)[0], paced(through, n, rate, due)[0])
+        opened.show(f"non-streamed, {n} clients, open loop at {rate:g} requests/s", options.repeats)
+        few = Percentiles()
+        for _ in range(options.repeats):
+            few.add(
+                hammer(direct, options.few, options.few * 100)[0],
+                hammer(through, options.few, options.few * 100)[0],
+            )
+        few.show(f"non-streamed, {options.few} concurrent clients, closed loop", options.repeats)
+        routed = Percentiles()
+        hammer(through, 10, 200, model=ROUTED)  # the stage's first rows
+        for _ in range(options.repeats):
+            routed.add(hammer(direct, n, n * 20)[0], hammer(through, n, n * 20, model=ROUTED)[0])
+        routed.show(f"routed ({ROUTED}), {n} concurrent clients, closed loop", options.repeats)
         ttfc_direct = median_of(options.repeats, lambda: first_chunk_ms(direct, 50))
         ttfc_gateway = median_of(options.repeats, lambda: first_chunk_ms(through, 50))
         print(
@@ -170,7 +265,8 @@ def main() -> int:
         )
         before = rows(env)
         _, errors = hammer(through, n, options.requests)
-        lost = options.requests - (rows(env) - before)
+        # Each client's first request (opening its connection) is a call with a row too.
+        lost = options.requests + n - (rows(env) - before)
         print(f"{options.requests} requests, {n} concurrent: {errors} errors, {lost} rows lost")
         start_kib = rss_kib(gateway.pid)
         _, errors = hammer(through, n, options.memory)
@@ -180,6 +276,7 @@ def main() -> int:
             f"memory over {options.memory} more requests: {start_kib / 1024:.1f} MiB -> "
             f"{end_kib / 1024:.1f} MiB ({growth:+.1f} %, target ≤ 10 %), {errors} errors"
         )
+        print(f"load average {os.getloadavg()[0]:.2f} at the end")
     finally:
         gateway.terminate()
         gateway.wait(30)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from attune_cli.core.executor import ResilientExecutor
     from attune_cli.core.providers.base import Message
     from attune_cli.core.response import LLMResponse
+    from attune_cli.core.routing.cache import PerformanceCache
     from attune_cli.core.spend.budgets import BudgetSettings
     from attune_cli.core.telemetry.sqlite import TelemetryStore
     from attune_cli.core.workspace import Workspace
@@ -145,6 +146,7 @@ def route_and_call(
     on_attempt: Callable[[str, str], None] | None = None,
     messages: Sequence[Message] = (),
     cancelled: Callable[[], bool] | None = None,
+    performance_cache: PerformanceCache | None = None,
 ) -> LLMResponse:
     """``ask`` over an executor and a store the caller keeps open (the gateway, ``Attune``).
 
@@ -161,6 +163,8 @@ def route_and_call(
         on_attempt: told ``(provider, model)`` as each attempt begins.
         messages: a whole conversation instead of one user turn holding ``options.prompt``.
         cancelled: polled during the call; True abandons it (``CallCancelled``).
+        performance_cache: routing reuses a stage's figures from it for a moment (a process
+            routing many calls a second); None reads them from ``store`` each time.
 
     Returns:
         The envelope, successful or not.
@@ -205,7 +209,11 @@ def route_and_call(
 
         settings = RoutingSettings.from_config(workspace.config, workspace.paths.config_file)
         router = AdaptiveModelRouter(
-            store, workspace.registry, settings, configured=frozenset(configured)
+            store,
+            workspace.registry,
+            settings,
+            configured=frozenset(configured),
+            cache=performance_cache,
         )
         decision = router.get_best_model(
             options.workflow,

@@ -42,6 +42,7 @@ import email.utils
 import math
 import random
 import sqlite3
+import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -1206,7 +1207,12 @@ class ResilientExecutor:
 
 
 def make_client(
-    timeouts: Timeouts | None = None, *, trust_env: bool = True, max_connections: int = 20
+    timeouts: Timeouts | None = None,
+    *,
+    trust_env: bool = True,
+    max_connections: int = 20,
+    keep_cookies: bool = True,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> httpx.Client:
     """The shared HTTP client: keep-alive pool, explicit timeouts, no redirects, and deadlines
     that hold on every socket read (``attune_cli.core.providers.deadline``).
@@ -1216,6 +1222,11 @@ def make_client(
         trust_env: whether proxy settings and certificates come from the environment.
         max_connections: connections open at once (a gateway serving many callers needs
             one per call in flight; more wait for a free one).
+        keep_cookies: keep the cookies responses set and send them back. Provider APIs
+            authenticate by key; a gateway's client serves many callers, who must not send
+            one another's cookies (and reading ``Set-Cookie`` costs a tenth of a call's CPU).
+        ssl_context: the TLS settings to use (clients made by the same process can share one
+            instead of each loading the CA bundle); made from the environment when None.
     """
     limits = httpx.Limits(
         max_connections=max_connections,
@@ -1234,8 +1245,20 @@ def make_client(
         headers={"user-agent": USER_AGENT},
         follow_redirects=False,
         trust_env=trust_env,
+        verify=ssl_context if ssl_context is not None else True,
     )
+    if not keep_cookies:
+        if not isinstance(getattr(client, "_cookies", None), httpx.Cookies):
+            raise RuntimeError("cannot turn off the cookie jar of this httpx release")
+        client._cookies = _NoCookies()
     return install(client)
+
+
+class _NoCookies(httpx.Cookies):
+    """A cookie jar that keeps nothing a response sets."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
 
 
 def failure_error(response: LLMResponse) -> ProviderError:

@@ -132,14 +132,13 @@ class _Server:
 
     def _model_list(self) -> dict[str, Any]:
         from attune_cli.core.routing import AdaptiveModelRouter
-        from attune_cli.core.telemetry.sqlite import TelemetryStore
 
         workspace = self.gateway.workspace
         data: list[dict[str, Any]] = [
             {"id": model.id, "object": "model", "created": 0, "owned_by": model.provider}
             for model in sorted(workspace.registry.models.values(), key=lambda m: m.id)
         ]
-        with TelemetryStore.open(workspace) as store:
+        with self.gateway.routing_store() as store:  # the team store's stages, when one is set
             router = AdaptiveModelRouter.from_workspace(
                 workspace, store, environ=self.gateway.environ
             )

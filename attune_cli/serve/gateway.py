@@ -13,9 +13,10 @@ talks back to the event loop through an ``asyncio.Queue``::
                                               upstream response is closed, the attempt is
                                               recorded as ``cancelled``, CallCancelled raised
 
-Every worker thread keeps its own executor and a telemetry store to route from (SQLite
-connections belong to one thread); they share one keep-alive HTTP client, one circuit breaker
-and one telemetry writer (``core.telemetry.writer.BatchWriter``): every row and every breaker
+Every worker thread keeps its own executor, keep-alive HTTP client (no cookie jar: callers
+do not share cookies) and telemetry store to route from (SQLite connections belong to one
+thread); they share one TLS context, one routing cache, one circuit breaker and one telemetry
+writer (``core.telemetry.writer.BatchWriter``): every row and every breaker
 outcome of the process is written by that one thread, many per transaction, instead of fifty
 threads taking turns at SQLite's write lock. An answer does not wait for its row's commit
 (the next batch, milliseconds later); ``close`` writes every queued row before the process
@@ -37,6 +38,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
 
     from attune_cli.core.breaker.sqlite import CircuitBreaker
@@ -158,49 +161,105 @@ class Gateway:
         self._local = _Resources()
         self._opened: list[Any] = []
         self._lock = threading.Lock()
-        self._client: httpx.Client | None = None
+        self._clients: list[httpx.Client] = []
+        self._ssl: ssl.SSLContext | None = None
         self._writer: BatchWriter | None = None
         self._breaker: CircuitBreaker | None = None
         self.threads = threads
+        from attune_cli.core.routing.cache import PerformanceCache
+
+        # Routed calls rank models by figures read at most a second ago (``routing.cache``).
+        self.routing_cache = PerformanceCache()
 
     def _http_client(self) -> httpx.Client:
-        with self._lock:
-            if self._client is None:
-                from attune_cli.core.executor import Timeouts, make_client
+        """A new HTTP client for one worker thread, which makes one call at a time.
 
-                timeouts = Timeouts.from_config(
-                    self.workspace.config, self.workspace.paths.config_file
-                )
-                self._client = make_client(timeouts, max_connections=self.threads)
-            return self._client
+        One client per thread rather than one pool for all: httpcore looks through every
+        connection of a pool (a ``poll`` each) to place each request, so a pool of 64 cost
+        more CPU per call than the rest of httpx. The threads share one TLS context.
+        """
+        from attune_cli.core.executor import Timeouts, make_client
+
+        with self._lock:
+            if self._ssl is None:
+                import httpx
+
+                self._ssl = httpx.create_ssl_context(trust_env=True)
+            timeouts = Timeouts.from_config(self.workspace.config, self.workspace.paths.config_file)
+            # A few connections: a fallback to another provider opens one more.
+            client = make_client(
+                timeouts, max_connections=4, keep_cookies=False, ssl_context=self._ssl
+            )
+            self._clients.append(client)
+            return client
 
     def _shared(self) -> tuple[BatchWriter, CircuitBreaker]:
-        """The process's telemetry writer and circuit breaker, made on first use."""
+        """The process's telemetry writer and circuit breaker, made on first use.
+
+        With a team store (``[store] url``), both live there, as ``attune ask``'s do: rows are
+        written to PostgreSQL (to the local store while it cannot be reached, sent once it
+        can), and breakers are shared with every machine of the team; when the server cannot
+        be reached as the gateway starts, its breakers are the local ones.
+        """
         with self._lock:
             if self._writer is None or self._breaker is None:
                 from attune_cli.core.breaker.sqlite import CircuitBreaker
                 from attune_cli.core.breaker.state import BreakerSettings
+                from attune_cli.core.telemetry.store import Backend, store_location
                 from attune_cli.core.telemetry.writer import BatchWriter
 
                 workspace = self.workspace
                 path = workspace.paths.telemetry_db
                 config_file = workspace.paths.config_file
                 settings = BreakerSettings.from_config(workspace.config, config_file)
-                self._writer = BatchWriter(path)
-                self._breaker = CircuitBreaker(path, settings, writer=self._writer)
+                location = store_location(workspace)
+                if location.backend is Backend.POSTGRES:
+                    from attune_cli.core.telemetry.postgres import (
+                        PostgresBreaker,
+                        StoreUnreachableError,
+                    )
+                    from attune_cli.core.telemetry.team import TeamWriter
+
+                    self._writer = TeamWriter(workspace, location.target)
+                    try:
+                        self._breaker = PostgresBreaker(
+                            location.target, settings, writer=self._writer
+                        )
+                    except StoreUnreachableError:
+                        self._breaker = CircuitBreaker(path, settings)
+                else:
+                    self._writer = BatchWriter(path)
+                    self._breaker = CircuitBreaker(path, settings, writer=self._writer)
             return self._writer, self._breaker
+
+    def routing_store(self) -> TelemetryStore:
+        """A store to route from (and check budgets in): the team store when one is set and
+        reachable, else the local one; one per worker thread (their connections are theirs)."""
+        from attune_cli.core.telemetry.sqlite import TelemetryStore
+        from attune_cli.core.telemetry.store import Backend, store_location
+
+        location = store_location(self.workspace)
+        if location.backend is Backend.POSTGRES:
+            from attune_cli.core.errors import AttuneError
+            from attune_cli.core.telemetry.postgres import PostgresCallStore
+
+            # The writer warns and keeps the rows when the server cannot be reached; routing
+            # then reads the local history.
+            with contextlib.suppress(AttuneError):
+                return PostgresCallStore(location.target)
+        store = TelemetryStore.open(self.workspace)
+        # Up to ``threads`` of these stay open; at SQLite's default 2 MB page cache each,
+        # the server grew by megabytes per thousand routed calls as the caches filled.
+        store.conn.execute(f"PRAGMA cache_size = -{ROUTING_CACHE_KIB}")
+        return store
 
     def _executor(self) -> tuple[ResilientExecutor, TelemetryStore]:
         local = self._local
         if local.executor is None or local.store is None:
             from attune_cli.core.executor import ResilientExecutor
-            from attune_cli.core.telemetry.sqlite import TelemetryStore
 
             writer, breaker = self._shared()
-            local.store = TelemetryStore.open(self.workspace)
-            # Up to ``threads`` of these stay open; at SQLite's default 2 MB page cache each,
-            # the server grew by megabytes per thousand routed calls as the caches filled.
-            local.store.conn.execute(f"PRAGMA cache_size = -{ROUTING_CACHE_KIB}")
+            local.store = self.routing_store()
             local.executor = ResilientExecutor.from_workspace(
                 self.workspace,
                 breaker=breaker,
@@ -249,6 +308,7 @@ class Gateway:
                 on_attempt=handle.attempt,
                 messages=request.messages,
                 cancelled=lambda: handle.cancelled,
+                performance_cache=self.routing_cache,
             )
 
         future = loop.run_in_executor(self._pool, work)
@@ -275,6 +335,6 @@ class Gateway:
                 with contextlib.suppress(Exception):
                     resource.close()
             self._opened.clear()
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+            for client in self._clients:
+                client.close()
+            self._clients.clear()

@@ -154,6 +154,26 @@ def test_every_transport_of_the_shared_client_enforces_the_deadline(
         assert not isinstance(backend._inner, DeadlineBackend)
 
 
+def test_a_client_made_without_cookies_never_sends_back_what_a_response_set() -> None:
+    from helpers.reliability import Exchange, LoopbackServer
+
+    seen: list[str | None] = []
+
+    def script(exchange: Exchange) -> None:
+        seen.append(exchange.headers.get("cookie"))
+        exchange.send(200, {}, headers={"set-cookie": "__cf_bm=caller-one; Path=/"})
+
+    with LoopbackServer(script) as server:
+        with make_client() as keeping:
+            keeping.post(f"{server.url}/v1/chat/completions", json={})
+            keeping.post(f"{server.url}/v1/chat/completions", json={})
+        with make_client(keep_cookies=False) as gateway:
+            gateway.post(f"{server.url}/v1/chat/completions", json={})
+            gateway.post(f"{server.url}/v1/chat/completions", json={})
+            assert not gateway.cookies
+    assert seen == [None, "__cf_bm=caller-one", None, None]
+
+
 def test_install_refuses_a_transport_it_cannot_reach() -> None:
     client = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(200)))
     with pytest.raises(RuntimeError, match="MockTransport"):

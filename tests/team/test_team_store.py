@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -292,3 +292,79 @@ def test_breakers_shared_across_homes_one_probe_at_a_time(tmp_path: Path, pg_url
     procs = [run(home, "ask", "30") for home in ("a", "b") for _ in range(4)]
     outcomes = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
     assert outcomes == ["probe"] + ["rejected"] * 7
+
+
+def test_the_gateway_writes_to_the_team_store_and_keeps_rows_locally_while_it_is_down(
+    tmp_path: Path, pg_url: str, proxy: Proxy
+) -> None:
+    import httpx
+
+    from attune_cli.emulator import ProviderEmulator
+
+    home = tmp_path / "gateway"
+    home.mkdir()
+    url = _via(pg_url, proxy.port)
+    with ProviderEmulator() as emulator:
+        env = {
+            **os.environ,
+            "ATTUNE_HOME": str(home),
+            "ATTUNE_STORE_URL": url,
+            "OPENAI_BASE_URL": emulator.openai_base_url,
+            "OPENAI_API_KEY": "sk-upstream-0123456789",
+        }
+        process = subprocess.Popen(
+            [sys.executable, "-m", "attune_cli", "serve", "--port", "0"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        assert "listening on " in line, line
+        base = line.split("listening on ", 1)[1].strip()
+        sent = 0
+
+        def ask(client: httpx.Client) -> None:
+            nonlocal sent
+            body = {"model": "gpt-5-mini", "messages": [{"role": "user", "content": "hi"}]}
+            assert client.post("/v1/chat/completions", json=body).status_code == 200
+            sent += 1
+
+        def spooled() -> int:
+            status = attune(home, url, "store", "status", "--json").stdout
+            return int(json.loads(status)["spooled_rows"])
+
+        def eventually(done: Callable[[], bool]) -> None:
+            deadline = time.monotonic() + 30
+            while not done():
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+
+        try:
+            with httpx.Client(base_url=base, timeout=60) as client:
+                for _ in range(5):
+                    ask(client)
+                eventually(lambda: count(pg_url) == 5)
+                assert spooled() == 0  # nothing went to the local store
+                proxy.stop()
+                for _ in range(4):
+                    ask(client)  # answered all the same
+                eventually(lambda: spooled() == 4)
+                assert count(pg_url) == 5
+                proxy.start()
+
+                def caught_up() -> bool:
+                    ask(client)  # the writer reconnects with a batch, then sends the rest
+                    return count(pg_url) == sent
+
+                eventually(caught_up)
+            assert spooled() == 0
+        finally:
+            process.send_signal(signal.SIGTERM)
+            _, stderr = process.communicate(timeout=60)
+        assert stderr.count("cannot be reached") == 1, stderr
+        assert stderr.count("telemetry write failed") <= 1, stderr  # once, not once a call
+        assert "spooled call(s) to the team store" in stderr
+        assert count(pg_url) == sent

@@ -25,6 +25,7 @@ from attune_cli.core.routing.explain import where
 from attune_cli.core.routing.settings import DAY_S, HOUR_S, RoutingSettings
 
 if TYPE_CHECKING:
+    from attune_cli.core.routing.cache import PerformanceCache
     from attune_cli.core.telemetry.sqlite import TelemetryStore
     from attune_cli.core.workspace import Workspace
 
@@ -40,6 +41,8 @@ class AdaptiveModelRouter:
         rng: the random source for exploration (seed it for reproducible runs).
         configured: the providers this machine can call; only their models are chosen
             (None: every provider counts as callable).
+        cache: reuse a stage's figures for a moment (``attune serve``); None reads them from
+            the store for every decision.
     """
 
     def __init__(
@@ -51,8 +54,10 @@ class AdaptiveModelRouter:
         clock: Callable[[], float] = clock_now,
         rng: random.Random | None = None,
         configured: frozenset[str] | None = None,
+        cache: PerformanceCache | None = None,
     ) -> None:
         self.store = store
+        self.cache = cache
         self.configured = configured
         self.escalate = False
         self.registry = registry
@@ -336,16 +341,31 @@ class AdaptiveModelRouter:
         self, workflow: str | None, stage: str, settings: RoutingSettings, now: float
     ) -> list[ModelPerformance]:
         half_life = settings.half_life_days
-        return self.store.model_performance(
-            workflow=workflow,
-            stage=stage,
-            since_ts=now - settings.window_days * DAY_S,
-            weights=settings.weights,
-            half_life_s=half_life * DAY_S if half_life else None,
-            recent_n=settings.recent_calls,
-            now=now,
-            outage_since_ts=now - settings.outage_memory_hours * HOUR_S,
+
+        def read() -> list[ModelPerformance]:
+            return self.store.model_performance(
+                workflow=workflow,
+                stage=stage,
+                since_ts=now - settings.window_days * DAY_S,
+                weights=settings.weights,
+                half_life_s=half_life * DAY_S if half_life else None,
+                recent_n=settings.recent_calls,
+                now=now,
+                outage_since_ts=now - settings.outage_memory_hours * HOUR_S,
+            )
+
+        if self.cache is None:
+            return read()
+        key = (
+            workflow,
+            stage,
+            settings.window_days,
+            half_life,
+            settings.weights,
+            settings.recent_calls,
+            settings.outage_memory_hours,
         )
+        return self.cache.get(key, read)
 
     def _tier_totals(self, workflow: str | None, stage: str) -> dict[str, _TierTotal]:
         totals: dict[str, _TierTotal] = {}

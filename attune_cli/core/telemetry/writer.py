@@ -97,6 +97,8 @@ class BatchWriter:
         max_batch: int = MAX_BATCH,
     ) -> None:
         self.path = path
+        self.name = str(path)  # where, in messages
+        self._failing = False  # a submitted write failed, and none has been written since
         self.spooled = 0
         self.lost = 0
         self._clock = clock
@@ -163,7 +165,7 @@ class BatchWriter:
             WriterClosed: the writer is closed (write through another connection).
         """
         future: Future[object] = Future()
-        future.add_done_callback(_log_failure)
+        future.add_done_callback(self._log_failure)
         with self._state:
             if self._closed:
                 raise WriterClosed(f"the telemetry writer of {self.path} is closed")
@@ -225,6 +227,7 @@ class BatchWriter:
                         while True:
                             batch.append(self._queue.get_nowait())
                 self._write(store, batch)
+                store = self._refresh(store)
         finally:
             store.close()
 
@@ -237,6 +240,29 @@ class BatchWriter:
             # Calls still happen and their rows wait in the spool (as ``ask`` does).
             reason = exc.message if isinstance(exc, AttuneError) else str(exc)
             return TelemetryStore.unusable(self.path, reason)
+
+    def _log_failure(self, future: Future[object]) -> None:
+        """Log the first of a run of failed submitted writes (the store is down: one line)."""
+        error = future.exception()
+        if error is None:
+            self._failing = False
+        elif not self._failing:
+            self._failing = True
+            _log.warning("telemetry write failed: %s", error)
+
+    def _refresh(self, store: TelemetryStore) -> TelemetryStore:
+        """The store for the next batch (the same one; a team store reconnects)."""
+        return store
+
+    def _errors(self) -> tuple[type[BaseException], ...]:
+        """The errors that mean "the store could not take this batch"."""
+        return (AttuneError, sqlite3.Error, OSError)
+
+    def _after_commit(self, store: TelemetryStore) -> None:
+        """Called after a batch with calls was committed: add what waits in the spool."""
+        if store.spool is not None and store.spool.exists():
+            with contextlib.suppress(AttuneError, sqlite3.Error, OSError):
+                store.drain_spool()
 
     def _write(self, store: TelemetryStore, batch: list[Any], *, count: bool = True) -> None:
         calls: list[CallRecord] = [item for item in batch if isinstance(item, CallRecord)]
@@ -253,18 +279,19 @@ class BatchWriter:
         rows: list[Row] = [store.row_of(call) for call in calls]
         results: list[tuple[_Work, Any, BaseException | None]] = []
         try:
-            if store.unusable_reason is not None:
-                raise OperationError(store.unusable_reason)
+            unusable = getattr(store, "unusable_reason", None)  # a team store has none
+            if unusable is not None:
+                raise OperationError(unusable)
             with store.transaction() as conn:
                 if rows:
                     store.insert_rows(rows)
                     store.add_labels({(c.workflow, c.stage, c.model) for c in calls})
                 for item in works:
                     results.append(_savepoint(conn, item))
-        except (AttuneError, sqlite3.Error, OSError) as exc:
+        except self._errors() as exc:
             message = exc.message if isinstance(exc, AttuneError) else str(exc)
             self._spool(store, rows, message)
-            failure = OperationError(f"{self.path}: {message}")
+            failure = OperationError(f"{self.name}: {message}")
             for item in works:
                 item.future.set_exception(failure)
             return
@@ -278,9 +305,8 @@ class BatchWriter:
                 item.future.set_result(value)
             else:
                 item.future.set_exception(error)
-        if rows and store.spool is not None and store.spool.exists():
-            with contextlib.suppress(AttuneError, sqlite3.Error, OSError):
-                store.drain_spool()
+        if rows:
+            self._after_commit(store)
 
     def _spool(self, store: TelemetryStore, rows: list[Row], reason: str) -> None:
         for row in rows:
@@ -298,12 +324,6 @@ class BatchWriter:
             self._write(store, list(calls), count=False)
         finally:
             store.close()
-
-
-def _log_failure(future: Future[object]) -> None:
-    error = future.exception()
-    if error is not None:
-        _log.warning("telemetry write failed: %s", error)
 
 
 def _nothing(_conn: sqlite3.Connection) -> None:
