@@ -14,93 +14,23 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import anthropic
 import httpx
 import openai
 import pytest
+from helpers.gateway import (
+    CLIENT_KEY,
+    UPSTREAM_ANTHROPIC_KEY,
+    UPSTREAM_OPENAI_KEY,
+    Gateway,
+    start_gateway,
+)
 
 from attune_cli.emulator import Behaviour, Drop, Fail, ProviderEmulator, Reply
 
 pytestmark = pytest.mark.e2e
-
-UPSTREAM_OPENAI_KEY = "sk-upstream-openai-0123456789"
-UPSTREAM_ANTHROPIC_KEY = "sk-ant-upstream-0123456789"
-CLIENT_KEY = "sk-client-never-stored-0123456789"
-
-
-@dataclass
-class Gateway:
-    url: str
-    process: subprocess.Popen[str]
-    emulator: ProviderEmulator
-    env: dict[str, str]
-    home: Path
-    # The SDK clients handed out, closed by stop() so their pooled sockets do not leak.
-    clients: list[openai.OpenAI | anthropic.Anthropic] = field(default_factory=list)
-
-    def openai(self, **kw: object) -> openai.OpenAI:
-        client = openai.OpenAI(base_url=f"{self.url}/v1", api_key=CLIENT_KEY, **kw)  # type: ignore[arg-type]
-        self.clients.append(client)
-        return client
-
-    def anthropic(self, **kw: object) -> anthropic.Anthropic:
-        client = anthropic.Anthropic(base_url=self.url, api_key=CLIENT_KEY, **kw)  # type: ignore[arg-type]
-        self.clients.append(client)
-        return client
-
-    def rows(self) -> list[dict[str, object]]:
-        result = subprocess.run(
-            [sys.executable, "-m", "attune_cli", "telemetry", "show", "--json", "--limit", "1000"],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert result.returncode == 0, result.stderr
-        return list(reversed(json.loads(result.stdout)))
-
-    def stop(self) -> str:
-        """SIGTERM the gateway (if still running), reap it, close its pipes and the clients."""
-        for client in self.clients:
-            client.close()
-        self.clients.clear()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            _, stderr = self.process.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            _, stderr = self.process.communicate()
-        return stderr
-
-
-def start_gateway(home: Path, emulator: ProviderEmulator, config: str = "", *args: str) -> Gateway:
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "config.toml").write_text(config, encoding="utf-8")
-    env = {
-        **os.environ,
-        "ATTUNE_HOME": str(home),
-        "OPENAI_BASE_URL": emulator.openai_base_url,
-        "OPENAI_API_KEY": UPSTREAM_OPENAI_KEY,
-        "ANTHROPIC_BASE_URL": emulator.anthropic_base_url,
-        "ANTHROPIC_API_KEY": UPSTREAM_ANTHROPIC_KEY,
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "attune_cli", "serve", "--port", "0", "--grace", "20", *args],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stderr is not None
-    line = process.stderr.readline()
-    assert "listening on " in line, line + process.stderr.read()
-    url = line.split("listening on ", 1)[1].strip()
-    return Gateway(url, process, emulator, env, home)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from helpers.gateway import start_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -302,28 +303,10 @@ def test_the_gateway_writes_to_the_team_store_and_keeps_rows_locally_while_it_is
     from attune_cli.emulator import ProviderEmulator
 
     home = tmp_path / "gateway"
-    home.mkdir()
     url = _via(pg_url, proxy.port)
     with ProviderEmulator() as emulator:
-        env = {
-            **os.environ,
-            "ATTUNE_HOME": str(home),
-            "ATTUNE_STORE_URL": url,
-            "OPENAI_BASE_URL": emulator.openai_base_url,
-            "OPENAI_API_KEY": "sk-upstream-0123456789",
-        }
-        process = subprocess.Popen(
-            [sys.executable, "-m", "attune_cli", "serve", "--port", "0"],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert process.stderr is not None
-        line = process.stderr.readline()
-        assert "listening on " in line, line
-        base = line.split("listening on ", 1)[1].strip()
+        gateway = start_gateway(home, emulator, env={"ATTUNE_STORE_URL": url})
+        base = gateway.url
         sent = 0
 
         def ask(client: httpx.Client) -> None:
@@ -362,8 +345,7 @@ def test_the_gateway_writes_to_the_team_store_and_keeps_rows_locally_while_it_is
                 eventually(caught_up)
             assert spooled() == 0
         finally:
-            process.send_signal(signal.SIGTERM)
-            _, stderr = process.communicate(timeout=60)
+            stderr = gateway.stop()
         assert stderr.count("cannot be reached") == 1, stderr
         assert stderr.count("telemetry write failed") <= 1, stderr  # once, not once a call
         assert "spooled call(s) to the team store" in stderr
