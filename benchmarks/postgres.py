@@ -157,46 +157,56 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--check", action="store_true")
+    parser.add_argument(
+        "--parts",
+        default="import,record,process",
+        help="which measurements to run (comma-separated: import, record, process)",
+    )
     options = parser.parse_args()
+    parts = set(options.parts.split(","))
 
-    rows = history_rows(options.rows)
+    rows = history_rows(options.rows) if {"import", "process"} & parts else []
     schema, url = scratch_schema(options.url)
     missed: list[str] = []
     scratch = tempfile.TemporaryDirectory(prefix="attune-bench-")
     try:
-        rate, copy_rate = import_rate(url, rows)
-        print(
-            f"COPY import of {options.rows:,} rows with rollups: {rate:,.0f} rows/s (≥ 50,000); "
-            f"reference plain COPY, no indexes: {copy_rate:,.0f} rows/s "
-            f"({rate / copy_rate:.2f} of it)",
-            flush=True,
-        )
-        if rate < 50_000:
-            missed.append("import")
-        p95, trip_p95 = record_p95(url, 8, 220)
-        print(
-            f"record p95 with 8 writers: {p95:.2f} ms (≤ 10); "
-            f"reference SELECT 1 p95 in the same writers: {trip_p95:.2f} ms",
-            flush=True,
-        )
-        if p95 > 10:
-            missed.append("record")
-        env = process_env(url, Path(scratch.name))
-        version_wall, version_cpu = process_s(env, ["--version"], options.runs)
-        print(
-            f"{'attune --version (reference)':<40} wall {version_wall:.3f} s, "
-            f"cpu {version_cpu:.3f} s",
-            flush=True,
-        )
-        for label, args in COMMANDS:
-            wall, cpu = process_s(env, args, options.runs)
+        if "import" in parts or "process" in parts:
+            rate, copy_rate = import_rate(url, rows)
+        if "import" in parts:
             print(
-                f"{label:<40} wall {wall:.3f} s, cpu {cpu:.3f} s (≤ 0.25 s wall)"
-                f"{'' if wall <= 0.25 else '  MISSED'}",
+                f"COPY import of {options.rows:,} rows with rollups: {rate:,.0f} rows/s "
+                f"(≥ 50,000); reference plain COPY, no indexes: {copy_rate:,.0f} rows/s "
+                f"({rate / copy_rate:.2f} of it)",
                 flush=True,
             )
-            if wall > 0.25:
-                missed.append(label)
+            if rate < 50_000:
+                missed.append("import")
+        if "record" in parts:
+            p95, trip_p95 = record_p95(url, 8, 220)
+            print(
+                f"record p95 with 8 writers: {p95:.2f} ms (≤ 10); "
+                f"reference SELECT 1 p95 in the same writers: {trip_p95:.2f} ms",
+                flush=True,
+            )
+            if p95 > 10:
+                missed.append("record")
+        if "process" in parts:
+            env = process_env(url, Path(scratch.name))
+            version_wall, version_cpu = process_s(env, ["--version"], options.runs)
+            print(
+                f"{'attune --version (reference)':<40} wall {version_wall:.3f} s, "
+                f"cpu {version_cpu:.3f} s",
+                flush=True,
+            )
+            for label, args in COMMANDS:
+                wall, cpu = process_s(env, args, options.runs)
+                print(
+                    f"{label:<40} wall {wall:.3f} s, cpu {cpu:.3f} s (≤ 0.25 s wall)"
+                    f"{'' if wall <= 0.25 else '  MISSED'}",
+                    flush=True,
+                )
+                if wall > 0.25:
+                    missed.append(label)
     finally:
         drop_schema(options.url, schema)
         scratch.cleanup()
