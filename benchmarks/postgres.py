@@ -4,8 +4,9 @@ in the same run (on a shared machine the absolute figures move with other work):
 
 * importing ``--rows`` calls (default 1M, 30 days) with their rollups: ≥ 50k rows/s;
   reference: a plain ``COPY`` of the same rows into a table without indexes (the floor);
-* ``record`` p95 with 8 writing processes at once: ≤ 10 ms; reference: the p95 of a
-  ``SELECT 1`` round trip each writer times between its records, under the same load;
+* ``record`` p95 with 8 writing processes at once: ≤ 10 ms; references: the p95 of a
+  ``SELECT 1`` round trip and of a one-row ``INSERT`` committed (one WAL flush, the floor of
+  any durable write) that each writer times between its records, under the same load;
 * ``attune route explain``, ``attune telemetry models`` (every pair, and one workflow's):
   median whole-process wall time ≤ 0.25 s, and the median CPU time of the process; reference:
   ``attune --version`` (the start-up every command pays).
@@ -43,7 +44,7 @@ WRITER = """
 import json, sys, time
 from attune_cli.core.telemetry.postgres import PostgresCallStore
 from attune_cli.core.telemetry.records import CallRecord
-times, trips = [], []
+times, trips, commits = [], [], []
 with PostgresCallStore(sys.argv[1]) as store:
     for i in range(int(sys.argv[2])):
         started = time.perf_counter()
@@ -52,7 +53,10 @@ with PostgresCallStore(sys.argv[1]) as store:
         started = time.perf_counter()
         store.raw.execute("SELECT 1").fetchone()
         trips.append((time.perf_counter() - started) * 1000)
-print(json.dumps([times, trips]))
+        started = time.perf_counter()
+        store.raw.execute("INSERT INTO bench_commit VALUES (%s)", (i,))
+        commits.append((time.perf_counter() - started) * 1000)
+print(json.dumps([times, trips, commits]))
 """
 
 
@@ -88,23 +92,29 @@ def import_rate(url: str, rows: list[tuple[object, ...]]) -> tuple[float, float]
     return len(rows) / elapsed, len(rows) / reference
 
 
-def record_p95(url: str, writers: int, per_writer: int) -> tuple[float, float]:
-    """(p95 of ``record``, p95 of a ``SELECT 1`` round trip) in ms, ``writers`` at once."""
+def record_p95(url: str, writers: int, per_writer: int) -> tuple[float, float, float]:
+    """p95s in ms, ``writers`` at once: ``record``, a ``SELECT 1`` round trip, and a one-row
+    INSERT committed (the floor of any durable write: one WAL flush)."""
+    from attune_cli.core.telemetry.postgres import PostgresCallStore
+
+    with PostgresCallStore(url) as store:
+        store.raw.execute("CREATE TABLE IF NOT EXISTS bench_commit (i INTEGER)")
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", WRITER, url, str(per_writer)], stdout=subprocess.PIPE, text=True
         )
         for _ in range(writers)
     ]
-    times: list[float] = []
-    trips: list[float] = []
+    series: list[list[float]] = [[], [], []]
     for proc in procs:
-        found, round_trips = json.loads(proc.communicate()[0])
-        times += found[20:]  # after warm-up
-        trips += round_trips[20:]
-    times.sort()
-    trips.sort()
-    return times[int(len(times) * 0.95)], trips[int(len(trips) * 0.95)]
+        for kept, found in zip(series, json.loads(proc.communicate()[0]), strict=True):
+            kept += found[20:]  # after warm-up
+    times, trips, commits = (sorted(values) for values in series)
+    return (
+        times[int(len(times) * 0.95)],
+        trips[int(len(trips) * 0.95)],
+        commits[int(len(commits) * 0.95)],
+    )
 
 
 def process_s(env: dict[str, str], args: list[str], runs: int) -> tuple[float, float]:
@@ -182,10 +192,11 @@ def main() -> int:
             if rate < 50_000:
                 missed.append("import")
         if "record" in parts:
-            p95, trip_p95 = record_p95(url, 8, 220)
+            p95, trip_p95, commit_p95 = record_p95(url, 8, 220)
             print(
                 f"record p95 with 8 writers: {p95:.2f} ms (≤ 10); "
-                f"reference SELECT 1 p95 in the same writers: {trip_p95:.2f} ms",
+                f"references in the same writers: SELECT 1 p95 {trip_p95:.2f} ms, "
+                f"one-row INSERT committed p95 {commit_p95:.2f} ms",
                 flush=True,
             )
             if p95 > 10:
