@@ -169,9 +169,22 @@ _V4 = (
 
 # Version 5: the spend tables kept by one trigger per statement instead of one per rollup row
 # (``rollups.postgres_spend_statement_triggers``), so an import's batch adds its spend at once;
-# and no ``calls.id``: nothing reads it here (the spool's push walks the local store's ids), and
-# its sequence and index cost every inserted row.
-_V5 = rollups.postgres_spend_statement_triggers() + "ALTER TABLE calls DROP COLUMN id;\n"
+# no ``calls.id``: nothing reads it here (the spool's push walks the local store's ids), and its
+# sequence and index cost every inserted row; and the keys of ``rollups`` and
+# ``rollup_latency_day`` carry the figures a window reads, so it reads them from the key alone
+# (an index-only scan). A key's rows lie scattered over the table's pages (each upsert writes a
+# new version wherever there is room: a model's month of daily buckets sat on as many pages as
+# rows), where SQLite keeps them together (``WITHOUT ROWID``).
+_V5 = (
+    rollups.postgres_spend_statement_triggers()
+    + "ALTER TABLE calls DROP COLUMN id;\n"
+    + "ALTER TABLE rollups DROP CONSTRAINT rollups_pkey, ADD CONSTRAINT rollups_pkey "
+    "PRIMARY KEY (workflow, stage, model, hour, provider) "
+    f"INCLUDE ({', '.join(rollups.ROLLUP_COLUMNS[5:])});\n"
+    "ALTER TABLE rollup_latency_day DROP CONSTRAINT rollup_latency_day_pkey, "
+    "ADD CONSTRAINT rollup_latency_day_pkey "
+    "PRIMARY KEY (workflow, stage, model, day, provider, bucket) INCLUDE (calls, latency_ms);\n"
+)
 
 MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = len(MIGRATIONS)
