@@ -7,6 +7,8 @@ in the same run (on a shared machine the absolute figures move with other work):
 * ``record`` p95 with 8 writing processes at once: ≤ 10 ms; references: the p95 of a
   ``SELECT 1`` round trip and of a one-row ``INSERT`` committed (one WAL flush, the floor of
   any durable write) that each writer times between its records, under the same load;
+* the store reads behind a decision (``model_performance`` over 30 days) in-process, for one
+  stage and for every pair: the server's share of the commands below;
 * ``attune route explain``, ``attune telemetry models`` (every pair, and one workflow's):
   median whole-process wall time ≤ 0.25 s, and the median CPU time of the process; reference:
   ``attune --version`` (the start-up every command pays).
@@ -90,6 +92,31 @@ def import_rate(url: str, rows: list[tuple[object, ...]]) -> tuple[float, float]
         for table in ("calls", "rollups", "rollup_latency", "rollup_latency_day"):
             store.raw.execute(f"VACUUM ANALYZE {table}")  # as autovacuum would, before reads
     return len(rows) / elapsed, len(rows) / reference
+
+
+def window_ms(url: str, workflow: str | None, stage: str | None, runs: int) -> float:
+    """Median ms of the store reads behind a routing decision (``model_performance``: one
+    30-day window, the pairs, rollups, edges and the newest calls) on a connection already open.
+    """
+    from attune_cli.core.performance import ScoreWeights
+    from attune_cli.core.telemetry.postgres import PostgresCallStore
+
+    times: list[float] = []
+    with PostgresCallStore(url) as store:
+        now = time.time()
+        for _ in range(runs + 1):
+            started = time.perf_counter()
+            store.model_performance(
+                workflow=workflow,
+                stage=stage,
+                since_ts=now - 30 * 86400,
+                weights=ScoreWeights(),
+                half_life_s=7 * 86400,
+                now=now,
+                outage_since_ts=now - 86400,
+            )
+            times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times[1:])
 
 
 def record_p95(url: str, writers: int, per_writer: int) -> tuple[float, float, float]:
@@ -202,6 +229,12 @@ def main() -> int:
             if p95 > 10:
                 missed.append("record")
         if "process" in parts:
+            for label, workflow, stage in (
+                ("one stage (analysis, code-review)", "code-review", "analysis"),
+                ("every pair", None, None),
+            ):
+                reads = window_ms(url, workflow, stage, options.runs)
+                print(f"store reads of a decision, {label}: {reads:.1f} ms", flush=True)
             env = process_env(url, Path(scratch.name))
             version_wall, version_cpu = process_s(env, ["--version"], options.runs)
             print(
