@@ -4,8 +4,11 @@ in the same run (on a shared machine the absolute figures move with other work):
 
 * importing ``--rows`` calls (default 1M, 30 days) with their rollups: ≥ 50k rows/s;
   reference: a plain ``COPY`` of the same rows into a table without indexes (the floor);
-* ``record`` p95 with 8 writing processes at once: ≤ 10 ms; reference: the p95 of a
-  ``SELECT 1`` round trip each writer times between its records, under the same load;
+* ``record`` p95 with 8 writing processes at once: ≤ 10 ms; references: the p95 of a
+  ``SELECT 1`` round trip and of a one-row ``INSERT`` committed (one WAL flush, the floor of
+  any durable write) that each writer times between its records, under the same load;
+* the store reads behind a decision (``model_performance`` over 30 days) in-process, for one
+  stage and for every pair: the server's share of the commands below;
 * ``attune route explain``, ``attune telemetry models`` (every pair, and one workflow's):
   median whole-process wall time ≤ 0.25 s, and the median CPU time of the process; reference:
   ``attune --version`` (the start-up every command pays).
@@ -43,7 +46,7 @@ WRITER = """
 import json, sys, time
 from attune_cli.core.telemetry.postgres import PostgresCallStore
 from attune_cli.core.telemetry.records import CallRecord
-times, trips = [], []
+times, trips, commits = [], [], []
 with PostgresCallStore(sys.argv[1]) as store:
     for i in range(int(sys.argv[2])):
         started = time.perf_counter()
@@ -52,7 +55,10 @@ with PostgresCallStore(sys.argv[1]) as store:
         started = time.perf_counter()
         store.raw.execute("SELECT 1").fetchone()
         trips.append((time.perf_counter() - started) * 1000)
-print(json.dumps([times, trips]))
+        started = time.perf_counter()
+        store.raw.execute("INSERT INTO bench_commit VALUES (%s)", (i,))
+        commits.append((time.perf_counter() - started) * 1000)
+print(json.dumps([times, trips, commits]))
 """
 
 
@@ -88,23 +94,54 @@ def import_rate(url: str, rows: list[tuple[object, ...]]) -> tuple[float, float]
     return len(rows) / elapsed, len(rows) / reference
 
 
-def record_p95(url: str, writers: int, per_writer: int) -> tuple[float, float]:
-    """(p95 of ``record``, p95 of a ``SELECT 1`` round trip) in ms, ``writers`` at once."""
+def window_ms(url: str, workflow: str | None, stage: str | None, runs: int) -> float:
+    """Median ms of the store reads behind a routing decision (``model_performance``: one
+    30-day window, the pairs, rollups, edges and the newest calls) on a connection already open.
+    """
+    from attune_cli.core.performance import ScoreWeights
+    from attune_cli.core.telemetry.postgres import PostgresCallStore
+
+    times: list[float] = []
+    with PostgresCallStore(url) as store:
+        now = time.time()
+        for _ in range(runs + 1):
+            started = time.perf_counter()
+            store.model_performance(
+                workflow=workflow,
+                stage=stage,
+                since_ts=now - 30 * 86400,
+                weights=ScoreWeights(),
+                half_life_s=7 * 86400,
+                now=now,
+                outage_since_ts=now - 86400,
+            )
+            times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times[1:])
+
+
+def record_p95(url: str, writers: int, per_writer: int) -> tuple[float, float, float]:
+    """p95s in ms, ``writers`` at once: ``record``, a ``SELECT 1`` round trip, and a one-row
+    INSERT committed (the floor of any durable write: one WAL flush)."""
+    from attune_cli.core.telemetry.postgres import PostgresCallStore
+
+    with PostgresCallStore(url) as store:
+        store.raw.execute("CREATE TABLE IF NOT EXISTS bench_commit (i INTEGER)")
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", WRITER, url, str(per_writer)], stdout=subprocess.PIPE, text=True
         )
         for _ in range(writers)
     ]
-    times: list[float] = []
-    trips: list[float] = []
+    series: list[list[float]] = [[], [], []]
     for proc in procs:
-        found, round_trips = json.loads(proc.communicate()[0])
-        times += found[20:]  # after warm-up
-        trips += round_trips[20:]
-    times.sort()
-    trips.sort()
-    return times[int(len(times) * 0.95)], trips[int(len(trips) * 0.95)]
+        for kept, found in zip(series, json.loads(proc.communicate()[0]), strict=True):
+            kept += found[20:]  # after warm-up
+    times, trips, commits = (sorted(values) for values in series)
+    return (
+        times[int(len(times) * 0.95)],
+        trips[int(len(trips) * 0.95)],
+        commits[int(len(commits) * 0.95)],
+    )
 
 
 def process_s(env: dict[str, str], args: list[str], runs: int) -> tuple[float, float]:
@@ -157,46 +194,63 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--check", action="store_true")
+    parser.add_argument(
+        "--parts",
+        default="import,record,process",
+        help="which measurements to run (comma-separated: import, record, process)",
+    )
     options = parser.parse_args()
+    parts = set(options.parts.split(","))
 
-    rows = history_rows(options.rows)
+    rows = history_rows(options.rows) if {"import", "process"} & parts else []
     schema, url = scratch_schema(options.url)
     missed: list[str] = []
     scratch = tempfile.TemporaryDirectory(prefix="attune-bench-")
     try:
-        rate, copy_rate = import_rate(url, rows)
-        print(
-            f"COPY import of {options.rows:,} rows with rollups: {rate:,.0f} rows/s (≥ 50,000); "
-            f"reference plain COPY, no indexes: {copy_rate:,.0f} rows/s "
-            f"({rate / copy_rate:.2f} of it)",
-            flush=True,
-        )
-        if rate < 50_000:
-            missed.append("import")
-        p95, trip_p95 = record_p95(url, 8, 220)
-        print(
-            f"record p95 with 8 writers: {p95:.2f} ms (≤ 10); "
-            f"reference SELECT 1 p95 in the same writers: {trip_p95:.2f} ms",
-            flush=True,
-        )
-        if p95 > 10:
-            missed.append("record")
-        env = process_env(url, Path(scratch.name))
-        version_wall, version_cpu = process_s(env, ["--version"], options.runs)
-        print(
-            f"{'attune --version (reference)':<40} wall {version_wall:.3f} s, "
-            f"cpu {version_cpu:.3f} s",
-            flush=True,
-        )
-        for label, args in COMMANDS:
-            wall, cpu = process_s(env, args, options.runs)
+        if "import" in parts or "process" in parts:
+            rate, copy_rate = import_rate(url, rows)
+        if "import" in parts:
             print(
-                f"{label:<40} wall {wall:.3f} s, cpu {cpu:.3f} s (≤ 0.25 s wall)"
-                f"{'' if wall <= 0.25 else '  MISSED'}",
+                f"COPY import of {options.rows:,} rows with rollups: {rate:,.0f} rows/s "
+                f"(≥ 50,000); reference plain COPY, no indexes: {copy_rate:,.0f} rows/s "
+                f"({rate / copy_rate:.2f} of it)",
                 flush=True,
             )
-            if wall > 0.25:
-                missed.append(label)
+            if rate < 50_000:
+                missed.append("import")
+        if "record" in parts:
+            p95, trip_p95, commit_p95 = record_p95(url, 8, 220)
+            print(
+                f"record p95 with 8 writers: {p95:.2f} ms (≤ 10); "
+                f"references in the same writers: SELECT 1 p95 {trip_p95:.2f} ms, "
+                f"one-row INSERT committed p95 {commit_p95:.2f} ms",
+                flush=True,
+            )
+            if p95 > 10:
+                missed.append("record")
+        if "process" in parts:
+            for label, workflow, stage in (
+                ("one stage (analysis, code-review)", "code-review", "analysis"),
+                ("every pair", None, None),
+            ):
+                reads = window_ms(url, workflow, stage, options.runs)
+                print(f"store reads of a decision, {label}: {reads:.1f} ms", flush=True)
+            env = process_env(url, Path(scratch.name))
+            version_wall, version_cpu = process_s(env, ["--version"], options.runs)
+            print(
+                f"{'attune --version (reference)':<40} wall {version_wall:.3f} s, "
+                f"cpu {version_cpu:.3f} s",
+                flush=True,
+            )
+            for label, args in COMMANDS:
+                wall, cpu = process_s(env, args, options.runs)
+                print(
+                    f"{label:<40} wall {wall:.3f} s, cpu {cpu:.3f} s (≤ 0.25 s wall)"
+                    f"{'' if wall <= 0.25 else '  MISSED'}",
+                    flush=True,
+                )
+                if wall > 0.25:
+                    missed.append(label)
     finally:
         drop_schema(options.url, schema)
         scratch.cleanup()

@@ -8,12 +8,16 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from attune_cli.core.performance import ScoreWeights
 from attune_cli.core.telemetry.records import CallRecord
 from attune_cli.core.telemetry.sqlite import TelemetryStore
+
+if TYPE_CHECKING:
+    from attune_cli.core.telemetry.postgres import PostgresCallStore
 
 NOW = 1_800_000_000.0
 
@@ -201,3 +205,104 @@ def test_a_postgresql_store_of_schema_1_gets_its_daily_histogram_from_the_hourly
         days = store.raw.execute("SELECT SUM(calls) FROM rollup_latency_day").fetchone()[0]
         assert days == 500
         assert store.verify().ok
+
+
+def _spend_differences(store: PostgresCallStore) -> list[tuple[str, object, object]]:
+    """Each spend table against the rollups added up by its key: the rows that differ."""
+    from attune_cli.core.telemetry import rollups
+
+    differences: list[tuple[str, object, object]] = []
+    for table, key in rollups.SPEND_TABLES.items():
+        keys = ", ".join(rollups._key_value(table, column, "r") for column in key)
+        sums = ", ".join(f"SUM({value})" for value in rollups.spend_values("r"))
+        expected = {
+            tuple(row[: len(key)]): row[len(key) :]
+            for row in store.raw.execute(
+                f"SELECT {keys}, {sums} FROM rollups AS r GROUP BY {keys}"
+            ).fetchall()
+        }
+        kept = {
+            tuple(row[: len(key)]): row[len(key) :]
+            for row in store.raw.execute(
+                f"SELECT {', '.join(key)}, {', '.join(rollups.SPEND_SUMS)} FROM {table}"
+            ).fetchall()
+        }
+        assert expected, table
+        for found in set(expected) | set(kept):
+            want, have = expected.get(found), kept.get(found)
+            if (
+                want is None
+                or have is None
+                or any(
+                    abs(float(a) - float(b)) > 1e-9 * max(1.0, abs(float(a)))
+                    for a, b in zip(want, have, strict=True)
+                )
+            ):
+                differences.append((table, found, (want, have)))
+    return differences
+
+
+def test_a_postgresql_store_of_schema_4_keeps_its_spend_through_imports_and_prunes(
+    pg_url: str,
+) -> None:
+    """Schema 5 keeps the spend tables with one trigger per statement (and drops ``calls.id``):
+    a store written under schema 4's row triggers keeps its spend, and batches that add to
+    existing rollups, new ones, and a prune all leave the spend equal to the rollups."""
+    import psycopg
+
+    from attune_cli.core.telemetry import postgres
+
+    with psycopg.connect(pg_url, autocommit=True) as conn, conn.transaction():
+        conn.execute("CREATE TABLE attune_schema (version INTEGER NOT NULL)")
+        for number in range(4):
+            conn.execute(postgres.MIGRATIONS[number])
+            conn.execute("INSERT INTO attune_schema VALUES (%s)", (number + 1,))
+        with (
+            conn.cursor() as cursor,
+            cursor.copy(f"COPY calls ({', '.join(postgres.COLUMNS)}) FROM STDIN") as copy,
+        ):
+            for row in _rows(600):
+                copy.write_row(row)
+        # Schema 4's writers: the rollups (through its row trigger, the spend) of those rows.
+        for upsert in postgres._upserts("calls"):
+            conn.execute(upsert)
+        conn.execute(postgres._daily_upsert("rollup_latency"))
+    with postgres.PostgresCallStore(pg_url, clock=lambda: NOW) as store:
+        assert store.schema_version() == postgres.SCHEMA_VERSION == 5
+        id_column = store.raw.execute(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'calls' "
+            "AND column_name = 'id' AND table_schema = current_schema()"
+        ).fetchone()[0]
+        assert id_column == 0
+        assert _spend_differences(store) == []
+        # The same hours again (DO UPDATE of existing rollups), with a batch boundary inside.
+        rows = _rows(3000, seed=11)
+        with store.bulk_transaction():
+            assert store.insert_rows(rows, batch=700) == 3000
+        assert store.count_before(NOW + 1) == 3600
+        assert _spend_differences(store) == []
+        store.record(CallRecord("review", "analysis", "m-a", True, ts=NOW - 10, cost_usd=0.5))
+        assert _spend_differences(store) == []
+        assert store.prune(NOW - 2.5 * 86400) > 0
+        assert _spend_differences(store) == []
+        assert store.verify().ok
+
+
+def test_postgresql_session_settings_keep_the_url_and_pgoptions_ones(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``jit=off`` travels in the start-up packet after the URL's own ``options`` (here its
+    search path) or, without them, after ``PGOPTIONS``."""
+    from urllib.parse import unquote
+
+    from attune_cli.core.telemetry.postgres import PostgresCallStore
+
+    schema = unquote(pg_url).rsplit("search_path=", 1)[1]
+    with PostgresCallStore(pg_url) as store:
+        assert store.raw.execute("SHOW jit").fetchone()[0] == "off"
+        assert store.raw.execute("SELECT current_schema()").fetchone()[0] == schema
+    monkeypatch.setenv("PGOPTIONS", f"-csearch_path={schema}")
+    without_options = pg_url.rsplit("options=", 1)[0].rstrip("?&")
+    with PostgresCallStore(without_options) as store:
+        assert store.raw.execute("SHOW jit").fetchone()[0] == "off"
+        assert store.raw.execute("SELECT current_schema()").fetchone()[0] == schema

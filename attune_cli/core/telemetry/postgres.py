@@ -167,7 +167,26 @@ _V4 = (
     + rollups.postgres_spend_triggers()
 )
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
+# Version 5: the spend tables kept by one trigger per statement instead of one per rollup row
+# (``rollups.postgres_spend_statement_triggers``), so an import's batch adds its spend at once;
+# no ``calls.id``: nothing reads it here (the spool's push walks the local store's ids), and its
+# sequence and index cost every inserted row; and the keys of ``rollups`` and
+# ``rollup_latency_day`` carry the figures a window reads, so it reads them from the key alone
+# (an index-only scan). A key's rows lie scattered over the table's pages (each upsert writes a
+# new version wherever there is room: a model's month of daily buckets sat on as many pages as
+# rows), where SQLite keeps them together (``WITHOUT ROWID``).
+_V5 = (
+    rollups.postgres_spend_statement_triggers()
+    + "ALTER TABLE calls DROP COLUMN id;\n"
+    + "ALTER TABLE rollups DROP CONSTRAINT rollups_pkey, ADD CONSTRAINT rollups_pkey "
+    "PRIMARY KEY (workflow, stage, model, hour, provider) "
+    f"INCLUDE ({', '.join(rollups.ROLLUP_COLUMNS[5:])});\n"
+    "ALTER TABLE rollup_latency_day DROP CONSTRAINT rollup_latency_day_pkey, "
+    "ADD CONSTRAINT rollup_latency_day_pkey "
+    "PRIMARY KEY (workflow, stage, model, day, provider, bucket) INCLUDE (calls, latency_ms);\n"
+)
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # The failure class with an INTEGER success column (PostgreSQL has no integer truth).
@@ -474,8 +493,10 @@ class StoreUnreachableError(OperationError):
     """The PostgreSQL server could not be reached (its calls go to the local spool)."""
 
 
-def connect(url: str, *, migrate: bool = True) -> Any:
+def connect(url: str, *, migrate: bool = True, settings: dict[str, str] | None = None) -> Any:
     """An autocommit connection to ``url``, migrated to this attune's schema.
+
+    ``settings`` (server settings, name → value) are set for the session at connection.
 
     Raises:
         StoreUnreachableError: the server cannot be reached (message masked).
@@ -483,21 +504,14 @@ def connect(url: str, *, migrate: bool = True) -> Any:
         OperationError: psycopg is missing.
     """
     psycopg = _driver()
-    options: dict[str, Any] = {"autocommit": True}
-    if "connect_timeout" not in url:
-        options["connect_timeout"] = CONNECT_TIMEOUT_S
     try:
-        conn = psycopg.connect(url, **options)
+        conn = psycopg.connect(url, **_connect_options(url, settings))
     except psycopg.Error as exc:
         raise StoreUnreachableError(
             f"cannot reach the team store {mask_url(url)}: {_masked(exc, url)}"
         ) from None
     try:
-        # attune's queries are short index walks and batch upserts: compiling them (JIT, on
-        # above a planner cost any import batch or window over many pairs reaches) takes
-        # longer than running them.
-        conn.execute("SET jit = off")
-        version = schema_version_of(conn)
+        version = _first_schema_version(conn)
         if version > SCHEMA_VERSION:
             raise StoreVersionError(
                 f"{mask_url(url)} was written by a newer attune (schema {version}, this attune "
@@ -510,6 +524,38 @@ def connect(url: str, *, migrate: bool = True) -> Any:
         conn.close()
         raise
     return conn
+
+
+def _connect_options(url: str, settings: dict[str, str] | None = None) -> dict[str, Any]:
+    """psycopg's ``connect`` options for ``url``: autocommit, a timeout, and ``jit=off``.
+
+    attune's queries are short index walks and batch upserts: compiling them (JIT, on above a
+    planner cost any import batch or window over many pairs reaches) takes longer than running
+    them. The setting travels in the start-up packet (``options``, after those of the URL or
+    ``PGOPTIONS``), so it costs no round trip of its own.
+    """
+    from psycopg.conninfo import conninfo_to_dict
+
+    given = conninfo_to_dict(url).get("options") or os.environ.get("PGOPTIONS")
+    wanted = " ".join(
+        f"-c {name}={value}" for name, value in {"jit": "off", **(settings or {})}.items()
+    )
+    options: dict[str, Any] = {
+        "autocommit": True,
+        "options": f"{given} {wanted}" if given else wanted,
+    }
+    if "connect_timeout" not in url:
+        options["connect_timeout"] = CONNECT_TIMEOUT_S
+    return options
+
+
+def _first_schema_version(conn: Any) -> int:
+    """``schema_version_of`` in one round trip where attune's schema exists (autocommit)."""
+    try:
+        row = conn.execute("SELECT max(version) FROM attune_schema").fetchone()
+    except _driver().errors.UndefinedTable:
+        return 0
+    return int(row[0] or 0)
 
 
 def _masked(exc: BaseException, url: str) -> str:
@@ -738,7 +784,7 @@ class PostgresCallStore(TelemetryStore):
         """
         params = {"workflow": workflow, "stage": stage, "since": since_ts}
         sql = _pairs_sql(workflow is not None, stage is not None, since_ts is not None)
-        rows = self.raw.execute(sql, params, prepare=True).fetchall()
+        rows = self.raw.execute(sql, params).fetchall()
         return [(str(found_workflow), str(found_stage)) for found_workflow, found_stage in rows]
 
     def _window_totals(
@@ -775,7 +821,7 @@ class PostgresCallStore(TelemetryStore):
             params["day_lasts"].append(day_last)
             params["hour_firsts"] += [max(first, -(2**62)), day_last]
             params["hour_lasts"] += [min(day_first, last), last]
-        for kind, model, *row in self.raw.execute(_WINDOW, params, prepare=True):
+        for kind, model, *row in self.raw.execute(_WINDOW, params):
             total = totals.setdefault(model, _Totals())
             if kind == 2:
                 total.add_bucket(int(row[0]), int(row[1]), float(row[2]))
@@ -804,7 +850,7 @@ class PostgresCallStore(TelemetryStore):
                 "outage_since": outage_since,
                 "n": max(recent_n, 1),
             }
-            for model, *row in self.raw.execute(_RECENT, params, prepare=True):
+            for model, *row in self.raw.execute(_RECENT, params):
                 found[model].append(tuple(row))
         return {model: _Recent.of(rows, recent_n) for model, rows in found.items()}
 
@@ -944,9 +990,8 @@ class PostgresBreaker(CircuitBreaker):
         conn = getattr(self._local, "conn", None)
         if conn is not None and self._local.pid == os.getpid():
             return conn
-        raw = connect(self.url)
         timeout_ms = max(int(self.settings.lock_timeout_s * 1000), 1)
-        raw.execute(f"SET lock_timeout = {timeout_ms}")
+        raw = connect(self.url, settings={"lock_timeout": str(timeout_ms)})
         conn = _Connection(raw)
         self._local.conn = conn
         self._local.pid = os.getpid()
