@@ -340,7 +340,13 @@ def test_the_gateway_writes_to_the_team_store_and_keeps_rows_locally_while_it_is
 
                 def caught_up() -> bool:
                     ask(client)  # the writer reconnects with a batch, then sends the rest
-                    return count(pg_url) == sent
+                    # The row of that call is written a moment later, by the writer thread.
+                    written_by = time.monotonic() + 1
+                    while count(pg_url) != sent:
+                        if time.monotonic() > written_by:
+                            return False
+                        time.sleep(0.05)
+                    return True
 
                 eventually(caught_up)
             assert spooled() == 0
