@@ -131,7 +131,13 @@ def main() -> int:
             )
         # Reference rows: what any Python CLI on this machine pays, to read the figures above
         # against (a busy machine slows these as much as attune).
-        references = (("python -c pass", "pass"), ("python -c 'import typer'", "import typer"))
+        references = (
+            ("python -c pass", "pass"),
+            ("python -c 'import typer'", "import typer"),
+            # What `attune` saves by skipping httpx's own CLI (cli/entry.py).
+            ("import httpx", "import httpx"),
+            ("import httpx, no CLI", "import sys; sys.modules['httpx._main'] = None; import httpx"),
+        )
         for label, code in references:
             wall_ms, cpu_ms = time_runs_ms([sys.executable, "-c", code], args.runs, env)
             print(

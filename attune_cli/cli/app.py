@@ -84,8 +84,9 @@ def build_app(command: str | None = None) -> typer.Typer:
     """The root ``attune`` app with every command, or with only ``command`` and its group.
 
     Building typer's command tree means reading the signature and type hints of every command
-    (about 60 ms for all of them); a run that names its command needs only that one's
-    (about 5 ms). Help, usage errors and completion that need the whole tree get all of it.
+    (about 22 ms for all of them on a quiet machine, ``benchmarks/startup.py``); a run that
+    names its command needs only that one's (about 4 ms). Help, usage errors and completion
+    that need the whole tree get all of it.
     """
     app = typer.Typer(
         name="attune",

@@ -16,6 +16,7 @@ from attune_cli.cli.tab import COMPLETE_VAR
 
 def main() -> None:
     """Console-script entry point (``attune``)."""
+    skip_httpx_command_line()
     if os.environ.get(COMPLETE_VAR):
         from attune_cli.cli.tab import answer
 
@@ -42,6 +43,20 @@ def main() -> None:
     from attune_cli.cli.app import main as app_main
 
     app_main()
+
+
+def skip_httpx_command_line() -> None:
+    """Keep ``import httpx`` from loading httpx's own command-line client.
+
+    ``httpx/__init__.py`` imports ``httpx._main`` (its ``httpx`` command) whenever click, rich
+    and pygments can be imported, which they can beside uvicorn or llm: that pulls in
+    ``rich.progress``, ``rich.syntax`` and pygments' lexers, about 40 ms of every ``attune ask``
+    (``benchmarks/startup.py``, "import httpx"). A ``None`` in ``sys.modules`` makes that one
+    import fail, and httpx falls back as it does when they are not installed; only its own
+    console script would notice, and attune never runs it. Done here, in attune's process,
+    not on import of ``attune_cli``: a program that imports attune keeps httpx as it is.
+    """
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 
 def _show_completion(shell: str) -> int:

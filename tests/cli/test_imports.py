@@ -31,7 +31,7 @@ try:
 except SystemExit:
     pass
 sys.stdout.flush()
-print("\\n@@" + json.dumps(sorted(sys.modules)))
+print("\\n@@" + json.dumps(sorted(k for k, v in sys.modules.items() if v is not None)))
 """
 
 
@@ -122,3 +122,15 @@ def test_the_tree_of_one_command_answers_as_the_whole_tree_does(args: list[str])
     alone = runner.invoke(build_app(args[0]), args, prog_name="attune")
     assert (alone.exit_code, alone.output) == (whole.exit_code, whole.output)
     assert whole.output.strip()
+
+
+@pytest.mark.e2e
+def test_ask_loads_httpx_without_its_command_line_client(
+    attune_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nothing listens on port 9: the call fails at once, after httpx was imported and used.
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0123456789abcdef")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    loaded = _modules_after("ask", "hi", "-m", "gpt-5-mini", "--json", entry="entry")
+    assert "httpx" in loaded
+    assert sorted(m for m in loaded if m.split(".")[0] == "pygments" or m == "rich.syntax") == []
