@@ -453,7 +453,7 @@ try:
 except SystemExit:
     pass
 sys.stdout.flush()
-print("\\n@@" + json.dumps(sorted(sys.modules)))
+print("\\n@@" + json.dumps(sorted(k for k, v in sys.modules.items() if v is not None)))
 """
 HEAVY = ("httpx", "questionary", "tomlkit", "prompt_toolkit", "rich", "pydantic")
 
