@@ -13,12 +13,15 @@ same run (the machine may be loaded; compare ratios):
   configured (target: ≤ 2 ms more), and the budget check + reservation + release alone.
 
 With ``--pg-url`` the same calls are loaded into a throwaway PostgreSQL schema and the whole
-process figures are measured there too.
+process figures are measured there too; ``--pg-store-url`` measures a store already loaded
+instead (e.g. the 10M-call schema ``benchmarks/rollups.py --pg-url`` keeps), and leaves it.
 
 Usage::
 
     python benchmarks/spend.py --rows 10000000 --out /tmp/bench-spend
     python benchmarks/spend.py --rows 2000000 --out /tmp/bench-spend --pg-url postgresql://...
+    python benchmarks/spend.py --rows 10000000 --out DIR \
+        --pg-store-url 'postgresql://...?options=-csearch_path%3Dattune_bench_rollups_10000000'
 """
 
 from __future__ import annotations
@@ -174,6 +177,17 @@ def load_into_postgres(url: str, spec: HistorySpec) -> str:
     return scoped
 
 
+def print_postgres(out: Path, store_url: str, rows: int, runs: int) -> None:
+    """The whole-process figures against the PostgreSQL store at ``store_url``."""
+    print(f"PostgreSQL, the same {rows:,} calls:")
+    # A home of its own: with a team store configured, a local telemetry.db is the spool,
+    # and its calls would be pushed into the team store.
+    team_home = out / "team-home"
+    team_home.mkdir(exist_ok=True)
+    (team_home / "config.toml").write_text(BUDGETS)
+    print_processes(team_home, runs, {"ATTUNE_STORE_URL": store_url})
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -182,6 +196,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--ask-runs", type=int, default=40)
     parser.add_argument("--pg-url", default=None)
+    parser.add_argument("--pg-store-url", default=None, help="a store already loaded (kept)")
     options = parser.parse_args()
     options.out.mkdir(parents=True, exist_ok=True)
     spec = HistorySpec(rows=options.rows, days=options.days)
@@ -204,18 +219,14 @@ def main() -> int:
         "  budget check + reservation + release alone, median: "
         f"{found['check wall']:.2f} ms wall, {found['check cpu']:.2f} ms CPU"
     )
-    if options.pg_url:
+    if options.pg_store_url:
+        print_postgres(options.out, options.pg_store_url, options.rows, options.runs)
+    elif options.pg_url:
         import psycopg
 
         scoped = load_into_postgres(options.pg_url, spec)
         try:
-            print(f"PostgreSQL, the same {options.rows:,} calls:")
-            # A home of its own: with a team store configured, a local telemetry.db is the
-            # spool, and its calls would be pushed into the team store.
-            team_home = options.out / "team-home"
-            team_home.mkdir(exist_ok=True)
-            (team_home / "config.toml").write_text(BUDGETS)
-            print_processes(team_home, options.runs, {"ATTUNE_STORE_URL": scoped})
+            print_postgres(options.out, scoped, options.rows, options.runs)
         finally:
             schema = scoped.rsplit("%3D", 1)[1]
             with psycopg.connect(options.pg_url, autocommit=True) as conn:
