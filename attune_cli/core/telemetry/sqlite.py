@@ -410,7 +410,10 @@ class TelemetryStore:
         A new row always gets an id above every existing one, so these are exactly the rows
         this transaction inserted, whatever ``INSERT OR IGNORE`` skipped.
         """
-        for statement in rollups.upsert_sql("(SELECT * FROM calls WHERE id > :after)"):
+        # ORDER BY keeps the new rows a subquery read by rowid: flattened into the aggregate,
+        # SQLite scanned a whole index of the calls to group them instead (0.7 s at 10M calls).
+        source = "(SELECT * FROM calls WHERE id > :after ORDER BY id)"
+        for statement in rollups.upsert_sql(source):
             self.conn.execute(statement, {"after": after_id})
 
     def _insert_batch(self, rows: list[Row], statement: str) -> None:
