@@ -218,7 +218,7 @@ class Gateway:
                         PostgresBreaker,
                         StoreUnreachableError,
                     )
-                    from attune_cli.core.telemetry.team import TeamWriter
+                    from attune_cli.core.telemetry.team_writer import TeamWriter
 
                     self._writer = TeamWriter(workspace, location.target)
                     try:

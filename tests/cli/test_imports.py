@@ -100,6 +100,9 @@ def test_a_run_that_names_its_command_builds_only_that_commands_tree(attune_home
     assert "attune_cli.cli.route" in loaded
     others = {f"attune_cli.cli.{name}" for name in ("ask", "auth", "serve", "spend", "telemetry")}
     assert loaded & others == set()
+    # It opened the store (through the team-store seam), but not the gateway's writer thread.
+    assert "attune_cli.core.telemetry.team" in loaded
+    assert "attune_cli.core.telemetry.writer" not in loaded
 
 
 @pytest.mark.parametrize(
