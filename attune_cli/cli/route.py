@@ -288,7 +288,6 @@ def simulate(
 
     Example:  attune route simulate analysis -w code-review --max-cost 0.005
     """
-    from dataclasses import replace
 
     from attune_cli.core.clock import now as clock_now
     from attune_cli.core.routing import RoutingSettings
@@ -299,16 +298,12 @@ def simulate(
 
     workspace = Workspace.load()
     settings = RoutingSettings.from_config(workspace.config, workspace.paths.config_file)
-    changes: dict[str, Any] = {}
-    if max_cost is not None:
-        changes["max_cost_usd"] = max_cost
-    if max_latency is not None:
-        changes["max_latency_ms"] = max_latency
-    if min_success is not None:
-        changes["min_success_rate"] = min_success
-    if score_weights is not None:
-        changes["weights"] = parse_score_weights(score_weights, settings.weights)
-    settings = replace(settings, **changes)
+    settings = settings.overridden(
+        max_cost_usd=max_cost,
+        max_latency_ms=max_latency,
+        min_success_rate=min_success,
+        weights=parse_score_weights(score_weights, settings.weights) if score_weights else None,
+    )
     with open_call_store(workspace, reading=True) as store:
         result = replay(
             store,

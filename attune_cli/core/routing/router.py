@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from attune_cli.core.clock import now as clock_now
 from attune_cli.core.clock import random_source
-from attune_cli.core.errors import UsageError
 from attune_cli.core.money import format_usd
 from attune_cli.core.performance import ModelPerformance
 from attune_cli.core.registry import TIERS, Provider, Registry, next_tier, previous_tier
@@ -167,7 +165,12 @@ class AdaptiveModelRouter:
         Raises:
             UsageError: a negative cap, a minimum outside 0..1, or a window under one day.
         """
-        settings = self._override(max_cost, max_latency_ms, min_success_rate, days)
+        settings = self.settings.overridden(
+            max_cost_usd=max_cost,
+            max_latency_ms=max_latency_ms,
+            min_success_rate=min_success_rate,
+            window_days=days,
+        )
         performances = self._performance(workflow, stage, settings, self.clock())
         return decide(
             performances,
@@ -284,7 +287,7 @@ class AdaptiveModelRouter:
         """
         if days is None:
             days = self.settings.window_days
-        settings = self._override(None, None, None, days)
+        settings = self.settings.overridden(window_days=days)
         since = self.clock() - days * DAY_S
         pairs = [(workflow, stage)] if stage is not None else list(self._pairs(workflow, since))
         stages = []
@@ -307,35 +310,6 @@ class AdaptiveModelRouter:
                 )
             )
         return RoutingStats(workflow=workflow, stage=stage, days=days, stages=stages)
-
-    def _override(
-        self,
-        max_cost: float | None,
-        max_latency_ms: float | None,
-        min_success_rate: float | None,
-        days: int | None,
-    ) -> RoutingSettings:
-        if max_cost is not None and not 0 <= max_cost < math.inf:
-            raise UsageError(f"--max-cost must be a finite amount, zero or more (got {max_cost})")
-        if max_latency_ms is not None and not 0 <= max_latency_ms < math.inf:
-            raise UsageError(
-                f"--max-latency must be a finite number of milliseconds, zero or more "
-                f"(got {max_latency_ms})"
-            )
-        if min_success_rate is not None and not 0 <= min_success_rate <= 1:
-            raise UsageError(f"--min-success must be between 0 and 1 (got {min_success_rate})")
-        if days is not None and days < 1:
-            raise UsageError(f"--days must be at least 1 (got {days})")
-        changes: dict[str, Any] = {}
-        if max_cost is not None:
-            changes["max_cost_usd"] = max_cost
-        if max_latency_ms is not None:
-            changes["max_latency_ms"] = max_latency_ms
-        if min_success_rate is not None:
-            changes["min_success_rate"] = min_success_rate
-        if days is not None:
-            changes["window_days"] = days
-        return replace(self.settings, **changes) if changes else self.settings
 
     def _performance(
         self, workflow: str | None, stage: str, settings: RoutingSettings, now: float

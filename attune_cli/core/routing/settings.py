@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from attune_cli.core.config import get_number, table
-from attune_cli.core.errors import ConfigError
+from attune_cli.core.errors import ConfigError, UsageError
 from attune_cli.core.performance import ScoreWeights
 from attune_cli.core.registry import TIERS, normalise_tier
 
@@ -125,6 +126,46 @@ class RoutingSettings:
             stage_tiers=stage_tiers,
             weights=ScoreWeights.from_config(config, path),
         )
+
+    def overridden(
+        self,
+        *,
+        max_cost_usd: float | None = None,
+        max_latency_ms: float | None = None,
+        min_success_rate: float | None = None,
+        window_days: int | None = None,
+        weights: ScoreWeights | None = None,
+    ) -> RoutingSettings:
+        """These settings with a command's flags in place of the keys they name (None: kept).
+
+        Raises:
+            UsageError: a flag out of range, named as the command line spells it.
+        """
+        if max_cost_usd is not None and not 0 <= max_cost_usd < math.inf:
+            raise UsageError(
+                f"--max-cost must be a finite amount, zero or more (got {max_cost_usd})"
+            )
+        if max_latency_ms is not None and not 0 <= max_latency_ms < math.inf:
+            raise UsageError(
+                f"--max-latency must be a finite number of milliseconds, zero or more "
+                f"(got {max_latency_ms})"
+            )
+        if min_success_rate is not None and not 0 <= min_success_rate <= 1:
+            raise UsageError(f"--min-success must be between 0 and 1 (got {min_success_rate})")
+        if window_days is not None and window_days < 1:
+            raise UsageError(f"--days must be at least 1 (got {window_days})")
+        changes: dict[str, Any] = {}
+        if max_cost_usd is not None:
+            changes["max_cost_usd"] = max_cost_usd
+        if max_latency_ms is not None:
+            changes["max_latency_ms"] = max_latency_ms
+        if min_success_rate is not None:
+            changes["min_success_rate"] = min_success_rate
+        if window_days is not None:
+            changes["window_days"] = window_days
+        if weights is not None:
+            changes["weights"] = weights
+        return replace(self, **changes) if changes else self
 
     def tier_of_stage(self, stage: str) -> str:
         """The default tier of ``stage``: ``[routing.stages]``, the built-ins, then the default."""
