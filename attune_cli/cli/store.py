@@ -112,7 +112,7 @@ def verify(
     elif report.ok:
         message(
             f"The {report.rollups:,} hourly rollups equal their recomputation from the rows, "
-            f"and the {report.spend_rows:,} spend table rows their sums of the rollups."
+            f"and the {report.spend_rows:,} spend-table rows equal the rollups they add up."
         )
     else:
         from attune_cli.core.telemetry.rollups import SPEND_TABLES
