@@ -16,9 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import anthropic
 import httpx
-import openai
 import pytest
 from helpers.gateway import (
     CLIENT_KEY,
@@ -29,6 +27,10 @@ from helpers.gateway import (
 )
 
 from attune_cli.emulator import Behaviour, Drop, Fail, ProviderEmulator, Reply
+
+# The SDKs (openai, anthropic) are imported by the tests that raise their errors and by
+# ``Gateway``'s client factories: they take about a second of CPU, which a pytest worker that
+# runs none of these tests should not pay at collection.
 
 pytestmark = pytest.mark.e2e
 
@@ -113,6 +115,8 @@ def test_anthropic_sdk_gets_answers_streamed_and_not(gateway: Gateway) -> None:
 
 
 def test_sdk_retry_on_429_honours_the_gateways_retry_after(gateway: Gateway) -> None:
+    import anthropic
+
     gateway.emulator.set_behaviour(
         "gpt-5-mini", Behaviour.script(Fail(429, retry_after="1"), then=Reply("ok now"))
     )
@@ -140,6 +144,8 @@ def test_sdk_retry_on_429_honours_the_gateways_retry_after(gateway: Gateway) -> 
 def test_upstream_500s_and_an_open_circuit_reach_the_sdk_as_its_own_errors(
     attune_home: Path, emulator: ProviderEmulator
 ) -> None:
+    import openai
+
     config = "[executor]\nmax_retries = 0\n[breaker]\nconsecutive_failures = 2\nmin_calls = 2\n"
     gateway = start_gateway(attune_home, emulator, config)
     try:
@@ -166,6 +172,8 @@ def test_upstream_500s_and_an_open_circuit_reach_the_sdk_as_its_own_errors(
 def test_a_connection_dropped_mid_stream_is_a_clean_sdk_error_and_its_row_says_so(
     gateway: Gateway,
 ) -> None:
+    import openai
+
     gateway.emulator.set_behaviour("gpt-5-mini", Behaviour.script(Drop(after_chunks=2)))
     stream = gateway.openai(max_retries=0).chat.completions.create(
         model="gpt-5-mini", messages=[{"role": "user", "content": "hi"}], stream=True

@@ -9,9 +9,12 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import anthropic
-import openai
+if TYPE_CHECKING:
+    # The SDKs take about a second of CPU to import: only the tests that use them pay it.
+    import anthropic
+    import openai
 
 from attune_cli.emulator import ProviderEmulator
 
@@ -31,12 +34,16 @@ class Gateway:
     clients: list[openai.OpenAI | anthropic.Anthropic] = field(default_factory=list)
 
     def openai(self, **kw: object) -> openai.OpenAI:
-        client = openai.OpenAI(base_url=f"{self.url}/v1", api_key=CLIENT_KEY, **kw)  # type: ignore[arg-type]
+        import openai as sdk
+
+        client = sdk.OpenAI(base_url=f"{self.url}/v1", api_key=CLIENT_KEY, **kw)  # type: ignore[arg-type]
         self.clients.append(client)
         return client
 
     def anthropic(self, **kw: object) -> anthropic.Anthropic:
-        client = anthropic.Anthropic(base_url=self.url, api_key=CLIENT_KEY, **kw)  # type: ignore[arg-type]
+        import anthropic as sdk
+
+        client = sdk.Anthropic(base_url=self.url, api_key=CLIENT_KEY, **kw)  # type: ignore[arg-type]
         self.clients.append(client)
         return client
 
