@@ -173,7 +173,7 @@ def ask(
         mode=mode.value if mode is not None else None,
     )
     streamed: list[str] = []
-    spinner = WaitingSpinner(err(), enabled=_stderr_is_terminal())
+    spinner = WaitingSpinner(err, enabled=_stderr_is_terminal())
 
     # An answer is data: written exactly as it came to a pipe or a file, but on a terminal
     # its control characters (ESC sequences, C1, bidi overrides) are shown as escapes, so a

@@ -24,18 +24,19 @@ class WaitingSpinner:
 
     Usage::
 
-        with WaitingSpinner(err(), enabled=sys.stderr.isatty()) as spinner:
+        with WaitingSpinner(err, enabled=sys.stderr.isatty()) as spinner:
             ask(..., on_attempt=spinner.attempt, on_text=lambda t: (spinner.stop(), write(t)))
 
     Args:
-        console: the stderr console to draw on.
+        console: makes the stderr console to draw on (called when drawing starts, so a
+            spinner that never draws never loads Rich).
         enabled: whether to draw at all (stderr is a terminal).
         clock: monotonic seconds, for the time so far.
     """
 
     def __init__(
         self,
-        console: Console,
+        console: Callable[[], Console],
         *,
         enabled: bool,
         clock: Callable[[], float] = time.monotonic,
@@ -71,7 +72,7 @@ class WaitingSpinner:
         self._spinner = Spinner("dots", style="cyan")
         self._live = Live(
             self,
-            console=self.console,
+            console=self.console(),
             transient=True,
             refresh_per_second=8,
             redirect_stdout=False,

@@ -25,7 +25,7 @@ def terminal() -> tuple[Console, io.StringIO]:
 def test_it_names_the_model_waited_on_and_the_seconds_so_far() -> None:
     console, buffer = terminal()
     clock = Clock()
-    spinner = WaitingSpinner(console, enabled=True, clock=clock)
+    spinner = WaitingSpinner(lambda: console, enabled=True, clock=clock)
     spinner.start()
     try:
         assert spinner.text() == "waiting for the model · 0 s"
@@ -44,7 +44,7 @@ def test_it_names_the_model_waited_on_and_the_seconds_so_far() -> None:
 
 def test_once_stopped_it_never_comes_back() -> None:
     console, buffer = terminal()
-    spinner = WaitingSpinner(console, enabled=True, clock=Clock())
+    spinner = WaitingSpinner(lambda: console, enabled=True, clock=Clock())
     spinner.start()
     spinner.stop()
     drawn = buffer.getvalue()
@@ -55,6 +55,6 @@ def test_once_stopped_it_never_comes_back() -> None:
 
 def test_when_stderr_is_not_a_terminal_nothing_is_drawn() -> None:
     console, buffer = terminal()
-    with WaitingSpinner(console, enabled=False, clock=Clock()) as spinner:
+    with WaitingSpinner(lambda: console, enabled=False, clock=Clock()) as spinner:
         spinner.attempt("openai", "gpt-5-mini")
     assert buffer.getvalue() == ""
