@@ -15,7 +15,9 @@ talks back to the event loop through an ``asyncio.Queue``::
 
 Every worker thread keeps its own executor, keep-alive HTTP client (no cookie jar: callers
 do not share cookies) and telemetry store to route from (SQLite connections belong to one
-thread); they share one TLS context, one routing cache, one circuit breaker and one telemetry
+thread; a team store is one PostgreSQL connection they take turns at, as the breakers' is,
+so the server sees three connections from a gateway, not two per thread); they share one TLS
+context, one routing cache, one circuit breaker and one telemetry
 writer (``core.telemetry.writer.BatchWriter``): every row and every breaker
 outcome of the process is written by that one thread, many per transaction, instead of fifty
 threads taking turns at SQLite's write lock. An answer does not wait for its row's commit
