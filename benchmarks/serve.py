@@ -1,7 +1,7 @@
 """How much `attune serve` adds over calling the provider emulator directly.
 
     python benchmarks/serve.py [--repeats 3] [--clients 50] [--rate 200] [--few 8]
-                               [--requests 1000] [--memory 10000] [--workers 1]
+                               [--requests 1000] [--memory 10000] [--workers 1[,2…]]
                                [--floor] [--closed-only]
 
 Both the emulator (``python -m attune_cli.emulator``) and the gateway (``attune serve``) run as
@@ -27,7 +27,9 @@ each gateway figure beside the same figure calling the emulator directly in the 
 - M requests with N concurrent clients: errors, and telemetry rows lost (M − rows recorded);
 - the gateway's resident memory after a warm-up and after ``--memory`` more requests.
 
-``--workers N`` starts ``attune serve --workers N`` (CPU is counted over all its processes).
+``--workers N`` starts ``attune serve --workers N`` (CPU is counted over all its processes);
+``--workers 1,2`` starts one gateway of each, measured side by side in the N-client closed
+loop (the sections after it use the first).
 ``--floor`` also starts two bare pass-through proxies on the gateway's own stack (Starlette +
 uvicorn, no attune code: read the body, POST it upstream, hand back the answer), one with an
 ``httpx.AsyncClient`` on the event loop and one with a ``httpx.Client`` per worker thread (the
@@ -306,7 +308,7 @@ def main() -> int:
     parser.add_argument("--few", type=int, default=8, help="clients of the small closed loop")
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--memory", type=int, default=10_000)
-    parser.add_argument("--workers", type=int, default=1, help="attune serve --workers")
+    parser.add_argument("--workers", default="1", help="attune serve --workers (N or N,M,…)")
     parser.add_argument("--floor", action="store_true", help="measure bare proxies too")
     parser.add_argument("--closed-only", action="store_true", help="stop after the closed loop")
     parser.add_argument("--serve-floor", help=argparse.SUPPRESS)  # UPSTREAM: run a floor proxy
@@ -321,10 +323,14 @@ def main() -> int:
         [sys.executable, "-m", "attune_cli.emulator", "--port", "0"], env, "emulator on ", "stdout"
     )
     env.update(OPENAI_BASE_URL=f"{emulator_url}/v1", OPENAI_API_KEY="sk-bench")
-    serve_cmd = [sys.executable, "-m", "attune_cli", "serve", "--port", "0"]
-    if options.workers > 1:
-        serve_cmd += ["--workers", str(options.workers)]
-    gateway, gateway_url = start(serve_cmd, env, "listening on ", "stderr")
+    gateways: dict[str, tuple[subprocess.Popen[str], str]] = {}
+    for workers in (int(count) for count in options.workers.split(",")):
+        serve_cmd = [sys.executable, "-m", "attune_cli", "serve", "--port", "0"]
+        if workers > 1:
+            serve_cmd += ["--workers", str(workers)]
+        name = f"gateway, {workers} worker{'s' if workers > 1 else ''}"
+        gateways[name] = start(serve_cmd, env, "listening on ", "stderr")
+    gateway, gateway_url = next(iter(gateways.values()))
     floors: dict[str, tuple[subprocess.Popen[str], str]] = {}
     if options.floor:
         for name, extra in (("floor, async", []), ("floor, threads", ["--floor-threads"])):
@@ -337,13 +343,12 @@ def main() -> int:
     direct = f"{emulator_url}/v1/chat/completions"
     through = f"{gateway_url}/v1/chat/completions"
     try:
-        hammer(through, 10, 200)  # warm-up: threads, connections, SQLite pages
-        hammer(direct, 10, 200)
-        for _process, url in floors.values():
+        hammer(direct, 10, 200)  # warm-up: threads, connections, SQLite pages
+        for _process, url in [*gateways.values(), *floors.values()]:
             hammer(f"{url}/v1/chat/completions", 10, 200)
         n = options.clients
         print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores at the start")
-        servers = {"gateway": (gateway, gateway_url), **floors}
+        servers = {**gateways, **floors}
         closed = {name: Percentiles() for name in servers}
         used_s = dict.fromkeys(servers, 0.0)
         emulator_s = 0.0
@@ -358,10 +363,8 @@ def main() -> int:
                 closed[name].add(d, g)
         counted = options.repeats * n * 20
         for name, figures in closed.items():
-            workers = f", {options.workers} workers" if name == "gateway" else ""
             figures.show(
-                f"{name}{workers}: non-streamed, {n} concurrent clients, closed loop",
-                options.repeats,
+                f"{name}: non-streamed, {n} concurrent clients, closed loop", options.repeats
             )
             print(f"  CPU per request: {used_s[name] / counted * 1000:.2f} ms")
         print(f"  (emulator, answering direct: {emulator_s / counted * 1000:.2f} ms)")
@@ -407,11 +410,9 @@ def main() -> int:
         )
         print(f"load average {os.getloadavg()[0]:.2f} at the end")
     finally:
-        for process, _url in floors.values():
+        for process, _url in [*floors.values(), *gateways.values()]:
             process.terminate()
             process.wait(30)
-        gateway.terminate()
-        gateway.wait(30)
         emulator.terminate()
         emulator.wait(30)
     return 0
