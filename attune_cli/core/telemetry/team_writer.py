@@ -23,6 +23,25 @@ RECONNECT_S = 5.0
 default (``[store] reconnect_s``)."""
 
 
+def reconnect_interval_s(workspace: Workspace) -> float:
+    """``[store] reconnect_s``: how often a writer whose team store went away tries it again.
+
+    Raises:
+        ConfigError: it is not a number of at least 0.01.
+    """
+    from attune_cli.core.config import get_number
+
+    section = workspace.config.get("store")
+    return get_number(
+        section if isinstance(section, dict) else {},
+        "reconnect_s",
+        RECONNECT_S,
+        path=workspace.paths.config_file,
+        prefix="store",
+        minimum=0.01,
+    )
+
+
 class TeamWriter(BatchWriter):
     """The batch writer (``telemetry.writer``) of a long-running process with a team store.
 
@@ -54,17 +73,7 @@ class TeamWriter(BatchWriter):
     ) -> None:
         import time
 
-        from attune_cli.core.config import get_number
-
-        section = workspace.config.get("store")
-        self.reconnect_s = get_number(
-            section if isinstance(section, dict) else {},
-            "reconnect_s",
-            RECONNECT_S,
-            path=workspace.paths.config_file,
-            prefix="store",
-            minimum=0.01,
-        )
+        self.reconnect_s = reconnect_interval_s(workspace)
         # Set before the writer thread starts: it opens the store at once.
         self.workspace = workspace
         self.url = url
