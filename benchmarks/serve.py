@@ -1,7 +1,8 @@
 """How much `attune serve` adds over calling the provider emulator directly.
 
     python benchmarks/serve.py [--repeats 3] [--clients 50] [--rate 200] [--few 8]
-                               [--requests 1000] [--memory 10000]
+                               [--requests 1000] [--memory 10000] [--workers 1[,2…]]
+                               [--floor] [--closed-only]
 
 Both the emulator (``python -m attune_cli.emulator``) and the gateway (``attune serve``) run as
 their own processes on 127.0.0.1, on a throwaway ATTUNE_HOME; the clients are threads of this
@@ -26,6 +27,16 @@ each gateway figure beside the same figure calling the emulator directly in the 
 - M requests with N concurrent clients: errors, and telemetry rows lost (M − rows recorded);
 - the gateway's resident memory after a warm-up and after ``--memory`` more requests.
 
+``--workers N`` starts ``attune serve --workers N`` (CPU is counted over all its processes);
+``--workers 1,2`` starts one gateway of each, measured side by side in the N-client closed
+loop (the sections after it use the first).
+``--floor`` also starts two bare pass-through proxies on the gateway's own stack (Starlette +
+uvicorn, no attune code: read the body, POST it upstream, hand back the answer), one with an
+``httpx.AsyncClient`` on the event loop and one with a ``httpx.Client`` per worker thread (the
+gateway's own arrangement), and measures them in the N-client closed loop beside the gateway:
+what any Python gateway on this stack costs on this machine. ``--closed-only`` stops after the
+N-client closed loop.
+
 The machine may be shared and loaded: the figures are what this run saw, nothing more.
 """
 
@@ -35,6 +46,7 @@ import argparse
 import contextlib
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -137,6 +149,85 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_s(pid: int) -> float:
+    """The CPU time of process ``pid`` and every process under it (``--workers`` children)."""
+    total = cpu_s(pid)
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                with contextlib.suppress(OSError):
+                    total += tree_cpu_s(int(child))
+    return total
+
+
+def floor_app(upstream: str, threads: bool) -> object:
+    """A bare pass-through proxy on the gateway's stack: Starlette, uvicorn and httpx, with
+    nothing of attune (``--floor``)."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    headers = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
+    target = f"{upstream}/v1/chat/completions"
+    if threads:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(64)
+        local = threading.local()
+
+        def forward_sync(body: bytes) -> httpx.Response:
+            client = getattr(local, "client", None)
+            if client is None:
+                client = local.client = httpx.Client(timeout=60)
+            response = client.post(target, content=body, headers=headers)
+            response.read()
+            return response
+
+        async def proxy(request: Request) -> Response:
+            import asyncio
+
+            body = await request.body()
+            answer = await asyncio.get_running_loop().run_in_executor(pool, forward_sync, body)
+            kind = answer.headers.get("content-type", "application/json")
+            return Response(answer.content, answer.status_code, media_type=kind)
+
+    else:
+        shared = httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=100))
+
+        async def proxy(request: Request) -> Response:
+            answer = await shared.post(target, content=await request.body(), headers=headers)
+            kind = answer.headers.get("content-type", "application/json")
+            return Response(answer.content, answer.status_code, media_type=kind)
+
+    return Starlette(routes=[Route("/v1/chat/completions", proxy, methods=["POST"])])
+
+
+def serve_floor(upstream: str, threads: bool) -> None:
+    """Run a floor proxy on a free port of 127.0.0.1; print where, as ``attune serve`` does."""
+    import uvicorn
+
+    sock = bind_free()
+    host, port = sock.getsockname()[:2]
+    print(f"listening on http://{host}:{port}", file=sys.stderr, flush=True)
+    config = uvicorn.Config(
+        floor_app(upstream, threads),  # type: ignore[arg-type]
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def bind_free() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(2048)
+    return sock
+
+
 def first_chunk_ms(url: str, count: int) -> float:
     """Median time from sending a streamed request to its first content chunk."""
     times = []
@@ -158,6 +249,17 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+def tree_rss_kib(pid: int) -> int:
+    """The resident memory of process ``pid`` and every process under it."""
+    total = rss_kib(pid)
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                with contextlib.suppress(OSError):
+                    total += tree_rss_kib(int(child))
+    return total
 
 
 def rows(env: dict[str, str]) -> int:
@@ -187,7 +289,7 @@ class Percentiles:
         med = {k: statistics.median(v) for k, v in self.runs.items()}
         print(f"{title} (median of {repeats} runs):")
         print(f"  direct   p50 {med['d50']:7.2f} ms   p99 {med['d99']:7.2f} ms")
-        print(f"  gateway  p50 {med['p50']:7.2f} ms   p99 {med['p99']:7.2f} ms")
+        print(f"  through  p50 {med['p50']:7.2f} ms   p99 {med['p99']:7.2f} ms")
         print(
             f"  overhead p50 {med['p50'] - med['d50']:7.2f} ms   "
             f"p99 {med['p99'] - med['d99']:7.2f} ms   (targets: 3 ms, 10 ms)"
@@ -206,39 +308,69 @@ def main() -> int:
     parser.add_argument("--few", type=int, default=8, help="clients of the small closed loop")
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--memory", type=int, default=10_000)
+    parser.add_argument("--workers", default="1", help="attune serve --workers (N or N,M,…)")
+    parser.add_argument("--floor", action="store_true", help="measure bare proxies too")
+    parser.add_argument("--closed-only", action="store_true", help="stop after the closed loop")
+    parser.add_argument("--serve-floor", help=argparse.SUPPRESS)  # UPSTREAM: run a floor proxy
+    parser.add_argument("--floor-threads", action="store_true", help=argparse.SUPPRESS)
     options = parser.parse_args()
+    if options.serve_floor:
+        serve_floor(options.serve_floor, options.floor_threads)
+        return 0
     home = tempfile.mkdtemp(prefix="attune-bench-serve-")
     env = {**os.environ, "ATTUNE_HOME": home}
     emulator, emulator_url = start(
         [sys.executable, "-m", "attune_cli.emulator", "--port", "0"], env, "emulator on ", "stdout"
     )
     env.update(OPENAI_BASE_URL=f"{emulator_url}/v1", OPENAI_API_KEY="sk-bench")
-    gateway, gateway_url = start(
-        [sys.executable, "-m", "attune_cli", "serve", "--port", "0"], env, "listening on ", "stderr"
-    )
+    gateways: dict[str, tuple[subprocess.Popen[str], str]] = {}
+    for workers in (int(count) for count in options.workers.split(",")):
+        serve_cmd = [sys.executable, "-m", "attune_cli", "serve", "--port", "0"]
+        if workers > 1:
+            serve_cmd += ["--workers", str(workers)]
+        name = f"gateway, {workers} worker{'s' if workers > 1 else ''}"
+        gateways[name] = start(serve_cmd, env, "listening on ", "stderr")
+    gateway, gateway_url = next(iter(gateways.values()))
+    floors: dict[str, tuple[subprocess.Popen[str], str]] = {}
+    if options.floor:
+        for name, extra in (("floor, async", []), ("floor, threads", ["--floor-threads"])):
+            floors[name] = start(
+                [sys.executable, __file__, "--serve-floor", emulator_url, *extra],
+                env,
+                "listening on ",
+                "stderr",
+            )
     direct = f"{emulator_url}/v1/chat/completions"
     through = f"{gateway_url}/v1/chat/completions"
     try:
-        hammer(through, 10, 200)  # warm-up: threads, connections, SQLite pages
-        hammer(direct, 10, 200)
+        hammer(direct, 10, 200)  # warm-up: threads, connections, SQLite pages
+        for _process, url in [*gateways.values(), *floors.values()]:
+            hammer(f"{url}/v1/chat/completions", 10, 200)
         n = options.clients
         print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores at the start")
-        closed = Percentiles()
-        emulator_s = gateway_s = 0.0
+        servers = {**gateways, **floors}
+        closed = {name: Percentiles() for name in servers}
+        used_s = dict.fromkeys(servers, 0.0)
+        emulator_s = 0.0
         for _ in range(options.repeats):
             used = cpu_s(emulator.pid)
             d, _ = hammer(direct, n, n * 20)
             emulator_s += cpu_s(emulator.pid) - used
-            used = cpu_s(gateway.pid)
-            g, _ = hammer(through, n, n * 20)
-            gateway_s += cpu_s(gateway.pid) - used
-            closed.add(d, g)
-        closed.show(f"non-streamed, {n} concurrent clients, closed loop", options.repeats)
+            for name, (process, url) in servers.items():
+                used = tree_cpu_s(process.pid)
+                g, _ = hammer(f"{url}/v1/chat/completions", n, n * 20)
+                used_s[name] += tree_cpu_s(process.pid) - used
+                closed[name].add(d, g)
         counted = options.repeats * n * 20
-        print(
-            f"  CPU per request: gateway {gateway_s / counted * 1000:.2f} ms "
-            f"(emulator, answering direct: {emulator_s / counted * 1000:.2f} ms)"
-        )
+        for name, figures in closed.items():
+            figures.show(
+                f"{name}: non-streamed, {n} concurrent clients, closed loop", options.repeats
+            )
+            print(f"  CPU per request: {used_s[name] / counted * 1000:.2f} ms")
+        print(f"  (emulator, answering direct: {emulator_s / counted * 1000:.2f} ms)")
+        if options.closed_only:
+            print(f"load average {os.getloadavg()[0]:.2f} at the end")
+            return 0
         rate = options.rate
         due = max(n, int(rate * 5) // n * n)  # about five seconds of requests
         opened = Percentiles()
@@ -268,9 +400,9 @@ def main() -> int:
         # Each client's first request (opening its connection) is a call with a row too.
         lost = options.requests + n - (rows(env) - before)
         print(f"{options.requests} requests, {n} concurrent: {errors} errors, {lost} rows lost")
-        start_kib = rss_kib(gateway.pid)
+        start_kib = tree_rss_kib(gateway.pid)
         _, errors = hammer(through, n, options.memory)
-        end_kib = rss_kib(gateway.pid)
+        end_kib = tree_rss_kib(gateway.pid)
         growth = (end_kib - start_kib) / start_kib * 100
         print(
             f"memory over {options.memory} more requests: {start_kib / 1024:.1f} MiB -> "
@@ -278,8 +410,9 @@ def main() -> int:
         )
         print(f"load average {os.getloadavg()[0]:.2f} at the end")
     finally:
-        gateway.terminate()
-        gateway.wait(30)
+        for process, _url in [*floors.values(), *gateways.values()]:
+            process.terminate()
+            process.wait(30)
         emulator.terminate()
         emulator.wait(30)
     return 0

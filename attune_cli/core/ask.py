@@ -207,7 +207,7 @@ def route_and_call(
         from attune_cli.core.routing import AdaptiveModelRouter, RoutingSettings
         from attune_cli.core.routing.explain import no_model_within_caps
 
-        settings = RoutingSettings.from_config(workspace.config, workspace.paths.config_file)
+        settings = workspace.settings(RoutingSettings)
         router = AdaptiveModelRouter(
             store,
             workspace.registry,
@@ -325,7 +325,7 @@ def _within_budget(
     from attune_cli.core.executor import worst_case_tokens
     from attune_cli.core.spend.budgets import BudgetSettings, admit
 
-    settings = BudgetSettings.from_config(workspace.config, workspace.paths.config_file)
+    settings = workspace.settings(BudgetSettings)
     if not settings.for_workflow(options.workflow):
         return None
     if getattr(store, "unusable_reason", None) is not None:
@@ -462,7 +462,7 @@ def _billing_choice(
     from attune_cli.core.errors import UsageError
     from attune_cli.core.plans import AuthMode
 
-    strategy = AuthStrategy.from_config(workspace.config, workspace.paths.config_file)
+    strategy = workspace.settings(AuthStrategy)
     mode = None
     if options.mode is not None:
         try:

@@ -23,6 +23,7 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
         {"auth", "providers", "models", "routing", "breaker", "executor", "store", "budgets"}
     ),
     "budgets": frozenset({"timezone"}),
+    "store": frozenset({"url", "reconnect_s"}),
     "budgets.*": frozenset({"monthly_usd", "daily_usd", "on_exceed"}),
     "auth": frozenset(
         {

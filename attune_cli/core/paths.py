@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 CONFIG_FILE = "config.toml"
@@ -26,15 +27,15 @@ class Paths:
     config_dir: Path
     data_dir: Path
 
-    @property
+    @cached_property
     def config_file(self) -> Path:
         return self.config_dir / CONFIG_FILE
 
-    @property
+    @cached_property
     def credentials_file(self) -> Path:
         return self.config_dir / CREDENTIALS_FILE
 
-    @property
+    @cached_property
     def telemetry_db(self) -> Path:
         return self.data_dir / TELEMETRY_FILE
 

@@ -5,11 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from attune_cli.core.config import read_toml
 from attune_cli.core.paths import Paths, resolve_paths, tighten_existing_dirs
 from attune_cli.core.registry import Registry, load_registry
+
+S = TypeVar("S", covariant=True)
+
+
+class FromConfig(Protocol[S]):
+    """A settings class read from the parsed ``config.toml`` (``RoutingSettings`` …)."""
+
+    def from_config(self, config: Any, path: Path, /) -> S: ...
 
 
 @dataclass
@@ -21,6 +29,9 @@ class Workspace:
 
     paths: Paths
     config: dict[str, Any] = field(default_factory=dict)
+    _settings: dict[object, Any] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def load(cls, paths: Paths | None = None) -> Workspace:
@@ -43,6 +54,25 @@ class Workspace:
     def registry(self) -> Registry:
         """The model registry: built-ins merged with ``[models]`` and ``[providers]``."""
         return load_registry(self.config, self.paths.config_file)
+
+    def settings(self, kind: FromConfig[S]) -> S:
+        """``kind.from_config(config, config_file)``, read once for this workspace.
+
+        For what is read on every call of a long-lived process (the gateway reads its
+        ``[auth]``, ``[routing]`` and ``[budgets]`` on each request); ``config`` is never
+        changed once loaded, so neither is what was read from it. An invalid table raises
+        every time, as ``from_config`` does.
+
+        Raises:
+            ConfigError: the table ``kind`` reads is invalid.
+        """
+        try:
+            return self._settings[kind]  # type: ignore[no-any-return]
+        except KeyError:
+            pass
+        value = kind.from_config(self.config, self.paths.config_file)
+        self._settings[kind] = value
+        return value
 
 
 def _check_names(config: dict[str, Any], path: Path) -> None:

@@ -9,6 +9,7 @@ key a client sends is only compared, never stored, logged or forwarded.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import os
@@ -60,6 +61,12 @@ def is_loopback(host: str | None) -> bool:
     """Whether a client address is this machine's loopback."""
     if not host:
         return False
+    return _is_loopback(host)
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_loopback(host: str) -> bool:
+    # Asked on every request, about the same few addresses: parsed once each.
     try:
         return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
     except ValueError:

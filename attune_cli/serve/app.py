@@ -138,7 +138,7 @@ class _Server:
             {"id": model.id, "object": "model", "created": 0, "owned_by": model.provider}
             for model in sorted(workspace.registry.models.values(), key=lambda m: m.id)
         ]
-        with self.gateway.routing_store() as store:  # the team store's stages, when one is set
+        with self.gateway.reading_store() as store:  # the team store's stages, when one is set
             router = AdaptiveModelRouter.from_workspace(
                 workspace, store, environ=self.gateway.environ
             )

@@ -15,7 +15,9 @@ talks back to the event loop through an ``asyncio.Queue``::
 
 Every worker thread keeps its own executor, keep-alive HTTP client (no cookie jar: callers
 do not share cookies) and telemetry store to route from (SQLite connections belong to one
-thread); they share one TLS context, one routing cache, one circuit breaker and one telemetry
+thread; a team store is one PostgreSQL connection they take turns at, as the breakers' is,
+so the server sees three connections from a gateway, not two per thread); they share one TLS
+context, one routing cache, one circuit breaker and one telemetry
 writer (``core.telemetry.writer.BatchWriter``): every row and every breaker
 outcome of the process is written by that one thread, many per transaction, instead of fifty
 threads taking turns at SQLite's write lock. An answer does not wait for its row's commit
@@ -32,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -165,6 +167,7 @@ class Gateway:
         self._ssl: ssl.SSLContext | None = None
         self._writer: BatchWriter | None = None
         self._breaker: CircuitBreaker | None = None
+        self._team_store: TelemetryStore | None = None
         self.threads = threads
         from attune_cli.core.routing.cache import PerformanceCache
 
@@ -234,7 +237,14 @@ class Gateway:
 
     def routing_store(self) -> TelemetryStore:
         """A store to route from (and check budgets in): the team store when one is set and
-        reachable, else the local one; one per worker thread (their connections are theirs)."""
+        reachable, else the local one.
+
+        The team store is one connection that every worker thread shares (its statements and
+        transactions take turns: ``postgres._Serialized``), made on first use and closed by
+        ``close``; with the breakers' one and the writer's, the gateway holds three
+        connections to the server however many threads it runs. A local store is one per
+        worker thread (SQLite connections belong to one thread), each a new one to close.
+        """
         from attune_cli.core.telemetry.sqlite import TelemetryStore
         from attune_cli.core.telemetry.store import Backend, store_location
 
@@ -243,15 +253,31 @@ class Gateway:
             from attune_cli.core.errors import AttuneError
             from attune_cli.core.telemetry.postgres import PostgresCallStore
 
-            # The writer warns and keeps the rows when the server cannot be reached; routing
-            # then reads the local history.
-            with contextlib.suppress(AttuneError):
-                return PostgresCallStore(location.target)
+            with self._lock:
+                if self._team_store is not None:
+                    return self._team_store
+                # The writer warns and keeps the rows when the server cannot be reached;
+                # routing then reads the local history.
+                with contextlib.suppress(AttuneError):
+                    self._team_store = PostgresCallStore(location.target)
+                    self._opened.append(self._team_store)
+                    return self._team_store
         store = TelemetryStore.open(self.workspace)
         # Up to ``threads`` of these stay open; at SQLite's default 2 MB page cache each,
         # the server grew by megabytes per thousand routed calls as the caches filled.
         store.conn.execute(f"PRAGMA cache_size = -{ROUTING_CACHE_KIB}")
         return store
+
+    @contextlib.contextmanager
+    def reading_store(self) -> Iterator[TelemetryStore]:
+        """A store to read from for a moment (``/v1/models``), on any thread: the shared team
+        store (left open), else a new local one (closed after)."""
+        store = self.routing_store()
+        try:
+            yield store
+        finally:
+            if store is not self._team_store:
+                store.close()
 
     def _executor(self) -> tuple[ResilientExecutor, TelemetryStore]:
         local = self._local
@@ -268,7 +294,8 @@ class Gateway:
                 client=self._http_client(),
             )
             with self._lock:
-                self._opened.append(local.store)
+                if local.store is not self._team_store:
+                    self._opened.append(local.store)
         return local.executor, local.store
 
     def start(
@@ -335,6 +362,7 @@ class Gateway:
                 with contextlib.suppress(Exception):
                     resource.close()
             self._opened.clear()
+            self._team_store = None
             for client in self._clients:
                 client.close()
             self._clients.clear()

@@ -27,9 +27,25 @@ def test_known_keys_and_user_named_entries_give_no_warning() -> None:
         "models": {"llama3": {"provider": "ollama", "tier": "cheap"}},
         "routing": {"stages": {"my-stage": "cheap"}, "score": {"cost_weight": 2}},
         "executor": {"deadline_s": 60},
+        "store": {"url": "postgresql://db/attune", "reconnect_s": 1},
     }
 
     assert unknown_keys(config, Path("config.toml")) == []
+
+
+def test_store_reconnect_s_is_read_and_checked() -> None:
+    from attune_cli.core.errors import ConfigError
+    from attune_cli.core.paths import Paths
+    from attune_cli.core.telemetry.team_writer import RECONNECT_S, reconnect_interval_s
+    from attune_cli.core.workspace import Workspace
+
+    paths = Paths(Path("/nonexistent/config"), Path("/nonexistent/data"))
+
+    assert reconnect_interval_s(Workspace(paths, {})) == RECONNECT_S
+    assert reconnect_interval_s(Workspace(paths, {"store": {"reconnect_s": 0.25}})) == 0.25
+    for wrong in (0, "5", -1):
+        with pytest.raises(ConfigError, match=r"store\.reconnect_s"):
+            reconnect_interval_s(Workspace(paths, {"store": {"reconnect_s": wrong}}))
 
 
 def test_unknown_tables_and_entry_keys_are_named() -> None:

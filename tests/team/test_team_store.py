@@ -305,7 +305,10 @@ def test_the_gateway_writes_to_the_team_store_and_keeps_rows_locally_while_it_is
     home = tmp_path / "gateway"
     url = _via(pg_url, proxy.port)
     with ProviderEmulator() as emulator:
-        gateway = start_gateway(home, emulator, env={"ATTUNE_STORE_URL": url})
+        # The writer tries the server again every 0.2 s rather than 5 s: the test need not
+        # wait out the default to see it reconnect.
+        config = "[store]\nreconnect_s = 0.2\n"
+        gateway = start_gateway(home, emulator, config, env={"ATTUNE_STORE_URL": url})
         base = gateway.url
         sent = 0
 
@@ -356,3 +359,55 @@ def test_the_gateway_writes_to_the_team_store_and_keeps_rows_locally_while_it_is
         assert stderr.count("telemetry write failed") <= 1, stderr  # once, not once a call
         assert "spooled call(s) to the team store" in stderr
         assert count(pg_url) == sent
+
+
+def test_the_gateway_holds_a_few_team_store_connections_however_many_calls_are_in_flight(
+    tmp_path: Path, pg_url: str
+) -> None:
+    import uuid
+
+    import httpx
+    import psycopg
+
+    from attune_cli.emulator import Behaviour, ProviderEmulator
+
+    # Every connection of the gateway carries this name: the server counts them.
+    name = f"attune_t_gw_{uuid.uuid4().hex[:12]}"
+    url = f"{pg_url}&application_name={name}"
+    calls = 50
+    statuses: list[int] = []
+
+    def ask(base: str) -> None:
+        body = {"model": "gpt-5-mini", "messages": [{"role": "user", "content": "hi"}]}
+        with httpx.Client(base_url=base, timeout=60) as client:
+            statuses.append(client.post("/v1/chat/completions", json=body).status_code)
+
+    def backends() -> int:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            found = conn.execute(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = %s", (name,)
+            ).fetchone()
+            return int(found[0]) if found else 0
+
+    # Each answer takes seconds: all fifty calls are in flight at once, on fifty threads.
+    with ProviderEmulator(default=Behaviour.slow(3.0)) as emulator:
+        gateway = start_gateway(tmp_path / "gateway", emulator, env={"ATTUNE_STORE_URL": url})
+        try:
+            threads = [threading.Thread(target=ask, args=(gateway.url,)) for _ in range(calls)]
+            for thread in threads:
+                thread.start()
+            deadline = time.monotonic() + 30
+            while emulator.requests_for() < calls:
+                assert time.monotonic() < deadline, emulator.requests_for()
+                time.sleep(0.05)
+            in_flight = backends()
+            for thread in threads:
+                thread.join()
+        finally:
+            stderr = gateway.stop()
+    assert statuses == [200] * calls, stderr
+    assert "cannot be reached" not in stderr, stderr  # every call used the team store
+    # Routing (one shared connection), breakers (one) and the writer (one), not a pair per
+    # worker thread: fifty calls would take a hundred, PostgreSQL's default max_connections.
+    assert 1 <= in_flight <= 4, in_flight
+    assert count(pg_url) == calls  # every call is a row in the team store

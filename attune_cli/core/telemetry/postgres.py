@@ -23,11 +23,13 @@ shows one (``attune_cli.core.telemetry.store.mask_url``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -35,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from attune_cli.core.breaker.sqlite import _ROW_COLUMNS, CircuitBreaker, _Row
-from attune_cli.core.breaker.state import BreakerSettings
+from attune_cli.core.breaker.state import BreakerSettings, BreakerState
 from attune_cli.core.clock import now as clock_now
 from attune_cli.core.errors import OperationError, StoreVersionError
 from attune_cli.core.failures import FailureClass, sql_failure_class
@@ -599,6 +601,41 @@ def apply_migrations(conn: Any) -> tuple[int, int]:
     return before, max(before, SCHEMA_VERSION)
 
 
+class _Serialized:
+    """A psycopg connection that threads take turns at, one statement or transaction each.
+
+    psycopg runs one statement at a time on a connection, but a transaction opened by one
+    thread would take in the statements of every other thread until it ends. Here a statement
+    holds the connection's lock while it runs (its rows are read into memory by then), and a
+    transaction (``transaction``, ``cursor``) holds it until it ends; the lock is re-entrant,
+    so the statements of a transaction go in it. A long-lived process (``attune serve``) can
+    then share one connection per purpose among its threads instead of opening one per thread
+    (64 worker threads would take two connections each, past PostgreSQL's 100). Anything
+    else (``info``, ``closed``, ``broken``, ``close`` …) is the connection's own.
+    """
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self.lock = threading.RLock()
+
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            return self._raw.execute(*args, **kwargs)
+
+    @contextmanager
+    def transaction(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        with self.lock, self._raw.transaction(*args, **kwargs) as tx:
+            yield tx
+
+    @contextmanager
+    def cursor(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        with self.lock, self._raw.cursor(*args, **kwargs) as cursor:
+            yield cursor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+
 class _Connection:
     """psycopg's connection with the ``execute`` the shared read paths expect."""
 
@@ -630,7 +667,8 @@ class PostgresCallStore(TelemetryStore):
             StoreVersionError: the database's schema is newer than this attune.
         """
         self.url = url
-        self.raw = connect(url)
+        # Threads may share this store (the gateway's): see ``_Serialized``.
+        self.raw = _Serialized(connect(url))
         self.conn = _Connection(self.raw)  # type: ignore[assignment]
         self._clock = clock
         self._rng = random.Random(os.urandom(16))
@@ -650,11 +688,12 @@ class PostgresCallStore(TelemetryStore):
     @contextmanager
     def transaction(self) -> Iterator[Any]:
         """One transaction: committed when the block ends, rolled back if it raises."""
-        if self.raw.info.transaction_status != 0:  # already inside one (bulk)
-            yield self.conn
-            return
-        with self.raw.transaction():
-            yield self.conn
+        with self.raw.lock:  # no other thread is in a transaction here while this one holds it
+            if self.raw.info.transaction_status != 0:  # already inside one (bulk)
+                yield self.conn
+                return
+            with self.raw.transaction():
+                yield self.conn
 
     @contextmanager
     def bulk_transaction(self) -> Iterator[None]:
@@ -984,20 +1023,45 @@ class PostgresBreaker(CircuitBreaker):
         self.path = mask_url(url)  # type: ignore[assignment]
         self.url = url
         self._store_errors = (*self._store_errors, _driver().Error)
+        self._shared: tuple[int, _Connection] | None = None
         self._connection(create=True)
 
     def _connection(self, *, create: bool) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid():
-            return conn
-        timeout_ms = max(int(self.settings.lock_timeout_s * 1000), 1)
-        raw = connect(self.url, settings={"lock_timeout": str(timeout_ms)})
-        conn = _Connection(raw)
-        self._local.conn = conn
-        self._local.pid = os.getpid()
+        """The one connection every thread of this process shares (``_Serialized``): a
+        gateway's worker threads read breakers all the time, and a connection each would be
+        64 of them."""
         with self._lock:
+            shared = self._shared
+            if shared is not None and shared[0] == os.getpid():
+                return shared[1]
+            timeout_ms = max(int(self.settings.lock_timeout_s * 1000), 1)
+            conn = _Connection(
+                _Serialized(connect(self.url, settings={"lock_timeout": str(timeout_ms)}))
+            )
+            self._shared = (os.getpid(), conn)
             self._connections.append((os.getpid(), conn))  # type: ignore[arg-type]
-        return conn
+            return conn
+
+    def _forget_connection(self) -> None:
+        """Drop the shared connection (it failed) so that the next use reconnects."""
+        with self._lock:
+            shared, self._shared = self._shared, None
+            if shared is None:
+                return
+            conn = shared[1]
+            self._connections = [item for item in self._connections if item[1] is not conn]  # type: ignore[comparison-overlap]
+        with contextlib.suppress(Exception), conn.raw.lock:
+            conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._shared = None
+        super().close()
+
+    def states(self) -> list[BreakerState]:
+        conn = self._connection(create=True)
+        with conn.raw.lock:  # its BEGIN … COMMIT is one transaction of this thread's
+            return super().states()
 
     @contextmanager
     def _transaction(self) -> Iterator[Any]:

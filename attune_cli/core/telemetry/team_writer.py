@@ -19,7 +19,27 @@ if TYPE_CHECKING:
     from attune_cli.core.workspace import Workspace
 
 RECONNECT_S = 5.0
-"""How often a long-running writer whose team store went away tries to reach it again."""
+"""How often a long-running writer whose team store went away tries to reach it again, by
+default (``[store] reconnect_s``)."""
+
+
+def reconnect_interval_s(workspace: Workspace) -> float:
+    """``[store] reconnect_s``: how often a writer whose team store went away tries it again.
+
+    Raises:
+        ConfigError: it is not a number of at least 0.01.
+    """
+    from attune_cli.core.config import get_number
+
+    section = workspace.config.get("store")
+    return get_number(
+        section if isinstance(section, dict) else {},
+        "reconnect_s",
+        RECONNECT_S,
+        path=workspace.paths.config_file,
+        prefix="store",
+        minimum=0.01,
+    )
 
 
 class TeamWriter(BatchWriter):
@@ -29,14 +49,18 @@ class TeamWriter(BatchWriter):
     per transaction; with ``[store] url`` set, that transaction is in PostgreSQL. A batch the
     server cannot take (down, or the connection lost) goes to the local store instead, as a
     call of ``attune ask`` does, with one warning; the first batch that reaches the server
-    again sends it (``push``). A lost connection is reopened at most every ``RECONNECT_S``;
-    meanwhile batches go straight to the local store.
+    again sends it (``push``). A lost connection is reopened at most every ``[store]
+    reconnect_s`` seconds (``RECONNECT_S`` by default); meanwhile batches go straight to the
+    local store.
 
     Args:
-        workspace: whose local store is the spool.
+        workspace: whose local store is the spool, and whose ``[store] reconnect_s`` is read.
         url: the team store.
         on_notice: one-line warnings (stderr when None).
         **options: as ``BatchWriter`` (``clock``, ``max_batch``).
+
+    Raises:
+        ConfigError: ``[store] reconnect_s`` is not a number of at least 0.01.
     """
 
     def __init__(
@@ -49,6 +73,7 @@ class TeamWriter(BatchWriter):
     ) -> None:
         import time
 
+        self.reconnect_s = reconnect_interval_s(workspace)
         # Set before the writer thread starts: it opens the store at once.
         self.workspace = workspace
         self.url = url
@@ -69,7 +94,7 @@ class TeamWriter(BatchWriter):
         try:
             store = PostgresCallStore(self.url)
         except AttuneError as exc:
-            self._next_try = self._monotonic() + RECONNECT_S
+            self._next_try = self._monotonic() + self.reconnect_s
             reason = exc.message.rpartition(": ")[2] or exc.message
             _warn_once(self._location, reason, self._notice)
             return TelemetryStore.unusable(self.path, exc.message)
