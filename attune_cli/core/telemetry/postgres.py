@@ -374,15 +374,17 @@ def _pairs_sql(workflow: bool, stage: bool, since: bool) -> str:
 # The failure class inside SQL that also carries %(name)s parameters.
 _FC = _PG_FAILURE_CLASS.replace("%", "%%")
 
-# One window of every pair at once (``TelemetryStore._window_totals``): kind 0 rows add up the
-# rollups of whole hours (each weighed by its middle), kind 1 rows the calls at the window's
-# edges (each weighed by its own age, with their exact latencies), kind 2 rows the latency
-# histogram of the whole hours, per model and bucket.
+# What a decision reads (``TelemetryStore._window_reads``), in one statement and so one round
+# trip: ``p`` the (workflow, stage) pairs matching the filters (``_decision_pairs``), ``pm``
+# each pair's models (a skip scan of the rollups' key); then kind 0 rows add up the rollups of
+# whole hours (each weighed by its middle), kind 1 rows the calls at the window's edges (each
+# weighed by its own age, with their exact latencies), kind 2 rows the latency histogram of the
+# whole hours, per model and bucket; and kind 3 rows each model's newest counted calls (the
+# newest few of each (pair, model) range of ``calls_model_ts``, merged), for the models found.
+# (In float8 throughout: ``hour + 1800.0`` would be numeric, and its arithmetic costs a
+# decision more than reading the rollups does.)
 _WEIGHT = "exp(GREATEST(LEAST({ts} - %(now)s, 0) * %(decay)s, -700))"
-_WINDOW = f"""
-WITH RECURSIVE
-p AS (SELECT * FROM unnest(%(workflows)s::text[], %(stages)s::text[]) AS p(workflow, stage)),
-pm AS (
+_WINDOW = f"""pm AS (
     SELECT p.workflow, p.stage, f.model FROM p CROSS JOIN LATERAL (
         SELECT model FROM rollups AS r WHERE r.workflow = p.workflow AND r.stage = p.stage
         ORDER BY model LIMIT 1) AS f
@@ -395,12 +397,21 @@ pm AS (
 g AS (SELECT * FROM unnest(%(firsts)s::bigint[], %(lasts)s::bigint[]) AS g(first, last)),
 e AS (SELECT * FROM unnest(%(starts)s::float8[], %(stops)s::float8[]) AS e(start, stop)),
 hourly AS (
-    SELECT r.*, {_WEIGHT.format(ts=f"r.hour + {rollups.HOUR_S / 2}")} AS w,
-           CASE WHEN r.hour >= %(outage_since)s THEN r.outage_failures ELSE 0 END AS since
-    FROM pm CROSS JOIN g CROSS JOIN LATERAL (
-        SELECT * FROM rollups AS r
-        WHERE r.workflow = pm.workflow AND r.stage = pm.stage AND r.model = pm.model
-          AND r.hour >= g.first AND r.hour < g.last OFFSET 0) AS r
+    SELECT pm.model, r.* FROM pm CROSS JOIN g CROSS JOIN LATERAL (
+        SELECT SUM(calls) AS calls, SUM(successes) AS successes,
+               SUM(quality_failures) AS quality_failures, SUM(outage_failures) AS outage_failures,
+               SUM(since) AS since, SUM(rate_limited) AS rate_limited,
+               SUM(caller_errors) AS caller_errors, MAX(newest_outage_ts) AS newest_outage_ts,
+               SUM(cost_usd) AS cost_usd, SUM(costs) AS costs, SUM(latencies) AS latencies,
+               SUM((successes + quality_failures + since) * w) AS weighted,
+               SUM(successes * w) AS weighted_successes, SUM(plan_cost_usd) AS plan_cost_usd
+        FROM (
+            SELECT r.*, {_WEIGHT.format(ts=f"CAST(r.hour AS float8) + {rollups.HOUR_S / 2}")} AS w,
+                   CASE WHEN r.hour >= %(outage_since)s THEN r.outage_failures ELSE 0 END AS since
+            FROM rollups AS r
+            WHERE r.workflow = pm.workflow AND r.stage = pm.stage AND r.model = pm.model
+              AND r.hour >= g.first AND r.hour < g.last) AS r
+        HAVING COUNT(*) > 0) AS r
 ),
 edge AS (
     SELECT c.model, c.ts, c.success, c.cost_usd, c.latency_ms, c.billing,
@@ -409,12 +420,12 @@ edge AS (
         SELECT * FROM calls AS c
         WHERE c.workflow = p.workflow AND c.stage = p.stage AND c.ts >= e.start AND c.ts < e.stop
         OFFSET 0) AS c
-)
+)"""
+_WINDOW_ROWS = f"""
 SELECT 0, model, SUM(calls), SUM(successes), SUM(quality_failures), SUM(outage_failures),
        SUM(since), SUM(rate_limited), SUM(caller_errors), MAX(newest_outage_ts),
-       COALESCE(SUM(cost_usd), 0), SUM(costs), SUM(latencies),
-       COALESCE(SUM((successes + quality_failures + since) * w), 0),
-       COALESCE(SUM(successes * w), 0), COALESCE(SUM(plan_cost_usd), 0), NULL::float8[]
+       COALESCE(SUM(cost_usd), 0), SUM(costs), SUM(latencies), COALESCE(SUM(weighted), 0),
+       COALESCE(SUM(weighted_successes), 0), COALESCE(SUM(plan_cost_usd), 0), NULL::float8[]
 FROM hourly GROUP BY model
 UNION ALL
 SELECT 1, model, COUNT(*), COUNT(*) FILTER (WHERE success <> 0),
@@ -452,13 +463,10 @@ FROM (
 ) AS x
 GROUP BY model, bucket
 """
-
-# Each model's newest counted calls over every pair: the newest few of each (pair, model)
-# index range, merged.
+_RECENT_COLUMNS = "x.ts, x.success, x.provider, x.tier, x.fc"
 _RECENT = f"""
-WITH p AS (SELECT * FROM unnest(%(workflows)s::text[], %(stages)s::text[]) AS p(workflow, stage))
-SELECT m.model, x.ts, x.success, x.provider, x.tier, x.fc
-FROM unnest(%(models)s::text[]) AS m(model) CROSS JOIN LATERAL (
+SELECT 3, m.model, {", ".join(["NULL"] * 14)}, NULL::float8[], {_RECENT_COLUMNS}
+FROM (SELECT DISTINCT model FROM w) AS m CROSS JOIN LATERAL (
     SELECT y.* FROM p CROSS JOIN LATERAL (
         SELECT c.ts, c.success, c.provider, c.tier, ({_FC}) AS fc
         FROM calls AS c
@@ -468,8 +476,40 @@ FROM unnest(%(models)s::text[]) AS m(model) CROSS JOIN LATERAL (
                OR (({_FC}) = '{FailureClass.OUTAGE}' AND c.ts >= %(outage_since)s))
         ORDER BY c.ts DESC LIMIT %(n)s) AS y
     ORDER BY y.ts DESC LIMIT %(n)s) AS x
-ORDER BY m.model, x.ts DESC
 """
+
+
+@functools.cache
+def _decision_pairs(workflow: bool, stage: bool) -> str:
+    """The CTEs naming ``p``, the pairs ``TelemetryStore.pairs(workflow, stage)`` returns."""
+    if workflow and stage:
+        return (
+            "p AS (SELECT workflow, stage FROM rollups "
+            "WHERE workflow = %(workflow)s AND stage = %(stage)s LIMIT 1)"
+        )
+    same = "workflow = %(workflow)s AND " if workflow else ""
+    return (
+        "ps AS ("
+        f"(SELECT workflow, stage FROM rollups WHERE {same}true "
+        "ORDER BY workflow, stage LIMIT 1) UNION ALL "
+        "SELECT n.workflow, n.stage FROM ps CROSS JOIN LATERAL ("
+        f"SELECT workflow, stage FROM rollups WHERE {same}"
+        "(workflow, stage) > (ps.workflow, ps.stage) "
+        "ORDER BY workflow, stage LIMIT 1) AS n), "
+        "p AS (SELECT workflow, stage FROM ps" + (" WHERE stage = %(stage)s" if stage else "") + ")"
+    )
+
+
+@functools.cache
+def _decision_sql(workflow: bool, stage: bool) -> str:
+    """One statement reading a decision's window and newest calls (see ``_WINDOW``)."""
+    sums = ", ".join(f"s{i}" for i in range(14))
+    return (
+        f"WITH RECURSIVE {_decision_pairs(workflow, stage)},\n{_WINDOW},\n"
+        f"w (kind, model, {sums}, latencies) AS MATERIALIZED ({_WINDOW_ROWS})\n"
+        "SELECT *, NULL::float8, NULL::integer, NULL::text, NULL::text, NULL::text FROM w\n"
+        f"UNION ALL {_RECENT}"
+    )
 
 
 def _driver() -> Any:
@@ -787,21 +827,22 @@ class PostgresCallStore(TelemetryStore):
         rows = self.raw.execute(sql, params).fetchall()
         return [(str(found_workflow), str(found_stage)) for found_workflow, found_stage in rows]
 
-    def _window_totals(
+    def _window_reads(
         self,
-        pairs: list[tuple[str, str]],
+        workflow: str | None,
+        stage: str | None,
         plan: rollups.WindowPlan,
         now: float,
         half_life_s: float | None,
+        since: float,
+        recent_n: int,
         outage_since: float,
-    ) -> dict[str, _Totals]:
-        """Every pair's window in one query: rollups for whole hours, rows at the edges."""
-        totals: dict[str, _Totals] = {}
-        if not pairs:
-            return totals
+    ) -> tuple[dict[str, _Totals], dict[str, _Recent]]:
+        """The pairs, their window and each model's newest counted calls in one statement
+        (``_decision_sql``), so one round trip: rollups for whole hours, rows at the edges."""
         params: dict[str, Any] = {
-            "workflows": [pair[0] for pair in pairs],
-            "stages": [pair[1] for pair in pairs],
+            "workflow": workflow,
+            "stage": stage,
             "firsts": [max(first, -(2**62)) for first, _ in plan.rollup_ranges],
             "lasts": [last for _, last in plan.rollup_ranges],
             "starts": [start for start, _ in plan.row_ranges],
@@ -809,6 +850,8 @@ class PostgresCallStore(TelemetryStore):
             "now": now,
             "decay": math.log(2) / half_life_s if half_life_s else 0.0,
             "outage_since": outage_since,
+            "since": since,
+            "n": max(recent_n, 1),
             "day_firsts": [],
             "day_lasts": [],
             "hour_firsts": [],
@@ -821,7 +864,13 @@ class PostgresCallStore(TelemetryStore):
             params["day_lasts"].append(day_last)
             params["hour_firsts"] += [max(first, -(2**62)), day_last]
             params["hour_lasts"] += [min(day_first, last), last]
-        for kind, model, *row in self.raw.execute(_WINDOW, params):
+        totals: dict[str, _Totals] = {}
+        newest: dict[str, list[tuple[Any, ...]]] = {}
+        sql = _decision_sql(workflow is not None, stage is not None)
+        for kind, model, *row in self.raw.execute(sql, params, prepare=True):
+            if kind == 3:
+                newest.setdefault(model, []).append(tuple(row[15:]))
+                continue
             total = totals.setdefault(model, _Totals())
             if kind == 2:
                 total.add_bucket(int(row[0]), int(row[1]), float(row[2]))
@@ -829,30 +878,11 @@ class PostgresCallStore(TelemetryStore):
             total.add_sums(row[:14])
             if row[14]:
                 total.exact_latencies.extend(float(value) for value in row[14])
-        return totals
-
-    def _recents(
-        self,
-        models: list[str],
-        pairs: list[tuple[str, str]],
-        since: float,
-        recent_n: int,
-        outage_since: float,
-    ) -> dict[str, _Recent]:
-        """Every model's newest counted calls in one query (one short index range per pair)."""
-        found: dict[str, list[tuple[Any, ...]]] = {model: [] for model in models}
-        if models and pairs:
-            params = {
-                "models": models,
-                "workflows": [pair[0] for pair in pairs],
-                "stages": [pair[1] for pair in pairs],
-                "since": since,
-                "outage_since": outage_since,
-                "n": max(recent_n, 1),
-            }
-            for model, *row in self.raw.execute(_RECENT, params):
-                found[model].append(tuple(row))
-        return {model: _Recent.of(rows, recent_n) for model, rows in found.items()}
+        recents = {}
+        for model in totals:
+            rows = sorted(newest.get(model, ()), key=lambda found: -found[0])
+            recents[model] = _Recent.of(rows, recent_n)
+        return totals, recents
 
     def _newest(
         self,
