@@ -254,7 +254,7 @@ BREAKER = """
 import sys, json
 from attune_cli.core.breaker.state import BreakerSettings
 from attune_cli.core.errors import BreakerOpenError
-from attune_cli.core.telemetry.postgres import PostgresBreaker
+from attune_cli.core.breaker.postgres import PostgresBreaker
 settings = BreakerSettings(open_base_s=float(sys.argv[3]), open_max_s=60, probe_lease_s=60)
 breaker = PostgresBreaker(sys.argv[1], settings)
 if sys.argv[2] == "trip":
@@ -356,3 +356,49 @@ def test_the_gateway_writes_to_the_team_store_and_keeps_rows_locally_while_it_is
         assert stderr.count("telemetry write failed") <= 1, stderr  # once, not once a call
         assert "spooled call(s) to the team store" in stderr
         assert count(pg_url) == sent
+
+
+DRIVER_PROBE = """
+import json, sys
+before = set(sys.modules)
+from attune_cli.core.telemetry import postgres
+if sys.argv[1] == "broken":
+    # A psycopg wanting more from its version modules than __version__: stand-ins without it.
+    real = postgres._version_modules
+    def _without_version():
+        names = real()
+        for name in names:
+            del sys.modules[name].__version__
+        return names
+    postgres._version_modules = _without_version
+loaded_before = {"email", "importlib.metadata"} & set(sys.modules)
+psycopg = postgres._driver()
+import psycopg_binary
+loaded = sorted(({"email", "importlib.metadata"} & set(sys.modules)) - loaded_before - before)
+print(json.dumps({
+    "psycopg": psycopg.__version__,
+    "psycopg_binary": psycopg_binary.__version__,
+    "loaded_by_driver": loaded,
+    "usable": psycopg.connect is not None and psycopg.errors.UndefinedTable is not None,
+}))
+"""
+
+
+@pytest.mark.parametrize("kind", ["usual", "broken"])
+def test_psycopg_loads_with_its_own_version_and_without_importlib_metadata(kind: str) -> None:
+    """The driver is loaded without ``importlib.metadata`` (``email``, ``zipfile`` …) and keeps
+    the versions ``importlib.metadata`` gives; when the stand-ins do not do for a psycopg, it is
+    loaded as it is, with its own version modules."""
+    import importlib.metadata
+
+    result = subprocess.run(
+        [sys.executable, "-c", DRIVER_PROBE, kind], capture_output=True, text=True, check=True
+    )
+    found = json.loads(result.stdout)
+    assert found["psycopg"] == importlib.metadata.version("psycopg")
+    assert found["psycopg_binary"] == importlib.metadata.version("psycopg-binary")
+    assert found["usable"] is True
+    if kind == "usual":
+        assert found["loaded_by_driver"] == []
+    else:
+        assert found["loaded_by_driver"] == ["email", "importlib.metadata"]

@@ -28,14 +28,14 @@ import math
 import os
 import random
 import re
+import sys
 import time
+import types
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from attune_cli.core.breaker.sqlite import _ROW_COLUMNS, CircuitBreaker, _Row
-from attune_cli.core.breaker.state import BreakerSettings
 from attune_cli.core.clock import now as clock_now
 from attune_cli.core.errors import OperationError, StoreVersionError
 from attune_cli.core.failures import FailureClass, sql_failure_class
@@ -513,6 +513,26 @@ def _decision_sql(workflow: bool, stage: bool) -> str:
 
 
 def _driver() -> Any:
+    if "psycopg" in sys.modules:
+        return sys.modules["psycopg"]
+    stubs = _version_modules()
+    try:
+        import psycopg
+    except ImportError:
+        if not stubs:
+            raise OperationError(
+                "a postgresql:// store needs psycopg, which is not installed",
+                hint="pip install 'attune-cli[postgres]'",
+            ) from None
+        # A psycopg that wants more of its version modules than ``__version__``: load it as
+        # it is, stubs and half-imported modules gone.
+        for name in [name for name in sys.modules if name.split(".")[0] in _DISTRIBUTIONS]:
+            del sys.modules[name]
+        return _driver_as_is()
+    return psycopg
+
+
+def _driver_as_is() -> Any:
     try:
         import psycopg
     except ImportError:
@@ -521,6 +541,49 @@ def _driver() -> Any:
             hint="pip install 'attune-cli[postgres]'",
         ) from None
     return psycopg
+
+
+# The packages whose ``version`` module ``_version_modules`` stands in for.
+_DISTRIBUTIONS = ("psycopg", "psycopg_binary")
+
+
+def _version_modules() -> list[str]:
+    """Stand in for ``psycopg.version`` and ``psycopg_binary.version``; the names stood in for.
+
+    Both modules only set ``__version__`` with ``importlib.metadata.version(...)``, which loads
+    ``importlib.metadata`` and through it ``email``, ``zipfile``, ``csv`` and ``socket``, and
+    searches every ``sys.path`` entry for the distribution: about a tenth of ``import
+    psycopg``, paid by every command that reads the team store. The version is the one in the
+    name of the distribution's ``NAME-VERSION.dist-info`` folder beside the package (the
+    folder ``importlib.metadata`` reads it from), so ``psycopg.__version__`` stays what it
+    was. Only when exactly one such folder is found; a psycopg that wants more from these
+    modules fails to import with them and is then loaded as it is (``_driver``).
+    """
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("psycopg")
+    except (ImportError, ValueError):
+        return []
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    where = Path(next(iter(spec.submodule_search_locations))).parent
+    try:
+        names = os.listdir(where)
+    except OSError:
+        return []
+    stood_in: list[str] = []
+    for package in _DISTRIBUTIONS:
+        name = f"{package}.version"
+        pattern = re.compile(re.escape(package) + r"-([^-]+)\.dist-info")
+        found = [match.group(1) for entry in names if (match := pattern.fullmatch(entry))]
+        if name in sys.modules or len(found) != 1 or package not in names:
+            continue
+        module = types.ModuleType(name, f"{package}'s version (from its dist-info folder)")
+        module.__version__ = found[0]  # type: ignore[attr-defined]
+        sys.modules[name] = module
+        stood_in.append(name)
+    return stood_in
 
 
 def unreachable_errors() -> tuple[type[BaseException], ...]:
@@ -999,51 +1062,6 @@ def _alive(raw: Any) -> bool:
     except Exception:
         return False
     return True
-
-
-class PostgresBreaker(CircuitBreaker):
-    """Circuit breakers in the team store: every machine sees every open circuit at once.
-
-    Each read-decide-write is one transaction holding the breaker's row (``SELECT … FOR
-    UPDATE``), so the half-open probe lease and the generation counter hold across machines.
-    """
-
-    def __init__(self, url: str, settings: BreakerSettings | None = None, **options: Any) -> None:
-        """Connect to ``url`` now (``StoreUnreachableError`` lets the caller fall back)."""
-        super().__init__(Path("."), settings, **options)
-        self.path = mask_url(url)  # type: ignore[assignment]
-        self.url = url
-        self._store_errors = (*self._store_errors, _driver().Error)
-        self._connection(create=True)
-
-    def _connection(self, *, create: bool) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid():
-            return conn
-        timeout_ms = max(int(self.settings.lock_timeout_s * 1000), 1)
-        raw = connect(self.url, settings={"lock_timeout": str(timeout_ms)})
-        conn = _Connection(raw)
-        self._local.conn = conn
-        self._local.pid = os.getpid()
-        with self._lock:
-            self._connections.append((os.getpid(), conn))  # type: ignore[arg-type]
-        return conn
-
-    @contextmanager
-    def _transaction(self) -> Iterator[Any]:
-        conn = self._connection(create=True)
-        with conn.raw.transaction():
-            yield conn
-
-    def _read_for_update(self, conn: Any, key: str) -> Any:
-        conn.execute(
-            "INSERT INTO breakers (key, updated_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
-            (key, self._clock()),
-        )
-        found = conn.execute(
-            f"SELECT {_ROW_COLUMNS} FROM breakers WHERE key = ? FOR UPDATE", (key,)
-        ).fetchone()
-        return _Row(*found) if found else None
 
 
 def _same(want: tuple[Any, ...], have: tuple[Any, ...]) -> bool:
