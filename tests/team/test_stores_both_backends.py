@@ -407,3 +407,35 @@ def _figures(perf: object) -> tuple[object, ...]:
     from dataclasses import astuple
 
     return tuple(round(v, 6) if isinstance(v, float) else v for v in astuple(perf))  # type: ignore[call-overload]
+
+
+def test_an_import_overlapping_stored_rows_adds_only_the_new_ones(store: TelemetryStore) -> None:
+    """An import's chunk goes in as all-new rows first; a chunk holding rows already stored (or
+    the same row twice) is undone and moved row by row instead: each call is stored once and
+    its rollups once, whatever the chunk held."""
+    rows = _varied_rows(3000)
+    with store.bulk_transaction():
+        assert store.insert_rows(rows[:1000], batch=400) == 1000
+    again = rows[500:1500] + rows[1500:1700] + rows[1500:1600]  # stored, new, new twice
+    with store.bulk_transaction():
+        assert store.insert_rows(again, batch=300) == 700
+    with store.bulk_transaction():
+        assert store.insert_rows(rows[1700:], batch=400) == 1300  # all new: the quick way
+    assert store.count() == 3000
+    assert store.verify().ok
+    reference = TelemetryStore(Path(":memory:"), clock=lambda: NOW)
+    with reference.bulk_transaction():
+        reference.insert_rows(rows)
+    arguments = {
+        "workflow": None,
+        "stage": None,
+        "since_ts": NOW - 4 * 86400,
+        "weights": ScoreWeights(),
+        "half_life_s": 86400.0,
+        "now": NOW,
+        "outage_since_ts": NOW - 3600,
+    }
+    want = reference.model_performance(**arguments)  # type: ignore[arg-type]
+    assert [_figures(p) for p in store.model_performance(**arguments)] == [  # type: ignore[arg-type]
+        _figures(p) for p in want
+    ]

@@ -297,25 +297,33 @@ def _daily_upsert(hourly: str) -> str:
     )
 
 
-def _insert_with_rollups(values: str) -> str:
-    """One statement: insert ``values`` (a SELECT/VALUES in ``COLUMNS`` order), roll up the new.
+def _roll_up(source: str) -> str:
+    """The CTEs adding ``source``'s rows to the rollups and both latency histograms.
 
-    The new rows' hourly histogram is worked out once and feeds both the hourly and the daily
-    upsert. Returns the number of new rows as its single result.
+    The hourly histogram is worked out once and feeds both the hourly and the daily upsert.
     """
-    rollup_upsert, _ = _upserts("new")
-    _, histogram = _aggregate("new")
+    rollup_upsert, _ = _upserts(source)
+    _, histogram = _aggregate(source)
     return (
-        f"WITH new AS (INSERT INTO calls ({', '.join(COLUMNS)}) {values} "
-        f"ON CONFLICT (ts, import_key) DO NOTHING RETURNING {', '.join(COLUMNS)}), "
         f"r AS ({rollup_upsert} RETURNING 1), "
         f"h AS MATERIALIZED ({histogram}), "
         f"l AS (INSERT INTO rollup_latency ({_KEY}, bucket, calls, latency_ms) "
         f"SELECT * FROM h ON CONFLICT ({_KEY}, bucket) DO UPDATE SET "
         "calls = rollup_latency.calls + excluded.calls, "
         "latency_ms = rollup_latency.latency_ms + excluded.latency_ms RETURNING 1), "
-        f"d AS ({_daily_upsert('h')} RETURNING 1) "
-        "SELECT COUNT(*) FROM new"
+        f"d AS ({_daily_upsert('h')} RETURNING 1)"
+    )
+
+
+def _insert_with_rollups(values: str) -> str:
+    """One statement: insert ``values`` (a SELECT/VALUES in ``COLUMNS`` order), roll up the new.
+
+    Returns the number of new rows as its single result.
+    """
+    return (
+        f"WITH new AS (INSERT INTO calls ({', '.join(COLUMNS)}) {values} "
+        f"ON CONFLICT (ts, import_key) DO NOTHING RETURNING {', '.join(COLUMNS)}), "
+        f"{_roll_up('new')} SELECT COUNT(*) FROM new"
     )
 
 
@@ -334,6 +342,15 @@ _RECORD = (
     .replace("@P", "%s")
 )
 _INSERT_STAGED = _insert_with_rollups(f"SELECT {', '.join(COLUMNS)} FROM attune_staging")
+# An import's usual chunk: none of its rows is stored yet. A plain INSERT (no ON CONFLICT: no
+# speculative insertion, no RETURNING of every row) and rollups of the staged rows themselves
+# cost the server about a sixth less than ``_INSERT_STAGED``; a row already stored (a re-run,
+# a push racing another) makes it fail on the unique identity, and the chunk is then moved by
+# ``_INSERT_STAGED`` instead (``PostgresCallStore._move_staged``).
+_INSERT_NEW_STAGED = (
+    f"INSERT INTO calls ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)} FROM attune_staging; "
+    f"WITH {_roll_up('attune_staging')} SELECT 1"
+)
 _BULK_WORK_MEM = "64MB"
 _STAGING = (
     "CREATE TEMP TABLE IF NOT EXISTS attune_staging "
@@ -811,8 +828,9 @@ class PostgresCallStore(TelemetryStore):
                     write = copy.write_row
                     for row in chunk:
                         write(shape(row) if shape else row)
+                staged = len(chunk)
                 chunk.clear()
-                return self._move_staged()
+                return self._move_staged(staged)
 
             for row in rows:
                 chunk.append(row)
@@ -822,8 +840,18 @@ class PostgresCallStore(TelemetryStore):
                 inserted += flush()
         return inserted
 
-    def _move_staged(self) -> int:
-        count = int(self.raw.execute(_INSERT_STAGED).fetchone()[0])
+    def _move_staged(self, staged: int) -> int:
+        """Move the ``staged`` rows of ``attune_staging`` into ``calls`` with their rollups.
+
+        First as rows all new (``_INSERT_NEW_STAGED``), inside a savepoint; if one is stored
+        already, that is undone and only the new ones are added (``_INSERT_STAGED``).
+        """
+        try:
+            with self.raw.transaction():
+                self.raw.execute(_INSERT_NEW_STAGED)
+            count = staged
+        except _driver().errors.UniqueViolation:
+            count = int(self.raw.execute(_INSERT_STAGED).fetchone()[0])
         self.raw.execute("TRUNCATE attune_staging")
         return count
 
