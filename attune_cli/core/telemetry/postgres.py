@@ -13,9 +13,11 @@ this module is imported only when a ``postgresql://`` URL is configured.
 * Every write adds its rows and their rollups in one statement (``INSERT … ON CONFLICT DO
   NOTHING RETURNING`` feeding the rollup upserts), so rollups count exactly the rows that were
   new, whatever other machines write at the same time. Bulk writes go through ``COPY`` into a
-  temporary table first.
+  temporary table first; a chunk of rows all new is inserted plainly and rolled up from that
+  table (``_INSERT_NEW_STAGED``), one holding a stored row falls back to the above.
 * Reads reuse the SQLite store's planning (``TelemetryStore``): the few SQL spellings that
-  differ are translated by ``_dialect``.
+  differ are translated by ``_dialect``. A routing decision's reads are one statement
+  (``_decision_sql``), so one round trip.
 
 Passwords come from the URL or libpq's own places (``PGPASSWORD``, ``~/.pgpass``); no message
 shows one (``attune_cli.core.telemetry.store.mask_url``).
