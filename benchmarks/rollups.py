@@ -138,6 +138,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--pg-url", default=None, help="also measure PostgreSQL (a database URL)")
     parser.add_argument("--rebuild", action="store_true", help="build the histories again")
+    parser.add_argument(
+        "--pg-schema-prefix",
+        default="attune_bench_rollups_",
+        help="PostgreSQL schemas are this prefix and the call count (kept between runs)",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / ".data" / "rollups")
     options = parser.parse_args()
     end = float(int(time.time()) // 60 * 60)
@@ -158,7 +163,9 @@ def main() -> None:
             )
         url = None
         if options.pg_url:
-            url = build_pg(options.pg_url, f"attune_bench_rollups_{rows}", spec, options.rebuild)
+            url = build_pg(
+                options.pg_url, f"{options.pg_schema_prefix}{rows}", spec, options.rebuild
+            )
         for backend in stores:
             from attune_cli.core.telemetry.postgres import PostgresCallStore
             from attune_cli.core.telemetry.sqlite import TelemetryStore

@@ -217,10 +217,8 @@ class Gateway:
                 settings = BreakerSettings.from_config(workspace.config, config_file)
                 location = store_location(workspace)
                 if location.backend is Backend.POSTGRES:
-                    from attune_cli.core.telemetry.postgres import (
-                        PostgresBreaker,
-                        StoreUnreachableError,
-                    )
+                    from attune_cli.core.breaker.postgres import PostgresBreaker
+                    from attune_cli.core.telemetry.postgres import StoreUnreachableError
                     from attune_cli.core.telemetry.team_writer import TeamWriter
 
                     self._writer = TeamWriter(workspace, location.target)

@@ -137,3 +137,17 @@ def test_ask_loads_httpx_without_its_command_line_client(
     loaded = _modules_after("ask", "hi", "-m", "gpt-5-mini", "--json", entry="entry")
     assert "httpx" in loaded
     assert sorted(m for m in loaded if m.split(".")[0] == "pygments" or m == "rich.syntax") == []
+
+
+@pytest.mark.parametrize(
+    "args", [["route", "explain", "analysis", "-w", "review"], ["telemetry", "models"]]
+)
+def test_reading_a_postgresql_store_loads_no_breaker(
+    args: list[str], attune_home: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Commands that only read calls from the team store leave the breakers unloaded."""
+    monkeypatch.setenv("ATTUNE_STORE_URL", pg_url)
+    loaded = _modules_after(*args, entry="entry")
+    assert "attune_cli.core.telemetry.postgres" in loaded  # the team store was really read
+    assert "psycopg" in loaded
+    assert sorted(m for m in loaded if m.startswith("attune_cli.core.breaker")) == []

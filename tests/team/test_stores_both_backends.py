@@ -306,3 +306,136 @@ def test_postgresql_session_settings_keep_the_url_and_pgoptions_ones(
     with PostgresCallStore(without_options) as store:
         assert store.raw.execute("SHOW jit").fetchone()[0] == "off"
         assert store.raw.execute("SELECT current_schema()").fetchone()[0] == schema
+
+
+def _varied_rows(count: int, seed: int = 11) -> list[tuple[object, ...]]:
+    """Calls of two workflows × three stages × four models over five days, with every failure
+    class (quality, outage by status and by kind, rate limit, caller error, cancelled), missing
+    latencies, costs, providers and tiers, and calls in the current hour. No two share a time:
+    the newest calls of a model are then one list on both backends (ties have no order)."""
+    rng = random.Random(seed)
+    failures = [
+        (None, None),  # quality
+        ("timeout", None),  # outage
+        ("server_error", 503),  # outage
+        ("rate_limit", 429),
+        ("bad_request", 400),  # caller error
+        ("cancelled", None),
+    ]
+    rows = []
+    taken: set[float] = set()
+    for i in range(count):
+        failed = rng.random() < 0.3
+        kind, status = rng.choice(failures) if failed else (None, 200)
+        age = rng.choice([rng.random() * 5 * 86400, rng.random() * 7200, rng.random() * 600])
+        ts = round(NOW - age, 3)
+        while ts in taken:
+            ts = round(ts - 0.001, 3)
+        taken.add(ts)
+        rows.append(
+            (
+                ts,
+                rng.choice(["review", "triage"]),
+                rng.choice(["analysis", "summary", "draft"]),
+                rng.choice(["openai", "anthropic", None]),
+                rng.choice(["m-a", "m-b", "m-c", "m-d"]),
+                rng.choice(["cheap", "capable", None]),
+                0 if failed else 1,
+                kind,
+                status,
+                None if rng.random() < 0.1 else rng.lognormvariate(6, 0.7),
+                100,
+                50,
+                None if rng.random() < 0.1 else 0.001 * rng.random(),
+                1,
+                "test",
+                rng.choice(["subscription", "api", None]),
+                f"v{i}",
+            )
+        )
+    return rows
+
+
+@pytest.mark.e2e
+def test_decision_reads_equal_sqlite_for_every_filter_window_and_memory(pg_url: str) -> None:
+    """PostgreSQL reads a decision in one statement (pairs, window, edges, histogram, newest
+    calls); every figure of every model equals SQLite's, for each kind of filter and window."""
+    from attune_cli.core.telemetry.postgres import PostgresCallStore
+
+    rows = _varied_rows(4000)
+    reference = TelemetryStore(Path(":memory:"), clock=lambda: NOW)
+    with reference.bulk_transaction():
+        reference.insert_rows(rows)
+    with PostgresCallStore(pg_url, clock=lambda: NOW) as team:
+        with team.bulk_transaction():
+            assert team.insert_rows(rows) == len(rows)
+        compared = 0
+        for workflow, stage in (
+            (None, None),
+            ("review", None),
+            (None, "summary"),
+            ("triage", "draft"),
+            ("review", "nope"),
+            ("nope", None),
+        ):
+            for since in (None, NOW - 3 * 86400 - 1234.5, NOW - 5400.0, NOW - 300.0):
+                for half_life, recent_n, outage in (
+                    (None, 20, None),
+                    (86400.0, 5, NOW - 4000.0),
+                    (3600.0, 0, NOW - 86400.0),
+                    (7200.0, 1, NOW - 7200.0),
+                ):
+                    arguments = {
+                        "workflow": workflow,
+                        "stage": stage,
+                        "since_ts": since,
+                        "weights": ScoreWeights(),
+                        "half_life_s": half_life,
+                        "recent_n": recent_n,
+                        "now": NOW,
+                        "outage_since_ts": outage,
+                    }
+                    want = reference.model_performance(**arguments)  # type: ignore[arg-type]
+                    have = team.model_performance(**arguments)  # type: ignore[arg-type]
+                    assert [_figures(p) for p in have] == [_figures(p) for p in want], arguments
+                    compared += len(want)
+        assert compared > 100
+
+
+def _figures(perf: object) -> tuple[object, ...]:
+    """Every field of a ModelPerformance, floats rounded (the two servers add in other orders)."""
+    from dataclasses import astuple
+
+    return tuple(round(v, 6) if isinstance(v, float) else v for v in astuple(perf))  # type: ignore[call-overload]
+
+
+def test_an_import_overlapping_stored_rows_adds_only_the_new_ones(store: TelemetryStore) -> None:
+    """An import's chunk goes in as all-new rows first; a chunk holding rows already stored (or
+    the same row twice) is undone and moved row by row instead: each call is stored once and
+    its rollups once, whatever the chunk held."""
+    rows = _varied_rows(3000)
+    with store.bulk_transaction():
+        assert store.insert_rows(rows[:1000], batch=400) == 1000
+    again = rows[500:1500] + rows[1500:1700] + rows[1500:1600]  # stored, new, new twice
+    with store.bulk_transaction():
+        assert store.insert_rows(again, batch=300) == 700
+    with store.bulk_transaction():
+        assert store.insert_rows(rows[1700:], batch=400) == 1300  # all new: the quick way
+    assert store.count() == 3000
+    assert store.verify().ok
+    reference = TelemetryStore(Path(":memory:"), clock=lambda: NOW)
+    with reference.bulk_transaction():
+        reference.insert_rows(rows)
+    arguments = {
+        "workflow": None,
+        "stage": None,
+        "since_ts": NOW - 4 * 86400,
+        "weights": ScoreWeights(),
+        "half_life_s": 86400.0,
+        "now": NOW,
+        "outage_since_ts": NOW - 3600,
+    }
+    want = reference.model_performance(**arguments)  # type: ignore[arg-type]
+    assert [_figures(p) for p in store.model_performance(**arguments)] == [  # type: ignore[arg-type]
+        _figures(p) for p in want
+    ]

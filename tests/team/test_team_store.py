@@ -254,7 +254,7 @@ BREAKER = """
 import sys, json
 from attune_cli.core.breaker.state import BreakerSettings
 from attune_cli.core.errors import BreakerOpenError
-from attune_cli.core.telemetry.postgres import PostgresBreaker
+from attune_cli.core.breaker.postgres import PostgresBreaker
 settings = BreakerSettings(open_base_s=float(sys.argv[3]), open_max_s=60, probe_lease_s=60)
 breaker = PostgresBreaker(sys.argv[1], settings)
 if sys.argv[2] == "trip":

@@ -839,13 +839,13 @@ class TelemetryStore:
             One ``ModelPerformance`` per model with calls in the window, best score first
             (ties by model id).
         """
-        pairs = self.pairs(workflow, stage)
         since = -math.inf if since_ts is None else since_ts
         outage_since = -math.inf if outage_since_ts is None else outage_since_ts
         reference = self._clock() if now is None else now
         plan = rollups.WindowPlan.of(since, reference, outage_since)
-        totals = self._window_totals(pairs, plan, reference, half_life_s, outage_since)
-        recents = self._recents(sorted(totals), pairs, since, recent_n, outage_since)
+        totals, recents = self._window_reads(
+            workflow, stage, plan, reference, half_life_s, since, recent_n, outage_since
+        )
         result: list[ModelPerformance] = []
         for model, total in totals.items():
             p50 = rollups.percentile(
@@ -886,6 +886,26 @@ class TelemetryStore:
             )
         result.sort(key=lambda perf: (-perf.quality_score, perf.model))
         return result
+
+    def _window_reads(
+        self,
+        workflow: str | None,
+        stage: str | None,
+        plan: rollups.WindowPlan,
+        now: float,
+        half_life_s: float | None,
+        since: float,
+        recent_n: int,
+        outage_since: float,
+    ) -> tuple[dict[str, _Totals], dict[str, _Recent]]:
+        """What ``model_performance`` reads: each model's window totals and newest calls.
+
+        The pairs matching the filters, then their window (``_window_totals``), then the
+        newest counted calls of each model found (``_recents``).
+        """
+        pairs = self.pairs(workflow, stage)
+        totals = self._window_totals(pairs, plan, now, half_life_s, outage_since)
+        return totals, self._recents(sorted(totals), pairs, since, recent_n, outage_since)
 
     def _window_totals(
         self,

@@ -224,7 +224,8 @@ def open_breaker(workspace: Workspace, settings: BreakerSettings, **options: Any
 
     location = store_location(workspace)
     if location.backend is Backend.POSTGRES:
-        from attune_cli.core.telemetry.postgres import PostgresBreaker, StoreUnreachableError
+        from attune_cli.core.breaker.postgres import PostgresBreaker
+        from attune_cli.core.telemetry.postgres import StoreUnreachableError
 
         try:
             return PostgresBreaker(location.target, settings, **options)
