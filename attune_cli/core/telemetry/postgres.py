@@ -24,7 +24,6 @@ shows one (``attune_cli.core.telemetry.store.mask_url``).
 from __future__ import annotations
 
 import functools
-import math
 import os
 import random
 import re
@@ -41,7 +40,13 @@ from attune_cli.core.errors import OperationError, StoreVersionError
 from attune_cli.core.failures import FailureClass, sql_failure_class
 from attune_cli.core.telemetry import rollups
 from attune_cli.core.telemetry.records import COLUMNS, LABEL_KINDS, Row
-from attune_cli.core.telemetry.sqlite import FAILURE_CLASS_SQL, TelemetryStore, _Recent, _Totals
+from attune_cli.core.telemetry.sqlite import (
+    FAILURE_CLASS_SQL,
+    TelemetryStore,
+    _decays,
+    _Recent,
+    _Totals,
+)
 from attune_cli.core.telemetry.store import mask_url
 
 CONNECT_TIMEOUT_S = 3
@@ -378,7 +383,7 @@ _FC = _PG_FAILURE_CLASS.replace("%", "%%")
 # rollups of whole hours (each weighed by its middle), kind 1 rows the calls at the window's
 # edges (each weighed by its own age, with their exact latencies), kind 2 rows the latency
 # histogram of the whole hours, per model and bucket.
-_WEIGHT = "exp(GREATEST(LEAST({ts} - %(now)s, 0) * %(decay)s, -700))"
+_WEIGHT = "exp(GREATEST(LEAST({ts} - %(now)s, 0) * %({decay})s, -700))"
 _WINDOW = f"""
 WITH RECURSIVE
 p AS (SELECT * FROM unnest(%(workflows)s::text[], %(stages)s::text[]) AS p(workflow, stage)),
@@ -395,7 +400,8 @@ pm AS (
 g AS (SELECT * FROM unnest(%(firsts)s::bigint[], %(lasts)s::bigint[]) AS g(first, last)),
 e AS (SELECT * FROM unnest(%(starts)s::float8[], %(stops)s::float8[]) AS e(start, stop)),
 hourly AS (
-    SELECT r.*, {_WEIGHT.format(ts=f"r.hour + {rollups.HOUR_S / 2}")} AS w,
+    SELECT r.*, {_WEIGHT.format(ts=f"r.hour + {rollups.HOUR_S / 2}", decay="decay")} AS w,
+           {_WEIGHT.format(ts=f"r.hour + {rollups.HOUR_S / 2}", decay="explore_decay")} AS xw,
            CASE WHEN r.hour >= %(outage_since)s THEN r.outage_failures ELSE 0 END AS since
     FROM pm CROSS JOIN g CROSS JOIN LATERAL (
         SELECT * FROM rollups AS r
@@ -404,7 +410,8 @@ hourly AS (
 ),
 edge AS (
     SELECT c.model, c.ts, c.success, c.cost_usd, c.latency_ms, c.billing,
-           ({_FC}) AS fc, {_WEIGHT.format(ts="c.ts")} AS w
+           ({_FC}) AS fc, {_WEIGHT.format(ts="c.ts", decay="decay")} AS w,
+           {_WEIGHT.format(ts="c.ts", decay="explore_decay")} AS xw
     FROM p CROSS JOIN e CROSS JOIN LATERAL (
         SELECT * FROM calls AS c
         WHERE c.workflow = p.workflow AND c.stage = p.stage AND c.ts >= e.start AND c.ts < e.stop
@@ -414,7 +421,9 @@ SELECT 0, model, SUM(calls), SUM(successes), SUM(quality_failures), SUM(outage_f
        SUM(since), SUM(rate_limited), SUM(caller_errors), MAX(newest_outage_ts),
        COALESCE(SUM(cost_usd), 0), SUM(costs), SUM(latencies),
        COALESCE(SUM((successes + quality_failures + since) * w), 0),
-       COALESCE(SUM(successes * w), 0), COALESCE(SUM(plan_cost_usd), 0), NULL::float8[]
+       COALESCE(SUM(successes * w), 0), COALESCE(SUM(plan_cost_usd), 0),
+       COALESCE(SUM((successes + quality_failures + since) * xw), 0),
+       COALESCE(SUM(successes * xw), 0), NULL::float8[]
 FROM hourly GROUP BY model
 UNION ALL
 SELECT 1, model, COUNT(*), COUNT(*) FILTER (WHERE success <> 0),
@@ -430,11 +439,14 @@ SELECT 1, model, COUNT(*), COUNT(*) FILTER (WHERE success <> 0),
                                OR (fc = '{FailureClass.OUTAGE}' AND ts >= %(outage_since)s)), 0),
        COALESCE(SUM(w) FILTER (WHERE success <> 0), 0),
        COALESCE(SUM(cost_usd) FILTER (WHERE billing = '{rollups.PLAN_COVERED}'), 0),
+       COALESCE(SUM(xw) FILTER (WHERE success <> 0 OR fc = '{FailureClass.QUALITY}'
+                                OR (fc = '{FailureClass.OUTAGE}' AND ts >= %(outage_since)s)), 0),
+       COALESCE(SUM(xw) FILTER (WHERE success <> 0), 0),
        array_agg(latency_ms) FILTER (WHERE latency_ms IS NOT NULL)
 FROM edge GROUP BY model
 UNION ALL
 SELECT 2, model, bucket, SUM(calls), SUM(latency_ms), NULL, NULL, NULL, NULL, NULL,
-       NULL, NULL, NULL, NULL, NULL, NULL, NULL::float8[]
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL::float8[]
 FROM (
     SELECT l.model, l.bucket, l.calls, l.latency_ms
     FROM pm CROSS JOIN unnest(%(day_firsts)s::bigint[], %(day_lasts)s::bigint[]) AS d(first, last)
@@ -792,10 +804,11 @@ class PostgresCallStore(TelemetryStore):
         pairs: list[tuple[str, str]],
         plan: rollups.WindowPlan,
         now: float,
-        half_life_s: float | None,
+        half_lives_s: tuple[float | None, float | None],
         outage_since: float,
     ) -> dict[str, _Totals]:
         """Every pair's window in one query: rollups for whole hours, rows at the edges."""
+        decay, explore_decay = _decays(half_lives_s)
         totals: dict[str, _Totals] = {}
         if not pairs:
             return totals
@@ -807,7 +820,8 @@ class PostgresCallStore(TelemetryStore):
             "starts": [start for start, _ in plan.row_ranges],
             "stops": [stop for _, stop in plan.row_ranges],
             "now": now,
-            "decay": math.log(2) / half_life_s if half_life_s else 0.0,
+            "decay": decay,
+            "explore_decay": explore_decay,
             "outage_since": outage_since,
             "day_firsts": [],
             "day_lasts": [],
@@ -826,9 +840,9 @@ class PostgresCallStore(TelemetryStore):
             if kind == 2:
                 total.add_bucket(int(row[0]), int(row[1]), float(row[2]))
                 continue
-            total.add_sums(row[:14])
-            if row[14]:
-                total.exact_latencies.extend(float(value) for value in row[14])
+            total.add_sums(row[:16])
+            if row[16]:
+                total.exact_latencies.extend(float(value) for value in row[16])
         return totals
 
     def _recents(
