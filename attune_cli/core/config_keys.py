@@ -54,6 +54,7 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
             "demote_margin",
             "explore",
             "explore_share",
+            "explore_half_life_hours",
             "advice_recent_calls",
             "upgrade_failure_rate",
             "downgrade_min_calls",

@@ -56,6 +56,23 @@ def wilson_lower_bound(successes: float, calls: float, z: float = Z_95) -> float
     return max(0.0, (centre - margin) / (1 + z2 / calls))
 
 
+def wilson_upper_bound(successes: float, calls: float, z: float = Z_95) -> float:
+    """Upper bound of the Wilson score interval for a success rate (1.0 with no calls).
+
+    Args:
+        successes: successful calls (may be fractional when calls are recency-weighted).
+        calls: all calls (the same weighting).
+        z: the normal quantile.
+    """
+    if calls <= 0:
+        return 1.0
+    p = min(max(successes / calls, 0.0), 1.0)
+    z2 = z * z
+    centre = p + z2 / (2 * calls)
+    margin = z * math.sqrt(p * (1 - p) / calls + z2 / (4 * calls * calls))
+    return min(1.0, (centre + margin) / (1 + z2 / calls))
+
+
 @dataclass(frozen=True)
 class ScoreWeights:
     """The weights of ``quality_score``; see the module docstring for the formula."""
@@ -121,9 +138,13 @@ class ModelPerformance:
         avg_cost_usd: mean cost per call (None when none recorded).
         weighted_calls: recency-weighted call count (equals ``calls`` when unweighted).
         weighted_successes: recency-weighted successes (equals ``successes`` when unweighted).
+        explore_calls: counted calls weighted by exploring's shorter memory
+            (``explore_half_life_hours``; None when not read).
+        explore_successes: successes weighted the same way.
         recent_calls: how many of the model's newest counted calls ``recent_failures`` looked
             at (calls that count: successes, quality failures, outages within their memory).
         recent_failures: failures among those newest calls.
+        newest_ts: when its newest counted call was made (None: unknown).
         recent_outage_run: how many of those newest calls, newest first, are outage failures in
             a row (the provider looks down right now).
         counted_calls: the calls that judge the model: successes, quality failures, and outage
@@ -151,9 +172,12 @@ class ModelPerformance:
     avg_cost_usd: float | None
     weighted_calls: float | None = None
     weighted_successes: float | None = None
+    explore_calls: float | None = None
+    explore_successes: float | None = None
     recent_calls: int = 0
     recent_failures: int = 0
     recent_outage_run: int = 0
+    newest_ts: float | None = None
     counted_calls: int | None = None
     quality_failures: int = 0
     outage_failures: int = 0

@@ -323,3 +323,141 @@ def test_a_demoted_model_is_explored_on_its_newest_calls_not_its_window() -> Non
         decision = run(demoted, sonnet, explore=True, seed=seed, explore_share=1.0)
         assert decision.best == "claude-sonnet-4-5"
         assert decision.chosen == "claude-sonnet-4-5" and not decision.explored
+
+
+# Exploring with a short memory, and trials of a challenger. Exploring judges a model by its
+# calls in exploring's memory (``explore_calls``, weighted by ``explore_half_life_hours``);
+# ranking by its window. A try is started for a share of decisions; the challenger that took
+# the newest call keeps the calls while its newest calls keep it promising (a sequential test),
+# and ranking alone decides who leads.
+
+TRIAL_NOW = 1_767_225_600.0
+
+
+def leader(**fields: object) -> ModelPerformance:
+    # A long-proven leader: 1,000 calls at 90 %, the newest an hour ago.
+    figures: dict[str, object] = {
+        "weighted_calls": 300.0,
+        "weighted_successes": 270.0,
+        "explore_calls": 70.0,
+        "explore_successes": 63.0,
+        "newest_ts": TRIAL_NOW - 3600,
+    }
+    return perf("gpt-5", calls=1000, failures=100, **{**figures, **fields})
+
+
+def test_a_model_poor_long_ago_is_tried_again_once_its_record_has_aged() -> None:
+    # claude-sonnet-4-5 failed a quarter of its calls, but a week ago: in exploring's memory
+    # almost nothing is left of them, so it could be anything now. claude-haiku-4-5 is close
+    # to the leader and was tried yesterday: the model known least about now is tried.
+    stale = perf(
+        "claude-sonnet-4-5",
+        calls=56,
+        failures=14,
+        weighted_calls=8.0,
+        weighted_successes=6.0,
+        explore_calls=0.2,
+        explore_successes=0.15,
+        newest_ts=TRIAL_NOW - 7 * 86400,
+    )
+    close = perf(
+        "claude-haiku-4-5",
+        calls=200,
+        failures=30,
+        weighted_calls=40.0,
+        weighted_successes=34.0,
+        explore_calls=12.0,
+        explore_successes=11.0,
+        newest_ts=TRIAL_NOW - 30 * 3600,
+    )
+    for seed in range(30):
+        decision = run(leader(), stale, close, explore=True, seed=seed, explore_share=1.0)
+        assert decision.chosen == "claude-sonnet-4-5" and decision.explored
+        assert not decision.trial and decision.best == "gpt-5"
+        assert "old evidence is uncertain evidence" in decision.reason
+        assert decision.reason.startswith("Exploring: claude-sonnet-4-5 could be the best")
+
+
+def test_a_model_shown_poor_in_exploring_memory_is_not_tried() -> None:
+    # The same old record, but it was tried again today and failed a third of the calls.
+    recent_poor = perf(
+        "claude-sonnet-4-5",
+        calls=70,
+        failures=19,
+        weighted_calls=20.0,
+        weighted_successes=14.0,
+        explore_calls=12.0,
+        explore_successes=8.0,
+        newest_ts=TRIAL_NOW - 20 * 3600,
+    )
+    for seed in range(30):
+        decision = run(leader(), recent_poor, explore=True, seed=seed, explore_share=1.0)
+        assert decision.chosen == "gpt-5" and not decision.explored
+
+
+def trialled(successes: float, calls: float, **fields: object) -> ModelPerformance:
+    """claude-sonnet-4-5 after a try: it took the stage's newest calls."""
+    return perf(
+        "claude-sonnet-4-5",
+        calls=56 + int(calls),
+        failures=14 + int(calls - successes),
+        weighted_calls=8.0 + calls,
+        weighted_successes=6.0 + successes,
+        explore_calls=calls,
+        explore_successes=successes,
+        newest_ts=TRIAL_NOW - 60,
+        **fields,
+    )
+
+
+def test_a_challenger_that_keeps_succeeding_keeps_the_calls_beyond_the_share() -> None:
+    # No decision starts a try (share 0), but the one under way goes on: 12 of 12.
+    decision = run(leader(), trialled(12.0, 12.0), explore=True, explore_share=0.0)
+    assert decision.chosen == "claude-sonnet-4-5"
+    assert decision.explored and decision.trial and decision.best == "gpt-5"
+    assert decision.reason.startswith(
+        "Trying: claude-sonnet-4-5 keeps the calls for stage 'analysis' of workflow 'ci' while "
+        "its newest calls keep it promising (12.0 of 12.0 recency-weighted calls succeeded in "
+        "the last 24 hours, against gpt-5's 90%); it leads once its success bound passes gpt-5's"
+    )
+    assert decision.as_dict()["trial"] is True
+    # One early failure is forgiven; two are not.
+    assert run(leader(), trialled(11.0, 12.0), explore=True, explore_share=0.0).trial
+    dropped = run(leader(), trialled(10.0, 12.0), explore=True, explore_share=0.0)
+    assert dropped.chosen == "gpt-5" and not dropped.explored and not dropped.trial
+
+
+def test_a_challenger_no_better_than_the_leader_is_dropped() -> None:
+    # 27 of 30 is the leader's own rate: no evidence of being better, so the trial ends.
+    decision = run(leader(), trialled(27.0, 30.0), explore=True, explore_share=0.0)
+    assert decision.chosen == "gpt-5" and not decision.explored
+
+
+def test_no_trial_without_explore_or_when_the_leader_took_the_newest_call() -> None:
+    assert run(leader(), trialled(12.0, 12.0)).chosen == "gpt-5"
+    newest_leader = leader(newest_ts=TRIAL_NOW)
+    decision = run(newest_leader, trialled(12.0, 12.0), explore=True, explore_share=0.0)
+    assert decision.chosen == "gpt-5" and not decision.trial
+
+
+def test_a_challenger_over_a_cap_or_down_is_never_on_trial() -> None:
+    dear = trialled(12.0, 12.0, cost=0.05)
+    capped = run(leader(), dear, explore=True, explore_share=0.0, max_cost_usd=0.01)
+    assert capped.chosen == "gpt-5" and not capped.trial
+    down = trialled(12.0, 12.0, recent_calls=3, recent_outage_run=3)
+    assert run(leader(), down, explore=True, explore_share=0.0).chosen == "gpt-5"
+
+
+def test_ten_lucky_calls_on_trial_do_not_displace_a_thousand_good_ones() -> None:
+    # The trial sends the challenger calls; ranking alone decides who leads, and 10 of 10
+    # (a bound of 72 %) do not beat 1,000 calls at 95 % (a bound of 94 %).
+    proven = perf("gpt-5", calls=1000, failures=50, newest_ts=TRIAL_NOW - 3600)
+    lucky = perf("claude-sonnet-4-5", calls=10, newest_ts=TRIAL_NOW - 60)
+    decision = run(proven, lucky, explore=True, explore_share=0.0)
+    assert decision.best == "gpt-5"
+    assert decision.chosen == "claude-sonnet-4-5" and decision.trial
+    assert run(proven, lucky).chosen == "gpt-5"
+    # Once its own record is strong enough, it leads: no longer a trial, simply the best.
+    proven_record = perf("claude-sonnet-4-5", calls=1000, failures=10, newest_ts=TRIAL_NOW - 60)
+    after = run(proven, proven_record, explore=True, explore_share=0.0)
+    assert after.best == after.chosen == "claude-sonnet-4-5" and not after.explored

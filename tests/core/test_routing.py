@@ -367,6 +367,7 @@ def test_settings_are_read_from_config(tmp_path: Path) -> None:
                 "half_life_days": 0,
                 "explore": False,
                 "explore_share": 0.05,
+                "explore_half_life_hours": 12,
                 "score": {"cost_weight": 8.0},
             }
         },
@@ -376,6 +377,7 @@ def test_settings_are_read_from_config(tmp_path: Path) -> None:
     assert settings.max_latency_ms == 3000 and settings.max_cost_usd is None
     assert settings.half_life_days is None
     assert settings.explore is False and settings.explore_share == 0.05
+    assert settings.explore_half_life_hours == 12
     assert settings.weights.cost_weight == 8.0
 
 
@@ -387,6 +389,7 @@ def test_settings_are_read_from_config(tmp_path: Path) -> None:
         ({"min_success_rate": 1.2}, "routing.min_success_rate"),
         ({"max_cost_usd": -1}, "routing.max_cost_usd"),
         ({"explore_share": "lots"}, "routing.explore_share"),
+        ({"explore_half_life_hours": 0}, "routing.explore_half_life_hours"),
         ({"explore": "yes"}, "routing.explore"),
         ({"default_tier": "gold"}, "routing.default_tier"),
         ({"stages": {"triage": "fast"}}, "routing.stages.triage"),

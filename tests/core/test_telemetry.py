@@ -310,6 +310,19 @@ def test_recency_weights_halve_with_each_half_life(store: TelemetryStore, clock:
     assert perf(store)["m"].weighted_calls is None
 
 
+def test_exploring_memory_is_a_second_half_life_over_the_same_calls(
+    store: TelemetryStore, clock: Clock
+) -> None:
+    clock.now = T0 + 200
+    store.record_many([call(T0 + 200), call(T0 + 100, success=False), call(T0)])
+    figures = perf(store, half_life_s=100.0, explore_half_life_s=50.0)["m"]
+    assert figures.weighted_calls == pytest.approx(1 + 0.5 + 0.25)
+    assert figures.explore_calls == pytest.approx(1 + 0.25 + 0.0625)
+    assert figures.explore_successes == pytest.approx(1 + 0.0625)
+    assert figures.newest_ts == T0 + 200
+    assert perf(store)["m"].explore_calls is None
+
+
 def test_provider_and_tier_come_from_the_newest_rows(store: TelemetryStore) -> None:
     store.record(call(T0, provider="old", tier="cheap"))
     store.record(call(T0 + 1, provider="proxy", tier="capable"))

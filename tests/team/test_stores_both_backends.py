@@ -86,6 +86,7 @@ def test_record_import_and_figures_agree_with_sqlite(store: TelemetryStore) -> N
             half_life_s=86400,
             now=NOW,
             outage_since_ts=NOW - 86400,
+            explore_half_life_s=6 * 3600,
         )
         return [
             (
@@ -98,12 +99,17 @@ def test_record_import_and_figures_agree_with_sqlite(store: TelemetryStore) -> N
                 round(p.weighted_calls or 0, 6),
                 round(p.plan_covered_usd, 6),
                 round(p.cost_usd, 6),
+                round(p.explore_calls or 0, 6),
+                round(p.explore_successes or 0, 6),
+                p.newest_ts,
             )
             for p in found
         ]
 
     assert figures(store) == figures(reference)
     assert all(0 < f[7] < f[8] for f in figures(store))  # some of each cost: plan and per token
+    # Exploring's shorter memory weighs the same calls less.
+    assert all(0 < f[9] < f[6] for f in figures(store))
     store.add_labels({("review", "analysis", m) for m in ("m-c", "m-b")})
     assert store.labels("model") == ["m-a", "m-b", "m-c"]
     newest = store.recent_calls(workflow="review", stage=None, limit=3)

@@ -18,12 +18,14 @@ its recent failure rate exceeds the window's failure rate by ``demote_margin``) 
 once: its success bound becomes that of its newest calls, so a model that degrades loses its
 place within a few dozen calls, not after the half-life has worn its good history away.
 
-With ``explore=True`` a share of decisions (``explore_share``, the cap on exploration traffic)
-goes to the challenger that could be best: among the candidates that meet the caps, the one
-whose success posterior, taken one standard deviation above its mean (``EXPLORE_OPTIMISM``),
-scores best, if that beats the leader's posterior mean. Models whose figures are uncertain
-(few or old calls) get tried and a model that improved is noticed, while one known to be poor
-is left alone and nobody is tried when no challenger could win.
+With ``explore=True`` exploring judges models by a shorter memory than ranking
+(``explore_half_life_hours``): old evidence is uncertain evidence. A share of decisions
+(``explore_share``) starts a try of a challenger that could be best (its recent success rate,
+taken ``EXPLORE_OPTIMISM`` standard deviations optimistically, beats the leader's): the one
+known least about now, so a model that was poor last week is looked at again. The challenger
+that took the newest call keeps the calls while its newest calls keep it promising (a
+sequential test, ``TRIAL_IMPROVEMENT`` and ``TRIAL_SLACK``), until its own record makes it the
+leader or a failure or two drop it. Trials only send calls; ranking alone decides who leads.
 
 Every setting is a key of ``[routing]`` in ``config.toml`` (``RoutingSettings``); README.md,
 "Routing: which model should this stage use?", is the reference for each key and its default.

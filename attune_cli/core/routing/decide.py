@@ -5,10 +5,11 @@ and a random source, and returns the decision with every candidate and its verdi
 
     candidates = models with history in the window + the registry's models of the stage's tier
     verdict    = eligible, or the checks it failed (``Reason``), each with its figures
-    choice     = the eligible candidate with the best quality_score; with ``explore``, at most
-                 ``explore_share`` of decisions go to the challenger that could be best (its
-                 success rate optimistic by ``EXPLORE_OPTIMISM`` standard deviations beats
-                 the leader's estimate), if there is one
+    choice     = the eligible candidate with the best quality_score; with ``explore``, a
+                 challenger under trial keeps the calls while its newest calls keep it
+                 promising (``on_trial``), and ``explore_share`` of the other decisions start a
+                 try of the least-known challenger that could be best by exploring's shorter
+                 memory (``challenger``), if there is one
     fallback   = nobody eligible: the best model within the caps (the stage's tier, then
                  cheaper tiers, then dearer ones; in a tier, models without a poor record in
                  registry order, then those below the minimum or demoted by their record, then
@@ -29,10 +30,16 @@ import math
 import random
 from collections.abc import Iterable
 
-from attune_cli.core.performance import ModelPerformance, wilson_lower_bound
+from attune_cli.core.performance import (
+    ModelPerformance,
+    wilson_lower_bound,
+    wilson_upper_bound,
+)
 from attune_cli.core.registry import TIERS, Registry, normalise_tier
 from attune_cli.core.routing.decision import (
     EXPLORE_OPTIMISM,
+    TRIAL_IMPROVEMENT,
+    TRIAL_SLACK,
     Candidate,
     Reason,
     Rejection,
@@ -90,9 +97,12 @@ def decide(
     eligible = sorted((c for c in candidates if c.eligible), key=_by_score)
     best = eligible[0] if eligible else None
     chosen = best
-    explored = False
-    if explore and rng.random() < settings.explore_share:
-        sampled = challenger(candidates, best, settings, rng)
+    explored = trial = False
+    if explore:
+        sampled = on_trial(candidates, best)
+        trial = sampled is not None
+        if sampled is None and rng.random() < settings.explore_share:
+            sampled = challenger(candidates, best, settings, rng)
         if sampled is not None and sampled is not best:
             chosen, explored = sampled, True
 
@@ -123,6 +133,7 @@ def decide(
         best,
         fallback,
         explored,
+        trial,
     )
     return RoutingDecision(
         workflow=workflow,
@@ -143,11 +154,13 @@ def decide(
             "recent_calls": settings.recent_calls,
             "explore": explore,
             "explore_share": settings.explore_share,
+            "explore_half_life_hours": settings.explore_half_life_hours,
             "any_provider": configured is None,
             "tier": tier,
         },
         candidates=ordered(candidates, chosen_model),
         explored=explored,
+        trial=explored and trial,
         best=best.model if best else None,
         default_tier=default_tier,
     )
@@ -288,59 +301,87 @@ def challenger(
     settings: RoutingSettings,
     rng: random.Random,
 ) -> Candidate | None:
-    """The model worth a try instead of ``leader``: the one that could be best.
+    """The model worth a try instead of ``leader``: the least known of those that could be best.
 
-    Each candidate's success rate has a Beta posterior (recency-weighted counts, so old
-    evidence is uncertain evidence; a demoted model's from its newest calls). A challenger is
-    scored with its rate taken ``EXPLORE_OPTIMISM`` standard deviations above the posterior
-    mean, plus the cost and latency terms; the leader with its posterior mean. The challenger
-    with the best such score is tried if it beats the leader: a model is explored for what
-    could be learnt (few or old calls widen its posterior), not for being close to the leader,
-    and one known to be poor is never tried. A model without history could be anything: its
-    rate is taken to be 1, so it is tried before the others. Ties are broken at random.
-    Candidates over a cap, not configured or down take no part; when no challenger could beat
-    the leader, the leader stays.
+    Exploring judges a model by its calls in exploring's memory (``Candidate.explore_counts``:
+    weighted by ``explore_half_life_hours``, shorter than ranking's: old evidence is uncertain
+    evidence: a model that was poor a week ago may not be poor now). A challenger could be
+    best when its success rate taken optimistically (the Wilson upper bound at
+    ``EXPLORE_OPTIMISM``; 1 for a model with no calls in that memory) plus its cost and
+    latency terms beats the leader's score at the rate ranking gives it. Of those, the one
+    with the fewest calls in exploring's memory is tried (ties at random): the model the router
+    knows least about now, so that every model is looked at again in turn, not only the one
+    closest to the leader. A model without history comes first; one known to be poor recently
+    is never tried. Candidates over a cap, not configured or down take no part; when no
+    challenger could beat the leader, the leader stays.
     """
     picked, picked_key = None, (-math.inf, 0.0)
+    bar = leader_score(leader, settings) if leader is not None else -math.inf
     for c in candidates:
-        if not c.callable_within_caps or c.ruled_out_by(Reason.DOWN):
+        if not c.eligible_to_try:
             continue
         if leader is not None and c.model == leader.model:
             continue
-        key = (_posterior_score(c, settings, EXPLORE_OPTIMISM), rng.random())
+        if optimistic_score(c, settings) <= bar:
+            continue
+        key = (-c.explore_counts[1] if c.has_history else math.inf, rng.random())
         if key > picked_key:
             picked, picked_key = c, key
-    picked_score = picked_key[0]
-    if picked is None:
-        return leader
-    if leader is not None and picked_score <= _posterior_score(leader, settings, 0.0):
-        return leader
-    return picked
+    return picked if picked is not None else leader
 
 
-def posterior(c: Candidate) -> tuple[float, float]:
-    """``c``'s Beta posterior of the success rate: (1 + successes, 1 + failures).
+def on_trial(candidates: list[Candidate], leader: Candidate | None) -> Candidate | None:
+    """The challenger being tried, if it should keep the calls (a sequential test), else None.
 
-    Recency-weighted counts; a demoted model's newest calls (its window no longer describes it).
+    A challenger is being tried when it took the stage's newest call (newer than the leader's
+    newest). It keeps the calls while its record in exploring's memory stays as likely under
+    "it fails ``TRIAL_IMPROVEMENT`` less often than the leader" as under "it is no better than
+    the leader", within a likelihood ratio of ``TRIAL_SLACK`` (in nats): a challenger that
+    keeps succeeding is tried until its own record makes it the leader; one that fails about as
+    often as the leader, or more, is dropped after a failure or two. Without ``--explore`` no
+    trial is run. A model over a cap, not configured, down or demoted is never on trial.
     """
-    if c.demoted:
-        successes = float(c.recent_calls - c.recent_failures)
-        failures = float(c.recent_failures)
-    else:
-        successes = c.weighted_successes
-        failures = max(c.weighted_calls - c.weighted_successes, 0.0)
-    return 1.0 + successes, 1.0 + failures
+    if leader is None:
+        return None
+    newest: Candidate | None = None
+    newest_ts = -math.inf
+    for c in candidates:
+        ts = c.performance.newest_ts if c.performance is not None else None
+        if ts is not None and ts > newest_ts:
+            newest, newest_ts = c, ts
+    if newest is None or newest.model == leader.model:
+        return None
+    if not newest.eligible_to_try or newest.demoted:
+        return None
+    return newest if trial_evidence(newest, leader) >= -TRIAL_SLACK else None
 
 
-def _posterior_score(c: Candidate, settings: RoutingSettings, optimism: float) -> float:
-    """``c``'s score with its success rate ``optimism`` standard deviations above the mean."""
-    if not c.has_history and optimism > 0:
+def trial_evidence(c: Candidate, leader: Candidate) -> float:
+    """The log-likelihood ratio of ``c``'s record in exploring's memory for being better.
+
+    ``log P(record | rate p1) - log P(record | rate p0)``, where p0 is the leader's rate as
+    ranking weighs it (``Candidate.ranked_rate``: while a challenger is tried the leader gets no
+    calls, and its standing must not fade for that) and p1 the rate of a model that fails
+    ``TRIAL_IMPROVEMENT`` less often.
+    """
+    p0 = min(max(leader.ranked_rate, 1e-6), 1.0 - 1e-6)
+    p1 = p0 + (1.0 - p0) * TRIAL_IMPROVEMENT
+    successes, calls = c.explore_counts
+    failures = max(calls - successes, 0.0)
+    return successes * math.log(p1 / p0) + failures * math.log((1.0 - p1) / (1.0 - p0))
+
+
+def leader_score(leader: Candidate, settings: RoutingSettings) -> float:
+    """The leader's score at the rate ranking gives it (what a challenger must beat)."""
+    return settings.weights.score(leader.ranked_rate, leader.avg_cost_usd, leader.p95_latency_ms)
+
+
+def optimistic_score(c: Candidate, settings: RoutingSettings) -> float:
+    """``c``'s score with its rate at the Wilson upper bound of exploring's memory."""
+    if not c.has_history:
         return settings.weights.score(1.0, c.avg_cost_usd, c.p95_latency_ms)
-    alpha, beta = posterior(c)
-    total = alpha + beta
-    mean = alpha / total
-    deviation = math.sqrt(alpha * beta / (total * total * (total + 1.0)))
-    rate = min(1.0, mean + optimism * deviation)
+    successes, calls = c.explore_counts
+    rate = wilson_upper_bound(successes, calls, EXPLORE_OPTIMISM)
     return settings.weights.score(rate, c.avg_cost_usd, c.p95_latency_ms)
 
 

@@ -62,12 +62,21 @@ class Rejection:
         return {"reason": str(self.reason), "value": _round(self.value, 8), "limit": self.limit}
 
 
-# How many standard deviations above its posterior mean an exploring decision takes a
-# challenger's success rate to be (an optimistic, UCB-like estimate). At 1 a model is tried
-# while its record leaves a fair chance that it beats the leader; measured on the market
-# simulation (benchmarks/routing_sim_inprocess.py, seeds 0-7), 0.5 hardly explores (near the
-# greedy policy) and 1.5 or 2 spend the share on models that rarely pay it back.
+# How optimistic exploring is about a challenger: its success rate is taken at the Wilson upper
+# bound of its calls in exploring's memory at this many standard deviations. At 1 a model is
+# tried while its recent record leaves a fair chance that it beats the leader.
 EXPLORE_OPTIMISM = 1.0
+
+# The sequential test a challenger under trial must keep passing to keep the calls: its record
+# in exploring's memory is weighed as evidence for "it fails TRIAL_IMPROVEMENT less often than
+# the leader" against "it is no better", and the trial goes on while the log-likelihood ratio
+# stays above -TRIAL_SLACK. Against a 90 % leader a success adds 0.07 and a failure takes 1.2:
+# one early failure is forgiven, two are not, and a model failing as often as the leader is
+# dropped within a few calls. Measured on the market simulation
+# (benchmarks/routing_sim_inprocess.py, seeds 0-7): 0.5 keeps trying near-equal models too long
+# (their lucky streaks win the ranking), 0.85 drops an improved model on its first failure.
+TRIAL_IMPROVEMENT = 0.7
+TRIAL_SLACK = 1.0
 
 
 @dataclass(frozen=True)
@@ -178,6 +187,36 @@ class Candidate:
         return not any(r.reason.hard for r in self.rejections)
 
     @property
+    def explore_counts(self) -> tuple[float, float]:
+        """(successes, calls) exploring judges it by: its calls in exploring's shorter memory.
+
+        A demoted model's newest calls (its window no longer describes it); the ranking's
+        recency-weighted counts when its figures carry no exploring counts.
+        """
+        if self.demoted:
+            return float(self.recent_calls - self.recent_failures), float(self.recent_calls)
+        perf = self.performance
+        if perf is not None and perf.explore_calls is not None:
+            return perf.explore_successes or 0.0, perf.explore_calls
+        return self.weighted_successes, self.weighted_calls
+
+    @property
+    def ranked_rate(self) -> float:
+        """Its success rate as ranking weighs it: recency-weighted over the window (a demoted
+        model's newest calls); 0.0 without calls."""
+        if self.demoted:
+            calls = float(self.recent_calls)
+            return (calls - self.recent_failures) / calls if calls else 0.0
+        if self.weighted_calls <= 0:
+            return 0.0
+        return self.weighted_successes / self.weighted_calls
+
+    @property
+    def eligible_to_try(self) -> bool:
+        """Whether exploring may send it calls: callable within the caps and not down."""
+        return self.callable_within_caps and not self.ruled_out_by(Reason.DOWN)
+
+    @property
     def capped(self) -> bool:
         """Whether a cost or latency cap rules it out (more evidence would not help)."""
         return any(r.reason.cap for r in self.rejections)
@@ -254,6 +293,8 @@ class RoutingDecision:
         constraints: the caps and settings the decision was made under.
         candidates: every candidate, best first, with figures and verdicts.
         explored: True when exploration picked something other than the best.
+        trial: True when the explored model keeps the calls of a trial under way (its newest
+            calls keep it promising), rather than being picked for a first try.
         best: the model the router would pick without exploring (None when it fell back).
         default_tier: the stage's default tier.
     """
@@ -268,6 +309,7 @@ class RoutingDecision:
     constraints: dict[str, Any]
     candidates: list[Candidate]
     explored: bool = False
+    trial: bool = False
     best: str | None = None
     default_tier: str = "capable"
 
@@ -306,6 +348,7 @@ class RoutingDecision:
             "fallback": self.fallback,
             "within_caps": self.within_caps,
             "explored": self.explored,
+            "trial": self.trial,
             "best": self.best,
             "default_tier": self.default_tier,
             "constraints": dict(self.constraints),

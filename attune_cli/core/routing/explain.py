@@ -144,6 +144,7 @@ def decision_reason(
     best: Candidate | None,
     fallback: bool,
     explored: bool,
+    trial: bool = False,
 ) -> str:
     """The one sentence saying why ``chosen`` was picked (or why nobody may be)."""
     if chosen is None:
@@ -158,12 +159,25 @@ def decision_reason(
             f"configured ({_caps(settings)})."
         )
     if explored:
+        picked = next(c for c in candidates if c.model == chosen)
+        memory = f"the last {_hours(settings.explore_half_life_hours)}"
+        if trial and best is not None:
+            return (
+                f"Trying: {chosen} keeps the calls for {where} while its newest calls keep it "
+                f"promising ({_recent_record(picked)} in {memory}, against {best.model}'s "
+                f"{best.ranked_rate:.0%}); it leads once its success bound passes "
+                f"{best.model}'s ({best.success_lower_bound or 0.0:.1%}), and is dropped after "
+                "a failure or two."
+            )
         if best is None:
             why = "no model qualifies yet, and its record is the most promising"
+        elif not picked.has_history:
+            why = f"never called, it could be anything; {best.model} is the best by its figures"
         else:
             why = (
-                f"its record is uncertain enough that it may beat {best.model}, the best by "
-                "its figures"
+                f"its record in {memory} ({_recent_record(picked)}) is uncertain enough that it "
+                f"may beat {best.model}, the best by its figures; old evidence is uncertain "
+                "evidence"
             )
         return f"Exploring: {chosen} could be the best within the caps for {where} ({why})."
     if fallback:
@@ -205,6 +219,18 @@ def decision_reason(
         f"{chosen} has the best quality score ({best.quality_score:.1f}) {among} for {where}: "
         f"{_figures(best)}."
     )
+
+
+def _recent_record(c: Candidate) -> str:
+    """Its calls in exploring's memory in words: ``11.6 of 12.0 weighted calls succeeded``."""
+    successes, calls = c.explore_counts
+    if calls < 0.05:
+        return "hardly any calls"
+    return f"{successes:.1f} of {calls:.1f} recency-weighted calls succeeded"
+
+
+def _hours(hours: float) -> str:
+    return f"{hours:g} hour{'s' if hours != 1 else ''}"
 
 
 def _caps(settings: RoutingSettings) -> str:

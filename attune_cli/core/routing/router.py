@@ -326,6 +326,7 @@ class AdaptiveModelRouter:
                 recent_n=settings.recent_calls,
                 now=now,
                 outage_since_ts=now - settings.outage_memory_hours * HOUR_S,
+                explore_half_life_s=settings.explore_half_life_hours * HOUR_S,
             )
 
         if self.cache is None:
@@ -338,6 +339,7 @@ class AdaptiveModelRouter:
             settings.weights,
             settings.recent_calls,
             settings.outage_memory_hours,
+            settings.explore_half_life_hours,
         )
         return self.cache.get(key, read)
 

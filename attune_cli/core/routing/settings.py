@@ -52,6 +52,7 @@ class RoutingSettings:
     demote_margin: float = 0.1
     explore: bool = True
     explore_share: float = 0.1
+    explore_half_life_hours: float = 24.0
     advice_recent_calls: int = 50
     upgrade_failure_rate: float = 0.2
     downgrade_min_calls: int = 50
@@ -118,6 +119,7 @@ class RoutingSettings:
             demote_margin=number("demote_margin", maximum=1),
             explore=explore,
             explore_share=number("explore_share", maximum=1),
+            explore_half_life_hours=number("explore_half_life_hours", minimum=0.01),
             advice_recent_calls=number("advice_recent_calls", minimum=1, integer=True),
             upgrade_failure_rate=number("upgrade_failure_rate", maximum=1),
             downgrade_min_calls=number("downgrade_min_calls", minimum=1, integer=True),

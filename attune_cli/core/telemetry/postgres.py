@@ -26,7 +26,6 @@ shows one (``attune_cli.core.telemetry.store.mask_url``).
 from __future__ import annotations
 
 import functools
-import math
 import os
 import random
 import re
@@ -41,7 +40,13 @@ from attune_cli.core.errors import OperationError, StoreVersionError
 from attune_cli.core.failures import FailureClass, sql_failure_class
 from attune_cli.core.telemetry import rollups
 from attune_cli.core.telemetry.records import COLUMNS, LABEL_KINDS, Row
-from attune_cli.core.telemetry.sqlite import FAILURE_CLASS_SQL, TelemetryStore, _Recent, _Totals
+from attune_cli.core.telemetry.sqlite import (
+    FAILURE_CLASS_SQL,
+    TelemetryStore,
+    _decays,
+    _Recent,
+    _Totals,
+)
 from attune_cli.core.telemetry.store import mask_url
 
 CONNECT_TIMEOUT_S = 3
@@ -400,7 +405,8 @@ _FC = _PG_FAILURE_CLASS.replace("%", "%%")
 # newest few of each (pair, model) range of ``calls_model_ts``, merged), for the models found.
 # (In float8 throughout: ``hour + 1800.0`` would be numeric, and its arithmetic costs a
 # decision more than reading the rollups does.)
-_WEIGHT = "exp(GREATEST(LEAST({ts} - %(now)s, 0) * %(decay)s, -700))"
+_WEIGHT = "exp(GREATEST(LEAST({ts} - %(now)s, 0) * %({decay})s, -700))"
+_HOUR_MIDDLE = f"CAST(r.hour AS float8) + {rollups.HOUR_S / 2}"
 _WINDOW = f"""pm AS (
     SELECT p.workflow, p.stage, f.model FROM p CROSS JOIN LATERAL (
         SELECT model FROM rollups AS r WHERE r.workflow = p.workflow AND r.stage = p.stage
@@ -421,9 +427,12 @@ hourly AS (
                SUM(caller_errors) AS caller_errors, MAX(newest_outage_ts) AS newest_outage_ts,
                SUM(cost_usd) AS cost_usd, SUM(costs) AS costs, SUM(latencies) AS latencies,
                SUM((successes + quality_failures + since) * w) AS weighted,
-               SUM(successes * w) AS weighted_successes, SUM(plan_cost_usd) AS plan_cost_usd
+               SUM(successes * w) AS weighted_successes, SUM(plan_cost_usd) AS plan_cost_usd,
+               SUM((successes + quality_failures + since) * xw) AS explore_weighted,
+               SUM(successes * xw) AS explore_successes
         FROM (
-            SELECT r.*, {_WEIGHT.format(ts=f"CAST(r.hour AS float8) + {rollups.HOUR_S / 2}")} AS w,
+            SELECT r.*, {_WEIGHT.format(ts=_HOUR_MIDDLE, decay="decay")} AS w,
+                   {_WEIGHT.format(ts=_HOUR_MIDDLE, decay="explore_decay")} AS xw,
                    CASE WHEN r.hour >= %(outage_since)s THEN r.outage_failures ELSE 0 END AS since
             FROM rollups AS r
             WHERE r.workflow = pm.workflow AND r.stage = pm.stage AND r.model = pm.model
@@ -432,7 +441,8 @@ hourly AS (
 ),
 edge AS (
     SELECT c.model, c.ts, c.success, c.cost_usd, c.latency_ms, c.billing,
-           ({_FC}) AS fc, {_WEIGHT.format(ts="c.ts")} AS w
+           ({_FC}) AS fc, {_WEIGHT.format(ts="c.ts", decay="decay")} AS w,
+           {_WEIGHT.format(ts="c.ts", decay="explore_decay")} AS xw
     FROM p CROSS JOIN e CROSS JOIN LATERAL (
         SELECT * FROM calls AS c
         WHERE c.workflow = p.workflow AND c.stage = p.stage AND c.ts >= e.start AND c.ts < e.stop
@@ -442,7 +452,8 @@ _WINDOW_ROWS = f"""
 SELECT 0, model, SUM(calls), SUM(successes), SUM(quality_failures), SUM(outage_failures),
        SUM(since), SUM(rate_limited), SUM(caller_errors), MAX(newest_outage_ts),
        COALESCE(SUM(cost_usd), 0), SUM(costs), SUM(latencies), COALESCE(SUM(weighted), 0),
-       COALESCE(SUM(weighted_successes), 0), COALESCE(SUM(plan_cost_usd), 0), NULL::float8[]
+       COALESCE(SUM(weighted_successes), 0), COALESCE(SUM(plan_cost_usd), 0),
+       COALESCE(SUM(explore_weighted), 0), COALESCE(SUM(explore_successes), 0), NULL::float8[]
 FROM hourly GROUP BY model
 UNION ALL
 SELECT 1, model, COUNT(*), COUNT(*) FILTER (WHERE success <> 0),
@@ -458,11 +469,14 @@ SELECT 1, model, COUNT(*), COUNT(*) FILTER (WHERE success <> 0),
                                OR (fc = '{FailureClass.OUTAGE}' AND ts >= %(outage_since)s)), 0),
        COALESCE(SUM(w) FILTER (WHERE success <> 0), 0),
        COALESCE(SUM(cost_usd) FILTER (WHERE billing = '{rollups.PLAN_COVERED}'), 0),
+       COALESCE(SUM(xw) FILTER (WHERE success <> 0 OR fc = '{FailureClass.QUALITY}'
+                                OR (fc = '{FailureClass.OUTAGE}' AND ts >= %(outage_since)s)), 0),
+       COALESCE(SUM(xw) FILTER (WHERE success <> 0), 0),
        array_agg(latency_ms) FILTER (WHERE latency_ms IS NOT NULL)
 FROM edge GROUP BY model
 UNION ALL
 SELECT 2, model, bucket, SUM(calls), SUM(latency_ms), NULL, NULL, NULL, NULL, NULL,
-       NULL, NULL, NULL, NULL, NULL, NULL, NULL::float8[]
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL::float8[]
 FROM (
     SELECT l.model, l.bucket, l.calls, l.latency_ms
     FROM pm CROSS JOIN unnest(%(day_firsts)s::bigint[], %(day_lasts)s::bigint[]) AS d(first, last)
@@ -482,7 +496,7 @@ GROUP BY model, bucket
 """
 _RECENT_COLUMNS = "x.ts, x.success, x.provider, x.tier, x.fc"
 _RECENT = f"""
-SELECT 3, m.model, {", ".join(["NULL"] * 14)}, NULL::float8[], {_RECENT_COLUMNS}
+SELECT 3, m.model, {", ".join(["NULL"] * 16)}, NULL::float8[], {_RECENT_COLUMNS}
 FROM (SELECT DISTINCT model FROM w) AS m CROSS JOIN LATERAL (
     SELECT y.* FROM p CROSS JOIN LATERAL (
         SELECT c.ts, c.success, c.provider, c.tier, ({_FC}) AS fc
@@ -898,13 +912,17 @@ class PostgresCallStore(TelemetryStore):
         stage: str | None,
         plan: rollups.WindowPlan,
         now: float,
-        half_life_s: float | None,
+        half_lives_s: tuple[float | None, float | None],
         since: float,
         recent_n: int,
         outage_since: float,
     ) -> tuple[dict[str, _Totals], dict[str, _Recent]]:
         """The pairs, their window and each model's newest counted calls in one statement
-        (``_decision_sql``), so one round trip: rollups for whole hours, rows at the edges."""
+        (``_decision_sql``), so one round trip: rollups for whole hours, rows at the edges.
+
+        ``half_lives_s`` are (ranking's, exploring's): the weighted sums' half-lives.
+        """
+        decay, explore_decay = _decays(half_lives_s)
         params: dict[str, Any] = {
             "workflow": workflow,
             "stage": stage,
@@ -913,7 +931,8 @@ class PostgresCallStore(TelemetryStore):
             "starts": [start for start, _ in plan.row_ranges],
             "stops": [stop for _, stop in plan.row_ranges],
             "now": now,
-            "decay": math.log(2) / half_life_s if half_life_s else 0.0,
+            "decay": decay,
+            "explore_decay": explore_decay,
             "outage_since": outage_since,
             "since": since,
             "n": max(recent_n, 1),
@@ -934,15 +953,15 @@ class PostgresCallStore(TelemetryStore):
         sql = _decision_sql(workflow is not None, stage is not None)
         for kind, model, *row in self.raw.execute(sql, params, prepare=True):
             if kind == 3:
-                newest.setdefault(model, []).append(tuple(row[15:]))
+                newest.setdefault(model, []).append(tuple(row[17:]))
                 continue
             total = totals.setdefault(model, _Totals())
             if kind == 2:
                 total.add_bucket(int(row[0]), int(row[1]), float(row[2]))
                 continue
-            total.add_sums(row[:14])
-            if row[14]:
-                total.exact_latencies.extend(float(value) for value in row[14])
+            total.add_sums(row[:16])
+            if row[16]:
+                total.exact_latencies.extend(float(value) for value in row[16])
         recents = {}
         for model in totals:
             rows = sorted(newest.get(model, ()), key=lambda found: -found[0])

@@ -816,6 +816,7 @@ class TelemetryStore:
         recent_n: int = 20,
         now: float | None = None,
         outage_since_ts: float | None = None,
+        explore_half_life_s: float | None = None,
     ) -> list[ModelPerformance]:
         """Per-model figures over every call of a window, best ``quality_score`` first.
 
@@ -834,6 +835,9 @@ class TelemetryStore:
                 ``recent_calls``/``recent_failures`` look at.
             now: the time ages are measured from (default: the store's clock).
             outage_since_ts: outage failures older than this are not counted (None: all are).
+            explore_half_life_s: when given, ``explore_calls``/``explore_successes`` weigh
+                each counted call by ``0.5 ** (age / explore_half_life_s)`` (the shorter
+                memory exploring judges by); None leaves them None.
 
         Returns:
             One ``ModelPerformance`` per model with calls in the window, best score first
@@ -844,7 +848,14 @@ class TelemetryStore:
         reference = self._clock() if now is None else now
         plan = rollups.WindowPlan.of(since, reference, outage_since)
         totals, recents = self._window_reads(
-            workflow, stage, plan, reference, half_life_s, since, recent_n, outage_since
+            workflow,
+            stage,
+            plan,
+            reference,
+            (half_life_s, explore_half_life_s),
+            since,
+            recent_n,
+            outage_since,
         )
         result: list[ModelPerformance] = []
         for model, total in totals.items():
@@ -869,9 +880,12 @@ class TelemetryStore:
                     plan_covered_usd=total.plan_cost_usd,
                     weighted_calls=total.weighted_calls if half_life_s else None,
                     weighted_successes=total.weighted_successes if half_life_s else None,
+                    explore_calls=total.explore_calls if explore_half_life_s else None,
+                    explore_successes=total.explore_successes if explore_half_life_s else None,
                     recent_calls=recent.calls,
                     recent_failures=recent.failures,
                     recent_outage_run=recent.outage_run,
+                    newest_ts=recent.newest_ts,
                     counted_calls=total.successes
                     + total.quality_failures
                     + total.outage_failures_counted,
@@ -893,7 +907,7 @@ class TelemetryStore:
         stage: str | None,
         plan: rollups.WindowPlan,
         now: float,
-        half_life_s: float | None,
+        half_lives_s: tuple[float | None, float | None],
         since: float,
         recent_n: int,
         outage_since: float,
@@ -904,7 +918,7 @@ class TelemetryStore:
         newest counted calls of each model found (``_recents``).
         """
         pairs = self.pairs(workflow, stage)
-        totals = self._window_totals(pairs, plan, now, half_life_s, outage_since)
+        totals = self._window_totals(pairs, plan, now, half_lives_s, outage_since)
         return totals, self._recents(sorted(totals), pairs, since, recent_n, outage_since)
 
     def _window_totals(
@@ -912,12 +926,15 @@ class TelemetryStore:
         pairs: list[tuple[str, str]],
         plan: rollups.WindowPlan,
         now: float,
-        half_life_s: float | None,
+        half_lives_s: tuple[float | None, float | None],
         outage_since: float,
     ) -> dict[str, _Totals]:
-        """Counts, sums and latencies per model: rollups for whole hours, rows at the edges."""
+        """Counts, sums and latencies per model: rollups for whole hours, rows at the edges.
+
+        ``half_lives_s`` are (ranking's, exploring's): the weighted sums' half-lives.
+        """
         totals: dict[str, _Totals] = {}
-        decay_per_s = math.log(2) / half_life_s if half_life_s else 0.0
+        decay_per_s = _decays(half_lives_s)
         for pair in pairs:
             # One range of the rollups' key per model: (workflow, stage) alone would read the
             # pair's whole history, not the window's hours.
@@ -938,7 +955,7 @@ class TelemetryStore:
         first: int,
         last: int,
         now: float,
-        decay_per_s: float,
+        decay_per_s: tuple[float, float],
         outage_since: float,
     ) -> None:
         """Add the rollups of one (workflow, stage, model) ``key`` over hours [first, last).
@@ -947,6 +964,7 @@ class TelemetryStore:
         """
         middle = rollups.HOUR_S / 2
         weight = f"exp(min(hour + {middle} - :now, 0) * :decay)"
+        explore_weight = f"exp(min(hour + {middle} - :now, 0) * :explore_decay)"
         # An hour read from rollups lies wholly before or wholly after ``outage_since``.
         counted = "successes + quality_failures + (hour >= :outage_since) * outage_failures"
         sql = (
@@ -954,7 +972,8 @@ class TelemetryStore:
             "SUM(outage_failures), SUM((hour >= :outage_since) * outage_failures), "
             "SUM(rate_limited), SUM(caller_errors), MAX(newest_outage_ts), TOTAL(cost_usd), "
             f"SUM(costs), SUM(latencies), TOTAL(({counted}) * {weight}), "
-            f"TOTAL(successes * {weight}), TOTAL(plan_cost_usd) "
+            f"TOTAL(successes * {weight}), TOTAL(plan_cost_usd), "
+            f"TOTAL(({counted}) * {explore_weight}), TOTAL(successes * {explore_weight}) "
             "FROM rollups WHERE workflow = :workflow AND stage = :stage AND model = :model "
             "AND hour >= :first AND hour < :last GROUP BY model"
         )
@@ -965,13 +984,14 @@ class TelemetryStore:
             "first": first,
             "last": last,
             "now": now,
-            "decay": decay_per_s,
+            "decay": decay_per_s[0],
+            "explore_decay": decay_per_s[1],
             "outage_since": outage_since,
         }
         for row in self.conn.execute(sql, params).fetchall():
             model = row[0]
             total = totals.setdefault(model, _Totals())
-            total.add_sums(row[1:15])
+            total.add_sums(row[1:17])
             if row[11]:
                 for bucket, calls, latency_ms in self.conn.execute(
                     _HISTOGRAM, (*key, *_histogram_ranges(first, last))
@@ -985,7 +1005,7 @@ class TelemetryStore:
         start: float,
         end: float,
         now: float,
-        decay_per_s: float,
+        decay_per_s: tuple[float, float],
         outage_since: float,
     ) -> None:
         """Add the rows of [start, end) one by one (an edge hour: exact times and latencies)."""
@@ -1025,10 +1045,14 @@ class TelemetryStore:
             if latency_ms is not None:
                 total.latencies += 1
                 total.exact_latencies.append(latency_ms)
-            if decay_per_s:
-                weight = math.exp(min(ts - now, 0) * decay_per_s)
+            if decay_per_s[0]:
+                weight = math.exp(min(ts - now, 0) * decay_per_s[0])
                 total.weighted_calls += weight if counted else 0.0
                 total.weighted_successes += weight if success else 0.0
+            if decay_per_s[1]:
+                weight = math.exp(min(ts - now, 0) * decay_per_s[1])
+                total.explore_calls += weight if counted else 0.0
+                total.explore_successes += weight if success else 0.0
 
     def _recents(
         self,
@@ -1548,6 +1572,16 @@ PRUNE_CHUNK_ROWS = 2_000
 CONTENDED_CHUNK_ROWS = 1_000
 _CONTENDED_WAIT_S = 0.0005
 
+
+def _decays(half_lives_s: tuple[float | None, float | None]) -> tuple[float, float]:
+    """Decay rates per second for (ranking's, exploring's) half-lives; 0 for None."""
+    ranking, exploring = half_lives_s
+    return (
+        math.log(2) / ranking if ranking else 0.0,
+        math.log(2) / exploring if exploring else 0.0,
+    )
+
+
 # SQLite allows 500 arms in a compound SELECT by default; stay well inside.
 _MAX_MERGED_PAIRS = 200
 
@@ -1564,6 +1598,8 @@ class _Totals:
     latencies: int = 0
     weighted_calls: float = 0.0
     weighted_successes: float = 0.0
+    explore_calls: float = 0.0
+    explore_successes: float = 0.0
     quality_failures: int = 0
     outage_failures: int = 0
     outage_failures_counted: int = 0
@@ -1580,7 +1616,8 @@ class _Totals:
     def add_sums(self, sums: Sequence[Any]) -> None:
         """Add a window read's sums, in this order: calls, successes, quality failures,
         outage failures, counted outage failures, rate limited, caller errors, newest outage,
-        cost, priced calls, timed calls, weighted calls, weighted successes, plan-covered cost.
+        cost, priced calls, timed calls, weighted calls, weighted successes, plan-covered cost,
+        exploring's weighted calls, exploring's weighted successes.
         """
         self.calls += int(sums[0])
         self.successes += int(sums[1])
@@ -1596,6 +1633,8 @@ class _Totals:
         self.weighted_calls += float(sums[11])
         self.weighted_successes += float(sums[12])
         self.plan_cost_usd += float(sums[13])
+        self.explore_calls += float(sums[14])
+        self.explore_successes += float(sums[15])
 
     def add_bucket(self, bucket: int, calls: int, latency_ms: float) -> None:
         """Add ``calls`` latencies totalling ``latency_ms`` to histogram bucket ``bucket``."""
@@ -1612,6 +1651,7 @@ class _Recent:
     outage_run: int
     provider: str | None
     tier: str | None
+    newest_ts: float | None = None
 
     @classmethod
     def of(cls, rows: list[tuple[Any, ...]], recent_n: int) -> _Recent:
@@ -1627,6 +1667,7 @@ class _Recent:
             outage_run=outage_run,
             provider=next((r[2] for r in rows if r[2] is not None), None),
             tier=next((r[3] for r in rows if r[3] is not None), None),
+            newest_ts=float(rows[0][0]) if rows else None,
         )
 
 

@@ -124,6 +124,7 @@ class CallStore(Protocol):
         recent_n: int = 20,
         now: float | None = None,
         outage_since_ts: float | None = None,
+        explore_half_life_s: float | None = None,
     ) -> list[ModelPerformance]:
         """Per-model figures over a window, best first."""
         ...
