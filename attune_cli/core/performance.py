@@ -49,11 +49,8 @@ def wilson_lower_bound(successes: float, calls: float, z: float = Z_95) -> float
     """
     if calls <= 0:
         return 0.0
-    p = min(max(successes / calls, 0.0), 1.0)
-    z2 = z * z
-    centre = p + z2 / (2 * calls)
-    margin = z * math.sqrt(p * (1 - p) / calls + z2 / (4 * calls * calls))
-    return max(0.0, (centre - margin) / (1 + z2 / calls))
+    centre, margin = _wilson_interval(successes, calls, z)
+    return max(0.0, centre - margin)
 
 
 def wilson_upper_bound(successes: float, calls: float, z: float = Z_95) -> float:
@@ -66,11 +63,18 @@ def wilson_upper_bound(successes: float, calls: float, z: float = Z_95) -> float
     """
     if calls <= 0:
         return 1.0
+    centre, margin = _wilson_interval(successes, calls, z)
+    return min(1.0, centre + margin)
+
+
+def _wilson_interval(successes: float, calls: float, z: float) -> tuple[float, float]:
+    """The Wilson score interval of ``successes`` in ``calls`` (> 0): (centre, half-width)."""
     p = min(max(successes / calls, 0.0), 1.0)
     z2 = z * z
-    centre = p + z2 / (2 * calls)
-    margin = z * math.sqrt(p * (1 - p) / calls + z2 / (4 * calls * calls))
-    return min(1.0, (centre + margin) / (1 + z2 / calls))
+    scale = 1 + z2 / calls
+    centre = (p + z2 / (2 * calls)) / scale
+    margin = z * math.sqrt(p * (1 - p) / calls + z2 / (4 * calls * calls)) / scale
+    return centre, margin
 
 
 @dataclass(frozen=True)
