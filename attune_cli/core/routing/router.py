@@ -171,7 +171,7 @@ class AdaptiveModelRouter:
             min_success_rate=min_success_rate,
             window_days=days,
         )
-        performances = self._performance(workflow, stage, settings, self.clock())
+        performances = self._performance(workflow, stage, settings, self.clock(), explore=explore)
         return decide(
             performances,
             self.registry,
@@ -312,9 +312,17 @@ class AdaptiveModelRouter:
         return RoutingStats(workflow=workflow, stage=stage, days=days, stages=stages)
 
     def _performance(
-        self, workflow: str | None, stage: str, settings: RoutingSettings, now: float
+        self,
+        workflow: str | None,
+        stage: str,
+        settings: RoutingSettings,
+        now: float,
+        *,
+        explore: bool = False,
     ) -> list[ModelPerformance]:
+        """The stage's figures; exploring's shorter-memory counts only when ``explore``."""
         half_life = settings.half_life_days
+        explore_half_life_s = settings.explore_half_life_hours * HOUR_S if explore else None
 
         def read() -> list[ModelPerformance]:
             return self.store.model_performance(
@@ -326,7 +334,7 @@ class AdaptiveModelRouter:
                 recent_n=settings.recent_calls,
                 now=now,
                 outage_since_ts=now - settings.outage_memory_hours * HOUR_S,
-                explore_half_life_s=settings.explore_half_life_hours * HOUR_S,
+                explore_half_life_s=explore_half_life_s,
             )
 
         if self.cache is None:
@@ -339,7 +347,7 @@ class AdaptiveModelRouter:
             settings.weights,
             settings.recent_calls,
             settings.outage_memory_hours,
-            settings.explore_half_life_hours,
+            explore_half_life_s,
         )
         return self.cache.get(key, read)
 

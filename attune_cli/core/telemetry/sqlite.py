@@ -964,16 +964,22 @@ class TelemetryStore:
         """
         middle = rollups.HOUR_S / 2
         weight = f"exp(min(hour + {middle} - :now, 0) * :decay)"
-        explore_weight = f"exp(min(hour + {middle} - :now, 0) * :explore_decay)"
         # An hour read from rollups lies wholly before or wholly after ``outage_since``.
         counted = "successes + quality_failures + (hour >= :outage_since) * outage_failures"
+        # Exploring's counts only when asked for (a decision that does not explore skips them).
+        if decay_per_s[1]:
+            explore_weight = f"exp(min(hour + {middle} - :now, 0) * :explore_decay)"
+            explore_sums = (
+                f"TOTAL(({counted}) * {explore_weight}), TOTAL(successes * {explore_weight}) "
+            )
+        else:
+            explore_sums = "0.0, 0.0 "
         sql = (
             "SELECT model, SUM(calls), SUM(successes), SUM(quality_failures), "
             "SUM(outage_failures), SUM((hour >= :outage_since) * outage_failures), "
             "SUM(rate_limited), SUM(caller_errors), MAX(newest_outage_ts), TOTAL(cost_usd), "
             f"SUM(costs), SUM(latencies), TOTAL(({counted}) * {weight}), "
-            f"TOTAL(successes * {weight}), TOTAL(plan_cost_usd), "
-            f"TOTAL(({counted}) * {explore_weight}), TOTAL(successes * {explore_weight}) "
+            f"TOTAL(successes * {weight}), TOTAL(plan_cost_usd), {explore_sums}"
             "FROM rollups WHERE workflow = :workflow AND stage = :stage AND model = :model "
             "AND hour >= :first AND hour < :last GROUP BY model"
         )
