@@ -534,7 +534,7 @@ def _decision_pairs(workflow: bool, stage: bool) -> str:
 @functools.cache
 def _decision_sql(workflow: bool, stage: bool) -> str:
     """One statement reading a decision's window and newest calls (see ``_WINDOW``)."""
-    sums = ", ".join(f"s{i}" for i in range(14))
+    sums = ", ".join(f"s{i}" for i in range(16))
     return (
         f"WITH RECURSIVE {_decision_pairs(workflow, stage)},\n{_WINDOW},\n"
         f"w (kind, model, {sums}, latencies) AS MATERIALIZED ({_WINDOW_ROWS})\n"
