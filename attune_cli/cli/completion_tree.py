@@ -669,11 +669,14 @@ TREE: dict[str, Any] = {'help': 'Pick the right LLM for each workflow...',
                                                              'hidden': False,
                                                              'help': 'Sometimes try a model whose '
                                                                      'uncertain record could beat '
-                                                                     'the best (at most '
-                                                                     'routing.explore_share of '
-                                                                     'calls); record the outcome '
-                                                                     'with `attune telemetry '
-                                                                     'record`.',
+                                                                     'the best (the routing '
+                                                                     'setting explore_share of '
+                                                                     'calls start a try; one whose '
+                                                                     'newest calls keep it '
+                                                                     'promising keeps the calls '
+                                                                     'until its record decides); '
+                                                                     'record the outcome with '
+                                                                     '`attune telemetry record`.',
                                                              'values': None},
                                                             {'kind': 'option',
                                                              'opts': ['--any-provider'],
@@ -782,10 +785,13 @@ TREE: dict[str, Any] = {'help': 'Pick the right LLM for each workflow...',
                                                           'hidden': False,
                                                           'help': 'Sometimes try a model whose '
                                                                   'uncertain record could beat the '
-                                                                  'best (at most '
-                                                                  'routing.explore_share of '
-                                                                  'calls); record the outcome with '
-                                                                  '`attune telemetry record`.',
+                                                                  'best (the routing setting '
+                                                                  'explore_share of calls start a '
+                                                                  'try; one whose newest calls '
+                                                                  'keep it promising keeps the '
+                                                                  'calls until its record '
+                                                                  'decides); record the outcome '
+                                                                  'with `attune telemetry record`.',
                                                           'values': None},
                                                          {'kind': 'option',
                                                           'opts': ['--any-provider'],

@@ -117,8 +117,10 @@ ExploreOpt = Annotated[
     typer.Option(
         "--explore",
         help=(
-            "Sometimes try a model whose uncertain record could beat the best (at most "
-            "routing.explore_share of calls); record the outcome with `attune telemetry record`."
+            "Sometimes try a model whose uncertain record could beat the best "
+            "(the routing setting explore_share of calls start a try; one whose newest calls "
+            "keep it promising keeps the calls until its record decides); record the outcome "
+            "with `attune telemetry record`."
         ),
     ),
 ]
