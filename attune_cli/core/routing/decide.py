@@ -75,7 +75,8 @@ def decide(
         stage: the stage; its default tier comes from ``settings``.
         configured: the providers this machine can call (None: any provider counts as
             callable, as ``--any-provider`` asks).
-        explore: sample a challenger for at most ``settings.explore_share`` of decisions.
+        explore: keep a promising challenger on trial, and start a try of one for
+            ``settings.explore_share`` of the other decisions.
         tier: consider only models of this tier.
 
     Returns:

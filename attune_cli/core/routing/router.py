@@ -153,8 +153,8 @@ class AdaptiveModelRouter:
             max_latency_ms: cap on the p95 latency (default: ``[routing]``).
             min_success_rate: minimum success lower bound, 0..1 (default: ``[routing]``).
             days: the window in days (default: ``[routing] window_days``).
-            explore: sample among the candidates that meet the caps, favouring uncertain
-                ones, for at most ``explore_share`` of such calls.
+            explore: try a challenger that could be best for ``explore_share`` of such calls,
+                and keep one on trial while its newest calls keep it promising (``decide``).
             any_provider: rank every model, callable here or not.
             tier: consider only models of this tier.
 
