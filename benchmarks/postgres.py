@@ -3,15 +3,18 @@
 in the same run (on a shared machine the absolute figures move with other work):
 
 * importing ``--rows`` calls (default 1M, 30 days) with their rollups: ≥ 50k rows/s;
-  reference: a plain ``COPY`` of the same rows into a table without indexes (the floor);
+  references: a plain ``COPY`` of the same rows into a table without indexes, and into a
+  table with the indexes of ``calls`` but no rollups (the most an import can reach while
+  ``calls`` keeps the indexes its reads need);
 * ``record`` p95 with 8 writing processes at once: ≤ 10 ms; references: the p95 of a
   ``SELECT 1`` round trip and of a one-row ``INSERT`` committed (one WAL flush, the floor of
   any durable write) that each writer times between its records, under the same load;
 * the store reads behind a decision (``model_performance`` over 30 days) in-process, for one
   stage and for every pair: the server's share of the commands below;
 * ``attune route explain``, ``attune telemetry models`` (every pair, and one workflow's):
-  median whole-process wall time ≤ 0.25 s, and the median CPU time of the process; reference:
-  ``attune --version`` (the start-up every command pays).
+  median whole-process wall time ≤ 0.25 s, and the median CPU time of the process; references:
+  ``attune --version`` (the start-up every command pays) and ``import psycopg`` after the
+  modules the same command imports on SQLite (what the driver adds to every command here).
 
 Each run uses a schema of its own in the database at ``--url`` (default: ``ATTUNE_TEST_PG_URL``
 or the local server's ``postgres`` database) and drops it. ``--check`` exits 1 when a target is
@@ -68,8 +71,10 @@ def history_rows(rows: int) -> list[tuple[object, ...]]:
     return [history_row(call, f"g{index:x}") for index, call in enumerate(iter_history(spec))]
 
 
-def import_rate(url: str, rows: list[tuple[object, ...]]) -> tuple[float, float]:
-    """(rows/s of ``insert_rows`` with rollups, rows/s of a plain COPY of the same rows)."""
+def import_rate(url: str, rows: list[tuple[object, ...]]) -> tuple[float, float, float]:
+    """Rows/s of ``insert_rows`` with rollups; of a plain COPY of the same rows into a table
+    without indexes; and of a COPY into a table with the indexes of ``calls`` (no rollups: the
+    most an import that keeps those indexes could reach)."""
     from attune_cli.core.telemetry.postgres import COLUMNS, PostgresCallStore
 
     with PostgresCallStore(url) as store:
@@ -79,19 +84,21 @@ def import_rate(url: str, rows: list[tuple[object, ...]]) -> tuple[float, float]
         elapsed = time.perf_counter() - started
         assert added == len(rows), (added, len(rows))
         assert store.verify().ok
-        store.raw.execute("CREATE TABLE plain_copy AS SELECT * FROM calls WHERE false")
-        started = time.perf_counter()
-        with (
-            store.raw.cursor() as cursor,
-            cursor.copy(f"COPY plain_copy ({', '.join(COLUMNS)}) FROM STDIN") as copy,
-        ):
-            for row in rows:
-                copy.write_row(row)
-        reference = time.perf_counter() - started
-        store.raw.execute("DROP TABLE plain_copy")
+        references = []
+        for like in ("", " INCLUDING INDEXES"):
+            store.raw.execute(f"CREATE TABLE reference_copy (LIKE calls{like})")
+            started = time.perf_counter()
+            with (
+                store.raw.cursor() as cursor,
+                cursor.copy(f"COPY reference_copy ({', '.join(COLUMNS)}) FROM STDIN") as copy,
+            ):
+                for row in rows:
+                    copy.write_row(row)
+            references.append(len(rows) / (time.perf_counter() - started))
+            store.raw.execute("DROP TABLE reference_copy")
         for table in ("calls", "rollups", "rollup_latency", "rollup_latency_day"):
             store.raw.execute(f"VACUUM ANALYZE {table}")  # as autovacuum would, before reads
-    return len(rows) / elapsed, len(rows) / reference
+    return len(rows) / elapsed, references[0], references[1]
 
 
 def window_ms(url: str, workflow: str | None, stage: str | None, runs: int) -> float:
@@ -160,6 +167,13 @@ def process_env(url: str, home: Path) -> dict[str, str]:
     return env
 
 
+# What ``route explain`` imports on SQLite too, so that the reference ``import psycopg`` counts
+# only the modules the driver adds (asyncio, ctypes, importlib.metadata, its type adapters ...).
+SQLITE_COMMAND_MODULES = (
+    "attune_cli.cli.app, attune_cli.cli.route, attune_cli.core.routing.router, "
+    "attune_cli.core.telemetry.sqlite, rich.console, rich.table, httpx"
+)
+
 COMMANDS: tuple[tuple[str, list[str]], ...] = (
     (
         "route explain analysis -w code-review",
@@ -208,12 +222,13 @@ def main() -> int:
     scratch = tempfile.TemporaryDirectory(prefix="attune-bench-")
     try:
         if "import" in parts or "process" in parts:
-            rate, copy_rate = import_rate(url, rows)
+            rate, copy_rate, indexed_rate = import_rate(url, rows)
         if "import" in parts:
             print(
                 f"COPY import of {options.rows:,} rows with rollups: {rate:,.0f} rows/s "
-                f"(≥ 50,000); reference plain COPY, no indexes: {copy_rate:,.0f} rows/s "
-                f"({rate / copy_rate:.2f} of it)",
+                f"(≥ 50,000); references: plain COPY, no indexes: {copy_rate:,.0f} rows/s "
+                f"({rate / copy_rate:.2f} of it); COPY into a table with the indexes of calls, "
+                f"no rollups: {indexed_rate:,.0f} rows/s ({rate / indexed_rate:.2f} of it)",
                 flush=True,
             )
             if rate < 50_000:
@@ -240,6 +255,17 @@ def main() -> int:
             print(
                 f"{'attune --version (reference)':<40} wall {version_wall:.3f} s, "
                 f"cpu {version_cpu:.3f} s",
+                flush=True,
+            )
+            without, with_driver = (
+                statistics.median(
+                    time_runs_ms([sys.executable, "-c", f"import {modules}"], options.runs, env)[0]
+                )
+                for modules in (SQLITE_COMMAND_MODULES, f"{SQLITE_COMMAND_MODULES}, psycopg")
+            )
+            print(
+                f"{'import psycopg (reference)':<40} wall {(with_driver - without) / 1000:.3f} s "
+                "over what the same command imports on SQLite",
                 flush=True,
             )
             for label, args in COMMANDS:
