@@ -75,18 +75,11 @@ EXPLORE_OPTIMISM = 1.0
 # dropped within a few calls. Measured on the market simulation
 # (benchmarks/routing_sim_inprocess.py, seeds 0-7): 0.5 keeps trying near-equal models too long
 # (their lucky streaks win the ranking), 0.85 drops an improved model on its first failure.
-# Remeasured over seeds 0-23 (mean regret change against the rule as it is, paired by seed, in
-# degrade / outage / challenger): improvement 0.6 +1.2 / +0.8 / +1.3, 0.8 +2.1 / +0.3 / +1.6,
-# slack 1.5 +2.1 / +1.6 / +0.7. The leader's rate is its ranked rate: its rate in exploring's
-# memory (+0.6 / +0.3 / +0.1), the lower of the two (+1.5 / +0.7 / -0.2, with challenger()'s bar
-# lowered the same way), the Wilson lower bound of its exploring memory (+2.1 / +1.4 / +1.4)
-# and its newest recent_calls (on seeds 0-7 it missed degrade 5 and 6 and outage 5 and 7:
-# twenty calls are few, and a healthy leader's unlucky streak keeps a worse challenger on
-# trial) all cost more. A leader that has just begun to degrade is still 0.92 in exploring's
-# 24-hour memory after six poor hours; against its newest twenty calls the trial only lasts a
-# few calls longer (degrade seed 3: model-c failed 3 of its first 21 calls, the leader 5 of its
-# newest 20; the seed misses with either rate, 20.0 and 20.5 against 18.7). Such a leader is
-# the demotion check's to catch, not the trial's.
+# Remeasured over seeds 0-23 (mean regret change against this rule, degrade / outage /
+# challenger): improvement 0.6 +1.2 / +0.8 / +1.3, 0.8 +2.1 / +0.3 / +1.6; slack 1.5 +2.1 /
+# +1.6 / +0.7; the leader judged at its rate in exploring's memory +0.6 / +0.3 / +0.1, at the
+# lower of its two rates +1.5 / +0.7 / -0.2, at its newest calls worse still. A leader that
+# has just begun to degrade is the demotion check's to catch, not the trial's.
 TRIAL_IMPROVEMENT = 0.7
 TRIAL_SLACK = 1.0
 
