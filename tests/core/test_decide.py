@@ -416,8 +416,9 @@ def test_a_challenger_that_keeps_succeeding_keeps_the_calls_beyond_the_share() -
     assert decision.chosen == "claude-sonnet-4-5"
     assert decision.explored and decision.trial and decision.best == "gpt-5"
     assert decision.reason.startswith(
-        "Trying: claude-sonnet-4-5 keeps the calls for stage 'analysis' of workflow 'ci' while "
-        "its newest calls keep it promising (12.0 of 12.0 recency-weighted calls succeeded in "
+        "Trying: claude-sonnet-4-5 made the last call for stage 'analysis' of workflow 'ci' (a "
+        "try, or a call that named it) and keeps the calls while its newest calls keep it "
+        "promising (12.0 of 12.0 recency-weighted calls succeeded in "
         "the last 24 hours, against gpt-5's 90%); it leads once its success bound passes gpt-5's"
     )
     assert decision.as_dict()["trial"] is True

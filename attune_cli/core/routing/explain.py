@@ -163,8 +163,9 @@ def decision_reason(
         memory = f"the last {_hours(settings.explore_half_life_hours)}"
         if trial and best is not None:
             return (
-                f"Trying: {chosen} keeps the calls for {where} while its newest calls keep it "
-                f"promising ({_recent_record(picked)} in {memory}, against {best.model}'s "
+                f"Trying: {chosen} made the last call for {where} (a try, or a call that named "
+                "it) and keeps the calls while its newest calls keep it promising "
+                f"({_recent_record(picked)} in {memory}, against {best.model}'s "
                 f"{best.ranked_rate:.0%}); it leads once its success bound passes "
                 f"{best.model}'s ({best.success_lower_bound or 0.0:.1%}), and is dropped after "
                 "a failure or two."
