@@ -407,14 +407,7 @@ _FC = _PG_FAILURE_CLASS.replace("%", "%%")
 # decision more than reading the rollups does.)
 _WEIGHT = "exp(GREATEST(LEAST({ts} - %(now)s, 0) * %({decay})s, -700))"
 _HOUR_MIDDLE = f"CAST(r.hour AS float8) + {rollups.HOUR_S / 2}"
-
-
-def _window(explore: bool) -> str:
-    """The CTEs of a decision's window (see above); without ``explore``, exploring's weights
-    are 0 rather than worked out for every row (as the SQLite store skips them)."""
-    hour_xw = _WEIGHT.format(ts=_HOUR_MIDDLE, decay="explore_decay") if explore else "0.0"
-    row_xw = _WEIGHT.format(ts="c.ts", decay="explore_decay") if explore else "0.0"
-    return f"""pm AS (
+_WINDOW = f"""pm AS (
     SELECT p.workflow, p.stage, f.model FROM p CROSS JOIN LATERAL (
         SELECT model FROM rollups AS r WHERE r.workflow = p.workflow AND r.stage = p.stage
         ORDER BY model LIMIT 1) AS f
@@ -439,7 +432,7 @@ hourly AS (
                SUM(successes * xw) AS explore_successes
         FROM (
             SELECT r.*, {_WEIGHT.format(ts=_HOUR_MIDDLE, decay="decay")} AS w,
-                   {hour_xw} AS xw,
+                   {_WEIGHT.format(ts=_HOUR_MIDDLE, decay="explore_decay")} AS xw,
                    CASE WHEN r.hour >= %(outage_since)s THEN r.outage_failures ELSE 0 END AS since
             FROM rollups AS r
             WHERE r.workflow = pm.workflow AND r.stage = pm.stage AND r.model = pm.model
@@ -449,14 +442,12 @@ hourly AS (
 edge AS (
     SELECT c.model, c.ts, c.success, c.cost_usd, c.latency_ms, c.billing,
            ({_FC}) AS fc, {_WEIGHT.format(ts="c.ts", decay="decay")} AS w,
-           {row_xw} AS xw
+           {_WEIGHT.format(ts="c.ts", decay="explore_decay")} AS xw
     FROM p CROSS JOIN e CROSS JOIN LATERAL (
         SELECT * FROM calls AS c
         WHERE c.workflow = p.workflow AND c.stage = p.stage AND c.ts >= e.start AND c.ts < e.stop
         OFFSET 0) AS c
 )"""
-
-
 _WINDOW_ROWS = f"""
 SELECT 0, model, SUM(calls), SUM(successes), SUM(quality_failures), SUM(outage_failures),
        SUM(since), SUM(rate_limited), SUM(caller_errors), MAX(newest_outage_ts),
@@ -541,11 +532,11 @@ def _decision_pairs(workflow: bool, stage: bool) -> str:
 
 
 @functools.cache
-def _decision_sql(workflow: bool, stage: bool, explore: bool) -> str:
-    """One statement reading a decision's window and newest calls (see ``_window``)."""
+def _decision_sql(workflow: bool, stage: bool) -> str:
+    """One statement reading a decision's window and newest calls (see ``_WINDOW``)."""
     sums = ", ".join(f"s{i}" for i in range(16))
     return (
-        f"WITH RECURSIVE {_decision_pairs(workflow, stage)},\n{_window(explore)},\n"
+        f"WITH RECURSIVE {_decision_pairs(workflow, stage)},\n{_WINDOW},\n"
         f"w (kind, model, {sums}, latencies) AS MATERIALIZED ({_WINDOW_ROWS})\n"
         "SELECT *, NULL::float8, NULL::integer, NULL::text, NULL::text, NULL::text FROM w\n"
         f"UNION ALL {_RECENT}"
@@ -959,7 +950,7 @@ class PostgresCallStore(TelemetryStore):
             params["hour_lasts"] += [min(day_first, last), last]
         totals: dict[str, _Totals] = {}
         newest: dict[str, list[tuple[Any, ...]]] = {}
-        sql = _decision_sql(workflow is not None, stage is not None, half_lives_s[1] is not None)
+        sql = _decision_sql(workflow is not None, stage is not None)
         for kind, model, *row in self.raw.execute(sql, params, prepare=True):
             if kind == 3:
                 newest.setdefault(model, []).append(tuple(row[17:]))
