@@ -79,8 +79,8 @@ def verify(
 
         attune store verify
     """
-    from attune_cli.cli.console import message, out, plain, print_json
-    from attune_cli.cli.telemetry import _existing_store
+    from attune_cli.cli.console import err, message, out, plain, print_json
+    from attune_cli.cli.telemetry import _existing_store, _ProgressBar
 
     store = _existing_store()
     if store is None:
@@ -89,8 +89,14 @@ def verify(
         else:
             message("Nothing recorded yet: nothing to verify.")
         return
-    with store:
-        report = store.verify()
+    # A long history takes a while (a minute for a million calls): one step per table.
+    progress = _ProgressBar("the rollups", verb="Verifying") if err().is_terminal else None
+    try:
+        with store:
+            report = store.verify(progress=progress.update if progress else None)
+    finally:
+        if progress is not None:
+            progress.stop()
     if json_output:
         print_json(
             {

@@ -138,6 +138,49 @@ def test_verify_finds_a_corrupted_rollup(store: TelemetryStore) -> None:
     assert {d.key[2] for d in report.differences} == {"m-b"}
 
 
+def test_verify_counts_every_difference_lists_up_to_the_limit_and_reports_progress(
+    store: TelemetryStore,
+) -> None:
+    """A rollup changed, one deleted and one that no row gives: three differences, each of
+    its kind (stored and recomputed, recomputed only, stored only); ``limit`` lists fewer
+    but counts them all; progress hears of every table, in order, ending at the total."""
+    with store.bulk_transaction():
+        store.insert_rows(_rows(200))
+    key = "workflow = ? AND stage = ? AND model = ? AND hour = ? AND provider = ?"
+    changed = store.conn.execute(
+        "SELECT workflow, stage, model, hour, provider, calls FROM rollups WHERE model = 'm-a' "
+        "ORDER BY hour, stage LIMIT 1"
+    ).fetchone()
+    store.conn.execute(f"UPDATE rollups SET calls = calls + 2 WHERE {key}", tuple(changed[:5]))
+    gone = store.conn.execute(
+        "SELECT workflow, stage, model, hour, provider FROM rollups WHERE model = 'm-b' "
+        "ORDER BY hour, stage LIMIT 1"
+    ).fetchone()
+    store.conn.execute(f"DELETE FROM rollups WHERE {key}", tuple(gone))
+    store.conn.execute(
+        "INSERT INTO rollups (workflow, stage, model, hour, provider, calls, successes, "
+        "quality_failures, outage_failures, rate_limited, caller_errors, cancelled, cost_usd, "
+        "costs, input_tokens, output_tokens, latencies) "
+        "VALUES ('ghost', 'analysis', 'm-z', 0, 'openai', 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)"
+    )
+    steps: list[tuple[int, int]] = []
+    report = store.verify(progress=lambda done, total: steps.append((done, total)))
+    by_model = {d.key[2]: d for d in report.differences if d.table == "rollups"}
+    assert set(by_model) == {"m-a", "m-b", "m-z"}
+    assert by_model["m-a"].key == tuple(changed[:5]) and by_model["m-b"].key == tuple(gone)
+    assert by_model["m-a"].stored is not None and by_model["m-a"].expected is not None
+    assert by_model["m-a"].stored[0] == by_model["m-a"].expected[0] + 2 == changed[5] + 2
+    assert by_model["m-b"].stored is None and by_model["m-b"].expected is not None
+    assert by_model["m-z"].stored is not None and by_model["m-z"].expected is None
+    # The spend tables follow the rollups by trigger, so they differ from nothing here.
+    assert {d.table for d in report.differences} == {"rollups"}
+    assert report.total_differences == 3
+    total = steps[-1][1]
+    assert steps == [(done, total) for done in range(total + 1)] and total == 7
+    limited = store.verify(limit=1)
+    assert limited.total_differences == 3 and len(limited.differences) == 1
+
+
 def test_verify_finds_corrupted_spend_table_rows(store: TelemetryStore) -> None:
     """The spend tables are kept from the rollups by triggers; a write to them that bypasses
     the rollups (here: by hand) is found by verify, per table and key, and the rollups

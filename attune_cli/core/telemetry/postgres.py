@@ -41,6 +41,7 @@ from attune_cli.core.failures import FailureClass, sql_failure_class
 from attune_cli.core.telemetry import rollups
 from attune_cli.core.telemetry.records import COLUMNS, LABEL_KINDS, Row
 from attune_cli.core.telemetry.sqlite import (
+    _SUMMED_REALS,
     FAILURE_CLASS_SQL,
     TelemetryStore,
     _decays,
@@ -997,9 +998,16 @@ class PostgresCallStore(TelemetryStore):
             self.raw.execute("SELECT pg_advisory_xact_lock(hashtext('attune:budgets'))")
             yield
 
-    def verify(self, *, limit: int = 20) -> rollups.VerifyReport:
+    def verify(
+        self, *, limit: int = 20, progress: Callable[[int, int], None] | None = None
+    ) -> rollups.VerifyReport:
         """Recompute the rollups from the rows, and the spend tables from the rollups, and
-        compare them with the stored ones (as ``TelemetryStore.verify``)."""
+        compare them with the stored ones (as ``TelemetryStore.verify``).
+
+        Each table is compared on the server (``_verify_sql``): only the differences travel,
+        so a history of millions of calls is verified in the server's memory, not this
+        process's. ``progress(done, total)`` is called before each table and at the end.
+        """
         aggregate, histogram = _aggregate("calls")
         key = ("workflow", "stage", "model", "hour", "provider")
         checks = (
@@ -1027,28 +1035,32 @@ class PostgresCallStore(TelemetryStore):
         spend_rows = 0
         with self.raw.transaction(force_rollback=True):
             self.raw.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            for table, select, columns, values in checks:
-                expected = {
-                    tuple(row[: len(columns)]): tuple(row[len(columns) :])
-                    for row in self.raw.execute(select)
-                }
-                stored = {
-                    tuple(row[: len(columns)]): tuple(row[len(columns) :])
-                    for row in self.raw.execute(
-                        f"SELECT {', '.join((*columns, *values))} FROM {table}"
-                    )
-                }
+            # The recomputations are hash aggregates of every row: in memory, not spilled.
+            self.raw.execute(f"SET LOCAL work_mem = '{_BULK_WORK_MEM}'")
+            for done, (table, select, columns, values) in enumerate(checks):
+                if progress is not None:
+                    progress(done, len(checks))
+                found = self.raw.execute(
+                    _verify_sql(table, select, columns, values), {"limit": max(limit, 1)}
+                ).fetchall()
+                expected_rows, differing = int(found[0][0]), int(found[0][1])
+                total += differing
                 if table == "rollups":
-                    checked = len(expected)
+                    checked = expected_rows
                 elif table in rollups.SPEND_TABLES:
-                    spend_rows += len(expected)
-                for found_key in sorted(set(expected) | set(stored), key=repr):
-                    want, have = expected.get(found_key), stored.get(found_key)
-                    if want is not None and have is not None and _same(want, have):
-                        continue
-                    total += 1
-                    if len(differences) < limit:
-                        differences.append(rollups.RollupDifference(table, found_key, have, want))
+                    spend_rows += expected_rows
+                width = len(columns) + len(values)
+                for row in found:
+                    if row[2] is None or len(differences) >= limit:
+                        continue  # no difference on this row (the counts alone)
+                    at = 2 + len(columns)  # after the counts and the key
+                    stored = tuple(row[at : 2 + width]) if row[-2] else None
+                    expected = tuple(row[2 + width : -2]) if row[-1] else None
+                    differences.append(
+                        rollups.RollupDifference(table, tuple(row[2:at]), stored, expected)
+                    )
+        if progress is not None:
+            progress(len(checks), len(checks))
         return rollups.VerifyReport(checked, tuple(differences), total, spend_rows)
 
     def rollup_hours(self) -> int:
@@ -1085,19 +1097,45 @@ def _alive(raw: Any) -> bool:
     return True
 
 
-def _same(want: tuple[Any, ...], have: tuple[Any, ...]) -> bool:
-    if len(want) != len(have):
-        return False
-    for a, b in zip(want, have, strict=True):
-        if isinstance(a, float) or isinstance(b, float):
-            if a is None or b is None:
-                if a is not b:
-                    return False
-            elif abs(float(a) - float(b)) > 1e-9 * max(1.0, abs(float(a))):
-                return False
-        elif a != b:
-            return False
-    return True
+def _verify_sql(table: str, select: str, key: tuple[str, ...], values: tuple[str, ...]) -> str:
+    """One table's comparison with its recomputation ``select``, on the server.
+
+    The first row carries (rows recomputed, rows that differ); it and up to ``%(limit)s`` more
+    list the differences, in key order: the key, the stored values, the recomputed ones, and
+    whether each side has the key (NULLs after the counts when nothing differs). Sums of
+    costs and latencies are equal within a relative 1e-9 (they were added in another order),
+    as on SQLite; everything else exactly.
+    """
+    reals = {*_SUMMED_REALS, *rollups.SPEND_REALS}
+
+    def differs(column: str) -> str:
+        if column in reals:
+            return (
+                f"(s.{column} IS NULL) <> (e.{column} IS NULL) OR abs(s.{column} - e.{column}) "
+                f"> 1e-9 * GREATEST(1.0, abs(e.{column}))"
+            )
+        return f"s.{column} IS DISTINCT FROM e.{column}"
+
+    names = ", ".join((*key, *values))
+    first = key[0]
+    return (
+        # The recomputation's own % signs (LIKE patterns) are literal: this SQL has parameters.
+        f"WITH e ({names}) AS MATERIALIZED ({select.replace('%', '%%')}), "
+        f"s AS (SELECT {names} FROM {table}), "
+        "d AS MATERIALIZED (SELECT "
+        + ", ".join(f"COALESCE(s.{c}, e.{c}) AS {c}" for c in key)
+        + ", "
+        + ", ".join(f"s.{c} AS stored_{c}" for c in values)
+        + ", "
+        + ", ".join(f"e.{c} AS expected_{c}" for c in values)
+        + f", s.{first} IS NOT NULL AS has_stored, e.{first} IS NOT NULL AS has_expected "
+        f"FROM s FULL JOIN e ON {' AND '.join(f's.{c} = e.{c}' for c in key)} "
+        f"WHERE s.{first} IS NULL OR e.{first} IS NULL OR "
+        + " OR ".join(f"({differs(c)})" for c in values)
+        + ") SELECT (SELECT COUNT(*) FROM e), (SELECT COUNT(*) FROM d), l.* FROM (SELECT 1) AS one "
+        f"LEFT JOIN LATERAL (SELECT * FROM d ORDER BY {', '.join(key)} LIMIT %(limit)s) AS l "
+        "ON true"
+    )
 
 
 def _retryable() -> tuple[type[BaseException], ...]:

@@ -1403,7 +1403,9 @@ class TelemetryStore:
 
     # --- upkeep ----------------------------------------------------------------------------
 
-    def verify(self, *, limit: int = 20) -> rollups.VerifyReport:
+    def verify(
+        self, *, limit: int = 20, progress: Callable[[int, int], None] | None = None
+    ) -> rollups.VerifyReport:
         """Recompute the rollups from the rows, and the spend tables from the rollups, and
         compare them with the stored ones.
 
@@ -1415,6 +1417,7 @@ class TelemetryStore:
 
         Args:
             limit: how many differences to list (all are counted).
+            progress: called with (tables checked, tables) before each table and at the end.
         """
         aggregate, histogram, daily = rollups.aggregate_sql("calls")
         key = ("workflow", "stage", "model", "hour", "provider")
@@ -1435,7 +1438,9 @@ class TelemetryStore:
         with db.interruptible(self.conn):
             self.conn.execute("BEGIN")
             try:
-                for table, select, columns, values in checks:
+                for done, (table, select, columns, values) in enumerate(checks):
+                    if progress is not None:
+                        progress(done, len(checks))
                     found, listed, count = self._compare(table, select, columns, values, limit)
                     total += found
                     checked += count if table == "rollups" else 0
@@ -1443,6 +1448,8 @@ class TelemetryStore:
                     differences.extend(listed[: max(limit - len(differences), 0)])
             finally:
                 self.conn.execute("ROLLBACK")
+        if progress is not None:
+            progress(len(checks), len(checks))
         return rollups.VerifyReport(checked, tuple(differences), total, spend_rows)
 
     def _compare(

@@ -168,8 +168,11 @@ class CallStore(Protocol):
         """Drop a reservation once the call's real cost is recorded."""
         ...
 
-    def verify(self, *, limit: int = 20) -> VerifyReport:
-        """Recompute the rollups from the rows and report any difference."""
+    def verify(
+        self, *, limit: int = 20, progress: Callable[[int, int], None] | None = None
+    ) -> VerifyReport:
+        """Recompute the rollups from the rows and report any difference; ``progress(done,
+        total)`` hears of each table checked."""
         ...
 
     def rollup_hours(self) -> int:
