@@ -64,7 +64,9 @@ class Rejection:
 
 # How optimistic exploring is about a challenger: its success rate is taken at the Wilson upper
 # bound of its calls in exploring's memory at this many standard deviations. At 1 a model is
-# tried while its recent record leaves a fair chance that it beats the leader.
+# tried while its recent record leaves a fair chance that it beats the leader. On the market
+# simulation (seeds 0-23, targets met in degrade / challenger / outage): 1.0 meets 19 / 15 / 23;
+# 0.5 18 / 14 / 23, 0.75 20 / 13 / 23, 1.5 15 / 15 / 17, 2.0 12 / 14 / 17.
 EXPLORE_OPTIMISM = 1.0
 
 # The sequential test a challenger under trial must keep passing to keep the calls: its record
