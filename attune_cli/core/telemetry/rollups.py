@@ -142,8 +142,7 @@ SPEND_SUMS: tuple[str, ...] = (
     "unpriced_output_tokens",
     "plan_cost_usd",
 )
-SPEND_REALS = ("cost_usd", "plan_cost_usd")
-"""The spend sums that are costs (compared within a relative 1e-9: added in another order)."""
+_SPEND_REALS = ("cost_usd", "plan_cost_usd")
 
 
 def spend_values(row: str) -> tuple[str, ...]:
@@ -161,7 +160,7 @@ def spend_values(row: str) -> tuple[str, ...]:
 def _spend_table(name: str, key: tuple[str, ...], text: str, integer: str, real: str) -> str:
     types = {"hour": integer}
     columns = [f"{c} {types.get(c, text)} NOT NULL" for c in key]
-    columns += [f"{c} {real if c in SPEND_REALS else integer} NOT NULL" for c in SPEND_SUMS]
+    columns += [f"{c} {real if c in _SPEND_REALS else integer} NOT NULL" for c in SPEND_SUMS]
     values = ", ".join(_key_value(name, c, "r") for c in key)
     return (
         f"CREATE TABLE {name} ({', '.join(columns)}, PRIMARY KEY ({', '.join(key)}));\n"
@@ -203,7 +202,7 @@ def spend_from_rollups(name: str, *, integer: str = "INTEGER") -> str:
     key = SPEND_TABLES[name]
     values = ", ".join(_key_value(name, c, "r") for c in key)
     sums = ", ".join(
-        f"SUM({v})" if c in SPEND_REALS else f"CAST(SUM({v}) AS {integer})"
+        f"SUM({v})" if c in _SPEND_REALS else f"CAST(SUM({v}) AS {integer})"
         for c, v in zip(SPEND_SUMS, spend_values("r"), strict=True)
     )
     return f"SELECT {values}, {sums} FROM rollups AS r GROUP BY {values}"
