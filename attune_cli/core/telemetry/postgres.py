@@ -1049,11 +1049,11 @@ class PostgresCallStore(TelemetryStore):
                     checked = expected_rows
                 elif table in rollups.SPEND_TABLES:
                     spend_rows += expected_rows
+                at = 2 + len(columns)  # after the counts and the key
                 width = len(columns) + len(values)
                 for row in found:
                     if row[2] is None or len(differences) >= limit:
                         continue  # no difference on this row (the counts alone)
-                    at = 2 + len(columns)  # after the counts and the key
                     stored = tuple(row[at : 2 + width]) if row[-2] else None
                     expected = tuple(row[2 + width : -2]) if row[-1] else None
                     differences.append(
