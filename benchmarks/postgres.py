@@ -96,7 +96,7 @@ def import_rate(url: str, rows: list[tuple[object, ...]]) -> tuple[float, float,
                     copy.write_row(row)
             references.append(len(rows) / (time.perf_counter() - started))
             store.raw.execute("DROP TABLE reference_copy")
-        for table in ("calls", "rollups", "rollup_latency", "rollup_latency_day"):
+        for table in ("calls", "rollups", "latency_hours", "latency_days"):
             store.raw.execute(f"VACUUM ANALYZE {table}")  # as autovacuum would, before reads
     return len(rows) / elapsed, references[0], references[1]
 

@@ -121,7 +121,7 @@ def build_pg(base_url: str, schema: str, spec: HistorySpec, rebuild: bool) -> st
         with store.bulk_transaction():
             store.insert_rows(rows())
             store.add_labels(names)
-        for table in ("calls", "rollups", "rollup_latency", "rollup_latency_day"):
+        for table in ("calls", "rollups", "latency_hours", "latency_days"):
             store.raw.execute(f"VACUUM ANALYZE {table}")  # as autovacuum would
     print(
         f"  postgresql {schema}: built {spec.rows:,} calls in "

@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -223,6 +223,20 @@ def test_verify_finds_corrupted_spend_table_rows(store: TelemetryStore) -> None:
     assert missing.expected[0] > 0
 
 
+def _bucket_rows_histogram(conn: Any, *, daily: bool) -> None:
+    """The latency histograms of ``calls`` as schemas 1 to 5 kept them: a row per bucket in
+    ``rollup_latency`` (and, from schema 2 on, in ``rollup_latency_day``)."""
+    from attune_cli.core.telemetry import postgres
+
+    key = "workflow, stage, model, hour, provider"
+    conn.execute(
+        f"INSERT INTO rollup_latency ({key}, bucket, calls, latency_ms) "
+        + postgres._aggregate("calls")[1]
+    )
+    if daily:
+        conn.execute("INSERT INTO rollup_latency_day " + postgres._daily("rollup_latency"))
+
+
 def test_a_postgresql_store_of_schema_1_gets_its_daily_histogram_from_the_hourly_one(
     pg_url: str,
 ) -> None:
@@ -245,8 +259,8 @@ def test_a_postgresql_store_of_schema_1_gets_its_daily_histogram_from_the_hourly
             for row in _rows(500):
                 copy.write_row(row)
         # Schema 1's rollups, as its writers kept them.
-        for upsert in postgres._upserts("calls"):
-            conn.execute(upsert)
+        conn.execute(postgres._upserts("calls")[0])
+        _bucket_rows_histogram(conn, daily=False)
         conn.execute("ALTER TABLE calls DROP COLUMN billing")
         conn.execute("ALTER TABLE rollups DROP COLUMN plan_cost_usd")
     with postgres.PostgresCallStore(pg_url, clock=lambda: NOW) as store:
@@ -313,17 +327,19 @@ def test_a_postgresql_store_of_schema_4_keeps_its_spend_through_imports_and_prun
             for row in _rows(600):
                 copy.write_row(row)
         # Schema 4's writers: the rollups (through its row trigger, the spend) of those rows.
-        for upsert in postgres._upserts("calls"):
-            conn.execute(upsert)
-        conn.execute(postgres._daily_upsert("rollup_latency"))
+        conn.execute(postgres._upserts("calls")[0])
+        _bucket_rows_histogram(conn, daily=True)
     with postgres.PostgresCallStore(pg_url, clock=lambda: NOW) as store:
-        assert store.schema_version() == postgres.SCHEMA_VERSION == 5
+        assert store.schema_version() == postgres.SCHEMA_VERSION
         id_column = store.raw.execute(
             "SELECT count(*) FROM information_schema.columns WHERE table_name = 'calls' "
             "AND column_name = 'id' AND table_schema = current_schema()"
         ).fetchone()[0]
         assert id_column == 0
         assert _spend_differences(store) == []
+        # Schema 6 keeps the histograms' buckets in arrays: the same rows as before.
+        assert store.verify().ok
+        assert store.raw.execute("SELECT SUM(calls) FROM rollup_latency_day").fetchone()[0] > 0
         # The same hours again (DO UPDATE of existing rollups), with a batch boundary inside.
         rows = _rows(3000, seed=11)
         with store.bulk_transaction():
