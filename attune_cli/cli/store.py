@@ -81,6 +81,7 @@ def verify(
     """
     from attune_cli.cli.console import err, message, out, plain, print_json
     from attune_cli.cli.telemetry import _existing_store, _ProgressBar
+    from attune_cli.core.formats import plural
 
     store = _existing_store()
     if store is None:
@@ -117,15 +118,17 @@ def verify(
         )
     elif report.ok:
         message(
-            f"The {report.rollups:,} hourly rollups equal their recomputation from the rows, "
-            f"and the {report.spend_rows:,} spend-table rows equal the rollups they add up."
+            f"No differences: {plural(report.rollups, 'hourly rollup')} checked against their "
+            f"recomputation from the rows, {plural(report.spend_rows, 'spend-table row')} "
+            "against the rollups they add up."
         )
     else:
         from attune_cli.core.telemetry.rollups import SPEND_TABLES
 
         message(
-            f"{report.total_differences:,} difference(s) ({report.rollups:,} rollups recomputed "
-            f"from the rows, {report.spend_rows:,} spend table rows from the rollups):",
+            f"{plural(report.total_differences, 'difference')} "
+            f"({plural(report.rollups, 'rollup')} recomputed from the rows, "
+            f"{plural(report.spend_rows, 'spend-table row')} from the rollups):",
             markup=False,
         )
         for d in report.differences:
