@@ -118,9 +118,9 @@ def verify(
         )
     elif report.ok:
         message(
-            f"No differences: {plural(report.rollups, 'hourly rollup')} checked against their "
+            f"No differences: {plural(report.rollups, 'hourly rollup')} checked against a "
             f"recomputation from the rows, {plural(report.spend_rows, 'spend-table row')} "
-            "against the rollups they add up."
+            "against one from the rollups."
         )
     else:
         from attune_cli.core.telemetry.rollups import SPEND_TABLES
