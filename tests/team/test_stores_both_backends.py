@@ -228,9 +228,8 @@ def _bucket_rows_histogram(conn: Any, *, daily: bool) -> None:
     ``rollup_latency`` (and, from schema 2 on, in ``rollup_latency_day``)."""
     from attune_cli.core.telemetry import postgres
 
-    key = "workflow, stage, model, hour, provider"
     conn.execute(
-        f"INSERT INTO rollup_latency ({key}, bucket, calls, latency_ms) "
+        f"INSERT INTO rollup_latency ({postgres._KEY}, bucket, calls, latency_ms) "
         + postgres._aggregate("calls")[1]
     )
     if daily:

@@ -195,9 +195,24 @@ _V5 = (
 )
 
 
-def _histogram_table(name: str, period: str, source: str) -> str:
-    """A latency histogram kept as one row per key and ``period`` with the buckets in arrays,
-    filled from ``source``, the same histogram as one row per bucket (schemas 1 to 5)."""
+_KEY = "workflow, stage, model, hour, provider"
+_DAY_KEY = "workflow, stage, model, day, provider"
+
+
+def _as_arrays(key: str, rows: str) -> str:
+    """A SELECT of histogram ``rows`` (``key``, bucket, calls, latency_ms: a row per key and
+    bucket) as a row per key holding its buckets in arrays, in bucket order."""
+    return (
+        f"SELECT {key}, array_agg(bucket ORDER BY bucket), array_agg(calls ORDER BY bucket), "
+        f"array_agg(latency_ms ORDER BY bucket) FROM ({rows}) AS b ({key}, bucket, calls, "
+        f"latency_ms) GROUP BY {key}"
+    )
+
+
+def _histogram_table(name: str, key: str, source: str) -> str:
+    """A latency histogram kept as one row per ``key`` with the buckets in arrays, filled from
+    ``source``, the same histogram as one row per bucket (schemas 1 to 5)."""
+    period = key.split(", ")[3]
     return f"""
 CREATE TABLE {name} (
     workflow   {_TEXT} NOT NULL,
@@ -208,12 +223,9 @@ CREATE TABLE {name} (
     buckets    INTEGER[] NOT NULL,
     calls      BIGINT[] NOT NULL,
     latency_ms DOUBLE PRECISION[] NOT NULL,
-    PRIMARY KEY (workflow, stage, model, {period}, provider)
+    PRIMARY KEY ({key})
 );
-INSERT INTO {name} SELECT workflow, stage, model, {period}, provider,
-    array_agg(bucket ORDER BY bucket), array_agg(calls ORDER BY bucket),
-    array_agg(latency_ms ORDER BY bucket)
-FROM {source} GROUP BY 1, 2, 3, 4, 5;
+INSERT INTO {name} {_as_arrays(key, f"SELECT {key}, bucket, calls, latency_ms FROM {source}")};
 """
 
 
@@ -245,8 +257,8 @@ def _histogram_view(name: str, table: str, period: str) -> str:
 _V6 = (
     "DROP INDEX calls_workflow_stage_ts;\n"
     "CREATE INDEX calls_workflow_stage_ts ON calls(workflow, stage, ts);\n"
-    + _histogram_table("latency_hours", "hour", "rollup_latency")
-    + _histogram_table("latency_days", "day", "rollup_latency_day")
+    + _histogram_table("latency_hours", _KEY, "rollup_latency")
+    + _histogram_table("latency_days", _DAY_KEY, "rollup_latency_day")
     + "DROP TABLE rollup_latency, rollup_latency_day;\n"
     + _histogram_view("rollup_latency", "latency_hours", "hour")
     + _histogram_view("rollup_latency_day", "latency_days", "day")
@@ -330,19 +342,16 @@ def _aggregate(source: str) -> tuple[str, str]:
 
 
 _COUNTS = rollups.ROLLUP_COLUMNS[5:-1]
-_KEY = "workflow, stage, model, hour, provider"
 
 
 def _histogram_upsert(table: str, key: str, rows: str) -> str:
     """An upsert adding histogram ``rows`` (the SELECT of ``key``, bucket, calls, latency_ms,
     one row per key and bucket) to ``table``'s arrays (``latency_hours``/``latency_days``)."""
     return (
-        f"INSERT INTO {table} AS t ({key}, buckets, calls, latency_ms) "
-        f"SELECT {key}, array_agg(bucket ORDER BY bucket), array_agg(calls ORDER BY bucket), "
-        f"array_agg(latency_ms ORDER BY bucket) FROM ({rows}) AS b ({key}, bucket, calls, "
-        f"latency_ms) GROUP BY {key} ON CONFLICT ({key}) DO UPDATE SET "
-        "(buckets, calls, latency_ms) = (SELECT * FROM attune_merge(t.buckets, t.calls, "
-        "t.latency_ms, excluded.buckets, excluded.calls, excluded.latency_ms))"
+        f"INSERT INTO {table} AS t ({key}, buckets, calls, latency_ms) {_as_arrays(key, rows)} "
+        f"ON CONFLICT ({key}) DO UPDATE SET (buckets, calls, latency_ms) = (SELECT * FROM "
+        "attune_merge(t.buckets, t.calls, t.latency_ms, excluded.buckets, excluded.calls, "
+        "excluded.latency_ms))"
     )
 
 
@@ -361,9 +370,6 @@ def _upserts(source: str) -> tuple[str, str]:
         "GREATEST(rollups.newest_outage_ts, excluded.newest_outage_ts)",
         _histogram_upsert("latency_hours", _KEY, histogram),
     )
-
-
-_DAY_KEY = "workflow, stage, model, day, provider"
 
 
 def _daily(hourly: str, condition: str = "true") -> str:
