@@ -166,7 +166,6 @@ def main(argv: list[str] | None = None) -> int:
                 for policy in sim.reference_policies(world):
                     traces[policy.name] = sim.run_reference(policy, world)
                 ok, text = sim.seed_verdict(sim.RunResult(name, seed, traces, 0.0))
-                all_met &= ok
                 phases = ", ".join(
                     f"{phase} {value:.1f}"
                     for phase, value in traces["attune"].regret_by_phase.items()
@@ -174,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name} seed {seed}: {'met ' if ok else 'MISS'} {text}; attune {phases}")
                 for name_of, trace in traces.items():
                     regrets[name_of].append(trace.regret)
+            expected, comparison = sim.scenario_verdict(name, regrets)
+            all_met &= expected
             print(
                 f"{name}: "
                 + ", ".join(
@@ -181,10 +182,13 @@ def main(argv: list[str] | None = None) -> int:
                     f"{statistics.median(values):.1f})"
                     for name_of, values in regrets.items()
                 )
+                + f"; target {'met' if expected else 'MISSED'} ({comparison})"
             )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    print("every target met" if all_met else "a target was missed")
+    if args.seeds < 4:
+        print("(fewer than 4 seeds: the targets are judged on means over at least 4)")
+    print("every target met" if all_met and args.seeds >= 4 else "a target was missed")
     return 0 if all_met else 1
 
 
