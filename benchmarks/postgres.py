@@ -13,8 +13,10 @@ in the same run (on a shared machine the absolute figures move with other work):
   stage and for every pair: the server's share of the commands below;
 * ``attune route explain``, ``attune telemetry models`` (every pair, and one workflow's):
   median whole-process wall time ≤ 0.25 s, and the median CPU time of the process; references:
-  ``attune --version`` (the start-up every command pays) and ``import psycopg`` after the
-  modules the same command imports on SQLite (what the driver adds to every command here).
+  ``attune --version`` (the start-up every command pays), ``import psycopg`` after the
+  modules the same command imports on SQLite (what the driver adds to every command here), and
+  the stack alone (typer, Rich, sqlite3 and psycopg imported, a connection, ``SELECT 1``, a
+  one-row table printed: the floor under any command before attune's own code runs).
 
 Each run uses a schema of its own in the database at ``--url`` (default: ``ATTUNE_TEST_PG_URL``
 or the local server's ``postgres`` database) and drops it. ``--check`` exits 1 when a target is
@@ -171,8 +173,20 @@ def process_env(url: str, home: Path) -> dict[str, str]:
 # only the modules the driver adds (asyncio, ctypes, importlib.metadata, its type adapters ...).
 SQLITE_COMMAND_MODULES = (
     "attune_cli.cli.app, attune_cli.cli.route, attune_cli.core.routing.router, "
-    "attune_cli.core.telemetry.sqlite, rich.console, rich.table, httpx"
+    "attune_cli.core.telemetry.sqlite, rich.console, rich.table"
 )
+
+# The floor of any command on this stack, attune's own code left out: the libraries a command
+# imports (typer, Rich, sqlite3 and the driver), a connection, one round trip and a table of one
+# row printed. A command's wall time minus this is what attune's own code costs.
+STACK_FLOOR = """
+import os, sqlite3, typer, rich.console, rich.table, psycopg
+with psycopg.connect(os.environ["ATTUNE_STORE_URL"], autocommit=True) as conn:
+    conn.execute("SELECT 1").fetchall()
+table = rich.table.Table("model", "calls")
+table.add_row("m", "1")
+rich.console.Console().print(table)
+"""
 
 COMMANDS: tuple[tuple[str, list[str]], ...] = (
     (
@@ -268,10 +282,22 @@ def main() -> int:
                 "over what the same command imports on SQLite",
                 flush=True,
             )
+            floor = (
+                statistics.median(
+                    time_runs_ms([sys.executable, "-c", STACK_FLOOR], options.runs, env)[0]
+                )
+                / 1000
+            )
+            print(
+                f"{'the stack alone (reference)':<40} wall {floor:.3f} s: typer, Rich, sqlite3 "
+                "and psycopg imported, a connection, SELECT 1, a one-row table printed",
+                flush=True,
+            )
             for label, args in COMMANDS:
                 wall, cpu = process_s(env, args, options.runs)
                 print(
-                    f"{label:<40} wall {wall:.3f} s, cpu {cpu:.3f} s (≤ 0.25 s wall)"
+                    f"{label:<40} wall {wall:.3f} s, cpu {cpu:.3f} s (≤ 0.25 s wall), "
+                    f"{wall - floor:.3f} s over the stack alone"
                     f"{'' if wall <= 0.25 else '  MISSED'}",
                     flush=True,
                 )
