@@ -188,8 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(folder, ignore_errors=True)
     if args.seeds < 4:
         print("(fewer than 4 seeds: the targets are judged on means over at least 4)")
-    print("every target met" if all_met and args.seeds >= 4 else "a target was missed")
-    return 0 if all_met else 1
+    met = all_met and args.seeds >= 4
+    print("every target met" if met else "a target was missed")
+    return 0 if met else 1
 
 
 if __name__ == "__main__":
