@@ -366,13 +366,15 @@ def test_the_gateway_bills_by_the_mode_too(attune_home: Path, fake_claude: FakeC
         line = process.stderr.readline()
         assert "listening on " in line, line
         url = line.split("listening on ", 1)[1].strip()
-        client = anthropic.Anthropic(base_url=url, api_key="sk-client-0123456789")
-        message = client.messages.create(
-            model="attune/ci/triage",
-            max_tokens=64,
-            system="Be brief.",
-            messages=[{"role": "user", "content": "hi"}],
-        )
+        # Closed here: its pooled socket would otherwise warn when garbage collected, in
+        # whichever test happens to be running then.
+        with anthropic.Anthropic(base_url=url, api_key="sk-client-0123456789") as client:
+            message = client.messages.create(
+                model="attune/ci/triage",
+                max_tokens=64,
+                system="Be brief.",
+                messages=[{"role": "user", "content": "hi"}],
+            )
     finally:
         process.send_signal(signal.SIGTERM)
         try:
