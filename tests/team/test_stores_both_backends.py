@@ -226,10 +226,10 @@ def test_verify_finds_corrupted_spend_table_rows(store: TelemetryStore) -> None:
 def _bucket_rows_histogram(conn: Any, *, daily: bool) -> None:
     """The latency histograms of ``calls`` as schemas 1 to 5 kept them: a row per bucket in
     ``rollup_latency`` (and, from schema 2 on, in ``rollup_latency_day``)."""
-    from attune_cli.core.telemetry import postgres
+    from attune_cli.core.telemetry import postgres, rollups
 
     conn.execute(
-        f"INSERT INTO rollup_latency ({postgres._KEY}, bucket, calls, latency_ms) "
+        f"INSERT INTO rollup_latency ({rollups.KEY}, bucket, calls, latency_ms) "
         + postgres._aggregate("calls")[1]
     )
     if daily:

@@ -195,10 +195,6 @@ _V5 = (
 )
 
 
-_KEY = "workflow, stage, model, hour, provider"
-_DAY_KEY = "workflow, stage, model, day, provider"
-
-
 def _as_arrays(key: str, rows: str) -> str:
     """A SELECT of histogram ``rows`` (``key``, bucket, calls, latency_ms: a row per key and
     bucket) as a row per key holding its buckets in arrays, in bucket order."""
@@ -257,8 +253,8 @@ def _histogram_view(name: str, table: str, period: str) -> str:
 _V6 = (
     "DROP INDEX calls_workflow_stage_ts;\n"
     "CREATE INDEX calls_workflow_stage_ts ON calls(workflow, stage, ts);\n"
-    + _histogram_table("latency_hours", _KEY, "rollup_latency")
-    + _histogram_table("latency_days", _DAY_KEY, "rollup_latency_day")
+    + _histogram_table("latency_hours", rollups.KEY, "rollup_latency")
+    + _histogram_table("latency_days", rollups.DAY_KEY, "rollup_latency_day")
     + "DROP TABLE rollup_latency, rollup_latency_day;\n"
     + _histogram_view("rollup_latency", "latency_hours", "hour")
     + _histogram_view("rollup_latency_day", "latency_days", "day")
@@ -366,9 +362,9 @@ def _upserts(source: str) -> tuple[str, str]:
     added = ", ".join(f"{c} = rollups.{c} + excluded.{c}" for c in _COUNTS)
     return (
         f"INSERT INTO rollups ({', '.join(rollups.ROLLUP_COLUMNS)}) {aggregate} "
-        f"ON CONFLICT ({_KEY}) DO UPDATE SET {added}, newest_outage_ts = "
+        f"ON CONFLICT ({rollups.KEY}) DO UPDATE SET {added}, newest_outage_ts = "
         "GREATEST(rollups.newest_outage_ts, excluded.newest_outage_ts)",
-        _histogram_upsert("latency_hours", _KEY, histogram),
+        _histogram_upsert("latency_hours", rollups.KEY, histogram),
     )
 
 
@@ -384,7 +380,7 @@ def _daily(hourly: str, condition: str = "true") -> str:
 
 def _daily_upsert(hourly: str, condition: str = "true") -> str:
     """An upsert adding hourly histogram rows (of ``hourly``) to ``latency_days``."""
-    return _histogram_upsert("latency_days", _DAY_KEY, _daily(hourly, condition))
+    return _histogram_upsert("latency_days", rollups.DAY_KEY, _daily(hourly, condition))
 
 
 def _roll_up(source: str) -> str:
@@ -397,7 +393,7 @@ def _roll_up(source: str) -> str:
     return (
         f"r AS ({rollup_upsert} RETURNING 1), "
         f"h AS MATERIALIZED ({histogram}), "
-        f"l AS ({_histogram_upsert('latency_hours', _KEY, 'SELECT * FROM h')} RETURNING 1), "
+        f"l AS ({_histogram_upsert('latency_hours', rollups.KEY, 'SELECT * FROM h')} RETURNING 1), "
         f"d AS ({_daily_upsert('h')} RETURNING 1)"
     )
 

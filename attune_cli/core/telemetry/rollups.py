@@ -282,8 +282,9 @@ ROLLUP_COLUMNS: tuple[str, ...] = (
     *_COUNTS,
     "newest_outage_ts",
 )
-_KEY = "workflow, stage, model, hour, provider"
-_DAY_KEY = "workflow, stage, model, day, provider"
+# The key of an hourly rollup (and of its histogram rows, before the bucket), and of a daily one.
+KEY = "workflow, stage, model, hour, provider"
+DAY_KEY = "workflow, stage, model, day, provider"
 
 
 # A latency the histogram can hold: stores written before attune refused `inf` may have one,
@@ -389,19 +390,19 @@ def upsert_sql(source: str, *, bucket_function: str = "attune_bucket") -> tuple[
     day = hour_sql("hour", DAY_S)
     return (
         f"INSERT INTO rollups ({', '.join(ROLLUP_COLUMNS)}) {rollups} "
-        f"ON CONFLICT ({_KEY}) DO UPDATE SET {added}, {newest}",
+        f"ON CONFLICT ({KEY}) DO UPDATE SET {added}, {newest}",
         f"CREATE TEMP TABLE IF NOT EXISTS {_NEW_HISTOGRAM.removeprefix('temp.')} "
-        f"({_KEY}, bucket, calls, latency_ms)",
+        f"({KEY}, bucket, calls, latency_ms)",
         f"DELETE FROM {_NEW_HISTOGRAM}",
         f"INSERT INTO {_NEW_HISTOGRAM} {histogram}",
-        f"INSERT INTO rollup_latency ({_KEY}, bucket, calls, latency_ms) "
+        f"INSERT INTO rollup_latency ({KEY}, bucket, calls, latency_ms) "
         f"SELECT * FROM {_NEW_HISTOGRAM} WHERE true "
-        f"ON CONFLICT ({_KEY}, bucket) DO UPDATE SET calls = calls + excluded.calls, "
+        f"ON CONFLICT ({KEY}, bucket) DO UPDATE SET calls = calls + excluded.calls, "
         "latency_ms = latency_ms + excluded.latency_ms",
-        f"INSERT INTO rollup_latency_day ({_DAY_KEY}, bucket, calls, latency_ms) "
+        f"INSERT INTO rollup_latency_day ({DAY_KEY}, bucket, calls, latency_ms) "
         f"SELECT workflow, stage, model, {day}, provider, bucket, SUM(calls), TOTAL(latency_ms) "
         f"FROM {_NEW_HISTOGRAM} WHERE true GROUP BY 1, 2, 3, 4, 5, 6 "
-        f"ON CONFLICT ({_DAY_KEY}, bucket) DO UPDATE SET calls = calls + excluded.calls, "
+        f"ON CONFLICT ({DAY_KEY}, bucket) DO UPDATE SET calls = calls + excluded.calls, "
         "latency_ms = latency_ms + excluded.latency_ms",
     )
 
